@@ -1,0 +1,2 @@
+//! fathom autoscaler crate (skeleton; filled by its issue).
+#![deny(missing_docs)]

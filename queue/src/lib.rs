@@ -1,0 +1,2 @@
+//! fathom queue crate (skeleton; filled by its issue).
+#![deny(missing_docs)]
