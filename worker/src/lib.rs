@@ -1,2 +1,5 @@
-//! fathom worker crate (skeleton; filled by its issue).
+//! fathom's analyzer: image sources, the streaming layer pipeline, catalogers, the merge, SBOM writers.
 #![deny(missing_docs)]
+
+pub mod catalog;
+pub mod model;
