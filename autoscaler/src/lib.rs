@@ -1,2 +1,13 @@
-//! fathom autoscaler crate (skeleton; filled by its issue).
+//! fathom's autoscaler: sizes the analyzer fleet from the queue's depth.
+//!
+//! Overview:
+//! - [`decision`] is the pure core: [`decide`] turns a [`QueueSnapshot`], the current replica count, a
+//!   [`Policy`] and an [`Override`] into a [`Decision`], keeping its history in a caller-owned
+//!   [`DecisionState`].
 #![deny(missing_docs)]
+
+pub mod decision;
+mod error;
+
+pub use decision::{decide, Decision, DecisionState, Override, Policy, QueueSnapshot, Reason};
+pub use error::{Error, Result};
