@@ -6,7 +6,25 @@
 //! same bytes to each interested cataloger's [`catalog`](Cataloger::catalog). A cataloger never sees other
 //! files and never does IO, so it is trivially testable with real database files as fixtures.
 
+mod apk;
+mod distro;
+mod dpkg;
+mod os;
+mod rpm;
+mod util;
+
+pub use apk::ApkCataloger;
+pub use distro::{release_file_rank, DistroCataloger};
+pub use dpkg::DpkgCataloger;
+pub use os::{apply_distro, META_ARCH, META_EPOCH, META_UPSTREAM};
+pub use rpm::RpmCataloger;
+
 use crate::model::{Distro, Package};
+
+/// Every cataloger fathom runs, in a fixed order.
+pub fn default_catalogers() -> Vec<Box<dyn Cataloger>> {
+    vec![Box::new(DistroCataloger), Box::new(DpkgCataloger), Box::new(ApkCataloger), Box::new(RpmCataloger)]
+}
 
 /// What the pipeline knows about a tar entry before reading its bytes.
 #[derive(Debug, Clone, Copy)]
