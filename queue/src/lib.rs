@@ -1,2 +1,33 @@
-//! fathom queue crate (skeleton; filled by its issue).
+//! fathom's job queue on PostgreSQL.
+//!
+//! Overview: [`Queue`] is the hot-path handle (a tiny tokio-postgres pool with prepared statements, or
+//! unnamed statements behind PgBouncer). Producers [`Queue::enqueue_many`] [`NewJob`]s (deduplicated by key);
+//! workers [`Queue::claim`] batches with `FOR UPDATE SKIP LOCKED`, each job leased to them with a fencing
+//! [`Lease`] token that [`Queue::heartbeat`] extends and [`Queue::complete`] / [`Queue::fail`] /
+//! [`Queue::release`] must present. Expired leases are rescued by any worker ([`Queue::rescue_expired`]).
+//! [`Waker`] turns LISTEN/NOTIFY into wake-ups with a polling fallback. [`Queue::stats`] feeds the
+//! autoscaler. [`tx`] runs enqueue and complete inside a caller's sqlx transaction. [`migrate()`] applies
+//! the schema; [`testing`] starts throwaway clusters for tests and the demo.
 #![deny(missing_docs)]
+
+mod claim;
+mod enqueue;
+mod error;
+mod inspect;
+mod lease;
+mod maintain;
+mod migrate;
+mod model;
+mod notify;
+mod queue;
+pub mod testing;
+pub mod tx;
+
+pub use error::{Error, Result};
+pub use migrate::{migrate, migrator};
+pub use model::{
+    ClaimedJob, Enqueued, FailOutcome, Failure, HeartbeatOutcome, JobRecord, JobState, Lease,
+    NewJob, QueueStats,
+};
+pub use notify::{Wake, Waker, CHANNEL};
+pub use queue::{Queue, QueueConfig, StatementMode};

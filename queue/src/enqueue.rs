@@ -1,0 +1,127 @@
+//! Enqueue: one round trip for any number of jobs (`unnest`), idempotent by dedup key.
+
+use tokio_postgres::types::Type;
+
+use crate::error::{Error, Result};
+use crate::model::{Enqueued, NewJob};
+use crate::queue::{secs, Queue};
+
+/// Inserts a batch; for each input row (in order) returns the new id, or the id of the live job with the
+/// same (kind, dedup key) — including a twin earlier in the same batch. Ids are drawn before the insert so
+/// RETURNING rows can be matched back to inputs. `id` is NULL only when the conflicting job was inserted
+/// by a concurrent transaction this statement's snapshot cannot see; the caller retries those rows.
+pub(crate) const ENQUEUE_SQL: &str = r#"
+WITH input AS MATERIALIZED (
+    SELECT nextval(pg_get_serial_sequence('fathom_jobs', 'id')) AS id, t.*
+    FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::int2[], $5::float8[], $6::int4[])
+         WITH ORDINALITY AS t(kind, payload, dedup_key, priority, delay_s, max_attempts, ord)
+),
+ins AS (
+    INSERT INTO fathom_jobs (id, kind, payload, dedup_key, priority, run_at, max_attempts)
+    SELECT id, kind, payload, dedup_key, priority, now() + make_interval(secs => delay_s), max_attempts
+    FROM input ORDER BY ord
+    ON CONFLICT (kind, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')
+    DO NOTHING
+    RETURNING id
+)
+SELECT input.ord, coalesce(ins.id, twin.id, live.id) AS id, ins.id IS NOT NULL AS created
+FROM input
+LEFT JOIN ins ON ins.id = input.id
+LEFT JOIN LATERAL (
+    SELECT i2.id FROM input i2 JOIN ins ins2 ON ins2.id = i2.id
+    WHERE ins.id IS NULL AND i2.kind = input.kind AND i2.dedup_key = input.dedup_key
+    LIMIT 1
+) twin ON true
+LEFT JOIN LATERAL (
+    SELECT j.id FROM fathom_jobs j
+    WHERE ins.id IS NULL AND j.kind = input.kind AND j.dedup_key = input.dedup_key
+      AND j.state IN ('queued', 'running')
+    LIMIT 1
+) live ON true
+ORDER BY input.ord
+"#;
+
+/// Column arrays of a batch, in the order [`ENQUEUE_SQL`] binds them.
+pub(crate) struct Columns {
+    pub kinds: Vec<String>,
+    pub payloads: Vec<serde_json::Value>,
+    pub dedup_keys: Vec<Option<String>>,
+    pub priorities: Vec<i16>,
+    pub delays: Vec<f64>,
+    pub max_attempts: Vec<i32>,
+}
+
+impl Columns {
+    pub(crate) fn of(jobs: &[NewJob]) -> Columns {
+        Columns {
+            kinds: jobs.iter().map(|j| j.kind.clone()).collect(),
+            payloads: jobs.iter().map(|j| j.payload.clone()).collect(),
+            dedup_keys: jobs.iter().map(|j| j.dedup_key.clone()).collect(),
+            priorities: jobs.iter().map(|j| j.priority).collect(),
+            delays: jobs.iter().map(|j| secs(j.delay)).collect(),
+            max_attempts: jobs.iter().map(|j| j.max_attempts.max(1)).collect(),
+        }
+    }
+}
+
+/// Rounds a statement may be retried for rows whose conflicting twin was invisible to its snapshot.
+pub(crate) const MAX_ENQUEUE_ROUNDS: usize = 5;
+
+impl Queue {
+    /// Enqueues one job (see [`Queue::enqueue_many`]).
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let mut out = self.enqueue_many(std::slice::from_ref(&job)).await?;
+        out.pop()
+            .ok_or_else(|| Error::Config("enqueue returned no row".into()))
+    }
+
+    /// Enqueues a batch in one statement; one NOTIFY wakes workers for the whole batch. Returns one
+    /// [`Enqueued`] per input, in order; a job whose dedup key matches a queued or running job is not
+    /// inserted and reports that job's id.
+    pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
+        let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+        let mut pending: Vec<usize> = (0..jobs.len()).collect();
+        for _ in 0..MAX_ENQUEUE_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            let batch: Vec<NewJob> = pending.iter().map(|&i| jobs[i].clone()).collect();
+            let c = Columns::of(&batch);
+            let rows = self
+                .query(
+                    ENQUEUE_SQL,
+                    &[
+                        (&c.kinds, Type::TEXT_ARRAY),
+                        (&c.payloads, Type::JSONB_ARRAY),
+                        (&c.dedup_keys, Type::TEXT_ARRAY),
+                        (&c.priorities, Type::INT2_ARRAY),
+                        (&c.delays, Type::FLOAT8_ARRAY),
+                        (&c.max_attempts, Type::INT4_ARRAY),
+                    ],
+                )
+                .await?;
+            let mut still = Vec::new();
+            for (row, &input) in rows.iter().zip(&pending) {
+                let id: Option<i64> = row.try_get("id")?;
+                match id {
+                    Some(id) => {
+                        results[input] = Some(Enqueued {
+                            id,
+                            created: row.try_get("created")?,
+                        })
+                    }
+                    None => still.push(input),
+                }
+            }
+            pending = still;
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.ok_or_else(|| {
+                    Error::Config("enqueue kept racing a concurrent duplicate; try again".into())
+                })
+            })
+            .collect()
+    }
+}

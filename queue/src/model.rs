@@ -1,0 +1,265 @@
+//! The queue's vocabulary: jobs to enqueue, claimed jobs and their leases, outcomes and statistics.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of a job. `queued → running → succeeded | failed | dead`, `running → queued` on retry,
+/// release or rescue, `queued → cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting to be claimed (possibly not before `run_at`).
+    Queued,
+    /// Claimed by a worker holding a lease.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Failed with a permanent error; will not be retried.
+    Failed,
+    /// Failed on every allowed attempt; kept with its last error.
+    Dead,
+    /// Cancelled while queued.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Dead,
+        JobState::Cancelled,
+    ];
+
+    /// The name stored in the `state` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a `state` column value.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    /// Whether the job will never run again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// What the job is (`analyze`); workers claim by kind.
+    pub kind: String,
+    /// Arguments (image reference, options).
+    pub payload: serde_json::Value,
+    /// While a job with the same kind and key is queued or running, enqueueing returns that job instead.
+    pub dedup_key: Option<String>,
+    /// Lower runs first; 0 is the default.
+    pub priority: i16,
+    /// Not claimable before now + delay (measured on the database server's clock).
+    pub delay: Duration,
+    /// Attempts before the job goes `dead`.
+    pub max_attempts: i32,
+}
+
+impl NewJob {
+    /// A job of `kind` with `payload`, default priority, no delay, 5 attempts, no dedup key.
+    pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        Self {
+            kind: kind.into(),
+            payload,
+            dedup_key: None,
+            priority: 0,
+            delay: Duration::ZERO,
+            max_attempts: 5,
+        }
+    }
+
+    /// Sets the dedup key.
+    pub fn dedup_key(mut self, key: impl Into<String>) -> Self {
+        self.dedup_key = Some(key.into());
+        self
+    }
+
+    /// Sets the priority (lower runs first).
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Delays the first run.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Sets the number of attempts before the job goes dead (at least 1).
+    pub fn max_attempts(mut self, attempts: i32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+}
+
+/// The outcome of enqueueing one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enqueued {
+    /// The job's id (an existing live job's id when deduplicated).
+    pub id: i64,
+    /// False when a live job with the same dedup key already existed.
+    pub created: bool,
+}
+
+/// Proof of ownership of a running job: its id and the fencing token handed out by the claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lease {
+    /// The job.
+    pub job_id: i64,
+    /// Fencing token; changes on every claim, cleared on rescue.
+    pub token: i64,
+}
+
+/// A job handed to a worker by [`crate::Queue::claim`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    /// The lease to present to heartbeat/complete/fail/release.
+    pub lease: Lease,
+    /// Job kind.
+    pub kind: String,
+    /// Job arguments.
+    pub payload: serde_json::Value,
+    /// Priority it was claimed at.
+    pub priority: i16,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// When the lease runs out unless extended by a heartbeat.
+    pub lease_expires_at: SystemTime,
+    /// When the job was enqueued.
+    pub enqueued_at: SystemTime,
+    /// When this claim happened (server clock).
+    pub claimed_at: SystemTime,
+}
+
+impl ClaimedJob {
+    /// The job's id.
+    pub fn id(&self) -> i64 {
+        self.lease.job_id
+    }
+
+    /// Time between enqueue and this claim.
+    pub fn queue_wait(&self) -> Duration {
+        self.claimed_at
+            .duration_since(self.enqueued_at)
+            .unwrap_or_default()
+    }
+}
+
+/// How a job failed, decided where the error was born.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth another attempt: capped exponential backoff with jitter, at least `retry_after` if given.
+    Retryable {
+        /// A delay the remote side asked for (HTTP 429/503 `Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// Will fail the same way every time: the job goes `failed` at once.
+    Permanent,
+}
+
+/// What [`crate::Queue::fail`] did with the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailOutcome {
+    /// `queued` (will retry), `failed` or `dead`.
+    pub state: JobState,
+    /// When a retry becomes claimable.
+    pub run_at: SystemTime,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatOutcome {
+    /// Jobs whose lease was extended.
+    pub extended: Vec<i64>,
+    /// Jobs whose lease is no longer ours: stop working on them and drop their results.
+    pub lost: Vec<i64>,
+}
+
+/// A snapshot of the queue, from one cheap query (the autoscaler's input).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Queued and claimable now.
+    pub ready: i64,
+    /// Queued for later (backoff or delay).
+    pub scheduled: i64,
+    /// Claimed and leased.
+    pub running: i64,
+    /// Finished successfully (since the last prune).
+    pub succeeded: i64,
+    /// Failed permanently (since the last prune).
+    pub failed: i64,
+    /// Out of attempts (since the last prune).
+    pub dead: i64,
+    /// Cancelled (since the last prune).
+    pub cancelled: i64,
+    /// Age of the oldest claimable job, in seconds (0 when none).
+    pub oldest_ready_age_s: f64,
+}
+
+impl QueueStats {
+    /// All queued jobs, ready or scheduled.
+    pub fn queued(&self) -> i64 {
+        self.ready + self.scheduled
+    }
+}
+
+/// A job row as stored, for status displays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Id.
+    pub id: i64,
+    /// Kind.
+    pub kind: String,
+    /// Arguments.
+    pub payload: serde_json::Value,
+    /// Dedup key, if any.
+    pub dedup_key: Option<String>,
+    /// State.
+    pub state: JobState,
+    /// Priority.
+    pub priority: i16,
+    /// Attempts made.
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Worker holding (or that last held) the lease.
+    pub lease_owner: Option<String>,
+    /// Last error message.
+    pub last_error: Option<String>,
+    /// Enqueue time.
+    pub enqueued_at: SystemTime,
+    /// Earliest next run.
+    pub run_at: SystemTime,
+    /// First claim time.
+    pub first_claimed_at: Option<SystemTime>,
+    /// Finish time.
+    pub finished_at: Option<SystemTime>,
+}

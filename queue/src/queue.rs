@@ -1,0 +1,122 @@
+//! [`Queue`]: the hot-path handle on the job table, over a small deadpool of tokio-postgres connections.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Row};
+
+use crate::error::{Error, Result};
+
+/// How statements reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatementMode {
+    /// Named prepared statements cached per connection: fastest on a direct connection.
+    #[default]
+    Prepared,
+    /// The unnamed statement, parse+bind+execute in one round trip, no session state: works behind
+    /// PgBouncer in transaction mode.
+    Unnamed,
+}
+
+/// Tuning of a [`Queue`].
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Connections in the pool. Keep it tiny on workers: a thousand pods × a big pool is more than
+    /// Postgres accepts.
+    pub pool_size: usize,
+    /// Prepared statements or PgBouncer-safe unnamed statements.
+    pub statement_mode: StatementMode,
+    /// First retry delay of a retryable failure; doubles per attempt.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_cap: Duration,
+    /// Give up connecting (or waiting for a pooled connection) after this long.
+    pub connect_timeout: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            pool_size: 4,
+            statement_mode: StatementMode::Prepared,
+            backoff_base: Duration::from_secs(2),
+            backoff_cap: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The job queue. Cheap to clone; every clone shares the pool.
+#[derive(Clone)]
+pub struct Queue {
+    pub(crate) pool: Pool,
+    pub(crate) config: QueueConfig,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("config", &self.config)
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Opens a pool to `database_url` (`postgres://user@host:port/db`, `?host=/socket/dir` for a unix
+    /// socket). Connections are made lazily: this does not fail when the server is down.
+    pub fn connect(database_url: &str, config: QueueConfig) -> Result<Queue> {
+        let mut pg = tokio_postgres::Config::from_str(database_url)
+            .map_err(|e| Error::Config(format!("database URL: {e}")))?;
+        pg.connect_timeout(config.connect_timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("fathom-queue");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| Error::Config(format!("connection pool: {e}")))?;
+        Ok(Queue { pool, config })
+    }
+
+    /// The configuration this queue was opened with.
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// Runs one statement and returns its rows, honouring the statement mode.
+    pub(crate) async fn query(
+        &self,
+        sql: &'static str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>> {
+        let client = self.pool.get().await?;
+        let rows = match self.config.statement_mode {
+            StatementMode::Prepared => {
+                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+                let statement = client.prepare_typed_cached(sql, &types).await?;
+                let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+                client.query(&statement, &values).await?
+            }
+            StatementMode::Unnamed => client.query_typed(sql, params).await?,
+        };
+        Ok(rows)
+    }
+}
+
+/// Seconds as the float8 the SQL takes for intervals (`make_interval(secs => $n)`).
+pub(crate) fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

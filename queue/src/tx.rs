@@ -1,0 +1,68 @@
+//! The same statements on the caller's sqlx connection or transaction, for work that must commit together
+//! with a queue change: the API enqueues in the transaction that records an image; a worker stores its result
+//! and completes the job in one transaction, so a result exists exactly when its job succeeded.
+
+use sqlx::PgConnection;
+
+use crate::enqueue::{Columns, ENQUEUE_SQL, MAX_ENQUEUE_ROUNDS};
+use crate::error::{Error, Result};
+use crate::lease::COMPLETE_SQL;
+use crate::model::{Enqueued, Lease, NewJob};
+
+/// [`crate::Queue::enqueue_many`] on the caller's connection (inside its transaction, if it has one).
+pub async fn enqueue_many_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
+    let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+    let mut pending: Vec<usize> = (0..jobs.len()).collect();
+    for _ in 0..MAX_ENQUEUE_ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        let batch: Vec<NewJob> = pending.iter().map(|&i| jobs[i].clone()).collect();
+        let c = Columns::of(&batch);
+        let rows: Vec<(i64, Option<i64>, bool)> = sqlx::query_as(ENQUEUE_SQL)
+            .bind(&c.kinds)
+            .bind(&c.payloads)
+            .bind(&c.dedup_keys)
+            .bind(&c.priorities)
+            .bind(&c.delays)
+            .bind(&c.max_attempts)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut still = Vec::new();
+        for ((_, id, created), &input) in rows.iter().zip(&pending) {
+            match id {
+                Some(id) => {
+                    results[input] = Some(Enqueued {
+                        id: *id,
+                        created: *created,
+                    })
+                }
+                None => still.push(input),
+            }
+        }
+        pending = still;
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.ok_or_else(|| Error::Config("enqueue kept racing a concurrent duplicate".into()))
+        })
+        .collect()
+}
+
+/// [`crate::Queue::complete`] on the caller's connection: commit it with the job's result, and roll the
+/// result back on [`Error::LeaseLost`].
+pub async fn complete_in(conn: &mut PgConnection, lease: Lease) -> Result<()> {
+    let done: Vec<(i64,)> = sqlx::query_as(COMPLETE_SQL)
+        .bind(vec![lease.job_id])
+        .bind(vec![lease.token])
+        .fetch_all(&mut *conn)
+        .await?;
+    if done.is_empty() {
+        Err(Error::LeaseLost {
+            job_id: lease.job_id,
+        })
+    } else {
+        Ok(())
+    }
+}
