@@ -1,0 +1,357 @@
+//! The engine's entry point: resolve an image, fetch and analyze its layers in parallel (skipping cached
+//! ones), merge them, and return one serializable [`ImageAnalysis`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::LayerCache;
+use crate::catalog::Cataloger;
+use crate::error::{AnalyzeError, Result};
+use crate::layer::{self, Compression, LayerContext, LayerResult, Limits};
+use crate::merge::{self, FilesSummary, ImagePackage};
+use crate::model::Distro;
+use crate::source::manifest::check_digest;
+use crate::source::registry::{Registry, RegistryOptions};
+use crate::source::{self, ImageInfo, ImageSource, Platform, ResolvedImage};
+
+/// Version of the [`ImageAnalysis`] document layout.
+pub const SCHEMA: &str = "fathom.analysis/v1";
+
+/// How the analyzer fetches and how much it may spend.
+#[derive(Debug, Clone)]
+pub struct AnalyzerOptions {
+    /// Platform to pick from multi-arch indexes.
+    pub platform: Platform,
+    /// Registry access.
+    pub registry: RegistryOptions,
+    /// Per-layer limits.
+    pub limits: Limits,
+    /// Uncompressed bytes all layers of one image may inflate to together.
+    pub max_image_inflated: u64,
+    /// Layers downloaded and analyzed at once (each holds one inflater and a few chunks of download).
+    pub layers_in_flight: usize,
+}
+
+impl Default for AnalyzerOptions {
+    fn default() -> Self {
+        AnalyzerOptions {
+            platform: Platform::default(),
+            registry: RegistryOptions::default(),
+            limits: Limits::default(),
+            max_image_inflated: 64 << 30,
+            layers_in_flight: rayon::current_num_threads().max(2),
+        }
+    }
+}
+
+/// Which analyzer produced a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalyzerInfo {
+    /// fathom-worker version.
+    pub version: String,
+    /// Catalogers and pipeline versions (the layer cache key).
+    pub cache_key: String,
+}
+
+/// One layer in the analysis document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerSummary {
+    /// Position, base first.
+    pub index: usize,
+    /// Layer digest.
+    pub digest: String,
+    /// Compression found in the blob.
+    pub compression: Compression,
+    /// Whether the result came from the layer cache (nothing was downloaded).
+    pub from_cache: bool,
+    /// Tar entries.
+    pub entries: u64,
+    /// Uncompressed size.
+    pub inflated_bytes: u64,
+    /// Packages found in this layer (visible or not in the final image).
+    pub packages: usize,
+    /// Paths this layer deletes from lower layers.
+    pub whiteouts: Vec<String>,
+    /// Directories this layer makes opaque.
+    pub opaque_dirs: Vec<String>,
+}
+
+/// Counters and timings of one analysis.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisStats {
+    /// Stored (compressed) bytes downloaded or read.
+    pub bytes_fetched: u64,
+    /// Uncompressed bytes walked.
+    pub bytes_inflated: u64,
+    /// Layers fetched and analyzed.
+    pub layers_fetched: usize,
+    /// Layers answered by the cache.
+    pub cache_hits: usize,
+    /// Layers the cache did not have.
+    pub cache_misses: usize,
+    /// Milliseconds resolving manifest and config.
+    pub resolve_ms: u64,
+    /// Milliseconds fetching and analyzing layers.
+    pub layers_ms: u64,
+    /// Milliseconds merging.
+    pub merge_ms: u64,
+}
+
+/// The result of analyzing one image: what the store keeps and the SBOM writers read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageAnalysis {
+    /// Document layout version ([`SCHEMA`]).
+    pub schema: String,
+    /// Which analyzer produced it.
+    pub analyzer: AnalyzerInfo,
+    /// The image.
+    pub image: ImageInfo,
+    /// Distribution, from the visible os-release chain.
+    pub distro: Option<Distro>,
+    /// Packages visible in the final image, each with the layers that introduced and last changed it.
+    pub packages: Vec<ImagePackage>,
+    /// Final filesystem counts.
+    pub files: FilesSummary,
+    /// Per-layer facts.
+    pub layers: Vec<LayerSummary>,
+    /// Non-fatal problems, each naming its layer and file.
+    pub warnings: Vec<String>,
+    /// Counters and timings.
+    pub stats: AnalysisStats,
+}
+
+struct Inner {
+    catalogers: Vec<Box<dyn Cataloger>>,
+    options: AnalyzerOptions,
+    registry: Arc<Registry>,
+    cache_key: String,
+}
+
+/// Analyzes images. Cheap to clone; share one per process so registry connections and tokens are reused.
+/// Its async methods must run inside a tokio runtime; the CPU work runs on rayon's pool.
+#[derive(Clone)]
+pub struct Analyzer {
+    inner: Arc<Inner>,
+}
+
+impl Analyzer {
+    /// An analyzer with these catalogers.
+    pub fn new(catalogers: Vec<Box<dyn Cataloger>>, options: AnalyzerOptions) -> Self {
+        let mut versions: Vec<String> = catalogers
+            .iter()
+            .map(|c| format!("{}={}", c.name(), c.version()))
+            .collect();
+        versions.sort();
+        let cache_key = format!(
+            "pipeline={};files={};{}",
+            layer::PIPELINE_VERSION,
+            options.limits.max_recorded_files,
+            versions.join(";")
+        );
+        let registry = Arc::new(Registry::new(options.registry.clone()));
+        Analyzer {
+            inner: Arc::new(Inner {
+                catalogers,
+                options,
+                registry,
+                cache_key,
+            }),
+        }
+    }
+
+    /// The layer cache key: pipeline version plus every cataloger's name and version.
+    pub fn cache_key(&self) -> &str {
+        &self.inner.cache_key
+    }
+
+    /// Reads the manifest and config only (no layer is touched), e.g. to look the manifest digest up in a
+    /// results store before analyzing.
+    pub async fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage> {
+        let platform = &self.inner.options.platform;
+        match source {
+            ImageSource::Registry { reference } => {
+                self.inner
+                    .registry
+                    .resolve(reference, platform, &source.to_string())
+                    .await
+            }
+            local => {
+                let local = local.clone();
+                let platform = platform.clone();
+                tokio::task::spawn_blocking(move || source::resolve_local(&local, &platform))
+                    .await
+                    .map_err(|e| AnalyzeError::Internal(format!("resolve task: {e}")))?
+            }
+        }
+    }
+
+    /// Resolves and analyzes an image.
+    pub async fn analyze(
+        &self,
+        source: &ImageSource,
+        cache: &dyn LayerCache,
+    ) -> Result<ImageAnalysis> {
+        let started = Instant::now();
+        let image = self.resolve(source).await?;
+        let resolve_ms = started.elapsed().as_millis() as u64;
+        let mut analysis = self.analyze_resolved(&image, cache).await?;
+        analysis.stats.resolve_ms = resolve_ms;
+        Ok(analysis)
+    }
+
+    /// Analyzes a resolved image: cached layers are not downloaded at all; the others are fetched and
+    /// analyzed `layers_in_flight` at a time.
+    pub async fn analyze_resolved(
+        &self,
+        image: &ResolvedImage,
+        cache: &dyn LayerCache,
+    ) -> Result<ImageAnalysis> {
+        let inner = &self.inner;
+        for layer in &image.info.layers {
+            check_digest(&layer.digest, "layer")?;
+            if Compression::from_media_type(&layer.media_type).is_err() {
+                return Err(AnalyzeError::UnsupportedMediaType {
+                    what: format!("layer {}", layer.digest),
+                    media_type: layer.media_type.clone(),
+                });
+            }
+        }
+        let started = Instant::now();
+        let inflated = Arc::new(AtomicU64::new(0));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut warnings = Vec::new();
+        let jobs = image.info.layers.iter().enumerate().map(|(index, _)| {
+            let inflated = Arc::clone(&inflated);
+            let cancel = Arc::clone(&cancel);
+            async move { self.layer(image, index, cache, inflated, cancel).await }
+        });
+        let mut stream = futures_util::stream::iter(jobs)
+            .buffer_unordered(inner.options.layers_in_flight.max(1));
+        let mut results: Vec<Option<(LayerResult, bool)>> = vec![None; image.info.layers.len()];
+        while let Some(done) = stream.next().await {
+            match done {
+                Ok((index, result, hit, warning)) => {
+                    warnings.extend(warning);
+                    results[index] = Some((result, hit));
+                }
+                Err(e) => {
+                    cancel.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        drop(stream);
+        let layers_ms = started.elapsed().as_millis() as u64;
+        let results: Vec<(LayerResult, bool)> = results.into_iter().flatten().collect();
+        let merge_started = Instant::now();
+        let refs: Vec<&LayerResult> = results.iter().map(|(r, _)| r).collect();
+        let merged = merge::merge(&refs);
+        let mut stats = AnalysisStats {
+            layers_ms,
+            merge_ms: merge_started.elapsed().as_millis() as u64,
+            ..Default::default()
+        };
+        let mut summaries = Vec::with_capacity(results.len());
+        for (index, (result, hit)) in results.iter().enumerate() {
+            if *hit {
+                stats.cache_hits += 1;
+            } else {
+                stats.cache_misses += 1;
+                stats.layers_fetched += 1;
+                stats.bytes_fetched += result.compressed_bytes;
+                stats.bytes_inflated += result.inflated_bytes;
+            }
+            warnings.extend(result.warnings.iter().cloned());
+            if result.files_truncated {
+                warnings.push(format!(
+                    "layer {}: {} entries, only {} recorded in the file list",
+                    result.digest,
+                    result.entries,
+                    result.files.len()
+                ));
+            }
+            summaries.push(LayerSummary {
+                index,
+                digest: result.digest.clone(),
+                compression: result.compression,
+                from_cache: *hit,
+                entries: result.entries,
+                inflated_bytes: result.inflated_bytes,
+                packages: result.packages.len(),
+                whiteouts: result.whiteouts.clone(),
+                opaque_dirs: result.opaque_dirs.clone(),
+            });
+        }
+        Ok(ImageAnalysis {
+            schema: SCHEMA.into(),
+            analyzer: AnalyzerInfo {
+                version: env!("CARGO_PKG_VERSION").into(),
+                cache_key: inner.cache_key.clone(),
+            },
+            image: image.info.clone(),
+            distro: merged.distro,
+            packages: merged.packages,
+            files: merged.files,
+            layers: summaries,
+            warnings,
+            stats,
+        })
+    }
+
+    /// One layer: from the cache, or fetched and analyzed on rayon. Returns a cache warning, if any.
+    async fn layer(
+        &self,
+        image: &ResolvedImage,
+        index: usize,
+        cache: &dyn LayerCache,
+        inflated: Arc<AtomicU64>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<(usize, LayerResult, bool, Option<String>)> {
+        let inner = Arc::clone(&self.inner);
+        let layer = image.info.layers[index].clone();
+        let mut warning = None;
+        match cache.get(&layer.digest, &inner.cache_key).await {
+            Ok(Some(result)) => return Ok((index, result, true, None)),
+            Ok(None) => {}
+            Err(e) => warning = Some(format!("layer cache read failed for {}: {e}", layer.digest)),
+        }
+        let reader = image.fetcher.open(&layer).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let digest = layer.digest.clone();
+        rayon::spawn(move || {
+            let ctx = LayerContext {
+                layer: &layer,
+                catalogers: &inner.catalogers,
+                limits: &inner.options.limits,
+                image_inflated: &inflated,
+                image_cap: inner.options.max_image_inflated,
+                cancel: &cancel,
+            };
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                layer::analyze_blob(reader, &ctx)
+            }));
+            let _ = tx.send(outcome);
+        });
+        let result = match rx.await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => {
+                return Err(AnalyzeError::Internal(format!(
+                    "layer {digest}: analysis panicked"
+                )))
+            }
+            Err(_) => {
+                return Err(AnalyzeError::Internal(format!(
+                    "layer {digest}: worker thread lost"
+                )))
+            }
+        };
+        if let Err(e) = cache.put(&digest, &self.inner.cache_key, &result).await {
+            warning = Some(format!("layer cache write failed for {digest}: {e}"));
+        }
+        Ok((index, result, false, warning))
+    }
+}

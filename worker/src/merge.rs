@@ -1,0 +1,239 @@
+//! Applies layer results in order (whiteouts, opaque directories, overwrites) to get the image as a
+//! container would see it, and dates every visible package: the layer that introduced it and the last
+//! layer that changed its record.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::layer::{FileKind, LayerResult};
+use crate::model::{Distro, Package, PackageType};
+
+/// A layer named by its position (0 = base) and digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// Position in the manifest, base first.
+    pub index: usize,
+    /// Layer digest.
+    pub digest: String,
+}
+
+/// A package visible in the final image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePackage {
+    /// The package as its cataloger reported it; locations name the layer holding the visible record.
+    #[serde(flatten)]
+    pub package: Package,
+    /// The lowest layer of the unbroken run of layers in which this package (same type, name, version and
+    /// record path) is visible: where it was installed.
+    pub introduced_in: LayerRef,
+    /// The last layer whose copy of the record differs from the one below it (equal to `introduced_in`
+    /// when the record never changed, even if later layers rewrote the database file around it).
+    pub last_changed_in: LayerRef,
+}
+
+/// Counts over the final filesystem.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesSummary {
+    /// Regular files.
+    pub files: u64,
+    /// Directories.
+    pub directories: u64,
+    /// Symbolic links.
+    pub symlinks: u64,
+    /// Hard links.
+    pub hard_links: u64,
+    /// Devices, FIFOs and other special files.
+    pub other: u64,
+    /// Bytes in regular files.
+    pub total_bytes: u64,
+    /// Regular files with the setuid bit.
+    pub setuid: Vec<String>,
+    /// Regular files with the setgid bit.
+    pub setgid: Vec<String>,
+    /// True when a layer had more entries than were recorded, so the counts are lower bounds.
+    pub truncated: bool,
+}
+
+/// The merged view of an image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Visible packages, sorted by type, name, version, path.
+    pub packages: Vec<ImagePackage>,
+    /// The distro from the visible os-release chain.
+    pub distro: Option<Distro>,
+    /// Final filesystem counts.
+    pub files: FilesSummary,
+}
+
+type Key = (PackageType, String, String, String);
+
+fn key(p: &Package) -> Key {
+    let path = p
+        .locations
+        .first()
+        .map(|l| l.path.clone())
+        .unwrap_or_default();
+    (p.package_type, p.name.clone(), p.version.clone(), path)
+}
+
+/// Same record apart from where it was found.
+fn same_record(a: &Package, b: &Package) -> bool {
+    a.purl == b.purl
+        && a.licenses == b.licenses
+        && a.metadata == b.metadata
+        && a.found_by == b.found_by
+}
+
+/// Removes `path` and everything below it.
+fn remove_tree<V>(map: &mut BTreeMap<String, V>, path: &str) {
+    map.remove(path);
+    remove_below(map, path);
+}
+
+/// Removes everything strictly below directory `dir`.
+fn remove_below<V>(map: &mut BTreeMap<String, V>, dir: &str) {
+    let prefix = if dir == "/" {
+        "/".to_string()
+    } else {
+        format!("{dir}/")
+    };
+    let doomed: Vec<String> = map
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        map.remove(&k);
+    }
+}
+
+struct FileState {
+    kind: FileKind,
+    mode: u32,
+    size: u64,
+}
+
+/// Merges layer results, base first. `digests[i]` names layer `i`.
+pub fn merge(layers: &[&LayerResult]) -> Merged {
+    let mut files: BTreeMap<String, FileState> = BTreeMap::new();
+    // Package and distro records by the file that holds them, with the layer that wrote that file.
+    let mut records: BTreeMap<String, (usize, Vec<&Package>)> = BTreeMap::new();
+    let mut distros: BTreeMap<String, &Distro> = BTreeMap::new();
+    let mut visible: HashMap<Key, (usize, usize, &Package)> = HashMap::new();
+    let mut truncated = false;
+    for (index, layer) in layers.iter().enumerate() {
+        truncated |= layer.files_truncated;
+        // Whiteouts and opaque directories hide lower layers only, so they apply before this layer's entries.
+        for dir in &layer.opaque_dirs {
+            remove_below(&mut files, dir);
+            remove_below(&mut records, dir);
+            remove_below(&mut distros, dir);
+        }
+        for path in &layer.whiteouts {
+            remove_tree(&mut files, path);
+            remove_tree(&mut records, path);
+            remove_tree(&mut distros, path);
+        }
+        for entry in &layer.files {
+            if entry.kind != FileKind::Dir {
+                // A non-directory replaces whatever tree was there.
+                remove_below(&mut files, &entry.path);
+                remove_below(&mut records, &entry.path);
+            }
+            records.remove(&entry.path);
+            distros.remove(&entry.path);
+            files.insert(
+                entry.path.clone(),
+                FileState {
+                    kind: entry.kind,
+                    mode: entry.mode,
+                    size: entry.size,
+                },
+            );
+        }
+        for package in &layer.packages {
+            let path = package
+                .locations
+                .first()
+                .map(|l| l.path.clone())
+                .unwrap_or_default();
+            records
+                .entry(path)
+                .or_insert_with(|| (index, Vec::new()))
+                .1
+                .push(package);
+        }
+        for record in &layer.distros {
+            distros.insert(record.path.clone(), &record.distro);
+        }
+        let mut next: HashMap<Key, (usize, usize, &Package)> =
+            HashMap::with_capacity(visible.len());
+        for (_, packages) in records.values() {
+            for &package in packages {
+                let k = key(package);
+                let dated = match visible.get(&k) {
+                    Some(&(introduced, changed, previous)) => {
+                        let changed = if same_record(previous, package) {
+                            changed
+                        } else {
+                            index
+                        };
+                        (introduced, changed, package)
+                    }
+                    None => (index, index, package),
+                };
+                next.insert(k, dated);
+            }
+        }
+        visible = next;
+    }
+    let layer_ref = |i: usize| LayerRef {
+        index: i,
+        digest: layers[i].digest.clone(),
+    };
+    let mut packages: Vec<ImagePackage> = visible
+        .into_values()
+        .map(|(introduced, changed, package)| ImagePackage {
+            package: package.clone(),
+            introduced_in: layer_ref(introduced),
+            last_changed_in: layer_ref(changed),
+        })
+        .collect();
+    packages.sort_by(|a, b| key(&a.package).cmp(&key(&b.package)));
+    let distro = ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| distros.get(*p))
+        .or_else(|| distros.values().next())
+        .map(|d| (*d).clone());
+    let mut summary = FilesSummary {
+        truncated,
+        ..Default::default()
+    };
+    for (path, state) in &files {
+        match state.kind {
+            FileKind::File => {
+                summary.files += 1;
+                summary.total_bytes += state.size;
+                if state.mode & 0o4000 != 0 {
+                    summary.setuid.push(path.clone());
+                }
+                if state.mode & 0o2000 != 0 {
+                    summary.setgid.push(path.clone());
+                }
+            }
+            FileKind::Dir => summary.directories += 1,
+            FileKind::Symlink => summary.symlinks += 1,
+            FileKind::HardLink => summary.hard_links += 1,
+            FileKind::Other => summary.other += 1,
+        }
+    }
+    Merged {
+        packages,
+        distro,
+        files: summary,
+    }
+}
+
+#[cfg(test)]
+mod tests;

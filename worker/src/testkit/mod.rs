@@ -1,0 +1,1 @@
+//! Test and bench support: building images in-process and a shared local registry.
