@@ -25,7 +25,9 @@ impl Cataloger for ApkCataloger {
 
     fn wants(&self, entry: &EntryMeta<'_>) -> Want {
         if entry.path == "/lib/apk/db/installed" {
-            Want::UpTo { max_bytes: MAX_BYTES }
+            Want::UpTo {
+                max_bytes: MAX_BYTES,
+            }
         } else {
             Want::No
         }
@@ -43,7 +45,11 @@ impl Cataloger for ApkCataloger {
             }
             let b = line.as_bytes();
             if b.len() < 2 || b[1] != b':' {
-                return Err(error(NAME, path, format!("line {}: expected `X:value`", i + 1)));
+                return Err(error(
+                    NAME,
+                    path,
+                    format!("line {}: expected `X:value`", i + 1),
+                ));
             }
             let value = &line[2..];
             match b[0] {
@@ -58,7 +64,10 @@ impl Cataloger for ApkCataloger {
         }
         cur.finish(path, &mut packages)?;
         sort(&mut packages);
-        Ok(Found { packages, distro: None })
+        Ok(Found {
+            packages,
+            distro: None,
+        })
     }
 }
 
@@ -79,15 +88,32 @@ impl Record<'_> {
             return Ok(());
         }
         if self.name.is_empty() || self.version.is_empty() {
-            return Err(error(NAME, path, format!("stanza without P: or V: (package {:?})", self.name)));
+            return Err(error(
+                NAME,
+                path,
+                format!("stanza without P: or V: (package {:?})", self.name),
+            ));
         }
-        let licenses = if self.license.is_empty() { vec![] } else { vec![self.license.to_owned()] };
-        let mut p = package(NAME, PackageType::Apk, self.name, self.version, String::new(), licenses, path);
+        let licenses = if self.license.is_empty() {
+            vec![]
+        } else {
+            vec![self.license.to_owned()]
+        };
+        let mut p = package(
+            NAME,
+            PackageType::Apk,
+            self.name,
+            self.version,
+            String::new(),
+            licenses,
+            path,
+        );
         if !self.arch.is_empty() {
             p.metadata.insert(META_ARCH.into(), self.arch.to_owned());
         }
         if !self.origin.is_empty() {
-            p.metadata.insert(META_UPSTREAM.into(), self.origin.to_owned());
+            p.metadata
+                .insert(META_UPSTREAM.into(), self.origin.to_owned());
         }
         p.purl = os_purl(&p, None).unwrap_or_default();
         out.push(p);
@@ -101,7 +127,11 @@ mod tests {
     use super::*;
 
     fn run(bytes: &[u8]) -> Result<Found, CatalogError> {
-        let meta = EntryMeta { path: "/lib/apk/db/installed", mode: 0o644, size: bytes.len() as u64 };
+        let meta = EntryMeta {
+            path: "/lib/apk/db/installed",
+            mode: 0o644,
+            size: bytes.len() as u64,
+        };
         assert_ne!(ApkCataloger.wants(&meta), Want::No);
         ApkCataloger.catalog(&FileInput { meta, bytes })
     }
@@ -109,7 +139,11 @@ mod tests {
     #[test]
     fn real_installed_db() {
         let found = run(include_bytes!("testdata/apk-installed")).unwrap();
-        let got: Vec<_> = found.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
+        let got: Vec<_> = found
+            .packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -119,7 +153,10 @@ mod tests {
                 ("musl", "1.2.4_git20230717-r4")
             ]
         );
-        assert_eq!(found.packages[2].purl, "pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&upstream=openssl");
+        assert_eq!(
+            found.packages[2].purl,
+            "pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&upstream=openssl"
+        );
         assert_eq!(found.packages[2].licenses, ["Apache-2.0"]);
     }
 

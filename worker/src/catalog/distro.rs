@@ -46,7 +46,9 @@ impl Cataloger for DistroCataloger {
     fn wants(&self, entry: &EntryMeta<'_>) -> Want {
         if entry.path.starts_with("/etc/") || entry.path.starts_with("/usr/lib/") {
             if release_file_rank(entry.path).is_some() {
-                return Want::UpTo { max_bytes: MAX_BYTES };
+                return Want::UpTo {
+                    max_bytes: MAX_BYTES,
+                };
             }
         }
         Want::No
@@ -62,9 +64,13 @@ impl Cataloger for DistroCataloger {
             "os-release" | "lsb-release" => parse_key_values(text, path)?,
             "alpine-release" => version_file("alpine", "Alpine Linux", text),
             "debian_version" => debian_version(text),
-            _ => redhat_style(text).ok_or_else(|| error(NAME, path, "no `NAME release VERSION` line"))?,
+            _ => redhat_style(text)
+                .ok_or_else(|| error(NAME, path, "no `NAME release VERSION` line"))?,
         };
-        Ok(Found { packages: vec![], distro: Some(distro) })
+        Ok(Found {
+            packages: vec![],
+            distro: Some(distro),
+        })
     }
 }
 
@@ -79,7 +85,11 @@ fn parse_key_values(text: &str, path: &str) -> Result<Distro, CatalogError> {
             continue;
         }
         let Some((key, raw)) = line.split_once('=') else {
-            return Err(error(NAME, path, format!("line {}: expected KEY=value", i + 1)));
+            return Err(error(
+                NAME,
+                path,
+                format!("line {}: expected KEY=value", i + 1),
+            ));
         };
         let value = unquote(raw.trim());
         seen = true;
@@ -124,21 +134,38 @@ fn unquote(v: &str) -> String {
 /// Files holding just a version (`/etc/alpine-release`: `3.19.1`).
 fn version_file(id: &str, name: &str, text: &str) -> Distro {
     let v = text.lines().next().unwrap_or_default().trim().to_owned();
-    Distro { id: id.into(), pretty_name: format!("{name} v{v}"), version_id: v, id_like: vec![] }
+    Distro {
+        id: id.into(),
+        pretty_name: format!("{name} v{v}"),
+        version_id: v,
+        id_like: vec![],
+    }
 }
 
 /// `/etc/debian_version`: `12.5` on releases, `trixie/sid` on testing (no version then).
 fn debian_version(text: &str) -> Distro {
     let v = text.trim();
-    let major = if v.starts_with(|c: char| c.is_ascii_digit()) { v.split('.').next().unwrap_or(v) } else { "" };
-    Distro { id: "debian".into(), version_id: major.into(), pretty_name: format!("Debian GNU/Linux {v}"), id_like: vec![] }
+    let major = if v.starts_with(|c: char| c.is_ascii_digit()) {
+        v.split('.').next().unwrap_or(v)
+    } else {
+        ""
+    };
+    Distro {
+        id: "debian".into(),
+        version_id: major.into(),
+        pretty_name: format!("Debian GNU/Linux {v}"),
+        id_like: vec![],
+    }
 }
 
 /// `CentOS Linux release 7.9.2009 (Core)`, `Red Hat Enterprise Linux release 9.3 (Plow)`.
 fn redhat_style(text: &str) -> Option<Distro> {
     let line = text.lines().next()?.trim();
     let (name, rest) = line.split_once(" release ")?;
-    let version: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let version: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     if version.is_empty() {
         return None;
     }
@@ -148,7 +175,12 @@ fn redhat_style(text: &str) -> Option<Distro> {
     } else {
         lower.split_whitespace().next()?.to_owned()
     };
-    Some(Distro { id, version_id: version, pretty_name: line.to_owned(), id_like: vec![] })
+    Some(Distro {
+        id,
+        version_id: version,
+        pretty_name: line.to_owned(),
+        id_like: vec![],
+    })
 }
 
 #[cfg(test)]
@@ -156,36 +188,77 @@ mod tests {
     use super::*;
 
     fn run(path: &str, text: &[u8]) -> Result<Found, CatalogError> {
-        let meta = EntryMeta { path, mode: 0o644, size: text.len() as u64 };
+        let meta = EntryMeta {
+            path,
+            mode: 0o644,
+            size: text.len() as u64,
+        };
         assert_ne!(DistroCataloger.wants(&meta), Want::No, "{path}");
         DistroCataloger.catalog(&FileInput { meta, bytes: text })
     }
 
     #[test]
     fn debian_os_release() {
-        let d = run("/usr/lib/os-release", include_bytes!("testdata/os-release-debian")).unwrap().distro.unwrap();
+        let d = run(
+            "/usr/lib/os-release",
+            include_bytes!("testdata/os-release-debian"),
+        )
+        .unwrap()
+        .distro
+        .unwrap();
         assert_eq!((d.id.as_str(), d.version_id.as_str()), ("debian", "12"));
         assert_eq!(d.pretty_name, "Debian GNU/Linux 12 (bookworm)");
     }
 
     #[test]
     fn ubuntu_id_like_and_fallback_files() {
-        let d = run("/etc/os-release", b"ID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\n").unwrap().distro.unwrap();
+        let d = run(
+            "/etc/os-release",
+            b"ID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\n",
+        )
+        .unwrap()
+        .distro
+        .unwrap();
         assert_eq!(d.id_like, vec!["debian"]);
-        let d = run("/etc/redhat-release", b"CentOS Linux release 7.9.2009 (Core)\n").unwrap().distro.unwrap();
-        assert_eq!((d.id.as_str(), d.version_id.as_str()), ("centos", "7.9.2009"));
-        let d = run("/etc/alpine-release", b"3.19.1\n").unwrap().distro.unwrap();
+        let d = run(
+            "/etc/redhat-release",
+            b"CentOS Linux release 7.9.2009 (Core)\n",
+        )
+        .unwrap()
+        .distro
+        .unwrap();
+        assert_eq!(
+            (d.id.as_str(), d.version_id.as_str()),
+            ("centos", "7.9.2009")
+        );
+        let d = run("/etc/alpine-release", b"3.19.1\n")
+            .unwrap()
+            .distro
+            .unwrap();
         assert_eq!((d.id.as_str(), d.version_id.as_str()), ("alpine", "3.19.1"));
-        let d = run("/etc/debian_version", b"trixie/sid\n").unwrap().distro.unwrap();
+        let d = run("/etc/debian_version", b"trixie/sid\n")
+            .unwrap()
+            .distro
+            .unwrap();
         assert_eq!((d.id.as_str(), d.version_id.as_str()), ("debian", ""));
-        let d = run("/etc/lsb-release", b"DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=20.04\n").unwrap().distro.unwrap();
+        let d = run(
+            "/etc/lsb-release",
+            b"DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=20.04\n",
+        )
+        .unwrap()
+        .distro
+        .unwrap();
         assert_eq!((d.id.as_str(), d.version_id.as_str()), ("ubuntu", "20.04"));
     }
 
     #[test]
     fn ranks_and_wants() {
         assert!(release_file_rank("/etc/os-release") < release_file_rank("/usr/lib/os-release"));
-        let meta = EntryMeta { path: "/etc/os-release.bak", mode: 0o644, size: 10 };
+        let meta = EntryMeta {
+            path: "/etc/os-release.bak",
+            mode: 0o644,
+            size: 10,
+        };
         assert_eq!(DistroCataloger.wants(&meta), Want::No);
     }
 

@@ -30,12 +30,16 @@ impl Cataloger for DpkgCataloger {
     fn wants(&self, entry: &EntryMeta<'_>) -> Want {
         let p = entry.path;
         if p == "/var/lib/dpkg/status" {
-            return Want::UpTo { max_bytes: MAX_STATUS };
+            return Want::UpTo {
+                max_bytes: MAX_STATUS,
+            };
         }
         // distroless keeps `<pkg>` and `<pkg>.md5sums` side by side; only the former is a status stanza.
         if let Some(file) = p.strip_prefix("/var/lib/dpkg/status.d/") {
             if !file.contains('/') && !file.ends_with(".md5sums") && !file.starts_with('.') {
-                return Want::UpTo { max_bytes: MAX_STATUS_D };
+                return Want::UpTo {
+                    max_bytes: MAX_STATUS_D,
+                };
             }
         }
         Want::No
@@ -55,9 +59,21 @@ impl Cataloger for DpkgCataloger {
                 continue;
             }
             let Some(version) = field(st, "Version").filter(|v| !v.is_empty()) else {
-                return Err(error(NAME, path, format!("package {name:?} has no Version (truncated file?)")));
+                return Err(error(
+                    NAME,
+                    path,
+                    format!("package {name:?} has no Version (truncated file?)"),
+                ));
             };
-            let mut p = package(NAME, PackageType::Deb, name, version, String::new(), vec![], path);
+            let mut p = package(
+                NAME,
+                PackageType::Deb,
+                name,
+                version,
+                String::new(),
+                vec![],
+                path,
+            );
             if let Some(arch) = field(st, "Architecture") {
                 p.metadata.insert(META_ARCH.into(), arch.to_owned());
             }
@@ -71,7 +87,10 @@ impl Cataloger for DpkgCataloger {
             packages.push(p);
         }
         sort(&mut packages);
-        Ok(Found { packages, distro: None })
+        Ok(Found {
+            packages,
+            distro: None,
+        })
     }
 }
 
@@ -82,8 +101,17 @@ fn upstream(source: &str) -> Option<String> {
     if name.is_empty() {
         return None;
     }
-    let version = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or("").trim();
-    Some(if version.is_empty() { name.to_owned() } else { format!("{name}@{version}") })
+    let version = rest
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or("")
+        .trim();
+    Some(if version.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}@{version}")
+    })
 }
 
 #[cfg(test)]
@@ -91,38 +119,74 @@ mod tests {
     use super::*;
 
     fn run(path: &str, bytes: &[u8]) -> Result<Found, CatalogError> {
-        let meta = EntryMeta { path, mode: 0o644, size: bytes.len() as u64 };
+        let meta = EntryMeta {
+            path,
+            mode: 0o644,
+            size: bytes.len() as u64,
+        };
         assert_ne!(DpkgCataloger.wants(&meta), Want::No, "{path}");
         DpkgCataloger.catalog(&FileInput { meta, bytes })
     }
 
     #[test]
     fn real_status_file() {
-        let found = run("/var/lib/dpkg/status", include_bytes!("testdata/dpkg-status")).unwrap();
+        let found = run(
+            "/var/lib/dpkg/status",
+            include_bytes!("testdata/dpkg-status"),
+        )
+        .unwrap();
         let names: Vec<_> = found.packages.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
             [
-                "base-files", "bash", "coreutils", "debianutils", "gcc-12-base", "libc6", "libgcc-s1", "libssl3",
-                "perl-base", "sensible-utils", "tzdata", "zlib1g"
+                "base-files",
+                "bash",
+                "coreutils",
+                "debianutils",
+                "gcc-12-base",
+                "libc6",
+                "libgcc-s1",
+                "libssl3",
+                "perl-base",
+                "sensible-utils",
+                "tzdata",
+                "zlib1g"
             ]
         );
         let bash = &found.packages[1];
         assert_eq!(bash.version, "5.2.15-2+b8");
-        assert_eq!(bash.purl, "pkg:deb/debian/bash@5.2.15-2%2Bb8?arch=amd64&upstream=bash%405.2.15-2");
+        assert_eq!(
+            bash.purl,
+            "pkg:deb/debian/bash@5.2.15-2%2Bb8?arch=amd64&upstream=bash%405.2.15-2"
+        );
         assert_eq!(bash.locations[0].path, "/var/lib/dpkg/status");
         let libc = found.packages.iter().find(|p| p.name == "libc6").unwrap();
-        assert_eq!(libc.metadata.get("upstream").map(String::as_str), Some("glibc"));
+        assert_eq!(
+            libc.metadata.get("upstream").map(String::as_str),
+            Some("glibc")
+        );
         let z = found.packages.last().unwrap();
-        assert!(z.version.starts_with("1:"), "epoch kept in the version: {}", z.version);
+        assert!(
+            z.version.starts_with("1:"),
+            "epoch kept in the version: {}",
+            z.version
+        );
     }
 
     #[test]
     fn distroless_status_d() {
-        let found = run("/var/lib/dpkg/status.d/libssl3", include_bytes!("testdata/distroless/libssl3")).unwrap();
+        let found = run(
+            "/var/lib/dpkg/status.d/libssl3",
+            include_bytes!("testdata/distroless/libssl3"),
+        )
+        .unwrap();
         assert_eq!(found.packages.len(), 1);
         assert_eq!(found.packages[0].version, "3.0.11-1~deb12u2");
-        let md5 = EntryMeta { path: "/var/lib/dpkg/status.d/libssl3.md5sums", mode: 0o644, size: 10 };
+        let md5 = EntryMeta {
+            path: "/var/lib/dpkg/status.d/libssl3.md5sums",
+            mode: 0o644,
+            size: 10,
+        };
         assert_eq!(DpkgCataloger.wants(&md5), Want::No);
     }
 
@@ -132,9 +196,15 @@ mod tests {
         let cut = &full[..full.len() / 2];
         // Cut mid-line: whatever the cut, the last stanza either has a broken line or lacks fields.
         let cut_at_version = b"Package: foo\nStatus: install ok installed\nVersi";
-        for bytes in [cut_at_version.as_slice(), b"Package: foo\nStatus: install ok installed\n"] {
+        for bytes in [
+            cut_at_version.as_slice(),
+            b"Package: foo\nStatus: install ok installed\n",
+        ] {
             let e = run("/var/lib/dpkg/status", bytes).unwrap_err();
-            assert!(e.to_string().starts_with("dpkg: /var/lib/dpkg/status: "), "{e}");
+            assert!(
+                e.to_string().starts_with("dpkg: /var/lib/dpkg/status: "),
+                "{e}"
+            );
         }
         // A cut at an arbitrary byte must never panic.
         let _ = run("/var/lib/dpkg/status", cut);

@@ -7,23 +7,49 @@
 //! files and never does IO, so it is trivially testable with real database files as fixtures.
 
 mod apk;
+mod binary;
 mod distro;
 mod dpkg;
+mod gem;
+mod golang;
+mod java;
+mod npm;
 mod os;
-mod rpm;
+mod python;
+pub(crate) mod rpm;
+mod rust;
 mod util;
 
 pub use apk::ApkCataloger;
 pub use distro::{release_file_rank, DistroCataloger};
 pub use dpkg::DpkgCataloger;
+pub use gem::GemCataloger;
+pub use golang::GoCataloger;
+pub use java::JavaCataloger;
+pub use npm::NpmCataloger;
 pub use os::{apply_distro, META_ARCH, META_EPOCH, META_UPSTREAM};
+pub use python::PythonCataloger;
 pub use rpm::RpmCataloger;
+pub use rust::RustCataloger;
+
+pub(crate) use golang::buildinfo::encode_inline as encode_go_buildinfo;
 
 use crate::model::{Distro, Package};
 
 /// Every cataloger fathom runs, in a fixed order.
 pub fn default_catalogers() -> Vec<Box<dyn Cataloger>> {
-    vec![Box::new(DistroCataloger), Box::new(DpkgCataloger), Box::new(ApkCataloger), Box::new(RpmCataloger)]
+    vec![
+        Box::new(DistroCataloger),
+        Box::new(DpkgCataloger),
+        Box::new(ApkCataloger),
+        Box::new(RpmCataloger),
+        Box::new(PythonCataloger),
+        Box::new(NpmCataloger),
+        Box::new(GemCataloger),
+        Box::new(JavaCataloger),
+        Box::new(GoCataloger),
+        Box::new(RustCataloger),
+    ]
 }
 
 /// What the pipeline knows about a tar entry before reading its bytes.

@@ -32,16 +32,28 @@ pub(crate) fn os_purl(p: &Package, distro: Option<&Distro>) -> Option<String> {
         PackageType::Rpm => ("rpm", ""),
         _ => return None,
     };
-    let namespace = distro.map(|d| d.id.as_str()).filter(|id| !id.is_empty()).unwrap_or(default_ns);
+    let namespace = distro
+        .map(|d| d.id.as_str())
+        .filter(|id| !id.is_empty())
+        .unwrap_or(default_ns);
     let distro_q = distro
         .filter(|d| !d.id.is_empty())
-        .map(|d| if d.version_id.is_empty() { d.id.clone() } else { format!("{}-{}", d.id, d.version_id) })
+        .map(|d| {
+            if d.version_id.is_empty() {
+                d.id.clone()
+            } else {
+                format!("{}-{}", d.id, d.version_id)
+            }
+        })
         .unwrap_or_default();
     let meta = |k: &str| p.metadata.get(k).map(String::as_str).unwrap_or("");
     let epoch = meta(META_EPOCH);
     // rpm carries the epoch as a qualifier, not inside the purl version.
     let version = match (p.package_type, epoch.is_empty()) {
-        (PackageType::Rpm, false) => p.version.strip_prefix(&format!("{epoch}:")).unwrap_or(&p.version),
+        (PackageType::Rpm, false) => p
+            .version
+            .strip_prefix(&format!("{epoch}:"))
+            .unwrap_or(&p.version),
         _ => &p.version,
     };
     let qualifiers = [
@@ -50,7 +62,13 @@ pub(crate) fn os_purl(p: &Package, distro: Option<&Distro>) -> Option<String> {
         ("upstream", meta(META_UPSTREAM)),
         ("distro", distro_q.as_str()),
     ];
-    Some(super::util::purl(ty, Some(namespace), &p.name, version, &qualifiers))
+    Some(super::util::purl(
+        ty,
+        Some(namespace),
+        &p.name,
+        version,
+        &qualifiers,
+    ))
 }
 
 #[cfg(test)]
@@ -68,26 +86,46 @@ mod tests {
             licenses: vec![],
             locations: vec![],
             found_by: "test".into(),
-            metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
         }
     }
 
     #[test]
     fn deb_purl_gets_distro_namespace_and_qualifier() {
         let mut ps = vec![
-            pkg(PackageType::Deb, "libc6", "2.36-9+deb12u4", &[("arch", "amd64"), ("upstream", "glibc")]),
+            pkg(
+                PackageType::Deb,
+                "libc6",
+                "2.36-9+deb12u4",
+                &[("arch", "amd64"), ("upstream", "glibc")],
+            ),
             pkg(PackageType::Python, "click", "8.1.7", &[]),
         ];
         ps[1].purl = "pkg:pypi/click@8.1.7".into();
-        let d = Distro { id: "debian".into(), version_id: "12".into(), ..Default::default() };
+        let d = Distro {
+            id: "debian".into(),
+            version_id: "12".into(),
+            ..Default::default()
+        };
         apply_distro(&mut ps, Some(&d));
-        assert_eq!(ps[0].purl, "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc");
+        assert_eq!(
+            ps[0].purl,
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc"
+        );
         assert_eq!(ps[1].purl, "pkg:pypi/click@8.1.7");
     }
 
     #[test]
     fn rpm_epoch_moves_to_a_qualifier() {
-        let mut ps = vec![pkg(PackageType::Rpm, "tzdata", "1:2024a-1", &[("arch", "noarch"), ("epoch", "1")])];
+        let mut ps = vec![pkg(
+            PackageType::Rpm,
+            "tzdata",
+            "1:2024a-1",
+            &[("arch", "noarch"), ("epoch", "1")],
+        )];
         apply_distro(&mut ps, None);
         assert_eq!(ps[0].purl, "pkg:rpm/tzdata@2024a-1?arch=noarch&epoch=1");
     }

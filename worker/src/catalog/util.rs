@@ -8,7 +8,11 @@ use super::CatalogError;
 use crate::model::{Location, Package, PackageType};
 
 /// Builds a [`CatalogError`] for `path`.
-pub(crate) fn error(cataloger: &'static str, path: &str, message: impl Into<String>) -> CatalogError {
+pub(crate) fn error(
+    cataloger: &'static str,
+    path: &str,
+    message: impl Into<String>,
+) -> CatalogError {
     CatalogError {
         cataloger,
         path: path.to_owned(),
@@ -17,8 +21,18 @@ pub(crate) fn error(cataloger: &'static str, path: &str, message: impl Into<Stri
 }
 
 /// The file's bytes as UTF-8, or an error naming the byte offset where decoding failed.
-pub(crate) fn utf8<'a>(cataloger: &'static str, path: &str, bytes: &'a [u8]) -> Result<&'a str, CatalogError> {
-    std::str::from_utf8(bytes).map_err(|e| error(cataloger, path, format!("not UTF-8 text (at byte {})", e.valid_up_to())))
+pub(crate) fn utf8<'a>(
+    cataloger: &'static str,
+    path: &str,
+    bytes: &'a [u8],
+) -> Result<&'a str, CatalogError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        error(
+            cataloger,
+            path,
+            format!("not UTF-8 text (at byte {})", e.valid_up_to()),
+        )
+    })
 }
 
 /// A single location with the layer digest left for the pipeline.
@@ -46,7 +60,13 @@ pub(crate) fn dirname(path: &str) -> &str {
 /// A purl string. Names and versions come from untrusted files, so building can fail (an empty name, a
 /// qualifier key the spec forbids); the caller gets `None` and the package an empty purl rather than an error,
 /// because a package with an odd name is still a package.
-pub(crate) fn purl(ty: &str, namespace: Option<&str>, name: &str, version: &str, qualifiers: &[(&str, &str)]) -> String {
+pub(crate) fn purl(
+    ty: &str,
+    namespace: Option<&str>,
+    name: &str,
+    version: &str,
+    qualifiers: &[(&str, &str)],
+) -> String {
     let build = || -> Result<String, packageurl::Error> {
         let mut p = PackageUrl::new(ty, name)?;
         if let Some(ns) = namespace.filter(|ns| !ns.is_empty()) {
@@ -96,7 +116,10 @@ pub(crate) type Stanza<'a> = Vec<(&'a str, String)>;
 
 /// Looks up a field of a stanza (case-sensitive, first occurrence).
 pub(crate) fn field<'s>(stanza: &'s Stanza<'_>, key: &str) -> Option<&'s str> {
-    stanza.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    stanza
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Splits RFC 822-style text into stanzas separated by blank lines. `stop_at_first_blank` reads only the
@@ -126,10 +149,15 @@ pub(crate) fn stanzas(text: &str, stop_at_first_blank: bool) -> Result<Vec<Stanz
             continue;
         }
         match line.split_once(':') {
-            Some((k, v)) if !k.is_empty() && !k.contains(char::is_whitespace) => cur.push((k, v.trim().to_owned())),
+            Some((k, v)) if !k.is_empty() && !k.contains(char::is_whitespace) => {
+                cur.push((k, v.trim().to_owned()))
+            }
             _ => {
                 let shown: String = line.chars().take(40).collect();
-                return Err(format!("line {}: expected `Field: value`, found {shown:?}", i + 1));
+                return Err(format!(
+                    "line {}: expected `Field: value`, found {shown:?}",
+                    i + 1
+                ));
             }
         }
     }
@@ -160,8 +188,20 @@ mod tests {
 
     #[test]
     fn purl_skips_empty_parts_and_survives_bad_names() {
-        assert_eq!(purl("npm", Some("@types"), "node", "20.1.0", &[]), "pkg:npm/%40types/node@20.1.0");
-        assert_eq!(purl("deb", Some("debian"), "bash", "5.2", &[("arch", "amd64"), ("distro", "")]), "pkg:deb/debian/bash@5.2?arch=amd64");
+        assert_eq!(
+            purl("npm", Some("@types"), "node", "20.1.0", &[]),
+            "pkg:npm/%40types/node@20.1.0"
+        );
+        assert_eq!(
+            purl(
+                "deb",
+                Some("debian"),
+                "bash",
+                "5.2",
+                &[("arch", "amd64"), ("distro", "")]
+            ),
+            "pkg:deb/debian/bash@5.2?arch=amd64"
+        );
         assert_eq!(purl("npm", None, "", "1", &[]), "");
     }
 

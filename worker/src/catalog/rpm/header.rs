@@ -93,9 +93,12 @@ impl<'a> Header<'a> {
         let mut entries = Vec::with_capacity(il);
         for i in 0..il {
             let at = 8 + i * 16;
-            let (Some(tag), Some(ty), Some(offset), Some(count)) =
-                (be32(blob, at), be32(blob, at + 4), be32(blob, at + 8), be32(blob, at + 12))
-            else {
+            let (Some(tag), Some(ty), Some(offset), Some(count)) = (
+                be32(blob, at),
+                be32(blob, at + 4),
+                be32(blob, at + 8),
+                be32(blob, at + 12),
+            ) else {
                 return Err(format!("index entry {i} truncated"));
             };
             let (offset, count) = (offset as usize, count as usize);
@@ -103,13 +106,23 @@ impl<'a> Header<'a> {
                 return Err(format!("tag {tag}: unknown type {ty}"));
             }
             let ok = match fixed_size(ty) {
-                Some(size) => count.checked_mul(size).and_then(|n| n.checked_add(offset)).is_some_and(|e| e <= dl),
+                Some(size) => count
+                    .checked_mul(size)
+                    .and_then(|n| n.checked_add(offset))
+                    .is_some_and(|e| e <= dl),
                 None => offset < dl && count >= 1,
             };
             if !ok {
-                return Err(format!("tag {tag}: data (offset {offset}, count {count}) outside the {dl}-byte store"));
+                return Err(format!(
+                    "tag {tag}: data (offset {offset}, count {count}) outside the {dl}-byte store"
+                ));
             }
-            entries.push(Entry { tag, ty, offset, count });
+            entries.push(Entry {
+                tag,
+                ty,
+                offset,
+                count,
+            });
         }
         Ok(Header { entries, data })
     }
@@ -121,18 +134,27 @@ impl<'a> Header<'a> {
     /// A string tag (the first element of arrays and translated strings). A present tag whose string is not
     /// NUL-terminated or not UTF-8 is an error.
     pub(crate) fn string(&self, tag: u32) -> Result<Option<&'a str>, String> {
-        let Some(e) = self.entry(tag) else { return Ok(None) };
+        let Some(e) = self.entry(tag) else {
+            return Ok(None);
+        };
         if !matches!(e.ty, TYPE_STRING | TYPE_STRING_ARRAY | TYPE_I18NSTRING) {
             return Err(format!("tag {tag}: type {} is not a string", e.ty));
         }
         let rest = &self.data[e.offset..];
-        let len = rest.iter().position(|&b| b == 0).ok_or_else(|| format!("tag {tag}: string not terminated"))?;
-        std::str::from_utf8(&rest[..len]).map(Some).map_err(|_| format!("tag {tag}: string not UTF-8"))
+        let len = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| format!("tag {tag}: string not terminated"))?;
+        std::str::from_utf8(&rest[..len])
+            .map(Some)
+            .map_err(|_| format!("tag {tag}: string not UTF-8"))
     }
 
     /// The first element of an INT32 tag.
     pub(crate) fn int32(&self, tag: u32) -> Result<Option<u32>, String> {
-        let Some(e) = self.entry(tag) else { return Ok(None) };
+        let Some(e) = self.entry(tag) else {
+            return Ok(None);
+        };
         if e.ty != TYPE_INT32 || e.count == 0 {
             return Err(format!("tag {tag}: type {} is not INT32", e.ty));
         }
@@ -163,13 +185,15 @@ impl HeaderBuilder {
             v.extend_from_slice(s.as_bytes());
             v.push(0);
         }
-        self.entries.push((tag, TYPE_STRING_ARRAY, v, values.len() as u32, 1));
+        self.entries
+            .push((tag, TYPE_STRING_ARRAY, v, values.len() as u32, 1));
         self
     }
 
     /// Adds an INT32 tag.
     pub(crate) fn int32(mut self, tag: u32, value: u32) -> Self {
-        self.entries.push((tag, TYPE_INT32, value.to_be_bytes().to_vec(), 1, 4));
+        self.entries
+            .push((tag, TYPE_INT32, value.to_be_bytes().to_vec(), 1, 4));
         self
     }
 
@@ -240,6 +264,9 @@ mod tests {
             unterminated.extend_from_slice(&w.to_be_bytes());
         }
         unterminated.extend_from_slice(b"bash");
-        assert!(Header::parse(&unterminated).unwrap().string(TAG_NAME).is_err());
+        assert!(Header::parse(&unterminated)
+            .unwrap()
+            .string(TAG_NAME)
+            .is_err());
     }
 }

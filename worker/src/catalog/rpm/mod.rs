@@ -8,7 +8,9 @@ use std::ptr::NonNull;
 use rusqlite::serialize::OwnedData;
 use rusqlite::{Connection, DatabaseName};
 
-use self::header::{Header, TAG_ARCH, TAG_EPOCH, TAG_LICENSE, TAG_NAME, TAG_RELEASE, TAG_SOURCERPM, TAG_VERSION};
+use self::header::{
+    Header, TAG_ARCH, TAG_EPOCH, TAG_LICENSE, TAG_NAME, TAG_RELEASE, TAG_SOURCERPM, TAG_VERSION,
+};
 use super::os::{os_purl, META_ARCH, META_EPOCH, META_UPSTREAM};
 use super::util::{error, package, sort};
 use super::{CatalogError, Cataloger, EntryMeta, FileInput, Found, Want};
@@ -36,7 +38,9 @@ impl Cataloger for RpmCataloger {
     fn wants(&self, entry: &EntryMeta<'_>) -> Want {
         // /var/lib/rpm, /usr/lib/sysimage/rpm and /usr/share/rpm are the places rpm keeps its database.
         if entry.path.ends_with("/rpm/rpmdb.sqlite") {
-            Want::UpTo { max_bytes: MAX_BYTES }
+            Want::UpTo {
+                max_bytes: MAX_BYTES,
+            }
         } else {
             Want::No
         }
@@ -48,7 +52,8 @@ impl Cataloger for RpmCataloger {
             return Ok(Found::default());
         }
         let fail = |m: String| error(NAME, path, m);
-        let conn = open_from_bytes(file.bytes).map_err(|e| fail(format!("not an SQLite database: {e}")))?;
+        let conn = open_from_bytes(file.bytes)
+            .map_err(|e| fail(format!("not an SQLite database: {e}")))?;
         let mut stmt = conn
             .prepare("SELECT hnum, blob FROM Packages")
             .map_err(|e| fail(format!("no readable Packages table: {e}")))?;
@@ -62,7 +67,10 @@ impl Cataloger for RpmCataloger {
             packages.extend(p);
         }
         sort(&mut packages);
-        Ok(Found { packages, distro: None })
+        Ok(Found {
+            packages,
+            distro: None,
+        })
     }
 }
 
@@ -95,17 +103,35 @@ fn open_from_bytes(bytes: &[u8]) -> rusqlite::Result<Connection> {
 /// One package from a header blob. Headers without a name (rpm's own internal records) yield nothing.
 fn from_header(blob: &[u8], path: &str) -> Result<Option<Package>, String> {
     let h = Header::parse(blob)?;
-    let Some(name) = h.string(TAG_NAME)?.filter(|n| !n.is_empty()) else { return Ok(None) };
+    let Some(name) = h.string(TAG_NAME)?.filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
     let version = h.string(TAG_VERSION)?.unwrap_or_default();
     let release = h.string(TAG_RELEASE)?.unwrap_or_default();
     let epoch = h.int32(TAG_EPOCH)?;
     // Syft's version: `[epoch:]version-release`.
-    let mut full = if release.is_empty() { version.to_owned() } else { format!("{version}-{release}") };
+    let mut full = if release.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{version}-{release}")
+    };
     if let Some(e) = epoch {
         full = format!("{e}:{full}");
     }
-    let licenses = h.string(TAG_LICENSE)?.filter(|l| !l.is_empty()).map(|l| vec![l.to_owned()]).unwrap_or_default();
-    let mut p = package(NAME, PackageType::Rpm, name, &full, String::new(), licenses, path);
+    let licenses = h
+        .string(TAG_LICENSE)?
+        .filter(|l| !l.is_empty())
+        .map(|l| vec![l.to_owned()])
+        .unwrap_or_default();
+    let mut p = package(
+        NAME,
+        PackageType::Rpm,
+        name,
+        &full,
+        String::new(),
+        licenses,
+        path,
+    );
     if let Some(arch) = h.string(TAG_ARCH)?.filter(|a| !a.is_empty()) {
         p.metadata.insert(META_ARCH.into(), arch.to_owned());
     }
@@ -131,8 +157,13 @@ pub(crate) fn write_rpmdb(blobs: &[Vec<u8>]) -> rusqlite::Result<Vec<u8>> {
     for blob in blobs {
         conn.execute("INSERT INTO Packages (blob) VALUES (?1)", [blob])?;
         let hnum = conn.last_insert_rowid();
-        if let Ok(Some(name)) = Header::parse(blob).and_then(|h| h.string(TAG_NAME).map(|n| n.map(str::to_owned))) {
-            conn.execute("INSERT INTO Name (key, hnum, idx) VALUES (?1, ?2, 0)", rusqlite::params![name, hnum])?;
+        if let Ok(Some(name)) =
+            Header::parse(blob).and_then(|h| h.string(TAG_NAME).map(|n| n.map(str::to_owned)))
+        {
+            conn.execute(
+                "INSERT INTO Name (key, hnum, idx) VALUES (?1, ?2, 0)",
+                rusqlite::params![name, hnum],
+            )?;
         }
     }
     let data = conn.serialize(DatabaseName::Main)?;
@@ -145,7 +176,11 @@ mod tests {
     use super::*;
 
     fn run(bytes: &[u8]) -> Result<Found, CatalogError> {
-        let meta = EntryMeta { path: "/var/lib/rpm/rpmdb.sqlite", mode: 0o644, size: bytes.len() as u64 };
+        let meta = EntryMeta {
+            path: "/var/lib/rpm/rpmdb.sqlite",
+            mode: 0o644,
+            size: bytes.len() as u64,
+        };
         assert_ne!(RpmCataloger.wants(&meta), Want::No);
         RpmCataloger.catalog(&FileInput { meta, bytes })
     }
@@ -157,7 +192,10 @@ mod tests {
             .string(TAG_RELEASE, release)
             .string(TAG_ARCH, "x86_64")
             .string(TAG_LICENSE, "GPLv3+")
-            .string(TAG_SOURCERPM, &format!("{name}-{version}-{release}.src.rpm"));
+            .string(
+                TAG_SOURCERPM,
+                &format!("{name}-{version}-{release}.src.rpm"),
+            );
         if let Some(e) = epoch {
             b = b.int32(TAG_EPOCH, e);
         }
@@ -166,11 +204,21 @@ mod tests {
 
     #[test]
     fn reads_packages_from_sqlite_db() {
-        let db = write_rpmdb(&[hdr("bash", "5.1.8", "6.el9", None), hdr("openssl-libs", "3.0.7", "25.el9", Some(1))])
-            .unwrap();
+        let db = write_rpmdb(&[
+            hdr("bash", "5.1.8", "6.el9", None),
+            hdr("openssl-libs", "3.0.7", "25.el9", Some(1)),
+        ])
+        .unwrap();
         let found = run(&db).unwrap();
-        let got: Vec<_> = found.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
-        assert_eq!(got, [("bash", "5.1.8-6.el9"), ("openssl-libs", "1:3.0.7-25.el9")]);
+        let got: Vec<_> = found
+            .packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("bash", "5.1.8-6.el9"), ("openssl-libs", "1:3.0.7-25.el9")]
+        );
         assert_eq!(
             found.packages[1].purl,
             "pkg:rpm/openssl-libs@3.0.7-25.el9?arch=x86_64&epoch=1&upstream=openssl-libs-3.0.7-25.el9.src.rpm"
@@ -194,6 +242,9 @@ mod tests {
         assert!(e.to_string().contains("package 1"), "{e}");
         assert!(run(b"this is not sqlite at all, just text that is long enough").is_err());
         let e = run(&write_rpmdb(&[]).unwrap()[..100]).unwrap_err();
-        assert!(e.to_string().starts_with("rpm: /var/lib/rpm/rpmdb.sqlite"), "{e}");
+        assert!(
+            e.to_string().starts_with("rpm: /var/lib/rpm/rpmdb.sqlite"),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,128 @@
+//! A large image for the benchmark: tens of thousands of files, ~150 MB uncompressed, deterministic
+//! pseudo-random contents that compress about like real binaries and text (gzip ratio ~2.5–3×).
+
+use super::debian::debian_base_layer;
+use super::{dir, file, SampleEntry, SampleImage};
+
+/// xorshift64*: tiny, fast, deterministic.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Byte values frequent in x86-64 code and data sections (REX prefixes, mov/call/jmp opcodes, zeros).
+const COMMON: [u8; 16] = [
+    0x00, 0x00, 0x00, 0x48, 0x89, 0x8b, 0xe8, 0x0f, 0x85, 0x84, 0xff, 0x24, 0x44, 0xc3, 0x01, 0x41,
+];
+
+/// `len` bytes that compress like machine code: skewed byte frequencies plus repeats of earlier runs.
+pub fn code_like_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let r = rng.next();
+        let run = 8 + (r as usize >> 8) % 56;
+        if out.len() > 4096 && r % 10 < 3 {
+            // Copy an earlier run, as repeated instruction sequences and tables do.
+            let back = 1 + (r as usize >> 16) % 4000;
+            let start = out.len() - back;
+            for i in 0..run.min(back) {
+                out.push(out[start + i]);
+            }
+        } else {
+            for _ in 0..run {
+                let b = rng.next();
+                out.push(if b % 4 != 0 {
+                    COMMON[(b >> 8) as usize % 16]
+                } else {
+                    (b >> 16) as u8
+                });
+            }
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// Text-like bytes (words from a small vocabulary), for docs and sources in the large image.
+fn text_like_bytes(len: usize, seed: u64) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "the",
+        "package",
+        "function",
+        "return",
+        "value",
+        "error",
+        "config",
+        "server",
+        "request",
+        "data",
+        "file",
+        "path",
+        "version",
+        "license",
+        "copyright",
+        "module",
+        "import",
+        "string",
+        "int",
+        "struct",
+    ];
+    let mut rng = Rng(seed | 1);
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        let r = rng.next();
+        out.extend_from_slice(WORDS[r as usize % WORDS.len()].as_bytes());
+        out.push(if r % 13 == 0 { b'\n' } else { b' ' });
+        if r % 97 == 0 {
+            out.extend_from_slice(format!("{:x}", rng.next()).as_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// The large image: the Debian base, then two layers of ~70 MB each spread over ~15,000 files per layer
+/// (sizes skewed small, a few multi-MiB "binaries"), the second overwriting part of the first.
+pub fn large_image() -> SampleImage {
+    let mut layers = vec![debian_base_layer()];
+    for (layer_no, files) in [(1u64, 15_000usize), (2, 15_000)] {
+        let mut rng = Rng(0x1a2b_3c4d ^ layer_no);
+        let mut entries: Vec<SampleEntry> = Vec::with_capacity(files + 400);
+        let mut total = 0usize;
+        for i in 0..files {
+            let d = format!("/opt/big{layer_no}/pkg{:03}", i % 300);
+            if i < 300 {
+                entries.push(dir(&d));
+            }
+            let r = rng.next();
+            // Mostly small files; every 500th is a multi-MiB executable.
+            let size = if i % 500 == 0 {
+                1_500_000 + (r as usize % 1_000_000)
+            } else {
+                256 + (r as usize % 6_000)
+            };
+            total += size;
+            let (name, mode, bytes) = if i % 500 == 0 || r % 3 == 0 {
+                (format!("{d}/bin{i}"), 0o644, code_like_bytes(size, r))
+            } else {
+                (format!("{d}/doc{i}.txt"), 0o644, text_like_bytes(size, r))
+            };
+            let mut e = file(&name, &bytes);
+            e.mode = mode;
+            entries.push(e);
+        }
+        debug_assert!(total > 50_000_000);
+        layers.push(entries);
+    }
+    SampleImage {
+        name: "large".into(),
+        layers,
+    }
+}
