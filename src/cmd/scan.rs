@@ -1,15 +1,96 @@
 //! `fathom scan SOURCE`: analyze one image and print its SBOM.
 
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use fathom_worker::sbom::{self, Format};
+use fathom_worker::source::auth::Credentials;
+use fathom_worker::source::registry::RegistryOptions;
+use fathom_worker::{Analyzer, AnalyzerOptions, ImageSource, NoCache};
 
 /// Arguments of `fathom scan`.
 #[derive(clap::Args, Debug)]
 pub struct ScanArgs {
     /// Image source: `registry:REF` (default), `oci-dir:PATH[:REF]` or `docker-archive:PATH`.
     pub source: String,
+    /// Output format: json, cyclonedx-json, spdx-json or table.
+    #[arg(short = 'o', long = "output", default_value = "json", value_parser = parse_format)]
+    pub output: Format,
+    /// Write the output to this file instead of stdout.
+    #[arg(long = "file")]
+    pub file: Option<PathBuf>,
+    /// Platform to pick from a multi-arch image (OS/ARCH[/VARIANT]).
+    #[arg(long, default_value = "linux/amd64")]
+    pub platform: String,
+    /// Registry (HOST:PORT) to reach over plain HTTP; repeatable or comma-separated.
+    #[arg(long = "insecure-registry", env = "FATHOM_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+    /// Layers fetched and analyzed at once (default: number of CPUs, at least 2).
+    #[arg(long)]
+    pub layers_in_flight: Option<usize>,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
 }
 
 /// Runs `fathom scan`.
-pub fn run(_args: ScanArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("scan is not implemented yet")
+pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let source: ImageSource = args.source.parse()?;
+    let credentials = Credentials::from_env().map_err(anyhow::Error::msg)?;
+    let mut options = AnalyzerOptions {
+        platform: args.platform.parse()?,
+        registry: RegistryOptions {
+            insecure: args.insecure_registries.into_iter().filter(|h| !h.is_empty()).collect(),
+            credentials,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    if let Some(n) = args.layers_in_flight {
+        options.layers_in_flight = n.max(1);
+    }
+    let analyzer = Analyzer::new(fathom_worker::catalog::default_catalogers(), options);
+    let progress = std::io::stderr().is_terminal();
+    if progress {
+        eprint!("fathom: scanning {source} …");
+    }
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let analysis = runtime.block_on(analyzer.analyze(&source, &NoCache));
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    let analysis = analysis?;
+    if progress {
+        eprintln!(
+            "fathom: {} packages in {} layers, {:.2} s",
+            analysis.packages.len(),
+            analysis.layers.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    for warning in &analysis.warnings {
+        tracing::warn!("{warning}");
+    }
+    match &args.file {
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            sbom::write(&analysis, args.output, std::io::BufWriter::new(file))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            sbom::write(&analysis, args.output, &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
