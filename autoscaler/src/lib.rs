@@ -10,6 +10,7 @@
 pub mod decision;
 mod error;
 pub mod k8s;
+pub mod local;
 pub mod sim;
 mod target;
 
