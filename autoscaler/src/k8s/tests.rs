@@ -281,3 +281,97 @@ async fn expired_lease_is_taken_over() {
         [false, true]
     );
 }
+
+/// A fixed queue for driving the loop against the scripted server.
+struct FixedQueue(crate::decision::QueueSnapshot);
+
+impl crate::target::StatsSource for FixedQueue {
+    async fn snapshot(&self) -> Result<crate::decision::QueueSnapshot> {
+        Ok(self.0)
+    }
+    async fn busy(&self) -> Result<BusyMap> {
+        Ok([("pod-b".to_string(), 3)].into())
+    }
+}
+
+fn burst() -> FixedQueue {
+    FixedQueue(crate::decision::QueueSnapshot {
+        queued: 40,
+        running: 0,
+        oldest_queued_age: None,
+    })
+}
+
+#[tokio::test]
+async fn loop_writes_nothing_while_an_hpa_owns_the_deployment() {
+    let (client, server) = mock_client();
+    let hpas = vec![hpa("analyzer-hpa", "analyzer")];
+    let verifier = server.run(
+        Scenario::Observe {
+            replicas: 2,
+            annotations: json!({}),
+            hpas,
+            sos: None,
+        }
+        .steps(),
+    );
+    let registry = prometheus::Registry::new();
+    let metrics = crate::metrics::Metrics::register(&registry).unwrap();
+    let target = KubeTarget::new(client, config());
+    let mut a = crate::control::Autoscaler::new(target, burst(), Default::default(), Some(metrics))
+        .unwrap();
+    let status = a.tick(Instant::now()).await.unwrap();
+    verifier.await.unwrap();
+    assert_eq!(
+        status.decision.map(|d| d.desired),
+        Some(10),
+        "the decision is still shown"
+    );
+    assert_eq!(status.outcome, None);
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("fathom_autoscaler_conflicting_autoscaler 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn loop_scales_in_after_marking_deletion_costs() {
+    let (client, server) = mock_client();
+    // Pinned to 1 with 3 running: deletion costs first, then GET scale → PUT scale.
+    let mut steps = Scenario::Observe {
+        replicas: 3,
+        annotations: json!({ OVERRIDE_ANNOTATION: "1" }),
+        hpas: vec![],
+        sos: None,
+    }
+    .steps();
+    steps.extend(Scenario::DeletionCosts.steps());
+    steps.extend(Scenario::ScaleTo { from: 3, to: 1 }.steps());
+    let verifier = server.run(steps);
+    let target = KubeTarget::new(client, config());
+    let mut a = crate::control::Autoscaler::new(target, burst(), Default::default(), None).unwrap();
+    let status = a.tick(Instant::now()).await.unwrap();
+    verifier.await.unwrap();
+    assert_eq!(status.outcome, Some(SetOutcome::Written));
+}
+
+#[tokio::test]
+async fn a_follower_neither_reads_nor_writes_the_deployment() {
+    let (client, server) = mock_client();
+    let verifier = server.run(
+        Scenario::LeaseHeldByOther {
+            rounds: 1,
+            takeover: false,
+        }
+        .steps(),
+    );
+    let target = KubeTarget::with_leader_election(client, config(), lease_config());
+    let mut a = crate::control::Autoscaler::new(target, burst(), Default::default(), None).unwrap();
+    let status = a.tick(Instant::now()).await.unwrap();
+    verifier.await.unwrap();
+    assert!(!status.leader);
+    assert_eq!(status.decision, None);
+}

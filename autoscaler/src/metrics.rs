@@ -1,0 +1,161 @@
+//! The autoscaler's Prometheus metrics, registered once into a registry the caller owns.
+
+use std::time::Instant;
+
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::decision::{Decision, Override, QueueSnapshot};
+use crate::error::Result;
+
+/// Every autoscaler metric. Cheap to clone (handles into the registry).
+#[derive(Clone)]
+pub struct Metrics {
+    queue_jobs: IntGaugeVec,
+    oldest_queued_age: Gauge,
+    desired: IntGauge,
+    current: IntGauge,
+    scale_events: IntCounterVec,
+    override_mode: IntGaugeVec,
+    override_replicas: IntGauge,
+    decision_errors: IntCounterVec,
+    conflict: IntGauge,
+    leader: IntGauge,
+    tick_duration: Histogram,
+}
+
+const OVERRIDE_MODES: [&str; 3] = ["none", "pinned", "paused"];
+
+impl Metrics {
+    /// Creates the metrics and registers them; fails if the names are already registered there.
+    pub fn register(registry: &Registry) -> Result<Metrics> {
+        let m = Metrics {
+            queue_jobs: IntGaugeVec::new(
+                Opts::new("fathom_autoscaler_queue_jobs", "Jobs in the queue by state, as last seen"),
+                &["state"],
+            )?,
+            oldest_queued_age: Gauge::new(
+                "fathom_autoscaler_oldest_queued_age_seconds",
+                "Age of the oldest queued job (0 when none is queued)",
+            )?,
+            desired: IntGauge::new("fathom_autoscaler_desired_replicas", "Replicas the last decision asked for")?,
+            current: IntGauge::new("fathom_autoscaler_current_replicas", "Replicas the target was set to")?,
+            scale_events: IntCounterVec::new(
+                Opts::new("fathom_autoscaler_scale_events_total", "Replica changes written, by direction and reason"),
+                &["direction", "reason"],
+            )?,
+            override_mode: IntGaugeVec::new(
+                Opts::new("fathom_autoscaler_override", "1 for the override mode in force (none, pinned, paused)"),
+                &["mode"],
+            )?,
+            override_replicas: IntGauge::new(
+                "fathom_autoscaler_override_replicas",
+                "Replicas pinned by the override (0 when not pinned)",
+            )?,
+            decision_errors: IntCounterVec::new(
+                Opts::new("fathom_autoscaler_decision_errors_total", "Control-loop rounds that failed, by error kind"),
+                &["kind"],
+            )?,
+            conflict: IntGauge::new(
+                "fathom_autoscaler_conflicting_autoscaler",
+                "1 while an HPA or KEDA ScaledObject targets the same workload (nothing is written)",
+            )?,
+            leader: IntGauge::new("fathom_autoscaler_leader", "1 while this process holds the leader Lease")?,
+            tick_duration: Histogram::with_opts(
+                HistogramOpts::new("fathom_autoscaler_tick_duration_seconds", "Duration of one control-loop round")
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            )?,
+        };
+        registry.register(Box::new(m.queue_jobs.clone()))?;
+        registry.register(Box::new(m.oldest_queued_age.clone()))?;
+        registry.register(Box::new(m.desired.clone()))?;
+        registry.register(Box::new(m.current.clone()))?;
+        registry.register(Box::new(m.scale_events.clone()))?;
+        registry.register(Box::new(m.override_mode.clone()))?;
+        registry.register(Box::new(m.override_replicas.clone()))?;
+        registry.register(Box::new(m.decision_errors.clone()))?;
+        registry.register(Box::new(m.conflict.clone()))?;
+        registry.register(Box::new(m.leader.clone()))?;
+        registry.register(Box::new(m.tick_duration.clone()))?;
+        // Series that exist from the start, so dashboards and alerts see zeros rather than gaps.
+        for state in ["queued", "running"] {
+            m.queue_jobs.with_label_values(&[state]).set(0);
+        }
+        m.set_override(Override::None);
+        Ok(m)
+    }
+
+    pub(crate) fn observe_queue(&self, s: &QueueSnapshot) {
+        self.queue_jobs
+            .with_label_values(&["queued"])
+            .set(clamp(s.queued));
+        self.queue_jobs
+            .with_label_values(&["running"])
+            .set(clamp(s.running));
+        self.oldest_queued_age
+            .set(s.oldest_queued_age.map_or(0.0, |a| a.as_secs_f64()));
+    }
+
+    pub(crate) fn observe_decision(&self, d: &Decision) {
+        self.desired.set(i64::from(d.desired));
+        self.current.set(i64::from(d.current));
+    }
+
+    pub(crate) fn scaled(&self, d: &Decision) {
+        self.scale_events
+            .with_label_values(&[d.direction(), d.reason.as_str()])
+            .inc();
+        self.current.set(i64::from(d.desired));
+    }
+
+    pub(crate) fn set_override(&self, ov: Override) {
+        let (mode, n) = match ov {
+            Override::None => ("none", 0),
+            Override::Pinned(n) => ("pinned", i64::from(n)),
+            Override::Paused => ("paused", 0),
+        };
+        for m in OVERRIDE_MODES {
+            self.override_mode
+                .with_label_values(&[m])
+                .set(i64::from(m == mode));
+        }
+        self.override_replicas.set(n);
+    }
+
+    pub(crate) fn error(&self, kind: &str) {
+        self.decision_errors.with_label_values(&[kind]).inc();
+    }
+
+    pub(crate) fn set_conflict(&self, on: bool) {
+        self.conflict.set(i64::from(on));
+    }
+
+    pub(crate) fn set_leader(&self, on: bool) {
+        self.leader.set(i64::from(on));
+    }
+
+    /// Records the round's duration when dropped, whichever way the round ends.
+    pub(crate) fn tick_timer(&self) -> TickTimer {
+        TickTimer {
+            histogram: self.tick_duration.clone(),
+            start: Instant::now(),
+        }
+    }
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Drop guard recording one round's duration.
+pub(crate) struct TickTimer {
+    histogram: Histogram,
+    start: Instant,
+}
+
+impl Drop for TickTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
