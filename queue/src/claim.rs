@@ -12,7 +12,7 @@ use crate::queue::{secs, Queue};
 /// The CTE is `MATERIALIZED` so the LIMIT subquery runs exactly once: inlined into a nested loop the
 /// planner may re-run it and lock more rows than asked (Oban's lesson). The ready partial index is walked in
 /// (priority, run_at, id) order, so the cost is O(batch) however many finished rows the table holds.
-pub(crate) const CLAIM_SQL: &str = r#"
+pub const CLAIM_SQL: &str = r#"
 WITH ready AS MATERIALIZED (
     SELECT id FROM fathom_jobs
     WHERE state = 'queued' AND kind = $1 AND run_at <= now()

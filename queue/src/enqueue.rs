@@ -10,7 +10,7 @@ use crate::queue::{secs, Queue};
 /// same (kind, dedup key) — including a twin earlier in the same batch. Ids are drawn before the insert so
 /// RETURNING rows can be matched back to inputs. `id` is NULL only when the conflicting job was inserted
 /// by a concurrent transaction this statement's snapshot cannot see; the caller retries those rows.
-pub(crate) const ENQUEUE_SQL: &str = r#"
+pub const ENQUEUE_SQL: &str = r#"
 WITH input AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('fathom_jobs', 'id')) AS id, t.*
     FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::int2[], $5::float8[], $6::int4[])

@@ -11,7 +11,7 @@ use crate::queue::Queue;
 
 /// Each count is a separate subquery so each can use its partial index; finished-state counts are
 /// bounded by the pruning retention.
-pub(crate) const STATS_SQL: &str = r#"
+pub const STATS_SQL: &str = r#"
 SELECT
     (SELECT count(*) FROM fathom_jobs WHERE state = 'queued' AND run_at <= now()) AS ready,
     (SELECT count(*) FROM fathom_jobs WHERE state = 'queued' AND run_at > now()) AS scheduled,

@@ -11,7 +11,7 @@ use crate::model::{FailOutcome, Failure, HeartbeatOutcome, JobState, Lease};
 use crate::queue::{secs, Queue};
 
 /// Extends every listed lease still held; absent ids in the result were lost.
-pub(crate) const HEARTBEAT_SQL: &str = r#"
+pub const HEARTBEAT_SQL: &str = r#"
 UPDATE fathom_jobs j SET lease_expires_at = now() + make_interval(secs => $3)
 FROM unnest($1::int8[], $2::int8[]) AS h(id, token)
 WHERE j.id = h.id AND j.lease_token = h.token AND j.state = 'running'
@@ -19,7 +19,7 @@ RETURNING j.id
 "#;
 
 /// Marks leased jobs succeeded; returns the ids actually completed.
-pub(crate) const COMPLETE_SQL: &str = r#"
+pub const COMPLETE_SQL: &str = r#"
 UPDATE fathom_jobs j SET
     state = 'succeeded', finished_at = now(), last_error = NULL,
     lease_token = NULL, lease_expires_at = NULL

@@ -20,6 +20,7 @@ mod migrate;
 mod model;
 mod notify;
 mod queue;
+pub mod sql;
 pub mod testing;
 pub mod tx;
 
