@@ -112,6 +112,8 @@ pub struct Report {
     pub killed_busy: u32,
     /// Jobs finished by the end of the trace.
     pub jobs_done: usize,
+    /// Times a scale-up followed a scale-down or vice versa (flapping shows up here).
+    pub reversals: u32,
 }
 
 impl fmt::Display for Report {
@@ -216,6 +218,7 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy: &SimPolicy) -> Report {
     let mut workers: Vec<Worker> = Vec::new();
     let (mut next_arrival, mut done, mut killed, mut events) = (0usize, 0usize, 0u32, 0u32);
     let (mut replica_seconds, mut time_to_scale) = (0u64, None);
+    let (mut reversals, mut last_up) = (0u32, None::<bool>);
 
     for t in 0..trace.duration_s {
         let before = next_arrival;
@@ -264,6 +267,11 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy: &SimPolicy) -> Report {
         let desired = ctrl.desired(&view).min(cfg.max_replicas);
         if desired != current {
             events += 1;
+            let up = desired > current;
+            if last_up.is_some_and(|was| was != up) {
+                reversals += 1;
+            }
+            last_up = Some(up);
         }
         for _ in current..desired {
             workers.push(Worker {
@@ -311,6 +319,7 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy: &SimPolicy) -> Report {
         replica_minutes: replica_seconds as f64 / 60.0,
         scale_events: events,
         killed_busy: killed,
+        reversals,
         jobs_done: done,
     }
 }

@@ -112,3 +112,15 @@ fn runs_are_reproducible_and_print_the_contract_line() {
         "{line}"
     );
 }
+#[test]
+fn sine_load_is_followed_without_flapping() {
+    // Seven 10-minute load cycles: one rise and one fall each, so at most 2 reversals per cycle.
+    let cfg = SimConfig::default();
+    let r = simulate(&Trace::sine(), &cfg, &SimPolicy::fathom(&cfg));
+    assert!(r.reversals <= 14, "{r}: {} reversals", r.reversals);
+    assert!(
+        r.reversals >= 10,
+        "{r}: does not follow the load ({} reversals)",
+        r.reversals
+    );
+}

@@ -12,11 +12,13 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// 240 jobs at once, then 30 minutes of quiet: how fast does the fleet grow, and shrink back?
+    /// 240 jobs at once (t=15 s), then 30 minutes of quiet: how fast does the fleet grow, and shrink back?
+    ///
+    /// Bursts land mid-way between the baseline's 30 s polls (its expected delay), not on a poll tick.
     pub fn burst() -> Trace {
         Trace {
             name: "burst",
-            arrivals: vec![0; 240],
+            arrivals: vec![15; 240],
             duration_s: 1800,
         }
     }
@@ -41,11 +43,11 @@ impl Trace {
         }
     }
 
-    /// 120 jobs at t=60 s, then idle until 40 minutes: what does the idle tail cost in replica-minutes?
+    /// 120 jobs at t=75 s, then idle until 40 minutes: what does the idle tail cost in replica-minutes?
     pub fn spike_then_idle() -> Trace {
         Trace {
             name: "spike-then-idle",
-            arrivals: vec![60; 120],
+            arrivals: vec![75; 120],
             duration_s: 2400,
         }
     }
@@ -96,9 +98,10 @@ mod tests {
     #[test]
     fn ideal_replicas_follow_outstanding_jobs() {
         let ideal = Trace::burst().ideal_replicas(30, 4, 20);
-        assert_eq!(ideal[0], 20);
-        assert_eq!(ideal[29], 20);
-        assert_eq!(ideal[30], 0);
+        assert_eq!(ideal[14], 0);
+        assert_eq!(ideal[15], 20);
+        assert_eq!(ideal[44], 20);
+        assert_eq!(ideal[45], 0);
         let ideal = Trace::sine().ideal_replicas(30, 4, 20);
         let peak = ideal.iter().copied().max().unwrap_or(0);
         // 1.5 jobs/s × 30 s = 45 outstanding → 12 replicas at the crest.
