@@ -18,8 +18,29 @@ pub struct QueueSnapshot {
     pub queued: u64,
     /// Jobs currently held by a worker.
     pub running: u64,
-    /// Age of the oldest queued job, if any is queued.
+    /// Age of the oldest queued job, if any is queued (seconds, as a float, in JSON).
+    #[serde(with = "opt_secs")]
     pub oldest_queued_age: Option<Duration>,
+}
+
+/// `Option<Duration>` as float seconds, so `fathom scale status --json` reads naturally.
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let secs = Option::<f64>::deserialize(d)?;
+        secs.map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// A manual override, read from the target (annotations on Kubernetes, a file locally). It always wins.

@@ -180,6 +180,9 @@ impl LocalTarget {
             .envs(c.env.iter().map(|(k, v)| (k, v)))
             .env("POD_NAME", id)
             .stdin(Stdio::null())
+            // Own process group: a terminal's Ctrl-C reaches the autoscaler only, which then drains
+            // the workers itself instead of all of them dying mid-job at once.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| Error::Process {

@@ -339,3 +339,18 @@ fn huge_queue_does_not_overflow() {
     let d = decide(&p, &snap, 1, Override::None, &mut state, Instant::now());
     assert_eq!(d.desired, 20);
 }
+
+#[test]
+fn snapshot_json_gives_the_age_in_seconds() {
+    let snap = QueueSnapshot {
+        queued: 3,
+        running: 1,
+        oldest_queued_age: Some(Duration::from_millis(2500)),
+    };
+    let json = serde_json::to_string(&snap).unwrap();
+    assert_eq!(json, r#"{"queued":3,"running":1,"oldest_queued_age":2.5}"#);
+    assert_eq!(serde_json::from_str::<QueueSnapshot>(&json).unwrap(), snap);
+    let bad =
+        serde_json::from_str::<QueueSnapshot>(r#"{"queued":0,"running":0,"oldest_queued_age":-1}"#);
+    assert!(bad.is_err());
+}
