@@ -41,6 +41,18 @@ pub struct KubeConfig {
     pub conflict_retries: u32,
 }
 
+impl KubeConfig {
+    /// Writes enabled, five conflict retries.
+    pub fn new(namespace: impl Into<String>, deployment: impl Into<String>) -> KubeConfig {
+        KubeConfig {
+            namespace: namespace.into(),
+            deployment: deployment.into(),
+            dry_run: false,
+            conflict_retries: 5,
+        }
+    }
+}
+
 /// A Deployment as a [`ScaleTarget`].
 pub struct KubeTarget {
     client: Client,

@@ -26,6 +26,18 @@ pub struct LeaseConfig {
     pub lease_duration: Duration,
 }
 
+impl LeaseConfig {
+    /// The Lease `fathom-autoscaler`, held for 15 s per renewal (rounds renew every poll interval,
+    /// which must stay well below this).
+    pub fn new(identity: impl Into<String>) -> LeaseConfig {
+        LeaseConfig {
+            name: "fathom-autoscaler".into(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(15),
+        }
+    }
+}
+
 /// Acquires, renews and takes over an expired Lease.
 pub struct LeaderElector {
     api: Api<Lease>,

@@ -10,19 +10,13 @@ use super::*;
 
 fn config() -> KubeConfig {
     KubeConfig {
-        namespace: NS.into(),
-        deployment: "analyzer".into(),
-        dry_run: false,
         conflict_retries: 3,
+        ..KubeConfig::new(NS, "analyzer")
     }
 }
 
 fn lease_config() -> LeaseConfig {
-    LeaseConfig {
-        name: "fathom-autoscaler".into(),
-        identity: "me".into(),
-        lease_duration: Duration::from_secs(15),
-    }
+    LeaseConfig::new("me")
 }
 
 /// Runs `op` against a target served by `scenario`; the server's assertions fail first, then the op's.
@@ -374,4 +368,47 @@ async fn a_follower_neither_reads_nor_writes_the_deployment() {
     verifier.await.unwrap();
     assert!(!status.leader);
     assert_eq!(status.decision, None);
+}
+
+#[tokio::test]
+async fn endless_conflicts_give_up_with_an_error_after_the_retries() {
+    use super::fixtures::{scale, status, Step, SCALE};
+    let mut steps = Vec::new();
+    for rv in ["41", "42", "43"] {
+        steps.push(Step::get(SCALE).reply(200, scale(2, rv)));
+        steps.push(
+            Step::new(http::Method::PUT, SCALE)
+                .body(json!({ "metadata": { "resourceVersion": rv } }))
+                .reply(409, status(409, "Conflict")),
+        );
+    }
+    let (client, server) = mock_client();
+    let verifier = server.run(steps);
+    let err = KubeTarget::new(client, config())
+        .set_replicas(2, 4)
+        .await
+        .unwrap_err();
+    verifier.await.unwrap();
+    assert_eq!(err.kind(), "conflict");
+    assert!(
+        err.to_string()
+            .contains("deployment fathom/analyzer: still conflicting after 3 attempts"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn releasing_the_lease_clears_the_holder() {
+    use super::fixtures::{lease, Step, LEASE};
+    let steps = vec![
+        Step::get(LEASE).reply(200, lease(Some("me"), "7")),
+        Step::new(http::Method::PUT, LEASE)
+            .body(json!({ "metadata": { "resourceVersion": "7" }, "spec": { "holderIdentity": null } }))
+            .reply(200, lease(None, "8")),
+    ];
+    let (client, server) = mock_client();
+    let verifier = server.run(steps);
+    let target = KubeTarget::with_leader_election(client, config(), lease_config());
+    target.release_leadership().await.unwrap();
+    verifier.await.unwrap();
 }
