@@ -21,6 +21,9 @@ pub struct LoopConfig {
     pub policy: Policy,
     /// Rounds run at least this often (default 5 s).
     pub poll_interval: Duration,
+    /// Nudged rounds run at most this often (default 1 s), so a stream of enqueue notifications
+    /// cannot turn into a stream of API calls.
+    pub min_interval: Duration,
 }
 
 impl Default for LoopConfig {
@@ -28,6 +31,7 @@ impl Default for LoopConfig {
         LoopConfig {
             policy: Policy::default(),
             poll_interval: Duration::from_secs(5),
+            min_interval: Duration::from_secs(1),
         }
     }
 }
@@ -192,13 +196,18 @@ impl<T: ScaleTarget, S: StatsSource> Autoscaler<T, S> {
     pub async fn run(mut self, nudge: Arc<Notify>, shutdown: impl Future<Output = ()>) -> Self {
         tokio::pin!(shutdown);
         loop {
+            let started = tokio::time::Instant::now();
             if let Err(e) = self.tick(Instant::now()).await {
                 warn!(error = %e, kind = e.kind(), "autoscaler round failed");
             }
             tokio::select! {
                 _ = &mut shutdown => return self,
-                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = tokio::time::sleep(self.cfg.poll_interval) => continue,
                 _ = nudge.notified() => debug!("nudged"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => return self,
+                _ = tokio::time::sleep_until(started + self.cfg.min_interval) => {}
             }
         }
     }

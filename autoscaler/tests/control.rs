@@ -92,7 +92,7 @@ async fn burst_override_drain_and_scale_to_zero_with_real_workers() {
     let metrics = Metrics::register(&registry).unwrap();
     let cfg = LoopConfig {
         policy: policy(),
-        poll_interval: Duration::from_secs(5),
+        ..LoopConfig::default()
     };
     let mut a = Autoscaler::new(local(dir.path()), queue.clone(), cfg, Some(metrics)).unwrap();
     let t0 = Instant::now();
@@ -203,6 +203,7 @@ async fn a_nudge_runs_a_round_at_once_and_errors_are_counted() {
     let cfg = LoopConfig {
         policy: policy(),
         poll_interval: Duration::from_secs(3600),
+        min_interval: Duration::from_millis(10),
     };
     let a = Autoscaler::new(local(dir.path()), queue.clone(), cfg, Some(metrics)).unwrap();
     let mut status = a.status();
