@@ -10,13 +10,17 @@
 pub mod analyze;
 pub mod cache;
 pub mod catalog;
+pub mod config;
 pub mod error;
+pub mod job;
 pub mod layer;
 pub mod merge;
+pub mod metrics;
 pub mod model;
 pub mod samples;
 pub mod sbom;
 pub mod source;
+pub mod store;
 pub mod testkit;
 
 pub use analyze::{Analyzer, AnalyzerOptions, ImageAnalysis};

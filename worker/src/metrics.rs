@@ -1,0 +1,251 @@
+//! The worker's Prometheus metrics, registered once in their own registry and served at `/metrics`.
+//!
+//! Names follow Prometheus conventions: `fathom_` prefix, base units in the name, `_total` counters.
+//! Failures carry a low-cardinality `reason` label ([`crate::AnalyzeError::reason`] or `store`,
+//! `lease_lost`, ...), so dashboards can split them by kind.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Every metric the worker exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `fathom_worker_jobs_claimed_total`: jobs claimed from the queue.
+    pub jobs_claimed: IntCounter,
+    /// `fathom_worker_jobs_completed_total{outcome}`: jobs completed (`analyzed`, or `reused` when the
+    /// manifest was already analyzed with the same catalogers).
+    pub jobs_completed: IntCounterVec,
+    /// `fathom_worker_jobs_failed_total{outcome,reason}`: failed attempts; outcome `retry`, `failed`
+    /// (permanent) or `dead` (out of attempts).
+    pub jobs_failed: IntCounterVec,
+    /// `fathom_worker_jobs_abandoned_total{reason}`: jobs this worker stopped working on without an
+    /// outcome: `lease_lost` (another worker owns it now) or `released` (put back at shutdown).
+    pub jobs_abandoned: IntCounterVec,
+    /// `fathom_worker_analysis_duration_seconds`: claim → result stored.
+    pub analysis_duration: Histogram,
+    /// `fathom_worker_queue_wait_seconds`: enqueue → claim.
+    pub queue_wait: Histogram,
+    /// `fathom_worker_layer_cache_hits_total`: layers answered by the layer cache.
+    pub layer_cache_hits: IntCounter,
+    /// `fathom_worker_layer_cache_misses_total`: layers fetched and analyzed.
+    pub layer_cache_misses: IntCounter,
+    /// `fathom_worker_fetched_bytes_total`: compressed layer bytes downloaded.
+    pub fetched_bytes: IntCounter,
+    /// `fathom_worker_inflated_bytes_total`: uncompressed layer bytes walked.
+    pub inflated_bytes: IntCounter,
+    /// `fathom_worker_jobs_in_flight`: jobs being worked on now.
+    pub jobs_in_flight: IntGauge,
+    /// `fathom_worker_job_slots`: configured concurrency.
+    pub job_slots: IntGauge,
+    /// `fathom_worker_rescued_jobs_total`: expired leases this worker put back in the queue.
+    pub rescued_jobs: IntCounter,
+    /// `fathom_worker_database_errors_total{operation}`: failed queue/store round trips.
+    pub database_errors: IntCounterVec,
+    /// `fathom_worker_database_up`: 1 when the last round trip to Postgres succeeded.
+    pub database_up: Gauge,
+    /// `fathom_worker_draining`: 1 once shutdown began.
+    pub draining: IntGauge,
+    /// `fathom_build_info{version}`: always 1.
+    pub build_info: IntGaugeVec,
+}
+
+/// Analysis durations span cached manifests (milliseconds) to multi-GiB images (minutes).
+const DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Queue waits span an idle fleet (milliseconds) to a backlog of hours.
+const WAIT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+];
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+impl Metrics {
+    /// The process's metrics, registered on first use.
+    pub fn get() -> &'static Metrics {
+        METRICS.get_or_init(Metrics::build)
+    }
+
+    fn build() -> Metrics {
+        let registry = Registry::new();
+        let m = Metrics {
+            jobs_claimed: IntCounter::new(
+                "fathom_worker_jobs_claimed_total",
+                "Jobs claimed from the queue.",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            jobs_completed: IntCounterVec::new(
+                Opts::new("fathom_worker_jobs_completed_total", "Jobs completed, by outcome."),
+                &["outcome"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            jobs_failed: IntCounterVec::new(
+                Opts::new(
+                    "fathom_worker_jobs_failed_total",
+                    "Failed job attempts, by outcome (retry, failed, dead) and reason.",
+                ),
+                &["outcome", "reason"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            jobs_abandoned: IntCounterVec::new(
+                Opts::new(
+                    "fathom_worker_jobs_abandoned_total",
+                    "Jobs dropped without an outcome: lease lost or released at shutdown.",
+                ),
+                &["reason"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            analysis_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "fathom_worker_analysis_duration_seconds",
+                    "Claim to stored result, per completed job.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            queue_wait: Histogram::with_opts(
+                HistogramOpts::new(
+                    "fathom_worker_queue_wait_seconds",
+                    "Enqueue to claim, per claimed job.",
+                )
+                .buckets(WAIT_BUCKETS.to_vec()),
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            layer_cache_hits: IntCounter::new(
+                "fathom_worker_layer_cache_hits_total",
+                "Layers answered by the layer cache.",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            layer_cache_misses: IntCounter::new(
+                "fathom_worker_layer_cache_misses_total",
+                "Layers fetched and analyzed.",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            fetched_bytes: IntCounter::new(
+                "fathom_worker_fetched_bytes_total",
+                "Compressed layer bytes downloaded.",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            inflated_bytes: IntCounter::new(
+                "fathom_worker_inflated_bytes_total",
+                "Uncompressed layer bytes walked.",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            jobs_in_flight: IntGauge::new(
+                "fathom_worker_jobs_in_flight",
+                "Jobs being worked on now.",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            job_slots: IntGauge::new("fathom_worker_job_slots", "Configured concurrency.")
+                .unwrap_or_else(|e| unreachable_metric(e)),
+            rescued_jobs: IntCounter::new(
+                "fathom_worker_rescued_jobs_total",
+                "Expired leases this worker put back in the queue.",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            database_errors: IntCounterVec::new(
+                Opts::new(
+                    "fathom_worker_database_errors_total",
+                    "Failed round trips to Postgres, by operation.",
+                ),
+                &["operation"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            database_up: Gauge::new(
+                "fathom_worker_database_up",
+                "1 when the last round trip to Postgres succeeded.",
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            draining: IntGauge::new("fathom_worker_draining", "1 once shutdown began.")
+                .unwrap_or_else(|e| unreachable_metric(e)),
+            build_info: IntGaugeVec::new(
+                Opts::new("fathom_build_info", "Build information; always 1."),
+                &["version"],
+            )
+            .unwrap_or_else(|e| unreachable_metric(e)),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.jobs_claimed.clone()),
+            Box::new(m.jobs_completed.clone()),
+            Box::new(m.jobs_failed.clone()),
+            Box::new(m.jobs_abandoned.clone()),
+            Box::new(m.analysis_duration.clone()),
+            Box::new(m.queue_wait.clone()),
+            Box::new(m.layer_cache_hits.clone()),
+            Box::new(m.layer_cache_misses.clone()),
+            Box::new(m.fetched_bytes.clone()),
+            Box::new(m.inflated_bytes.clone()),
+            Box::new(m.jobs_in_flight.clone()),
+            Box::new(m.job_slots.clone()),
+            Box::new(m.rescued_jobs.clone()),
+            Box::new(m.database_errors.clone()),
+            Box::new(m.database_up.clone()),
+            Box::new(m.draining.clone()),
+            Box::new(m.build_info.clone()),
+        ];
+        for c in collectors {
+            if let Err(err) = m.registry.register(c) {
+                tracing::error!(%err, "metric registration failed");
+            }
+        }
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // Pre-create the common series so dashboards see zeros instead of gaps.
+        for outcome in ["analyzed", "reused"] {
+            m.jobs_completed.with_label_values(&[outcome]);
+        }
+        for reason in ["lease_lost", "released"] {
+            m.jobs_abandoned.with_label_values(&[reason]);
+        }
+        m
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%err, "metric encoding failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Metric construction fails only on invalid names or label sets, which are constants here.
+fn unreachable_metric<T>(e: prometheus::Error) -> T {
+    panic!("invalid metric definition: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    #[test]
+    fn renders_every_family_with_units_and_prefix() {
+        let m = Metrics::get();
+        m.jobs_failed
+            .with_label_values(&["retry", "registry_unavailable"])
+            .inc();
+        m.queue_wait.observe(0.2);
+        let text = m.render();
+        for name in [
+            "fathom_worker_jobs_claimed_total",
+            "fathom_worker_jobs_completed_total{outcome=\"reused\"} 0",
+            "fathom_worker_jobs_failed_total{outcome=\"retry\",reason=\"registry_unavailable\"} 1",
+            "fathom_worker_analysis_duration_seconds_bucket",
+            "fathom_worker_queue_wait_seconds_count 1",
+            "fathom_worker_layer_cache_hits_total",
+            "fathom_worker_fetched_bytes_total",
+            "fathom_worker_jobs_in_flight",
+            "fathom_build_info{version=",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The results store on PostgreSQL (sqlx): images by manifest digest, packages per layer, the layer cache
+//! and the compressed analysis documents. All of the store's SQL lives in this module.
+//!
+//! Layout (see `worker/migrations/`): `fathom_layers` holds one zstd-compressed [`LayerResult`] per
+//! (layer digest, catalogers key) and is the [`LayerCache`]; `fathom_layer_packages` lists each layer's
+//! packages for queries; `fathom_images` holds an image as its ordered layers plus the analysis document;
+//! `fathom_image_references` the references it was seen under; `fathom_submissions` ties a submitted
+//! reference to the queue job answering it.
+//!
+//! [`LayerResult`]: crate::layer::LayerResult
+//! [`LayerCache`]: crate::cache::LayerCache
+
+mod images;
+mod layers;
+mod status;
+
+use std::time::{Duration, SystemTime};
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use images::{
+    add_reference_in, save_analysis_in, save_failure_in, ImageRecord, ImageStatus, Timings,
+};
+pub use layers::{PackageHit, PackageQuery};
+pub use status::{StatusEntry, ANALYZE_KIND};
+
+/// Everything the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Postgres (through sqlx) reported an error.
+    #[error("results store: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// Applying the store's migrations failed.
+    #[error("results store migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The queue (used to join submissions with their jobs) reported an error.
+    #[error("{0}")]
+    Queue(#[from] fathom_queue::Error),
+    /// A stored document could not be encoded or decoded.
+    #[error("results store document {what}: {message}")]
+    Document {
+        /// Which document (`image sha256:...`, `layer sha256:...`).
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The database URL could not be understood.
+    #[error("invalid database URL: {0}")]
+    Url(String),
+}
+
+impl StoreError {
+    /// Whether the failure is about reaching Postgres (worth backing off and retrying).
+    pub fn is_connection(&self) -> bool {
+        match self {
+            StoreError::Sqlx(e) => is_connection_error(e),
+            StoreError::Queue(e) => e.is_connection(),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a sqlx error means Postgres could not be reached (as opposed to a bad statement or data).
+pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now, 08xxx connection exceptions.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// Result alias of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+static STORE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// The store's migrator. It shares `_sqlx_migrations` with the queue's, so it ignores versions it does not
+/// know (the store's versions are distinct: `20261125100000_...` and later).
+pub fn migrator() -> Migrator {
+    let mut migrator = Migrator {
+        migrations: STORE_MIGRATIONS.migrations.clone(),
+        ..Migrator::DEFAULT
+    };
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// Applies the queue's and the store's migrations (safe to run concurrently from many pods: sqlx holds an
+/// advisory lock around each run and every statement is idempotent).
+pub async fn migrate_all(database_url: &str) -> Result<()> {
+    fathom_queue::migrate(database_url).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(connect_options(database_url)?)
+        .await?;
+    migrator().run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+fn connect_options(database_url: &str) -> Result<PgConnectOptions> {
+    let options: PgConnectOptions = database_url
+        .parse()
+        .map_err(|e: sqlx::Error| StoreError::Url(e.to_string()))?;
+    Ok(options.application_name("fathom-store"))
+}
+
+/// Handle on the results store. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// A lazily connecting pool of at most `max_connections` (keep it tiny on workers). Never fails because
+    /// the server is down; the first query will.
+    pub fn connect_lazy(database_url: &str, max_connections: u32) -> Result<Store> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(connect_options(database_url)?);
+        Ok(Store { pool })
+    }
+
+    /// The pool, for transactions that span the store and the queue ([`fathom_queue::tx`]).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Checks that the server answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// zstd level for stored documents: level 3 compresses JSON ~8–10× at hundreds of MB/s.
+const ZSTD_LEVEL: i32 = 3;
+
+pub(crate) fn compress<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(value).map_err(|e| document_error(what, e))?;
+    zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| document_error(what, e))
+}
+
+/// Largest decompressed document accepted: a corrupt or hostile row must not exhaust memory.
+const MAX_DOCUMENT_BYTES: u64 = 1 << 30;
+
+pub(crate) fn decompress<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| document_error(what, e))?;
+    let limited = std::io::Read::take(decoder, MAX_DOCUMENT_BYTES);
+    serde_json::from_reader(std::io::BufReader::new(limited)).map_err(|e| document_error(what, e))
+}
+
+fn document_error(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Document {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Seconds since the epoch (as `extract(epoch ...)` returns them) to a [`SystemTime`].
+pub(crate) fn from_epoch(secs: f64) -> SystemTime {
+    if secs.is_finite() && secs >= 0.0 {
+        SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs)
+    } else {
+        SystemTime::UNIX_EPOCH
+    }
+}
