@@ -20,6 +20,18 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Apply the database migrations (safe to run concurrently from many pods).
     Migrate(cmd::migrate::MigrateArgs),
+    /// Run the analyzer worker: claim jobs, analyze, store results (drains on SIGTERM).
+    Worker(cmd::worker::WorkerArgs),
+    /// Run every service the configuration file enables.
+    Run(cmd::run::RunArgs),
+    /// Submit images for analysis (prints job ids; --wait follows them to the end).
+    Submit(cmd::submit::SubmitArgs),
+    /// Show the status of submitted images.
+    Status(cmd::status::StatusArgs),
+    /// Print the stored analysis of an image in any scan output format.
+    Results(cmd::results::ResultsArgs),
+    /// Inspect the job queue.
+    Queue(cmd::queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +40,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => cmd::scan::run(args),
         Command::Migrate(args) => cmd::migrate::run(args),
+        Command::Worker(args) => cmd::worker::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Submit(args) => cmd::submit::run(args),
+        Command::Status(args) => cmd::status::run(args),
+        Command::Results(args) => cmd::results::run(args),
+        Command::Queue(args) => cmd::queue::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,4 @@
-//! `fathom migrate`: apply the embedded database migrations.
+//! `fathom migrate`: apply the embedded database migrations (queue, then results store).
 
 use std::process::ExitCode;
 
@@ -11,6 +11,7 @@ pub struct MigrateArgs {
 }
 
 /// Runs `fathom migrate`.
-pub fn run(_args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("migrate is not implemented yet")
+pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(fathom_worker::store::migrate_all(&args.database_url))?;
+    Ok(ExitCode::SUCCESS)
 }

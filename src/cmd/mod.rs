@@ -1,4 +1,19 @@
 //! One module per subcommand: clap arguments live here and are converted into each crate's config.
 
 pub mod migrate;
+pub mod queue;
+pub mod results;
+pub mod run;
 pub mod scan;
+pub mod status;
+pub mod submit;
+pub mod worker;
+
+/// A multi-threaded runtime for subcommands that talk to Postgres or serve.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -143,6 +143,15 @@ impl PgBinaries {
             .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
             .args(["--locale", "C"]))?;
 
+        self.launch(&info, durability)?;
+        Ok(info)
+    }
+
+    /// Starts the server of an initialized cluster (again) on its port and socket directory.
+    fn launch(&self, info: &ClusterInfo, durability: Durability) -> Result<()> {
+        let dir = &info.dir;
+        let port = info.port;
+        let data = info.data_dir();
         let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_connections=400 \
              -c shared_buffers=128MB -c max_locks_per_transaction=256",
@@ -162,7 +171,7 @@ impl PgBinaries {
             let log = fs::read_to_string(dir.join("server.log")).unwrap_or_default();
             Error::Harness(format!("{e}; server log:\n{log}"))
         })?;
-        Ok(info)
+        Ok(())
     }
 
     /// Whether the cluster in `info` is running (its postmaster answers `pg_ctl status`).
@@ -193,6 +202,7 @@ impl PgBinaries {
 pub struct OwnedCluster {
     binaries: PgBinaries,
     info: ClusterInfo,
+    durability: Durability,
 }
 
 impl OwnedCluster {
@@ -205,7 +215,27 @@ impl OwnedCluster {
             rand::random::<u32>()
         ));
         let info = binaries.start(&dir, durability)?;
-        Ok(Self { binaries, info })
+        Ok(Self {
+            binaries,
+            info,
+            durability,
+        })
+    }
+
+    /// Stops the server (fast shutdown: connections are cut), keeping its data, e.g. to test how clients
+    /// ride out a database restart.
+    pub fn stop(&self) -> Result<()> {
+        run(self
+            .binaries
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.info.data_dir())
+            .args(["-m", "fast", "-w", "stop"]))
+    }
+
+    /// Starts the server again after [`OwnedCluster::stop`], on the same port and socket.
+    pub fn start_again(&self) -> Result<()> {
+        self.binaries.launch(&self.info, self.durability)
     }
 
     /// Where the cluster lives and how to reach it.

@@ -1,0 +1,55 @@
+//! `fathom queue stats`: the queue's depth and age (the autoscaler's input), for people and scripts.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use fathom_queue::{Queue, QueueConfig};
+
+/// Arguments of `fathom queue`.
+#[derive(clap::Args, Debug)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    command: QueueCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum QueueCommand {
+    /// Counts by state, oldest ready job's age, and running jobs per worker.
+    Stats {
+        /// PostgreSQL connection URL.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `fathom queue`.
+pub fn run(args: QueueArgs) -> anyhow::Result<ExitCode> {
+    let QueueCommand::Stats { database_url, json } = args.command;
+    let (stats, owners) = super::runtime()?.block_on(async {
+        let queue = Queue::connect(&database_url, QueueConfig { pool_size: 1, ..Default::default() })?;
+        anyhow::Ok((queue.stats().await?, queue.lease_owners().await?))
+    })?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut value = serde_json::to_value(&stats)?;
+        value["workers"] = serde_json::to_value(&owners)?;
+        serde_json::to_writer_pretty(&mut out, &value)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "ready      {}", stats.ready)?;
+    writeln!(out, "scheduled  {}", stats.scheduled)?;
+    writeln!(out, "running    {}", stats.running)?;
+    writeln!(out, "succeeded  {}", stats.succeeded)?;
+    writeln!(out, "failed     {}", stats.failed)?;
+    writeln!(out, "dead       {}", stats.dead)?;
+    writeln!(out, "cancelled  {}", stats.cancelled)?;
+    writeln!(out, "oldest ready age  {:.1} s", stats.oldest_ready_age_s)?;
+    for (worker, jobs) in &owners {
+        writeln!(out, "worker {worker}  {jobs} running")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,138 @@
+//! A tiny HTTP proxy in front of the real test registry that counts blob downloads and injects faults
+//! (500s, slow blobs), so tests can watch what the worker fetches and how it copes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Faults and counters, adjustable while the proxy runs.
+#[derive(Default)]
+pub struct Rules {
+    /// Answer the next N requests with 500.
+    pub fail_next: AtomicUsize,
+    /// Delay before each blob GET is forwarded, in milliseconds.
+    pub blob_delay_ms: AtomicU64,
+    blob_gets: Mutex<HashMap<String, usize>>,
+    requests: AtomicUsize,
+}
+
+impl Rules {
+    /// GETs of each blob digest so far.
+    pub fn blob_gets(&self) -> HashMap<String, usize> {
+        self.blob_gets.lock().unwrap().clone()
+    }
+
+    /// Requests seen (failed ones included).
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Its rules and counters.
+    pub rules: Arc<Rules>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Shared {
+    upstream: String,
+    client: reqwest::Client,
+    rules: Arc<Rules>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` (`127.0.0.1:PORT`) on the current runtime.
+    pub async fn start(upstream: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let rules = Arc::new(Rules::default());
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_string(),
+            client: reqwest::Client::new(),
+            rules: Arc::clone(&rules),
+        });
+        let app = axum::Router::new().fallback(forward).with_state(shared);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Proxy {
+            addr: addr.to_string(),
+            rules,
+            task,
+        }
+    }
+}
+
+async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let rules = &shared.rules;
+    rules.requests.fetch_add(1, Ordering::Relaxed);
+    let injected = rules
+        .fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if injected {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#,
+        )
+            .into_response();
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let is_blob_get = req.method() == axum::http::Method::GET && path.contains("/blobs/sha256:");
+    if is_blob_get {
+        if let Some(digest) = path.rsplit('/').next() {
+            *rules
+                .blob_gets
+                .lock()
+                .unwrap()
+                .entry(digest.to_string())
+                .or_default() += 1;
+        }
+        let delay = rules.blob_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+    }
+    let url = format!("http://{}{path}", shared.upstream);
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+    let mut upstream = shared.client.request(method, url);
+    for (name, value) in req.headers() {
+        if name != "host" {
+            upstream = upstream.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let body = axum::body::to_bytes(req.into_body(), 64 << 20)
+        .await
+        .unwrap_or_default();
+    let answer = match upstream.body(body).send().await {
+        Ok(a) => a,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let mut builder = Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        builder = builder.header(name.as_str(), value.as_bytes());
+    }
+    builder
+        .body(Body::from_stream(answer.bytes_stream()))
+        .unwrap_or_else(|e| (StatusCode::BAD_GATEWAY, e.to_string()).into_response())
+}
