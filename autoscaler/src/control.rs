@@ -185,7 +185,7 @@ impl<T: ScaleTarget, S: StatsSource> Autoscaler<T, S> {
                     found, "replicas changed meanwhile; deciding again next round"
                 );
             }
-            SetOutcome::Unchanged | SetOutcome::DryRun => {}
+            SetOutcome::Unchanged | SetOutcome::DryRun | SetOutcome::Backoff { .. } => {}
         }
         Ok(())
     }

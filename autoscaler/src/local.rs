@@ -107,11 +107,22 @@ struct Inner {
     next: u64,
     /// Live, counted children by spawn sequence (higher = newer).
     running: BTreeMap<u64, (String, Child)>,
+    /// When each running child was spawned, by sequence.
+    started: BTreeMap<u64, Instant>,
     draining: Vec<Draining>,
     /// The busy map handed to `prepare_scale_in`, used by the next scale-in.
     busy: BusyMap,
     exits: Vec<ChildExit>,
+    /// Crashes in a row of children that died young; drives the respawn backoff.
+    crash_streak: u32,
+    /// No spawning before this (crash-loop backoff).
+    hold_until: Option<Instant>,
 }
+
+/// A child that lives this long counts as healthy and resets the crash backoff.
+const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
+/// The longest pause between respawns of a crash-looping worker.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Worker processes on this machine as a [`ScaleTarget`].
 pub struct LocalTarget {
@@ -163,6 +174,7 @@ impl LocalTarget {
         {
             let mut inner = self.inner.lock().await;
             let deadline = Instant::now() + self.cfg.drain_timeout;
+            inner.started.clear();
             for (_, (id, child)) in std::mem::take(&mut inner.running) {
                 if let Err(e) = terminate(&id, &child) {
                     warn!(worker = %id, error = %e, "stopping worker");
@@ -270,10 +282,24 @@ fn reap(inner: &mut Inner) {
             });
         }
     }
+    let now = Instant::now();
     for seq in crashed {
         inner.running.remove(&seq);
+        let young = inner
+            .started
+            .remove(&seq)
+            .is_some_and(|t| now.duration_since(t) < HEALTHY_UPTIME);
+        // Like Kubernetes' CrashLoopBackOff: a worker that keeps dying at start is respawned ever
+        // more slowly (1 s, 2 s, 4 s ... 60 s) instead of every round.
+        inner.crash_streak = if young {
+            inner.crash_streak.saturating_add(1)
+        } else {
+            1
+        };
+        let backoff = Duration::from_secs(1u64 << inner.crash_streak.saturating_sub(1).min(6))
+            .min(MAX_BACKOFF);
+        inner.hold_until = Some(now + backoff);
     }
-    let now = Instant::now();
     let mut still = Vec::new();
     for mut d in std::mem::take(&mut inner.draining) {
         match d.child.try_wait() {
@@ -321,6 +347,22 @@ impl ScaleTarget for LocalTarget {
         if found != from {
             return Ok(SetOutcome::Raced { found });
         }
+        if to > found {
+            if let Some(until) = inner.hold_until.filter(|&u| u > Instant::now()) {
+                let retry_in_ms = until.duration_since(Instant::now()).as_millis() as u64;
+                info!(retry_in_ms, "workers crash-looping; respawn held back");
+                return Ok(SetOutcome::Backoff { retry_in_ms });
+            }
+            // Survivors of the last crash that are old enough prove the command healthy again.
+            let now = Instant::now();
+            if inner
+                .started
+                .values()
+                .any(|&t| now.duration_since(t) >= HEALTHY_UPTIME)
+            {
+                inner.crash_streak = 0;
+            }
+        }
         while (inner.running.len() as u32) < to {
             inner.next += 1;
             let seq = inner.next;
@@ -328,6 +370,7 @@ impl ScaleTarget for LocalTarget {
             let child = self.spawn(&id)?;
             info!(worker = %id, pid = child.id(), "worker started");
             inner.running.insert(seq, (id, child));
+            inner.started.insert(seq, Instant::now());
         }
         let excess = (inner.running.len() as u32).saturating_sub(to) as usize;
         if excess > 0 {
@@ -345,6 +388,7 @@ impl ScaleTarget for LocalTarget {
             order.sort();
             let deadline = Instant::now() + self.cfg.drain_timeout;
             for (jobs, std::cmp::Reverse(seq)) in order.into_iter().take(excess) {
+                inner.started.remove(&seq);
                 let Some((id, child)) = inner.running.remove(&seq) else {
                     continue;
                 };

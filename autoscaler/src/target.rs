@@ -86,6 +86,11 @@ pub enum SetOutcome {
     },
     /// Dry-run mode: logged, not written.
     DryRun,
+    /// Workers keep crashing at start: no new ones for now (local target's crash-loop backoff).
+    Backoff {
+        /// Milliseconds until spawning is allowed again.
+        retry_in_ms: u64,
+    },
 }
 
 /// Something whose replica count the autoscaler sets: a Kubernetes Deployment or local processes.

@@ -128,6 +128,18 @@ async fn crashed_workers_are_reaped_and_reported() {
         "{exits:?}"
     );
     assert_eq!(t.observe().await.unwrap().replicas, 0);
+
+    // Crash-looping: no respawn until the backoff (2 s after two quick crashes) has passed.
+    match t.set_replicas(0, 2).await.unwrap() {
+        SetOutcome::Backoff { retry_in_ms } => {
+            assert!((1..=2000).contains(&retry_in_ms), "{retry_in_ms}")
+        }
+        other => panic!("respawned a crash-looping worker at once: {other:?}"),
+    }
+    assert!(t.worker_ids().await.is_empty());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(t.set_replicas(0, 1).await.unwrap(), SetOutcome::Written);
+    assert_eq!(t.worker_ids().await, ["w-3"]);
 }
 
 #[tokio::test]
