@@ -73,6 +73,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Wraps a statistics source's own error (e.g. the queue's) for [`crate::StatsSource`] impls.
+    pub fn stats(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Stats(Box::new(e))
+    }
+
     /// A low-cardinality label naming the kind of error, for the decision-errors counter.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -10,6 +10,40 @@
 //! - [`Autoscaler`] is the control loop over one target and one source: rounds on a poll interval or a
 //!   nudge, [`Metrics`] into a caller-given Prometheus registry, the last round as a [`Status`].
 //! - [`sim`] replays load traces against the core and against a KEDA-like baseline (the bench prints it).
+//!
+//! Wiring, as the binary does it (the queue side is the caller's):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use fathom_autoscaler::local::{LocalConfig, LocalTarget, WorkerCommand};
+//! use fathom_autoscaler::{Autoscaler, BusyMap, LoopConfig, Metrics, QueueSnapshot, StatsSource};
+//!
+//! struct Queue; // stands for fathom-queue's handle
+//! impl StatsSource for Queue {
+//!     async fn snapshot(&self) -> fathom_autoscaler::Result<QueueSnapshot> {
+//!         Ok(QueueSnapshot::default()) // from the queue's stats()
+//!     }
+//!     async fn busy(&self) -> fathom_autoscaler::Result<BusyMap> {
+//!         Ok(BusyMap::new()) // running jobs grouped by lease owner
+//!     }
+//! }
+//!
+//! # async fn wire() -> fathom_autoscaler::Result<()> {
+//! let registry = prometheus::Registry::new();
+//! let target = LocalTarget::new(LocalConfig {
+//!     command: WorkerCommand { program: "fathom".into(), args: vec!["worker".into()], env: vec![] },
+//!     id_prefix: "local-worker".into(),
+//!     drain_timeout: Duration::from_secs(120),
+//!     override_file: "/var/lib/fathom/override.json".into(),
+//! });
+//! let autoscaler = Autoscaler::new(target, Queue, LoopConfig::default(), Some(Metrics::register(&registry)?))?;
+//! let nudge = Arc::new(tokio::sync::Notify::new()); // notify_one() on every LISTEN/NOTIFY wake-up
+//! let stopped = autoscaler.run(nudge, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! stopped.target().stop_all().await;
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 mod control;
