@@ -1,1 +1,196 @@
-fn main() {}
+//! `cargo bench --bench queue`: claim+complete throughput through the library against the same statements
+//! run bare (one tokio-postgres connection per worker, no pool, no library), and enqueue→claim latency of
+//! an idle worker woken by NOTIFY. Prints the contract lines:
+//! `queue batch=B workers=W jobs_per_s=X ceiling_jobs_per_s=Y ratio=R`
+//! `queue latency p50_ms=A p99_ms=B`
+//! Uses `DATABASE_URL` when set, else a throwaway cluster (the test harness).
+
+use std::time::{Duration, Instant};
+
+use fathom_queue::testing::TestDb;
+use fathom_queue::{NewJob, Queue, QueueConfig, Wake, Waker};
+use serde_json::json;
+use tokio_postgres::NoTls;
+
+const KIND: &str = "bench";
+const TTL: Duration = Duration::from_secs(60);
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let db = TestDb::create(&[&fathom_queue::migrator()]).await?;
+    for batch in [1usize, 10, 100] {
+        for workers in [1usize, 4, 16] {
+            let jobs = match batch {
+                1 => 3_000,
+                10 => 15_000,
+                _ => 60_000,
+            };
+            let library = library_throughput(db.url(), batch, workers, jobs).await?;
+            let ceiling = bare_throughput(db.url(), batch, workers, jobs).await?;
+            println!(
+                "queue batch={batch} workers={workers} jobs_per_s={library:.0} \
+                 ceiling_jobs_per_s={ceiling:.0} ratio={:.2}",
+                library / ceiling
+            );
+        }
+    }
+    let (p50, p99) = latency(db.url(), 300).await?;
+    println!("queue latency p50_ms={p50:.2} p99_ms={p99:.2}");
+    Ok(())
+}
+
+async fn fill(queue: &Queue, jobs: usize) -> Result<(), fathom_queue::Error> {
+    let client = queue_admin(queue).await?;
+    drop(client);
+    let all: Vec<NewJob> = (0..jobs)
+        .map(|i| NewJob::new(KIND, json!({ "reference": format!("registry.local/bench:{i}") })))
+        .collect();
+    for chunk in all.chunks(10_000) {
+        queue.enqueue_many(chunk).await?;
+    }
+    Ok(())
+}
+
+/// Keeps finished rows from one configuration out of the next one's way, like a pruned production table.
+async fn queue_admin(queue: &Queue) -> Result<(), fathom_queue::Error> {
+    queue.prune(Duration::ZERO).await.map(|_| ())
+}
+
+async fn library_throughput(
+    url: &str,
+    batch: usize,
+    workers: usize,
+    jobs: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let queue = Queue::connect(
+        url,
+        QueueConfig {
+            pool_size: workers,
+            ..QueueConfig::default()
+        },
+    )?;
+    fill(&queue, jobs).await?;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                let worker = format!("bench-{w}");
+                let mut done = 0usize;
+                loop {
+                    let claimed = queue.claim(KIND, batch, &worker, TTL).await?;
+                    if claimed.is_empty() {
+                        return Ok::<usize, fathom_queue::Error>(done);
+                    }
+                    let leases: Vec<_> = claimed.iter().map(|j| j.lease).collect();
+                    queue.complete_many(&leases).await?;
+                    done += leases.len();
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(total, jobs, "library run completed every job");
+    Ok(total as f64 / elapsed)
+}
+
+async fn bare_throughput(
+    url: &str,
+    batch: usize,
+    workers: usize,
+    jobs: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let queue = Queue::connect(url, QueueConfig::default())?;
+    fill(&queue, jobs).await?;
+    let mut clients = Vec::new();
+    for _ in 0..workers {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(connection);
+        clients.push(client);
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(w, client)| {
+            tokio::spawn(async move {
+                let claim = client.prepare(fathom_queue::sql::CLAIM).await?;
+                let complete = client.prepare(fathom_queue::sql::COMPLETE).await?;
+                let worker = format!("bare-{w}");
+                let limit = batch as i64;
+                let ttl = TTL.as_secs_f64();
+                let mut done = 0usize;
+                loop {
+                    let rows = client.query(&claim, &[&KIND, &limit, &worker, &ttl]).await?;
+                    if rows.is_empty() {
+                        return Ok::<usize, tokio_postgres::Error>(done);
+                    }
+                    let ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+                    let tokens: Vec<i64> = rows.iter().map(|r| r.get("lease_token")).collect();
+                    client.query(&complete, &[&ids, &tokens]).await?;
+                    done += ids.len();
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(total, jobs, "bare run completed every job");
+    Ok(total as f64 / elapsed)
+}
+
+/// One idle worker waits on NOTIFY; each sample enqueues one job and measures until the worker holds it.
+async fn latency(url: &str, samples: usize) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let queue = Queue::connect(url, QueueConfig::default())?;
+    queue_admin(&queue).await?;
+    let mut waker = Waker::listen(url)?;
+    // Drain the catch-up wake-up a fresh listener sends.
+    waker.wait(Duration::from_secs(5)).await;
+    let (claimed_tx, mut claimed_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let worker_queue = queue.clone();
+    let worker = tokio::spawn(async move {
+        loop {
+            let claimed = worker_queue.claim(KIND, 1, "idle-worker", TTL).await?;
+            if claimed.is_empty() {
+                if waker.wait(Duration::from_secs(1)).await == Wake::Timeout {
+                    continue;
+                }
+                continue;
+            }
+            let at = Instant::now();
+            let leases: Vec<_> = claimed.iter().map(|j| j.lease).collect();
+            worker_queue.complete_many(&leases).await?;
+            if claimed_tx.send(at).is_err() {
+                return Ok::<(), fathom_queue::Error>(());
+            }
+        }
+    });
+    let mut millis = Vec::with_capacity(samples);
+    for i in 0..samples {
+        // Let the worker go idle (blocked on the waker) before each sample.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let start = Instant::now();
+        queue
+            .enqueue(NewJob::new(KIND, json!({ "sample": i })))
+            .await?;
+        let claimed_at = claimed_rx.recv().await.ok_or("latency worker stopped")?;
+        millis.push(claimed_at.duration_since(start).as_secs_f64() * 1000.0);
+    }
+    worker.abort();
+    millis.sort_by(f64::total_cmp);
+    let pct = |p: f64| millis[((millis.len() as f64 * p) as usize).min(millis.len() - 1)];
+    Ok((pct(0.50), pct(0.99)))
+}
