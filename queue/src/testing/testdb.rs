@@ -131,6 +131,12 @@ async fn ensure_template(
         // CREATE DATABASE cannot run inside a transaction: use a second connection, then rename into place
         // so no half-built template is ever visible.
         let mut other = PgConnection::connect(admin_url).await?;
+        // A build that failed half-way (same pid: another thread of this process) leaves its database.
+        sqlx::query(&format!(
+            r#"DROP DATABASE IF EXISTS "{building}" WITH (FORCE)"#
+        ))
+        .execute(&mut other)
+        .await?;
         sqlx::query(&format!(r#"CREATE DATABASE "{building}""#))
             .execute(&mut other)
             .await?;
@@ -142,11 +148,28 @@ async fn ensure_template(
             migrator.run(&pool).await?;
         }
         pool.close().await;
-        sqlx::query(&format!(
-            r#"ALTER DATABASE "{building}" RENAME TO "{template}""#
-        ))
-        .execute(&mut other)
-        .await?;
+        // The migration pool's server backends exit asynchronously after it closes; until they are gone
+        // the rename fails with 55006 (object in use), so retry briefly.
+        let mut tries = 0;
+        loop {
+            let renamed = sqlx::query(&format!(
+                r#"ALTER DATABASE "{building}" RENAME TO "{template}""#
+            ))
+            .execute(&mut other)
+            .await;
+            match renamed {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("55006") && tries < 100 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         other.close().await?;
     }
     tx.commit().await?;
