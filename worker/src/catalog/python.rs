@@ -69,12 +69,13 @@ impl Cataloger for PythonCataloger {
             return Err(error(NAME, path, "empty Name or Version"));
         }
         let licenses = licenses(h);
+        let name = normalize(name);
         let p = package(
             NAME,
             PackageType::Python,
-            name,
+            &name,
             version,
-            purl("pypi", None, name, version, &[]),
+            purl("pypi", None, &name, version, &[]),
             licenses,
             path,
         );
@@ -83,6 +84,25 @@ impl Cataloger for PythonCataloger {
             distro: None,
         })
     }
+}
+
+/// PEP 503 name normalization (`Pygments` → `pygments`, `zope.interface` → `zope-interface`), which is how
+/// Syft names installed distributions.
+fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut in_sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !in_sep {
+                out.push('-');
+            }
+            in_sep = true;
+        } else {
+            out.push(c.to_ascii_lowercase());
+            in_sep = false;
+        }
+    }
+    out
 }
 
 /// `License-Expression` (PEP 639), else a short `License`, else the `License ::` classifiers.
@@ -137,7 +157,7 @@ mod tests {
         let path = "/usr/lib/python3/dist-packages/PyJWT-2.6.0.egg-info/PKG-INFO";
         let found = run(path, include_bytes!("testdata/python/PyJWT-PKG-INFO")).unwrap();
         let p = &found.packages[0];
-        assert_eq!((p.name.as_str(), p.version.as_str()), ("PyJWT", "2.6.0"));
+        assert_eq!((p.name.as_str(), p.version.as_str()), ("pyjwt", "2.6.0"));
         assert_eq!(p.purl, "pkg:pypi/pyjwt@2.6.0");
         // a single-file egg-info has the same format
         let found = run(
@@ -146,6 +166,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(found.packages[0].name, "six");
+        assert_eq!(normalize("zope.interface__x"), "zope-interface-x");
     }
 
     #[test]

@@ -48,15 +48,6 @@ pub(crate) fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// The parent directory's path (`/a/b/c` → `/a/b`).
-pub(crate) fn dirname(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) => "/",
-        Some(i) => &path[..i],
-        None => "",
-    }
-}
-
 /// A purl string. Names and versions come from untrusted files, so building can fail (an empty name, a
 /// qualifier key the spec forbids); the caller gets `None` and the package an empty purl rather than an error,
 /// because a package with an odd name is still a package.
@@ -208,7 +199,5 @@ mod tests {
     #[test]
     fn path_helpers() {
         assert_eq!(basename("/a/b/c.jar"), "c.jar");
-        assert_eq!(dirname("/a/b/c.jar"), "/a/b");
-        assert_eq!(dirname("/c"), "/");
     }
 }

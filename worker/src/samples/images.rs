@@ -354,7 +354,7 @@ pub(super) fn expected_python_npm() -> Vec<Triple> {
         ("packaging", "24.2"),
         ("markdown-it-py", "3.0.0"),
         ("mdurl", "0.1.2"),
-        ("Pygments", "2.18.0"),
+        ("pygments", "2.18.0"),
     ] {
         v.push(t(PackageType::Python, name, version));
     }
