@@ -1,1 +1,166 @@
-fn main() {}
+//! `cargo bench --bench scan`: the release `fathom scan` on images built here (the sample images and a
+//! large Debian-like image), served by a local `docker-registry`, next to Syft and Trivy when they are on
+//! PATH or in $FATHOM_PEERS_DIR, and next to the floor (inflate + tar walk of the same layers in-process).
+//! One line per image and tool:
+//! `scan image=NAME tool=T wall_s=X peak_mib=Y packages=N` and `scan image=NAME tool=floor wall_s=X`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fathom_worker::samples::{large_image, sample_images};
+use fathom_worker::testkit::floor::inflate_and_walk;
+use fathom_worker::testkit::measure::{self, Measured};
+use fathom_worker::testkit::registry::Registry;
+use fathom_worker::testkit::{BuiltImage, Compress, Pusher};
+
+/// Runs per tool and image; the median wall time is reported (with that run's peak RSS).
+const RUNS: usize = 3;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("bench scan: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("FATHOM_PEERS_DIR").map(PathBuf::from).into_iter().collect();
+    dirs.extend(std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default());
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by_key(|m| m.wall);
+    runs.swap_remove(runs.len() / 2)
+}
+
+fn measure(mut make: impl FnMut() -> Command, count: impl Fn(&[u8]) -> Option<usize>) -> Result<(Measured, usize), String> {
+    let mut runs = Vec::new();
+    let mut packages = 0;
+    for _ in 0..RUNS {
+        let m = measure::run(make()).map_err(|e| e.to_string())?;
+        if m.code != Some(0) {
+            return Err(format!("exit {:?}: {}", m.code, String::from_utf8_lossy(&m.stderr)));
+        }
+        packages = count(&m.stdout).ok_or("unparseable output")?;
+        runs.push(m);
+    }
+    Ok((median(runs), packages))
+}
+
+fn json_len(bytes: &[u8], pointer: &str) -> Option<usize> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    Some(v.pointer(pointer)?.as_array()?.len())
+}
+
+fn report(image: &str, tool: &str, result: Result<(Measured, usize), String>) {
+    match result {
+        Ok((m, packages)) => println!(
+            "scan image={image} tool={tool} wall_s={:.3} peak_mib={:.1} packages={packages}",
+            m.wall.as_secs_f64(),
+            m.peak_rss as f64 / (1024.0 * 1024.0)
+        ),
+        Err(e) => eprintln!("scan image={image} tool={tool} failed: {e}"),
+    }
+}
+
+fn floor(image: &BuiltImage) -> Duration {
+    let mut best = Duration::MAX;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        for layer in &image.layers {
+            if let Err(e) = inflate_and_walk(&layer.blob) {
+                eprintln!("floor {}: {e}", image.name);
+            }
+        }
+        best = best.min(started.elapsed());
+    }
+    best
+}
+
+fn run() -> Result<(), String> {
+    let mut images: Vec<BuiltImage> = Vec::new();
+    for sample in sample_images().iter().chain(std::iter::once(&large_image())) {
+        images.push(BuiltImage::from_sample(sample, Compress::Gzip).map_err(|e| e.to_string())?);
+    }
+    let registry = Registry::start_private(None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let pusher = Pusher::new(&registry.addr, None);
+    let mut references = Vec::new();
+    for image in &images {
+        references.push(runtime.block_on(pusher.push(&format!("bench/{}", image.name), "latest", image))?);
+    }
+    let fathom = env!("CARGO_BIN_EXE_fathom");
+    let syft = find_tool("syft");
+    let trivy = find_tool("trivy");
+    let scratch = std::env::temp_dir().join(format!("fathom-bench-scan-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    for (image, reference) in images.iter().zip(&references) {
+        let name = &image.name;
+        let compressed: usize = image.layers.iter().map(|l| l.blob.len()).sum();
+        eprintln!("image {name}: {} layers, {:.1} MB compressed", image.layers.len(), compressed as f64 / 1e6);
+        report(
+            name,
+            "fathom",
+            measure(
+                || {
+                    let mut c = Command::new(fathom);
+                    c.args(["scan", &format!("registry:{reference}"), "--insecure-registry", &registry.addr]);
+                    c
+                },
+                |out| json_len(out, "/packages"),
+            ),
+        );
+        if let Some(syft) = &syft {
+            report(
+                name,
+                "syft",
+                measure(
+                    || {
+                        let mut c = Command::new(syft);
+                        c.args(["scan", &format!("registry:{reference}"), "-o", "syft-json", "-q"])
+                            .env("SYFT_REGISTRY_INSECURE_USE_HTTP", "true")
+                            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+                            .env("SYFT_CACHE_DIR", scratch.join("syft-cache"));
+                        c
+                    },
+                    |out| json_len(out, "/artifacts"),
+                ),
+            );
+        }
+        if let Some(trivy) = &trivy {
+            report(
+                name,
+                "trivy",
+                measure(
+                    || trivy_command(trivy, reference, &scratch),
+                    |out| json_len(out, "/components"),
+                ),
+            );
+        }
+        println!("scan image={name} tool=floor wall_s={:.3}", floor(image).as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+fn trivy_command(trivy: &Path, reference: &str, scratch: &Path) -> Command {
+    let mut c = Command::new(trivy);
+    c.args([
+        "image",
+        "--cache-backend",
+        "memory",
+        "--skip-db-update",
+        "--offline-scan",
+        "--format",
+        "cyclonedx",
+        "--image-src",
+        "remote",
+        "--quiet",
+        reference,
+    ])
+    .env("TRIVY_NON_SSL", "true")
+    .env("TRIVY_CACHE_DIR", scratch.join("trivy-cache"));
+    c
+}

@@ -4,6 +4,7 @@
 //! Public (not `cfg(test)`) because integration tests of this crate, the worker tests and the benches of
 //! the root package all use it; nothing here runs in production paths.
 
+pub mod floor;
 pub mod image;
 pub mod measure;
 pub mod push;
