@@ -1,6 +1,7 @@
 //! The `fathom` binary: one CLI for every role (scan, worker, autoscaler, core, migrate, demo).
 
 mod cmd;
+mod queue_source;
 
 use std::process::ExitCode;
 
