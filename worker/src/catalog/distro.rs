@@ -44,12 +44,12 @@ impl Cataloger for DistroCataloger {
     }
 
     fn wants(&self, entry: &EntryMeta<'_>) -> Want {
-        if entry.path.starts_with("/etc/") || entry.path.starts_with("/usr/lib/") {
-            if release_file_rank(entry.path).is_some() {
-                return Want::UpTo {
-                    max_bytes: MAX_BYTES,
-                };
-            }
+        if (entry.path.starts_with("/etc/") || entry.path.starts_with("/usr/lib/"))
+            && release_file_rank(entry.path).is_some()
+        {
+            return Want::UpTo {
+                max_bytes: MAX_BYTES,
+            };
         }
         Want::No
     }

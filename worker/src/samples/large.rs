@@ -38,7 +38,7 @@ pub fn code_like_bytes(len: usize, seed: u64) -> Vec<u8> {
         } else {
             for _ in 0..run {
                 let b = rng.next();
-                out.push(if b % 4 != 0 {
+                out.push(if !b.is_multiple_of(4) {
                     COMMON[(b >> 8) as usize % 16]
                 } else {
                     (b >> 16) as u8
@@ -79,8 +79,8 @@ fn text_like_bytes(len: usize, seed: u64) -> Vec<u8> {
     while out.len() < len {
         let r = rng.next();
         out.extend_from_slice(WORDS[r as usize % WORDS.len()].as_bytes());
-        out.push(if r % 13 == 0 { b'\n' } else { b' ' });
-        if r % 97 == 0 {
+        out.push(if r.is_multiple_of(13) { b'\n' } else { b' ' });
+        if r.is_multiple_of(97) {
             out.extend_from_slice(format!("{:x}", rng.next()).as_bytes());
         }
     }
@@ -102,15 +102,18 @@ pub fn large_image() -> SampleImage {
                 entries.push(dir(&d));
             }
             let r = rng.next();
-            // Mostly small files; every 500th is a multi-MiB executable.
-            let size = if i % 500 == 0 {
+            // Mostly small files; every 1000th is a multi-MiB executable.
+            let size = if i.is_multiple_of(1000) {
                 1_500_000 + (r as usize % 1_000_000)
             } else {
                 256 + (r as usize % 6_000)
             };
             total += size;
-            let (name, mode, bytes) = if i % 500 == 0 || r % 3 == 0 {
-                (format!("{d}/bin{i}"), 0o644, code_like_bytes(size, r))
+            // The multi-MiB ones are executable: the binary catalogers buffer and reject them (not ELF).
+            let (name, mode, bytes) = if i.is_multiple_of(1000) {
+                (format!("{d}/bin{i}"), 0o755, code_like_bytes(size, r))
+            } else if r.is_multiple_of(3) {
+                (format!("{d}/lib{i}.so"), 0o644, code_like_bytes(size, r))
             } else {
                 (format!("{d}/doc{i}.txt"), 0o644, text_like_bytes(size, r))
             };

@@ -10,8 +10,18 @@ use crate::catalog::rpm::header::{
 use crate::catalog::rpm::write_rpmdb;
 use crate::model::PackageType;
 
-/// name, epoch, version, release, arch, license — Rocky Linux 9.4 minimal.
-const ROCKY: &[(&str, Option<u32>, &str, &str, &str, &str)] = &[
+/// name, epoch, version, release, arch, license.
+type RpmRow = (
+    &'static str,
+    Option<u32>,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// Rocky Linux 9.4 minimal.
+const ROCKY: &[RpmRow] = &[
     ("bash", None, "5.1.8", "9.el9", "x86_64", "GPLv3+"),
     (
         "ca-certificates",
@@ -114,9 +124,7 @@ PRETTY_NAME=\"Rocky Linux 9.4 (Blue Onyx)\"\nANSI_COLOR=\"0;32\"\nLOGO=\"fedora-
 CPE_NAME=\"cpe:/o:rocky:rocky:9::baseos\"\nHOME_URL=\"https://rockylinux.org/\"\n\
 BUG_REPORT_URL=\"https://bugs.rockylinux.org/\"\n";
 
-fn rpm_header(
-    &(name, epoch, version, release, arch, license): &(&str, Option<u32>, &str, &str, &str, &str),
-) -> Vec<u8> {
+fn rpm_header(&(name, epoch, version, release, arch, license): &RpmRow) -> Vec<u8> {
     let mut h = HeaderBuilder::default()
         .string(TAG_NAME, name)
         .string(TAG_VERSION, version)

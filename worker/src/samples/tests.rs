@@ -107,3 +107,24 @@ fn code_like_bytes_are_deterministic_and_compress_like_binaries() {
     let ratio = a.len() as f64 / gz.finish().unwrap().len() as f64;
     assert!((1.5..5.0).contains(&ratio), "gzip ratio {ratio}");
 }
+
+#[test]
+fn large_image_is_large_and_holds_only_the_base_packages() {
+    let img = large_image();
+    let files: Vec<usize> = img
+        .layers
+        .iter()
+        .flatten()
+        .filter_map(|e| match &e.kind {
+            SampleKind::File(b) => Some(b.len()),
+            _ => None,
+        })
+        .collect();
+    let total: usize = files.iter().sum();
+    assert!(files.len() > 30_000, "{} files", files.len());
+    assert!((120_000_000..200_000_000).contains(&total), "{total} bytes");
+    // Only the Debian base's packages: the bulk is ordinary files.
+    let debs = catalog(&img);
+    assert_eq!(debs.len(), super::debian::BOOKWORM_MINBASE.len());
+    assert!(debs.iter().all(|p| p.package_type == PackageType::Deb));
+}
