@@ -1,6 +1,6 @@
 //! The two Debian-based sample images: `debian-python-npm` and `debian-java-go` (sharing the base layer).
 
-use super::debian::{debian_base_layer, dpkg_status, BOOKWORM_MINBASE, REMOVED_LATER};
+use super::debian::{bookworm_minbase, debian_base_layer, dpkg_status, REMOVED_LATER};
 use super::elf::{go_binary, go_modinfo, rust_binary};
 use super::jar::maven_jar;
 use super::large::code_like_bytes;
@@ -207,9 +207,10 @@ pub(super) fn debian_python_npm() -> SampleImage {
     for p in PYTHON {
         py.extend(python_dist(p));
     }
-    let kept: Vec<_> = BOOKWORM_MINBASE
+    let base = bookworm_minbase();
+    let kept: Vec<_> = base
         .iter()
-        .filter(|d| !REMOVED_LATER.contains(&d.0))
+        .filter(|d| !REMOVED_LATER.contains(&d.name))
         .collect();
     let mut deletions = vec![
         whiteout(&format!("{SITE}/rich-13.9.4.dist-info")),
@@ -339,10 +340,10 @@ fn t(ty: PackageType, name: &str, version: &str) -> Triple {
 }
 
 fn debs(skip: &[&str]) -> Vec<Triple> {
-    BOOKWORM_MINBASE
+    bookworm_minbase()
         .iter()
-        .filter(|d| !skip.contains(&d.0))
-        .map(|d| t(PackageType::Deb, d.0, d.1))
+        .filter(|d| !skip.contains(&d.name))
+        .map(|d| t(PackageType::Deb, d.name, d.version))
         .collect()
 }
 
