@@ -28,12 +28,20 @@ fn image_set(set: &str) -> Vec<BuiltImage> {
             let app = vec![SampleEntry {
                 path: format!("/srv/app-{set}-{v}/main.txt"),
                 mode: 0o644,
-                kind: SampleKind::File(format!("{set} {v} {}\n", sample.name).repeat(64).into_bytes()),
+                kind: SampleKind::File(
+                    format!("{set} {v} {}\n", sample.name)
+                        .repeat(64)
+                        .into_bytes(),
+                ),
             }];
             let tar = layer_tar(&app).expect("app layer");
             let mut layers = base.layers.clone();
             layers.push(BuiltLayer::from_tar(&tar, Compress::Gzip).expect("compress"));
-            out.push(BuiltImage::from_layers(&sample.name, base.platform.clone(), layers));
+            out.push(BuiltImage::from_layers(
+                &sample.name,
+                base.platform.clone(),
+                layers,
+            ));
         }
     }
     out
@@ -53,7 +61,14 @@ async fn run_case(url: &str, case: &str, workers: usize, set: &str) {
         ..Default::default()
     };
     let procs: Vec<WorkerProc> = (0..workers)
-        .map(|i| WorkerProc::start(dir.path(), &format!("bench-{case}-{workers}-{i}"), url, &spec))
+        .map(|i| {
+            WorkerProc::start(
+                dir.path(),
+                &format!("bench-{case}-{workers}-{i}"),
+                url,
+                &spec,
+            )
+        })
         .collect();
     let db = Db::new(url);
     let before = db.queue.stats().await.expect("stats").succeeded;

@@ -22,13 +22,21 @@ fn stdout(out: &std::process::Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submitted_images_are_analyzed_and_queryable() {
     let db = test_db().await;
-    let names = ["debian-python-npm", "debian-java-go", "rocky-rpm", "alpine-apk"];
+    let names = [
+        "debian-python-npm",
+        "debian-java-go",
+        "rocky-rpm",
+        "alpine-apk",
+    ];
     let pushed = push_samples(&names).await;
     let registry = support::registry();
     let dir = tempfile::tempdir().unwrap();
     let _worker = WorkerProc::start(dir.path(), "w-all", db.url(), &WorkerSpec::default());
 
-    let refs: Vec<String> = pushed.iter().map(|(r, _)| format!("{registry}/{r}")).collect();
+    let refs: Vec<String> = pushed
+        .iter()
+        .map(|(r, _)| format!("{registry}/{r}"))
+        .collect();
     let mut args = vec!["submit", "--wait", "--json", "--timeout", "120s"];
     args.extend(refs.iter().map(String::as_str));
     let url = db.url().to_string();
@@ -44,7 +52,11 @@ async fn submitted_images_are_analyzed_and_queryable() {
     assert_eq!(statuses.len(), names.len());
     for ((name, (_, image)), status) in names.iter().zip(&pushed).zip(statuses) {
         assert_eq!(status["status"], "analyzed", "{status}");
-        assert_eq!(status["digest"], image.manifest_digest().as_str(), "{status}");
+        assert_eq!(
+            status["digest"],
+            image.manifest_digest().as_str(),
+            "{status}"
+        );
         assert!(status["error"].is_null());
         assert!(status["finished_at"].is_string());
         // The stored document lists exactly the packages the sample is known to contain.
@@ -55,7 +67,12 @@ async fn submitted_images_are_analyzed_and_queryable() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p["name"].as_str().unwrap().to_string(), p["version"].as_str().unwrap().to_string()))
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["version"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         found.sort();
         found.dedup();
@@ -66,10 +83,21 @@ async fn submitted_images_are_analyzed_and_queryable() {
         expected.sort();
         expected.dedup();
         assert_eq!(found, expected, "packages of {name}");
-        assert_eq!(status["packages"].as_u64(), Some(doc["packages"].as_array().unwrap().len() as u64));
+        assert_eq!(
+            status["packages"].as_u64(),
+            Some(doc["packages"].as_array().unwrap().len() as u64)
+        );
     }
     // Other output formats come from the stored document too.
-    let cdx = stdout(&cli(db.url(), &["results", &pushed[0].1.manifest_digest(), "-o", "cyclonedx-json"]));
+    let cdx = stdout(&cli(
+        db.url(),
+        &[
+            "results",
+            &pushed[0].1.manifest_digest(),
+            "-o",
+            "cyclonedx-json",
+        ],
+    ));
     let cdx: serde_json::Value = serde_json::from_str(&cdx).unwrap();
     assert_eq!(cdx["bomFormat"], "CycloneDX");
 
@@ -92,12 +120,16 @@ async fn submitted_images_are_analyzed_and_queryable() {
     let mut images: Vec<&str> = hits.iter().map(|h| h.manifest_digest.as_str()).collect();
     images.sort();
     images.dedup();
-    let mut debian: Vec<String> = vec![pushed[0].1.manifest_digest(), pushed[1].1.manifest_digest()];
+    let mut debian: Vec<String> =
+        vec![pushed[0].1.manifest_digest(), pushed[1].1.manifest_digest()];
     debian.sort();
     assert_eq!(images, debian, "{hits:#?}");
 
     // `status DIGEST` and `queue stats --json` agree.
-    let by_digest = stdout(&cli(db.url(), &["status", &pushed[2].1.manifest_digest(), "--json"]));
+    let by_digest = stdout(&cli(
+        db.url(),
+        &["status", &pushed[2].1.manifest_digest(), "--json"],
+    ));
     let by_digest: serde_json::Value = serde_json::from_str(&by_digest).unwrap();
     assert_eq!(by_digest[0]["reference"], refs[2].as_str());
     let stats = stdout(&cli(db.url(), &["queue", "stats", "--json"]));
@@ -117,7 +149,11 @@ async fn shared_base_layer_is_fetched_once() {
     let pushed = push_samples(&["debian-python-npm", "debian-java-go"]).await;
     let proxy = Proxy::start(&support::registry()).await;
     let base = pushed[0].1.layers[0].digest();
-    assert_eq!(base, pushed[1].1.layers[0].digest(), "the samples share their base layer");
+    assert_eq!(
+        base,
+        pushed[1].1.layers[0].digest(),
+        "the samples share their base layer"
+    );
     let dir = tempfile::tempdir().unwrap();
     let spec = WorkerSpec {
         concurrency: 1,
@@ -126,21 +162,38 @@ async fn shared_base_layer_is_fetched_once() {
     };
     let worker = WorkerProc::start(dir.path(), "w-shared", db.url(), &spec);
     let handles = Db::new(db.url());
-    let refs: Vec<String> = pushed.iter().map(|(r, _)| format!("{}/{r}", proxy.addr)).collect();
+    let refs: Vec<String> = pushed
+        .iter()
+        .map(|(r, _)| format!("{}/{r}", proxy.addr))
+        .collect();
     for r in &refs {
         // One after the other, so the second finds the first's layers in the cache.
-        handles.store.submit(std::slice::from_ref(r), 3).await.unwrap();
         handles
-            .wait_for(std::slice::from_ref(r), Duration::from_secs(60), |s| s.status == "analyzed")
+            .store
+            .submit(std::slice::from_ref(r), 3)
+            .await
+            .unwrap();
+        handles
+            .wait_for(std::slice::from_ref(r), Duration::from_secs(60), |s| {
+                s.status == "analyzed"
+            })
             .await;
     }
     let gets = proxy.rules.blob_gets();
     assert_eq!(gets.get(&base), Some(&1), "base layer GETs: {gets:?}");
-    let second = handles.store.document(&pushed[1].1.manifest_digest()).await.unwrap().unwrap();
+    let second = handles
+        .store
+        .document(&pushed[1].1.manifest_digest())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(second.layers[0].from_cache);
     assert_eq!(second.stats.cache_hits, 1);
     let metrics = worker.scrape();
-    assert_eq!(support::metric(&metrics, "fathom_worker_layer_cache_hits_total"), 1.0);
+    assert_eq!(
+        support::metric(&metrics, "fathom_worker_layer_cache_hits_total"),
+        1.0
+    );
     assert!(support::metric(&metrics, "fathom_worker_fetched_bytes_total") > 0.0);
 }
 
@@ -149,7 +202,10 @@ async fn registry_errors_are_retried_and_missing_images_fail_clearly() {
     let db = test_db().await;
     let pushed = push_samples(&["alpine-apk"]).await;
     let proxy = Proxy::start(&support::registry()).await;
-    proxy.rules.fail_next.store(3, std::sync::atomic::Ordering::SeqCst);
+    proxy
+        .rules
+        .fail_next
+        .store(3, std::sync::atomic::Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let spec = WorkerSpec {
         concurrency: 1,
@@ -159,22 +215,51 @@ async fn registry_errors_are_retried_and_missing_images_fail_clearly() {
     let worker = WorkerProc::start(dir.path(), "w-faults", db.url(), &spec);
     let handles = Db::new(db.url());
     let good = format!("{}/{}", proxy.addr, pushed[0].0);
-    let missing = format!("{}/{}", proxy.addr, support::unique_repo("nothing-here") + ":v1");
-    handles.store.submit(&[good.clone(), missing.clone()], 5).await.unwrap();
+    let missing = format!(
+        "{}/{}",
+        proxy.addr,
+        support::unique_repo("nothing-here") + ":v1"
+    );
+    handles
+        .store
+        .submit(&[good.clone(), missing.clone()], 5)
+        .await
+        .unwrap();
     let done = handles
-        .wait_for(&[good.clone(), missing.clone()], Duration::from_secs(60), |s| {
-            matches!(s.status.as_str(), "analyzed" | "failed")
-        })
+        .wait_for(
+            &[good.clone(), missing.clone()],
+            Duration::from_secs(60),
+            |s| matches!(s.status.as_str(), "analyzed" | "failed"),
+        )
         .await;
     assert_eq!(done[0].status, "analyzed", "{:?}", done[0]);
-    assert!(done[0].attempts >= 2, "the 500s cost at least one attempt: {:?}", done[0]);
+    assert!(
+        done[0].attempts >= 2,
+        "the 500s cost at least one attempt: {:?}",
+        done[0]
+    );
     assert_eq!(done[1].status, "failed", "{:?}", done[1]);
     assert_eq!(done[1].attempts, 1, "a missing image is not retried");
     let error = done[1].error.as_deref().unwrap_or_default();
-    assert!(error.contains("manifest unknown") && error.contains("nothing-here"), "{error}");
+    assert!(
+        error.contains("manifest unknown") && error.contains("nothing-here"),
+        "{error}"
+    );
     let metrics = worker.scrape();
-    assert!(support::metric(&metrics, "fathom_worker_jobs_failed_total{outcome=\"retry\",reason=\"registry_unavailable\"}") >= 1.0, "{metrics}");
-    assert_eq!(support::metric(&metrics, "fathom_worker_jobs_failed_total{outcome=\"failed\",reason=\"manifest_unknown\"}"), 1.0);
+    assert!(
+        support::metric(
+            &metrics,
+            "fathom_worker_jobs_failed_total{outcome=\"retry\",reason=\"registry_unavailable\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        support::metric(
+            &metrics,
+            "fathom_worker_jobs_failed_total{outcome=\"failed\",reason=\"manifest_unknown\"}"
+        ),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +267,10 @@ async fn killed_worker_job_is_finished_by_another_exactly_once() {
     let db = test_db().await;
     let pushed = push_samples(&["alpine-apk"]).await;
     let proxy = Proxy::start(&support::registry()).await;
-    proxy.rules.blob_delay_ms.store(1500, std::sync::atomic::Ordering::SeqCst);
+    proxy
+        .rules
+        .blob_delay_ms
+        .store(1500, std::sync::atomic::Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let spec = WorkerSpec {
         concurrency: 1,
@@ -194,15 +282,25 @@ async fn killed_worker_job_is_finished_by_another_exactly_once() {
     let mut a = WorkerProc::start(dir.path(), "w-victim", db.url(), &spec);
     let handles = Db::new(db.url());
     let reference = format!("{}/{}", proxy.addr, pushed[0].0);
-    let job = handles.store.submit(std::slice::from_ref(&reference), 5).await.unwrap()[0].id;
+    let job = handles
+        .store
+        .submit(std::slice::from_ref(&reference), 5)
+        .await
+        .unwrap()[0]
+        .id;
     // Wait until the victim holds the lease and is fetching layers.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let record = handles.queue.job(job).await.unwrap().unwrap();
-        if record.lease_owner.as_deref() == Some("w-victim") && proxy.rules.blob_gets().len() > 0 {
+        if record.lease_owner.as_deref() == Some("w-victim") && !proxy.rules.blob_gets().is_empty()
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "victim never started: {record:?}\n{}", a.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "victim never started: {record:?}\n{}",
+            a.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     a.signal("KILL");
@@ -210,7 +308,11 @@ async fn killed_worker_job_is_finished_by_another_exactly_once() {
     a.wait_exit(Duration::from_secs(5));
     let _b = WorkerProc::start(dir.path(), "w-rescuer", db.url(), &spec);
     let done = handles
-        .wait_for(std::slice::from_ref(&reference), Duration::from_secs(30), |s| s.status == "analyzed")
+        .wait_for(
+            std::slice::from_ref(&reference),
+            Duration::from_secs(30),
+            |s| s.status == "analyzed",
+        )
         .await;
     let elapsed = killed_at.elapsed();
     let record = handles.queue.job(job).await.unwrap().unwrap();
@@ -220,7 +322,10 @@ async fn killed_worker_job_is_finished_by_another_exactly_once() {
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
     let images = handles.store.images(100).await.unwrap();
     assert_eq!(images.len(), 1, "{images:#?}");
-    assert_eq!(done[0].digest.as_deref(), Some(pushed[0].1.manifest_digest().as_str()));
+    assert_eq!(
+        done[0].digest.as_deref(),
+        Some(pushed[0].1.manifest_digest().as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +333,10 @@ async fn sigterm_releases_in_flight_work_within_a_second() {
     let db = test_db().await;
     let pushed = push_samples(&["rocky-rpm"]).await;
     let proxy = Proxy::start(&support::registry()).await;
-    proxy.rules.blob_delay_ms.store(5000, std::sync::atomic::Ordering::SeqCst);
+    proxy
+        .rules
+        .blob_delay_ms
+        .store(5000, std::sync::atomic::Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let spec = WorkerSpec {
         concurrency: 1,
@@ -239,10 +347,19 @@ async fn sigterm_releases_in_flight_work_within_a_second() {
     let mut w = WorkerProc::start(dir.path(), "w-term", db.url(), &spec);
     let handles = Db::new(db.url());
     let reference = format!("{}/{}", proxy.addr, pushed[0].0);
-    let job = handles.store.submit(std::slice::from_ref(&reference), 5).await.unwrap()[0].id;
+    let job = handles
+        .store
+        .submit(std::slice::from_ref(&reference), 5)
+        .await
+        .unwrap()[0]
+        .id;
     let deadline = Instant::now() + Duration::from_secs(30);
     while proxy.rules.blob_gets().is_empty() {
-        assert!(Instant::now() < deadline, "worker never started the job:\n{}", w.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "worker never started the job:\n{}",
+            w.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     w.signal("TERM");
@@ -262,7 +379,12 @@ async fn sigterm_releases_in_flight_work_within_a_second() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let back_in_queue = signalled.elapsed();
-    assert_eq!(w.wait_exit(Duration::from_secs(5)), Some(0), "{}", w.log_text());
+    assert_eq!(
+        w.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        w.log_text()
+    );
     let record = handles.queue.job(job).await.unwrap().unwrap();
     assert_eq!(record.attempt, 0, "a release does not use up an attempt");
     assert!(back_in_queue < Duration::from_secs(1));
@@ -276,9 +398,17 @@ async fn metrics_pass_promtool_and_health_answers() {
     let worker = WorkerProc::start(dir.path(), "w-metrics", db.url(), &WorkerSpec::default());
     let handles = Db::new(db.url());
     let reference = format!("{}/{}", support::registry(), pushed[0].0);
-    handles.store.submit(std::slice::from_ref(&reference), 3).await.unwrap();
     handles
-        .wait_for(std::slice::from_ref(&reference), Duration::from_secs(60), |s| s.status == "analyzed")
+        .store
+        .submit(std::slice::from_ref(&reference), 3)
+        .await
+        .unwrap();
+    handles
+        .wait_for(
+            std::slice::from_ref(&reference),
+            Duration::from_secs(60),
+            |s| s.status == "analyzed",
+        )
         .await;
     let text = worker.scrape();
     for name in [
@@ -302,7 +432,12 @@ async fn metrics_pass_promtool_and_health_answers() {
         .spawn()
         .expect("promtool (apt-get install prometheus; see scripts/deps.d/50-worker.sh)");
     use std::io::Write;
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -310,16 +445,30 @@ async fn metrics_pass_promtool_and_health_answers() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(support::http_get(&worker.metrics, "/healthz").unwrap().0, 200);
-    assert_eq!(support::http_get(&worker.metrics, "/readyz").unwrap().0, 200);
+    assert_eq!(
+        support::http_get(&worker.metrics, "/healthz").unwrap().0,
+        200
+    );
+    assert_eq!(
+        support::http_get(&worker.metrics, "/readyz").unwrap().0,
+        200
+    );
 }
 
 #[test]
 fn invalid_config_fails_at_start_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, "database: {url: 'postgres://x/y'}\nservices:\n  analyzer:\n    concurrency: lots\n").unwrap();
-    let out = support::fathom().args(["worker", "--config"]).arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        "database: {url: 'postgres://x/y'}\nservices:\n  analyzer:\n    concurrency: lots\n",
+    )
+    .unwrap();
+    let out = support::fathom()
+        .args(["worker", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("services.analyzer.concurrency"), "{err}");
@@ -344,10 +493,18 @@ async fn postgres_restart_mid_run_loses_nothing() {
         .expect("a cluster of our own to restart");
     let url = cluster.info().url("postgres");
     stdout(&cli(&url, &["migrate"]));
-    let names = ["debian-python-npm", "debian-java-go", "rocky-rpm", "alpine-apk"];
+    let names = [
+        "debian-python-npm",
+        "debian-java-go",
+        "rocky-rpm",
+        "alpine-apk",
+    ];
     let pushed = push_samples(&names).await;
     let proxy = Proxy::start(&support::registry()).await;
-    proxy.rules.blob_delay_ms.store(300, std::sync::atomic::Ordering::SeqCst);
+    proxy
+        .rules
+        .blob_delay_ms
+        .store(300, std::sync::atomic::Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let spec = WorkerSpec {
         concurrency: 1,
@@ -356,7 +513,10 @@ async fn postgres_restart_mid_run_loses_nothing() {
         ..Default::default()
     };
     let mut worker = WorkerProc::start(dir.path(), "w-restart", &url, &spec);
-    let refs: Vec<String> = pushed.iter().map(|(r, _)| format!("{}/{r}", proxy.addr)).collect();
+    let refs: Vec<String> = pushed
+        .iter()
+        .map(|(r, _)| format!("{}/{r}", proxy.addr))
+        .collect();
     {
         let handles = Db::new(&url);
         handles.store.submit(&refs, 10).await.unwrap();
@@ -364,10 +524,17 @@ async fn postgres_restart_mid_run_loses_nothing() {
         loop {
             let stats = handles.queue.stats().await.unwrap();
             if stats.succeeded >= 1 {
-                assert!(stats.succeeded < 4, "the run finished before the restart; slow it down");
+                assert!(
+                    stats.succeeded < 4,
+                    "the run finished before the restart; slow it down"
+                );
                 break;
             }
-            assert!(Instant::now() < deadline, "nothing finished:\n{}", worker.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "nothing finished:\n{}",
+                worker.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -379,7 +546,11 @@ async fn postgres_restart_mid_run_loses_nothing() {
     })
     .await
     .unwrap();
-    assert!(worker.alive(), "the worker died with Postgres:\n{}", worker.log_text());
+    assert!(
+        worker.alive(),
+        "the worker died with Postgres:\n{}",
+        worker.log_text()
+    );
     let handles = Db::new(&url);
     let done = handles
         .wait_for(&refs, Duration::from_secs(90), |s| s.status == "analyzed")
@@ -387,7 +558,11 @@ async fn postgres_restart_mid_run_loses_nothing() {
     assert_eq!(done.len(), 4);
     assert!(worker.alive());
     let stats = handles.queue.stats().await.unwrap();
-    assert_eq!((stats.succeeded, stats.ready, stats.running), (4, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.succeeded, stats.ready, stats.running),
+        (4, 0, 0),
+        "{stats:?}"
+    );
     assert_eq!(handles.store.images(100).await.unwrap().len(), 4);
     drop(worker);
     drop(cluster);

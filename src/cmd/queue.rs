@@ -29,7 +29,13 @@ enum QueueCommand {
 pub fn run(args: QueueArgs) -> anyhow::Result<ExitCode> {
     let QueueCommand::Stats { database_url, json } = args.command;
     let (stats, owners) = super::runtime()?.block_on(async {
-        let queue = Queue::connect(&database_url, QueueConfig { pool_size: 1, ..Default::default() })?;
+        let queue = Queue::connect(
+            &database_url,
+            QueueConfig {
+                pool_size: 1,
+                ..Default::default()
+            },
+        )?;
         anyhow::Ok((queue.stats().await?, queue.lease_owners().await?))
     })?;
     let mut out = std::io::stdout().lock();

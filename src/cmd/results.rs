@@ -53,7 +53,8 @@ pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
     })?;
     match &args.file {
         Some(path) => {
-            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
             sbom::write(&analysis, args.output, std::io::BufWriter::new(file))
                 .with_context(|| format!("writing {}", path.display()))?;
         }

@@ -27,16 +27,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Hooks for the services other crates provide: each is spawned into `tasks` below with the same
     // shutdown receiver once it exists. Until then, asking for one is a configuration error rather
     // than a silent no-op.
-    if services.autoscaler.enabled {
+    if services.api.enabled {
         anyhow::bail!(
-            "invalid configuration: services.autoscaler.enabled: the autoscaler is not wired into `fathom run` yet"
+            "invalid configuration: services.api.enabled: the API service does not exist yet"
         );
     }
-    if services.api.enabled {
-        anyhow::bail!("invalid configuration: services.api.enabled: the API service does not exist yet");
-    }
-    if !services.analyzer.enabled {
+    if !services.analyzer.enabled && !services.autoscaler.enabled {
         anyhow::bail!("invalid configuration: services: no service is enabled");
+    }
+    if services.analyzer.enabled
+        && services.autoscaler.enabled
+        && services.autoscaler.metrics_address == config.metrics.address
+    {
+        anyhow::bail!(
+            "invalid configuration: services.autoscaler.metrics_address: {} is metrics.address too (the analyzer's)",
+            config.metrics.address
+        );
     }
     let url = config.database_url(args.database_url)?;
     super::runtime()?.block_on(async move {
@@ -48,6 +54,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 service::run_analyzer(&config, &url, shutdown)
                     .await
                     .context("analyzer service")
+            });
+        }
+        if config.services.autoscaler.enabled {
+            let (config, url, shutdown) = (config.clone(), url.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                super::autoscaler::service::run_autoscaler(&config, &url, shutdown)
+                    .await
+                    .context("autoscaler service")
             });
         }
         while let Some(done) = tasks.join_next().await {

@@ -26,8 +26,18 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let entries = super::runtime()?.block_on(async {
         let store = Store::connect_lazy(&args.database_url, 1)?;
-        let queue = Queue::connect(&args.database_url, QueueConfig { pool_size: 1, ..Default::default() })?;
-        anyhow::Ok(store.status(&queue, args.target.as_deref(), args.limit).await?)
+        let queue = Queue::connect(
+            &args.database_url,
+            QueueConfig {
+                pool_size: 1,
+                ..Default::default()
+            },
+        )?;
+        anyhow::Ok(
+            store
+                .status(&queue, args.target.as_deref(), args.limit)
+                .await?,
+        )
     })?;
     if entries.is_empty() {
         if let Some(target) = &args.target {
@@ -48,8 +58,17 @@ pub fn print(entries: &[StatusEntry], json: bool) -> anyhow::Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    let width = entries.iter().map(|e| e.reference.len()).max().unwrap_or(9).max(9);
-    writeln!(out, "{:width$}  {:10}  {:19}  DETAIL", "REFERENCE", "STATUS", "DIGEST")?;
+    let width = entries
+        .iter()
+        .map(|e| e.reference.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    writeln!(
+        out,
+        "{:width$}  {:10}  {:19}  DETAIL",
+        "REFERENCE", "STATUS", "DIGEST"
+    )?;
     for e in entries {
         let digest = e
             .digest
@@ -61,7 +80,11 @@ pub fn print(entries: &[StatusEntry], json: bool) -> anyhow::Result<()> {
             (None, Some(p), Some(ms)) => format!("{p} packages, {ms} ms"),
             _ => format!("attempts {}", e.attempts),
         };
-        writeln!(out, "{:width$}  {:10}  {digest:19}  {detail}", e.reference, e.status)?;
+        writeln!(
+            out,
+            "{:width$}  {:10}  {digest:19}  {detail}",
+            e.reference, e.status
+        )?;
     }
     Ok(())
 }

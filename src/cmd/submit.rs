@@ -58,7 +58,13 @@ async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let queue = Queue::connect(&args.database_url, QueueConfig { pool_size: 1, ..Default::default() })?;
+    let queue = Queue::connect(
+        &args.database_url,
+        QueueConfig {
+            pool_size: 1,
+            ..Default::default()
+        },
+    )?;
     let entries = wait(&store, &queue, &args.references, args.timeout).await?;
     super::status::print(&entries, args.json)?;
     let failed = entries.iter().filter(|e| e.status != "analyzed").count();
@@ -107,7 +113,10 @@ async fn wait(
             return Ok(entries);
         }
         if started.elapsed() > timeout {
-            anyhow::bail!("gave up waiting after {}", humantime::format_duration(timeout));
+            anyhow::bail!(
+                "gave up waiting after {}",
+                humantime::format_duration(timeout)
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

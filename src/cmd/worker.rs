@@ -50,10 +50,11 @@ impl WorkerArgs {
         if let Some(addr) = self.metrics_address {
             config.metrics.address = addr;
         }
-        config
-            .registry
-            .insecure
-            .extend(self.insecure_registries.into_iter().filter(|h| !h.is_empty()));
+        config.registry.insecure.extend(
+            self.insecure_registries
+                .into_iter()
+                .filter(|h| !h.is_empty()),
+        );
         config.validate()?;
         let url = config.database_url(self.database_url)?;
         Ok((config, url))

@@ -1,6 +1,6 @@
 //! Shared harness of the worker service tests: a database per test, images pushed to the run's shared
 //! registry, `fathom` processes (workers and CLI) and a fault-injecting registry proxy.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod proxy;
 
@@ -169,7 +169,11 @@ impl WorkerProc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("worker {} never served /healthz; log:\n{}", self.name, self.log_text());
+        panic!(
+            "worker {} never served /healthz; log:\n{}",
+            self.name,
+            self.log_text()
+        );
     }
 
     /// The worker's log so far.
@@ -196,7 +200,11 @@ impl WorkerProc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("worker {} did not exit within {timeout:?}; log:\n{}", self.name, self.log_text());
+        panic!(
+            "worker {} did not exit within {timeout:?}; log:\n{}",
+            self.name,
+            self.log_text()
+        );
     }
 
     /// Whether the process is still running.
@@ -223,7 +231,8 @@ impl Drop for WorkerProc {
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream =
-        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500))
+            .ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
@@ -264,13 +273,24 @@ impl Db {
     pub fn new(url: &str) -> Db {
         Db {
             store: Store::connect_lazy(url, 2).unwrap(),
-            queue: Queue::connect(url, QueueConfig { pool_size: 2, ..Default::default() }).unwrap(),
+            queue: Queue::connect(
+                url,
+                QueueConfig {
+                    pool_size: 2,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
         }
     }
 
     /// Status of one submitted reference.
     pub async fn status(&self, reference: &str) -> StatusEntry {
-        let mut entries = self.store.status(&self.queue, Some(reference), 1).await.unwrap();
+        let mut entries = self
+            .store
+            .status(&self.queue, Some(reference), 1)
+            .await
+            .unwrap();
         assert_eq!(entries.len(), 1, "status of {reference}: {entries:?}");
         entries.remove(0)
     }

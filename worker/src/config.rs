@@ -12,7 +12,11 @@
 //!     concurrency: 2
 //!     lease_ttl: 30s
 //!     drain_timeout: 25s
-//!   autoscaler: { enabled: false }
+//!   autoscaler:           # see config/autoscaler.rs for every key
+//!     enabled: false
+//!     target: kubernetes  # or local
+//!     min_replicas: 0
+//!     max_replicas: 20
 //!   api: { enabled: false }
 //! registry:
 //!   insecure: [registry.local:5000]
@@ -21,6 +25,8 @@
 //! metrics:
 //!   address: 0.0.0.0:9464
 //! ```
+
+mod autoscaler;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,6 +39,8 @@ use crate::source::auth::Credentials;
 use crate::source::registry::RegistryOptions;
 use crate::source::Platform;
 use crate::AnalyzerOptions;
+
+pub use autoscaler::{AutoscalerServiceConfig, AutoscalerTarget, AUTOSCALER_ENV_KEYS};
 
 /// A configuration problem, naming the key (`services.analyzer.concurrency`) and where its value came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,7 +104,7 @@ pub struct ServicesConfig {
     /// The analyzer worker.
     pub analyzer: AnalyzerServiceConfig,
     /// The queue-depth autoscaler.
-    pub autoscaler: ToggleConfig,
+    pub autoscaler: AutoscalerServiceConfig,
     /// The API (not built yet).
     pub api: ToggleConfig,
 }
@@ -216,7 +224,7 @@ impl Default for MetricsConfig {
 
 /// Scalar keys settable from the environment as `FATHOM_` + the key upper-cased with `.` → `_`
 /// (`services.analyzer.concurrency` ← `FATHOM_SERVICES_ANALYZER_CONCURRENCY`). List keys take a
-/// comma-separated value.
+/// comma-separated value. The autoscaler's keys are in [`AUTOSCALER_ENV_KEYS`].
 pub const ENV_KEYS: &[&str] = &[
     "database.url",
     "database.pool_size",
@@ -231,7 +239,6 @@ pub const ENV_KEYS: &[&str] = &[
     "services.analyzer.retry_backoff_cap",
     "services.analyzer.layers_in_flight",
     "services.analyzer.platform",
-    "services.autoscaler.enabled",
     "services.api.enabled",
     "registry.insecure",
     "registry.timeout",
@@ -256,7 +263,9 @@ impl FathomConfig {
             None => None,
         };
         let origin = path.map(|p| p.display().to_string());
-        Self::from_sources(text.as_deref(), origin.as_deref(), |k| std::env::var(k).ok())
+        Self::from_sources(text.as_deref(), origin.as_deref(), |k| {
+            std::env::var(k).ok()
+        })
     }
 
     /// Parses YAML `text` (if any) from `origin`, applies overrides looked up with `env`, and validates.
@@ -275,7 +284,7 @@ impl FathomConfig {
             return Err(ConfigError::new(origin, "the top level must be a mapping"));
         }
         let mut from_env = Vec::new();
-        for key in ENV_KEYS {
+        for key in ENV_KEYS.iter().chain(AUTOSCALER_ENV_KEYS) {
             let var = env_name(key);
             if let Some(raw) = env(&var) {
                 let value = if LIST_KEYS.contains(key) {
@@ -344,6 +353,7 @@ impl FathomConfig {
         a.platform
             .parse::<Platform>()
             .map_err(|e| ConfigError::new("services.analyzer.platform", e.to_string()))?;
+        self.services.autoscaler.validate()?;
         if self.database.pool_size == 0 {
             return Err(ConfigError::new("database.pool_size", "must be at least 1"));
         }
@@ -512,7 +522,10 @@ mod tests {
         assert_eq!(c.database.url.as_deref(), Some("postgres://x/y"));
         assert_eq!(c.services.analyzer.concurrency, 8);
         assert_eq!(c.services.analyzer.lease_ttl, Duration::from_secs(60));
-        assert_eq!(c.services.analyzer.drain_timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.services.analyzer.drain_timeout,
+            Duration::from_millis(500)
+        );
         assert!(c.services.autoscaler.enabled);
         assert_eq!(c.registry.insecure, vec!["r:5000"]);
     }
@@ -546,7 +559,10 @@ mod tests {
         assert_eq!(e.key, "services.analyzer.lease_ttl");
         let e = load("", &[("FATHOM_SERVICES_ANALYZER_CONCURRENCY", "many")]).unwrap_err();
         assert_eq!(e.key, "services.analyzer.concurrency");
-        assert!(e.message.contains("FATHOM_SERVICES_ANALYZER_CONCURRENCY"), "{e}");
+        assert!(
+            e.message.contains("FATHOM_SERVICES_ANALYZER_CONCURRENCY"),
+            "{e}"
+        );
         let e = load("services: {analyzer: {concurrency: 0}}", &[]).unwrap_err();
         assert_eq!(e.key, "services.analyzer.concurrency");
         let e = load("metrics: {address: nowhere}", &[]).unwrap_err();
@@ -561,6 +577,9 @@ mod tests {
     fn missing_database_url_is_named() {
         let c = load("", &[]).unwrap();
         assert_eq!(c.database_url(None).unwrap_err().key, "database.url");
-        assert_eq!(c.database_url(Some("postgres://d".into())).unwrap(), "postgres://d");
+        assert_eq!(
+            c.database_url(Some("postgres://d".into())).unwrap(),
+            "postgres://d"
+        );
     }
 }

@@ -78,12 +78,15 @@ impl Metrics {
                 "fathom_worker_jobs_claimed_total",
                 "Jobs claimed from the queue.",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             jobs_completed: IntCounterVec::new(
-                Opts::new("fathom_worker_jobs_completed_total", "Jobs completed, by outcome."),
+                Opts::new(
+                    "fathom_worker_jobs_completed_total",
+                    "Jobs completed, by outcome.",
+                ),
                 &["outcome"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             jobs_failed: IntCounterVec::new(
                 Opts::new(
                     "fathom_worker_jobs_failed_total",
@@ -91,7 +94,7 @@ impl Metrics {
                 ),
                 &["outcome", "reason"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             jobs_abandoned: IntCounterVec::new(
                 Opts::new(
                     "fathom_worker_jobs_abandoned_total",
@@ -99,7 +102,7 @@ impl Metrics {
                 ),
                 &["reason"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             analysis_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "fathom_worker_analysis_duration_seconds",
@@ -107,7 +110,7 @@ impl Metrics {
                 )
                 .buckets(DURATION_BUCKETS.to_vec()),
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             queue_wait: Histogram::with_opts(
                 HistogramOpts::new(
                     "fathom_worker_queue_wait_seconds",
@@ -115,39 +118,39 @@ impl Metrics {
                 )
                 .buckets(WAIT_BUCKETS.to_vec()),
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             layer_cache_hits: IntCounter::new(
                 "fathom_worker_layer_cache_hits_total",
                 "Layers answered by the layer cache.",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             layer_cache_misses: IntCounter::new(
                 "fathom_worker_layer_cache_misses_total",
                 "Layers fetched and analyzed.",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             fetched_bytes: IntCounter::new(
                 "fathom_worker_fetched_bytes_total",
                 "Compressed layer bytes downloaded.",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             inflated_bytes: IntCounter::new(
                 "fathom_worker_inflated_bytes_total",
                 "Uncompressed layer bytes walked.",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             jobs_in_flight: IntGauge::new(
                 "fathom_worker_jobs_in_flight",
                 "Jobs being worked on now.",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             job_slots: IntGauge::new("fathom_worker_job_slots", "Configured concurrency.")
-                .unwrap_or_else(|e| unreachable_metric(e)),
+                .unwrap_or_else(unreachable_metric),
             rescued_jobs: IntCounter::new(
                 "fathom_worker_rescued_jobs_total",
                 "Expired leases this worker put back in the queue.",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             database_errors: IntCounterVec::new(
                 Opts::new(
                     "fathom_worker_database_errors_total",
@@ -155,19 +158,19 @@ impl Metrics {
                 ),
                 &["operation"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             database_up: Gauge::new(
                 "fathom_worker_database_up",
                 "1 when the last round trip to Postgres succeeded.",
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             draining: IntGauge::new("fathom_worker_draining", "1 once shutdown began.")
-                .unwrap_or_else(|e| unreachable_metric(e)),
+                .unwrap_or_else(unreachable_metric),
             build_info: IntGaugeVec::new(
                 Opts::new("fathom_build_info", "Build information; always 1."),
                 &["version"],
             )
-            .unwrap_or_else(|e| unreachable_metric(e)),
+            .unwrap_or_else(unreachable_metric),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![

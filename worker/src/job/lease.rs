@@ -117,23 +117,31 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<Ctx>) {
             continue;
         }
         let sent = Instant::now();
-        let outcome = tokio::time::timeout(period, ctx.queue.heartbeat(&leases, ctx.config.lease_ttl));
+        let outcome =
+            tokio::time::timeout(period, ctx.queue.heartbeat(&leases, ctx.config.lease_ttl));
         match outcome.await {
             Ok(Ok(outcome)) => {
                 ctx.health.set_database_up(true);
-                ctx.held.extended(&outcome.extended, sent + ctx.config.lease_ttl);
+                ctx.held
+                    .extended(&outcome.extended, sent + ctx.config.lease_ttl);
                 let lost = ctx.held.lose(&outcome.lost);
                 if lost > 0 {
                     tracing::warn!(jobs = ?outcome.lost, "leases lost; abandoning those jobs");
                 }
             }
             Ok(Err(err)) => {
-                metrics.database_errors.with_label_values(&["heartbeat"]).inc();
+                metrics
+                    .database_errors
+                    .with_label_values(&["heartbeat"])
+                    .inc();
                 ctx.health.set_database_up(false);
                 tracing::warn!(%err, "heartbeat failed");
             }
             Err(_) => {
-                metrics.database_errors.with_label_values(&["heartbeat"]).inc();
+                metrics
+                    .database_errors
+                    .with_label_values(&["heartbeat"])
+                    .inc();
                 tracing::warn!("heartbeat timed out");
             }
         }
@@ -153,8 +161,14 @@ mod tests {
     #[test]
     fn lost_and_expired_leases_signal_their_jobs() {
         let held = Held::default();
-        let a = Lease { job_id: 1, token: 10 };
-        let b = Lease { job_id: 2, token: 20 };
+        let a = Lease {
+            job_id: 1,
+            token: 10,
+        };
+        let b = Lease {
+            job_id: 2,
+            token: 20,
+        };
         let rx_a = held.insert(a, Duration::from_secs(30));
         let rx_b = held.insert(b, Duration::ZERO);
         assert_eq!(held.len(), 2);

@@ -136,7 +136,12 @@ impl Worker {
             if free > 0 {
                 match ctx
                     .queue
-                    .claim(ANALYZE_KIND, free, &ctx.config.worker_id, ctx.config.lease_ttl)
+                    .claim(
+                        ANALYZE_KIND,
+                        free,
+                        &ctx.config.worker_id,
+                        ctx.config.lease_ttl,
+                    )
                     .await
                 {
                     Ok(jobs) => {
@@ -235,10 +240,15 @@ async fn drain(ctx: &Ctx, tasks: &mut JoinSet<()>) {
             tracing::info!(jobs = ?ids, "released unfinished jobs to the queue");
         }
         Ok(Err(err)) => {
-            metrics.database_errors.with_label_values(&["release"]).inc();
+            metrics
+                .database_errors
+                .with_label_values(&["release"])
+                .inc();
             tracing::warn!(%err, "could not release unfinished jobs; their leases will expire and be rescued");
         }
-        Err(_) => tracing::warn!("releasing unfinished jobs timed out; their leases will expire and be rescued"),
+        Err(_) => tracing::warn!(
+            "releasing unfinished jobs timed out; their leases will expire and be rescued"
+        ),
     }
 }
 

@@ -76,7 +76,15 @@ pub(crate) async fn run(ctx: Arc<Ctx>, job: ClaimedJob, mut lost: watch::Receive
             fail(&ctx, &job, failure, err.reason(), &err.to_string(), &lost).await;
         }
         Err(Stop::BadPayload(message)) => {
-            fail(&ctx, &job, Failure::Permanent, "invalid_job", &message, &lost).await;
+            fail(
+                &ctx,
+                &job,
+                Failure::Permanent,
+                "invalid_job",
+                &message,
+                &lost,
+            )
+            .await;
         }
         Err(Stop::Store(err)) => {
             let failure = Failure::Retryable { retry_after: None };
@@ -315,7 +323,10 @@ async fn fail(
                     JobState::Dead => "dead",
                     _ => "failed",
                 };
-                metrics.jobs_failed.with_label_values(&[label, reason]).inc();
+                metrics
+                    .jobs_failed
+                    .with_label_values(&[label, reason])
+                    .inc();
                 tracing::warn!(job = job.id(), outcome = label, reason, "{message}");
                 return;
             }

@@ -79,14 +79,10 @@ pub async fn run_analyzer(
         crate::catalog::default_catalogers(),
         config.analyzer_options()?,
     );
-    let addr: SocketAddr = config
-        .metrics
-        .address
-        .parse()
-        .map_err(|e| ConfigError {
-            key: "metrics.address".into(),
-            message: format!("not HOST:PORT ({e})"),
-        })?;
+    let addr: SocketAddr = config.metrics.address.parse().map_err(|e| ConfigError {
+        key: "metrics.address".into(),
+        message: format!("not HOST:PORT ({e})"),
+    })?;
     let health = Arc::new(Health::default());
     let (bound, server) = health::serve(addr, Arc::clone(&health), shutdown.clone())
         .await

@@ -110,7 +110,12 @@ impl Store {
     }
 
     /// Stores a layer result and its package rows in one transaction (once per digest and key).
-    pub async fn put_layer(&self, digest: &str, cache_key: &str, result: &LayerResult) -> Result<()> {
+    pub async fn put_layer(
+        &self,
+        digest: &str,
+        cache_key: &str,
+        result: &LayerResult,
+    ) -> Result<()> {
         let blob = compress(&format!("layer {digest}"), result)?;
         let mut tx = self.pool.begin().await?;
         let inserted: Option<String> = sqlx::query_scalar(PUT_LAYER_SQL)
