@@ -25,8 +25,15 @@ fn main() {
 }
 
 fn find_tool(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("FATHOM_PEERS_DIR").map(PathBuf::from).into_iter().collect();
-    dirs.extend(std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default());
+    let mut dirs: Vec<PathBuf> = std::env::var_os("FATHOM_PEERS_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    dirs.extend(
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    );
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
@@ -35,13 +42,20 @@ fn median(mut runs: Vec<Measured>) -> Measured {
     runs.swap_remove(runs.len() / 2)
 }
 
-fn measure(mut make: impl FnMut() -> Command, count: impl Fn(&[u8]) -> Option<usize>) -> Result<(Measured, usize), String> {
+fn measure(
+    mut make: impl FnMut() -> Command,
+    count: impl Fn(&[u8]) -> Option<usize>,
+) -> Result<(Measured, usize), String> {
     let mut runs = Vec::new();
     let mut packages = 0;
     for _ in 0..RUNS {
         let m = measure::run(make()).map_err(|e| e.to_string())?;
         if m.code != Some(0) {
-            return Err(format!("exit {:?}: {}", m.code, String::from_utf8_lossy(&m.stderr)));
+            return Err(format!(
+                "exit {:?}: {}",
+                m.code,
+                String::from_utf8_lossy(&m.stderr)
+            ));
         }
         packages = count(&m.stdout).ok_or("unparseable output")?;
         runs.push(m);
@@ -81,15 +95,25 @@ fn floor(image: &BuiltImage) -> Duration {
 
 fn run() -> Result<(), String> {
     let mut images: Vec<BuiltImage> = Vec::new();
-    for sample in sample_images().iter().chain(std::iter::once(&large_image())) {
+    for sample in sample_images()
+        .iter()
+        .chain(std::iter::once(&large_image()))
+    {
         images.push(BuiltImage::from_sample(sample, Compress::Gzip).map_err(|e| e.to_string())?);
     }
     let registry = Registry::start_private(None)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let pusher = Pusher::new(&registry.addr, None);
     let mut references = Vec::new();
     for image in &images {
-        references.push(runtime.block_on(pusher.push(&format!("bench/{}", image.name), "latest", image))?);
+        references.push(runtime.block_on(pusher.push(
+            &format!("bench/{}", image.name),
+            "latest",
+            image,
+        ))?);
     }
     let fathom = env!("CARGO_BIN_EXE_fathom");
     let syft = find_tool("syft");
@@ -99,14 +123,23 @@ fn run() -> Result<(), String> {
     for (image, reference) in images.iter().zip(&references) {
         let name = &image.name;
         let compressed: usize = image.layers.iter().map(|l| l.blob.len()).sum();
-        eprintln!("image {name}: {} layers, {:.1} MB compressed", image.layers.len(), compressed as f64 / 1e6);
+        eprintln!(
+            "image {name}: {} layers, {:.1} MB compressed",
+            image.layers.len(),
+            compressed as f64 / 1e6
+        );
         report(
             name,
             "fathom",
             measure(
                 || {
                     let mut c = Command::new(fathom);
-                    c.args(["scan", &format!("registry:{reference}"), "--insecure-registry", &registry.addr]);
+                    c.args([
+                        "scan",
+                        &format!("registry:{reference}"),
+                        "--insecure-registry",
+                        &registry.addr,
+                    ]);
                     c
                 },
                 |out| json_len(out, "/packages"),
@@ -119,10 +152,16 @@ fn run() -> Result<(), String> {
                 measure(
                     || {
                         let mut c = Command::new(syft);
-                        c.args(["scan", &format!("registry:{reference}"), "-o", "syft-json", "-q"])
-                            .env("SYFT_REGISTRY_INSECURE_USE_HTTP", "true")
-                            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-                            .env("SYFT_CACHE_DIR", scratch.join("syft-cache"));
+                        c.args([
+                            "scan",
+                            &format!("registry:{reference}"),
+                            "-o",
+                            "syft-json",
+                            "-q",
+                        ])
+                        .env("SYFT_REGISTRY_INSECURE_USE_HTTP", "true")
+                        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+                        .env("SYFT_CACHE_DIR", scratch.join("syft-cache"));
                         c
                     },
                     |out| json_len(out, "/artifacts"),
@@ -139,7 +178,10 @@ fn run() -> Result<(), String> {
                 ),
             );
         }
-        println!("scan image={name} tool=floor wall_s={:.3}", floor(image).as_secs_f64());
+        println!(
+            "scan image={name} tool=floor wall_s={:.3}",
+            floor(image).as_secs_f64()
+        );
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())

@@ -26,7 +26,11 @@ pub struct ScanArgs {
     #[arg(long, default_value = "linux/amd64")]
     pub platform: String,
     /// Registry (HOST:PORT) to reach over plain HTTP; repeatable or comma-separated.
-    #[arg(long = "insecure-registry", env = "FATHOM_INSECURE_REGISTRIES", value_delimiter = ',')]
+    #[arg(
+        long = "insecure-registry",
+        env = "FATHOM_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
     pub insecure_registries: Vec<String>,
     /// Layers fetched and analyzed at once (default: number of CPUs, at least 2).
     #[arg(long)]
@@ -44,7 +48,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let mut options = AnalyzerOptions {
         platform: args.platform.parse()?,
         registry: RegistryOptions {
-            insecure: args.insecure_registries.into_iter().filter(|h| !h.is_empty()).collect(),
+            insecure: args
+                .insecure_registries
+                .into_iter()
+                .filter(|h| !h.is_empty())
+                .collect(),
             credentials,
             ..Default::default()
         },
@@ -81,7 +89,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     }
     match &args.file {
         Some(path) => {
-            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
             sbom::write(&analysis, args.output, std::io::BufWriter::new(file))
                 .with_context(|| format!("writing {}", path.display()))?;
         }

@@ -200,7 +200,7 @@ pub fn merge(layers: &[&LayerResult]) -> Merged {
             last_changed_in: layer_ref(changed),
         })
         .collect();
-    packages.sort_by(|a, b| key(&a.package).cmp(&key(&b.package)));
+    packages.sort_by_key(|p| key(&p.package));
     let distro = ["/etc/os-release", "/usr/lib/os-release"]
         .iter()
         .find_map(|p| distros.get(*p))

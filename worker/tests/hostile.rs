@@ -36,7 +36,11 @@ fn tar_with_raw_name(name: &[u8], contents: &[u8]) -> Vec<u8> {
     out
 }
 
-fn expect_err(result: Result<fathom_worker::ImageAnalysis, AnalyzeError>, reason: &str, needles: &[&str]) -> AnalyzeError {
+fn expect_err(
+    result: Result<fathom_worker::ImageAnalysis, AnalyzeError>,
+    reason: &str,
+    needles: &[&str],
+) -> AnalyzeError {
     let err = result.expect_err("analysis should fail");
     let text = err.to_string();
     assert_eq!(err.reason(), reason, "{text}");
@@ -55,26 +59,39 @@ fn digest_mismatch_is_detected_while_streaming() {
     let digest = built.layers[0].digest();
     // Swap the blob for another valid layer: decodes fine, hashes wrong.
     let other = one_layer(&[file("/b.pkglist", b"evil 1\n")], Compress::Gzip);
-    std::fs::write(dir.path().join("blobs/sha256").join(&digest[7..]), &other.layers[0].blob).unwrap();
-    let result = runtime().block_on(list_analyzer(AnalyzerOptions::default()).analyze(&source, &NoCache));
+    std::fs::write(
+        dir.path().join("blobs/sha256").join(&digest[7..]),
+        &other.layers[0].blob,
+    )
+    .unwrap();
+    let result =
+        runtime().block_on(list_analyzer(AnalyzerOptions::default()).analyze(&source, &NoCache));
     expect_err(result, "digest_mismatch", &[&digest]);
     // A flipped byte in the middle of the deflate stream: also a digest mismatch, not a decoder complaint.
     let mut blob = built.layers[0].blob.clone();
     let mid = blob.len() / 2;
     blob[mid] ^= 0xff;
     std::fs::write(dir.path().join("blobs/sha256").join(&digest[7..]), &blob).unwrap();
-    let result = runtime().block_on(list_analyzer(AnalyzerOptions::default()).analyze(&source, &NoCache));
+    let result =
+        runtime().block_on(list_analyzer(AnalyzerOptions::default()).analyze(&source, &NoCache));
     expect_err(result, "digest_mismatch", &[&digest]);
 }
 
 fn truncated(compress: Compress) {
     let big: Vec<u8> = (0..400_000u32).flat_map(|i| i.to_le_bytes()).collect();
-    let mut built = one_layer(&[file("/first.pkglist", b"a 1\n"), file("/big.bin", &big)], compress);
+    let mut built = one_layer(
+        &[file("/first.pkglist", b"a 1\n"), file("/big.bin", &big)],
+        compress,
+    );
     let len = built.layers[0].blob.len();
     built.layers[0].blob.truncate(len / 2);
     built.rebuild();
     let digest = built.layers[0].digest();
-    expect_err(analyze_image(&built), "corrupt_layer", &[&digest, "/big.bin"]);
+    expect_err(
+        analyze_image(&built),
+        "corrupt_layer",
+        &[&digest, "/big.bin"],
+    );
 }
 
 #[test]
@@ -92,25 +109,51 @@ fn decompression_bomb_trips_the_ratio_cap() {
     let zeros = vec![0u8; 16 << 20];
     let built = one_layer(&[file("/bomb", &zeros)], Compress::Gzip);
     let options = AnalyzerOptions {
-        limits: Limits { ratio_grace_bytes: 1 << 20, max_ratio: 100, ..Limits::default() },
+        limits: Limits {
+            ratio_grace_bytes: 1 << 20,
+            max_ratio: 100,
+            ..Limits::default()
+        },
         ..Default::default()
     };
     let result = analyze_image_with(&built, options, &NoCache);
-    expect_err(result, "hostile_input", &[&built.layers[0].digest(), "ratio", "/bomb"]);
+    expect_err(
+        result,
+        "hostile_input",
+        &[&built.layers[0].digest(), "ratio", "/bomb"],
+    );
 }
 
 #[test]
 fn inflation_caps_per_layer_and_per_image() {
-    let chunk: Vec<u8> = (0..256 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let entries: Vec<SampleEntry> = (0..16).map(|i| file(&format!("/data/{i}"), &chunk)).collect();
+    let chunk: Vec<u8> = (0..256 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let entries: Vec<SampleEntry> = (0..16)
+        .map(|i| file(&format!("/data/{i}"), &chunk))
+        .collect();
     let built = one_layer(&entries, Compress::Gzip);
     let per_layer = AnalyzerOptions {
-        limits: Limits { max_layer_inflated: 1 << 20, ..Limits::default() },
+        limits: Limits {
+            max_layer_inflated: 1 << 20,
+            ..Limits::default()
+        },
         ..Default::default()
     };
-    expect_err(analyze_image_with(&built, per_layer, &NoCache), "hostile_input", &["per-layer cap", "/data/"]);
-    let per_image = AnalyzerOptions { max_image_inflated: 2 << 20, ..Default::default() };
-    expect_err(analyze_image_with(&built, per_image, &NoCache), "hostile_input", &["per-image cap"]);
+    expect_err(
+        analyze_image_with(&built, per_layer, &NoCache),
+        "hostile_input",
+        &["per-layer cap", "/data/"],
+    );
+    let per_image = AnalyzerOptions {
+        max_image_inflated: 2 << 20,
+        ..Default::default()
+    };
+    expect_err(
+        analyze_image_with(&built, per_image, &NoCache),
+        "hostile_input",
+        &["per-image cap"],
+    );
 }
 
 #[test]
@@ -124,19 +167,36 @@ fn absurd_tar_header_size_is_refused_before_reading() {
     let mut tar = header.as_bytes().to_vec();
     tar.extend_from_slice(&[0u8; 1024]);
     let built = raw_layer(tar);
-    expect_err(analyze_image(&built), "hostile_input", &["/huge.pkglist", "declares"]);
+    expect_err(
+        analyze_image(&built),
+        "hostile_input",
+        &["/huge.pkglist", "declares"],
+    );
 }
 
 #[test]
 fn dot_dot_breakout_is_refused_and_absolute_paths_are_rooted() {
     let built = raw_layer(tar_with_raw_name(b"../../etc/evil.pkglist", b"evil 1\n"));
-    expect_err(analyze_image(&built), "hostile_input", &["../../etc/evil.pkglist", "escapes"]);
+    expect_err(
+        analyze_image(&built),
+        "hostile_input",
+        &["../../etc/evil.pkglist", "escapes"],
+    );
     let built = raw_layer(tar_with_raw_name(b"/etc/abs.pkglist", b"abs 1\n"));
     let analysis = analyze_image(&built).unwrap();
-    assert_eq!(analysis.packages[0].package.locations[0].path, "/etc/abs.pkglist");
-    let built = raw_layer(tar_with_raw_name(b"./usr/../etc/inner.pkglist", b"inner 1\n"));
+    assert_eq!(
+        analysis.packages[0].package.locations[0].path,
+        "/etc/abs.pkglist"
+    );
+    let built = raw_layer(tar_with_raw_name(
+        b"./usr/../etc/inner.pkglist",
+        b"inner 1\n",
+    ));
     let analysis = analyze_image(&built).unwrap();
-    assert_eq!(analysis.packages[0].package.locations[0].path, "/etc/inner.pkglist");
+    assert_eq!(
+        analysis.packages[0].package.locations[0].path,
+        "/etc/inner.pkglist"
+    );
 }
 
 #[test]
@@ -165,10 +225,19 @@ fn unsupported_layer_media_type_fails_before_download() {
     let mut built = one_layer(&[file("/a.pkglist", b"a 1\n")], Compress::Gzip);
     built.layers[0].media_type = "application/vnd.oci.image.layer.v1.tar+bzip2".into();
     built.rebuild();
-    expect_err(analyze_image(&built), "unsupported_media_type", &["tar+bzip2", &built.layers[0].digest()]);
+    expect_err(
+        analyze_image(&built),
+        "unsupported_media_type",
+        &["tar+bzip2", &built.layers[0].digest()],
+    );
     let mut built = one_layer(&[file("/a.pkglist", b"a 1\n")], Compress::Gzip);
-    built.set_manifest(|m| m["mediaType"] = serde_json::json!("application/vnd.example.weird+json"));
-    expect_err(analyze_image(&built), "unsupported_media_type", &["application/vnd.example.weird+json"]);
+    built
+        .set_manifest(|m| m["mediaType"] = serde_json::json!("application/vnd.example.weird+json"));
+    expect_err(
+        analyze_image(&built),
+        "unsupported_media_type",
+        &["application/vnd.example.weird+json"],
+    );
 }
 
 #[test]
@@ -185,9 +254,12 @@ fn manifest_pointing_to_a_missing_blob() {
     let missing = format!("sha256:{}", "ab".repeat(32));
     let m = missing.clone();
     built.set_manifest(move |manifest| {
-        manifest["layers"].as_array_mut().unwrap().push(serde_json::json!({
-            "mediaType": Compress::Gzip.media_type(), "digest": m, "size": 10
-        }));
+        manifest["layers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "mediaType": Compress::Gzip.media_type(), "digest": m, "size": 10
+            }));
     });
     expect_err(analyze_image(&built), "blob_missing", &[&missing]);
 }
@@ -196,10 +268,20 @@ fn manifest_pointing_to_a_missing_blob() {
 fn wanted_file_over_the_cap_is_a_warning() {
     let mut big = b"big 1\n".to_vec();
     big.resize((1 << 20) + 10, b'#');
-    let built = one_layer(&[file("/huge.pkglist", &big), file("/ok.pkglist", b"ok 1\n")], Compress::Gzip);
+    let built = one_layer(
+        &[file("/huge.pkglist", &big), file("/ok.pkglist", b"ok 1\n")],
+        Compress::Gzip,
+    );
     let analysis = analyze_image(&built).unwrap();
     assert_eq!(dated(&analysis), vec![("ok".into(), "1".into(), 0, 0)]);
-    assert!(analysis.warnings.iter().any(|w| w.contains("/huge.pkglist") && w.contains("cap")), "{:?}", analysis.warnings);
+    assert!(
+        analysis
+            .warnings
+            .iter()
+            .any(|w| w.contains("/huge.pkglist") && w.contains("cap")),
+        "{:?}",
+        analysis.warnings
+    );
 }
 
 #[test]

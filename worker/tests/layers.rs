@@ -2,10 +2,10 @@
 
 mod support;
 
-use fathom_worker::testkit::{BuiltImage, BuiltLayer, Compress};
-use fathom_worker::testkit::image::layer_tar;
 use fathom_worker::samples::SampleEntry;
 use fathom_worker::source::Platform;
+use fathom_worker::testkit::image::layer_tar;
+use fathom_worker::testkit::{BuiltImage, BuiltLayer, Compress};
 use fathom_worker::{AnalyzerOptions, MemoryCache};
 use support::*;
 
@@ -68,8 +68,15 @@ fn whiteouts_opaque_dirs_and_overwrites_apply_in_order() {
     got_sorted.sort();
     assert_eq!(got_sorted, want, "{got:?}");
     // Locations name the layer holding the visible record.
-    let p1 = analysis.packages.iter().find(|p| p.package.name == "p1").unwrap();
-    assert_eq!(p1.package.locations[0].layer_digest, analysis.image.layers[2].digest);
+    let p1 = analysis
+        .packages
+        .iter()
+        .find(|p| p.package.name == "p1")
+        .unwrap();
+    assert_eq!(
+        p1.package.locations[0].layer_digest,
+        analysis.image.layers[2].digest
+    );
     assert_eq!(p1.package.licenses, vec!["Apache-2.0".to_string()]);
     assert_eq!(analysis.files.setuid, vec!["/usr/bin/su".to_string()]);
     assert_eq!(analysis.layers[1].opaque_dirs, vec!["/opt/x".to_string()]);
@@ -108,7 +115,9 @@ fn cached_layers_are_not_read_at_all() {
     let first = rt.block_on(analyzer.analyze(&source, &cache)).unwrap();
     assert_eq!(first.stats.cache_misses, 3);
     assert_eq!(first.stats.layers_fetched, 3);
-    assert!(first.stats.bytes_fetched > 0 && first.stats.bytes_inflated > first.stats.bytes_fetched);
+    assert!(
+        first.stats.bytes_fetched > 0 && first.stats.bytes_inflated > first.stats.bytes_fetched
+    );
     assert_eq!(cache.len(), 3);
     // Remove every layer blob: a cached analysis must not need them.
     for layer in &built.layers {
@@ -122,10 +131,15 @@ fn cached_layers_are_not_read_at_all() {
     assert_eq!(dated(&first), dated(&second));
     assert!(second.layers.iter().all(|l| l.from_cache));
     // Without the cache the missing blob is a clear, permanent error.
-    let err = rt.block_on(analyzer.analyze(&source, &fathom_worker::NoCache)).unwrap_err();
+    let err = rt
+        .block_on(analyzer.analyze(&source, &fathom_worker::NoCache))
+        .unwrap_err();
     assert_eq!(err.reason(), "blob_missing", "{err}");
     assert!(!err.is_retryable());
-    assert!(err.to_string().contains(&built.layers[0].digest()) || err.to_string().contains("sha256:"), "{err}");
+    assert!(
+        err.to_string().contains(&built.layers[0].digest()) || err.to_string().contains("sha256:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -147,6 +161,12 @@ fn cataloger_errors_and_panics_become_warnings_naming_layer_and_file() {
     assert_eq!(dated(&analysis), vec![("fine".into(), "1".into(), 0, 0)]);
     let digest = built.layers[0].digest();
     let w = analysis.warnings.join("\n");
-    assert!(w.contains(&digest) && w.contains("/bad/err.pkglist") && w.contains("asked to fail"), "{w}");
-    assert!(w.contains("/bad/boom.pkglist") && w.contains("panicked"), "{w}");
+    assert!(
+        w.contains(&digest) && w.contains("/bad/err.pkglist") && w.contains("asked to fail"),
+        "{w}"
+    );
+    assert!(
+        w.contains("/bad/boom.pkglist") && w.contains("panicked"),
+        "{w}"
+    );
 }

@@ -67,7 +67,9 @@ fn a_million_tiny_entries_in_bounded_memory() {
     let mut marker = tar::Header::new_gnu();
     marker.set_size(7);
     marker.set_mode(0o644);
-    builder.append_data(&mut marker, "last.pkglist", &b"last 1\n"[..]).unwrap();
+    builder
+        .append_data(&mut marker, "last.pkglist", &b"last 1\n"[..])
+        .unwrap();
     let mut out = builder.into_inner().unwrap();
     out.flush().unwrap();
     let digest = format!("sha256:{}", hex::encode(out.hasher.clone().finalize()));
@@ -94,15 +96,39 @@ fn a_million_tiny_entries_in_bounded_memory() {
     .unwrap();
     eprintln!("built in {:?}", started.elapsed());
     let before = peak_rss_mib();
-    let options = AnalyzerOptions { limits: Limits { max_recorded_files: 100_000, ..Limits::default() }, ..Default::default() };
-    let source = ImageSource::OciDir { path: dir.path().to_path_buf(), reference: None };
-    let analysis = runtime().block_on(list_analyzer(options).analyze(&source, &NoCache)).unwrap();
+    let options = AnalyzerOptions {
+        limits: Limits {
+            max_recorded_files: 100_000,
+            ..Limits::default()
+        },
+        ..Default::default()
+    };
+    let source = ImageSource::OciDir {
+        path: dir.path().to_path_buf(),
+        reference: None,
+    };
+    let analysis = runtime()
+        .block_on(list_analyzer(options).analyze(&source, &NoCache))
+        .unwrap();
     let after = peak_rss_mib();
-    eprintln!("analyzed in {:?}; peak RSS {before} -> {after} MiB", started.elapsed());
+    eprintln!(
+        "analyzed in {:?}; peak RSS {before} -> {after} MiB",
+        started.elapsed()
+    );
     assert_eq!(analysis.layers[0].entries, ENTRIES + 1);
     assert_eq!(dated(&analysis), vec![("last".into(), "1".into(), 0, 0)]);
     assert!(analysis.files.truncated);
-    assert!(analysis.warnings.iter().any(|w| w.contains("1000001 entries, only 100001 recorded")), "{:?}", analysis.warnings);
+    assert!(
+        analysis
+            .warnings
+            .iter()
+            .any(|w| w.contains("1000001 entries, only 100001 recorded")),
+        "{:?}",
+        analysis.warnings
+    );
     // 100k recorded entries cost ~10 MiB; recording all million would cost over 100 MiB.
-    assert!(after < before + 96, "peak RSS grew from {before} MiB to {after} MiB");
+    assert!(
+        after < before + 96,
+        "peak RSS grew from {before} MiB to {after} MiB"
+    );
 }

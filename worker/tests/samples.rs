@@ -18,7 +18,11 @@ fn sample_images_report_their_expected_packages() {
     let samples = sample_images();
     assert!(samples.len() >= 4);
     for (i, sample) in samples.iter().enumerate() {
-        let compress = if i % 2 == 0 { Compress::Gzip } else { Compress::Zstd };
+        let compress = if i % 2 == 0 {
+            Compress::Gzip
+        } else {
+            Compress::Zstd
+        };
         let built = BuiltImage::from_sample(sample, compress).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let source = layout(dir.path(), &built);
@@ -26,7 +30,13 @@ fn sample_images_report_their_expected_packages() {
         let got: BTreeSet<(String, String, String)> = analysis
             .packages
             .iter()
-            .map(|p| (p.package.package_type.as_str().to_string(), p.package.name.clone(), p.package.version.clone()))
+            .map(|p| {
+                (
+                    p.package.package_type.as_str().to_string(),
+                    p.package.name.clone(),
+                    p.package.version.clone(),
+                )
+            })
             .collect();
         let want: BTreeSet<(String, String, String)> = expected_packages(&sample.name)
             .into_iter()
@@ -35,12 +45,28 @@ fn sample_images_report_their_expected_packages() {
         assert!(!want.is_empty(), "{} has no expected packages", sample.name);
         let missing: Vec<_> = want.difference(&got).collect();
         let extra: Vec<_> = got.difference(&want).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "{}: missing {missing:?}, extra {extra:?}", sample.name);
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{}: missing {missing:?}, extra {extra:?}",
+            sample.name
+        );
         assert!(analysis.distro.is_some(), "{}: no distro", sample.name);
         for p in &analysis.packages {
-            assert!(!p.package.purl.is_empty(), "{}: {} has no purl", sample.name, p.package.name);
+            assert!(
+                !p.package.purl.is_empty(),
+                "{}: {} has no purl",
+                sample.name,
+                p.package.name
+            );
             for l in &p.package.locations {
-                assert!(analysis.image.layers.iter().any(|layer| layer.digest == l.layer_digest), "{l:?}");
+                assert!(
+                    analysis
+                        .image
+                        .layers
+                        .iter()
+                        .any(|layer| layer.digest == l.layer_digest),
+                    "{l:?}"
+                );
             }
         }
     }

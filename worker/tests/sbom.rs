@@ -31,14 +31,29 @@ fn analyses() -> Vec<ImageAnalysis> {
 
 fn python(script: &str, file: &Path) -> (bool, String) {
     let check = Command::new("python3")
-        .args(["-c", "import cyclonedx.validation.json, spdx_tools, jsonschema"])
+        .args([
+            "-c",
+            "import cyclonedx.validation.json, spdx_tools, jsonschema",
+        ])
         .output();
     match check {
         Ok(out) if out.status.success() => {}
         _ => panic!("{INSTALL}"),
     }
-    let out = Command::new("python3").arg("-c").arg(script).arg(file).output().expect("python3");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(file)
+        .output()
+        .expect("python3");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 const CYCLONEDX: &str = r#"
@@ -68,9 +83,17 @@ fn cyclonedx_and_spdx_validate_against_upstream_tools() {
         let name = analysis.image.reference.clone();
         assert!(!analysis.packages.is_empty(), "{name}");
         let cdx = dir.path().join(format!("{name}.cdx.json"));
-        sbom::write(&analysis, Format::CycloneDxJson, std::fs::File::create(&cdx).unwrap()).unwrap();
+        sbom::write(
+            &analysis,
+            Format::CycloneDxJson,
+            std::fs::File::create(&cdx).unwrap(),
+        )
+        .unwrap();
         let (ok, output) = python(CYCLONEDX, &cdx);
-        assert!(ok, "{name}: CycloneDX 1.5 schema validation failed: {output}");
+        assert!(
+            ok,
+            "{name}: CycloneDX 1.5 schema validation failed: {output}"
+        );
         let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cdx).unwrap()).unwrap();
         let components = doc["components"].as_array().unwrap();
         assert_eq!(
@@ -79,7 +102,12 @@ fn cyclonedx_and_spdx_validate_against_upstream_tools() {
             "{name}"
         );
         let spdx = dir.path().join(format!("{name}.spdx.json"));
-        sbom::write(&analysis, Format::SpdxJson, std::fs::File::create(&spdx).unwrap()).unwrap();
+        sbom::write(
+            &analysis,
+            Format::SpdxJson,
+            std::fs::File::create(&spdx).unwrap(),
+        )
+        .unwrap();
         let (ok, output) = python(SPDX, &spdx);
         assert!(ok, "{name}: SPDX 2.3 validation failed: {output}");
     }
@@ -90,7 +118,11 @@ fn a_broken_document_fails_the_validators() {
     // The validation harness itself must be able to fail.
     let dir = tempfile::tempdir().unwrap();
     let cdx = dir.path().join("bad.cdx.json");
-    std::fs::write(&cdx, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"nonsense"}]}"#).unwrap();
+    std::fs::write(
+        &cdx,
+        r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"nonsense"}]}"#,
+    )
+    .unwrap();
     assert!(!python(CYCLONEDX, &cdx).0);
     let spdx = dir.path().join("bad.spdx.json");
     std::fs::write(&spdx, r#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT","name":"x","dataLicense":"CC0-1.0","documentNamespace":"not a uri","creationInfo":{"created":"2024-01-01T00:00:00Z","creators":["Tool: x"]},"packages":[{"SPDXID":"SPDXRef-a","name":"a","downloadLocation":"NOASSERTION","licenseDeclared":"GPL-2+ or whatever"}]}"#).unwrap();
@@ -106,16 +138,24 @@ fn json_round_trips_and_table_lists_every_package() {
     assert_eq!(back, analysis);
     let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(value["schema"], "fathom.analysis/v1");
-    assert!(value["packages"][0]["introduced_in"]["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(value["packages"][0]["introduced_in"]["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
     let mut table = Vec::new();
     sbom::write(&analysis, Format::Table, &mut table).unwrap();
     let table = String::from_utf8(table).unwrap();
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].starts_with("NAME") && lines[0].contains("VERSION") && lines[0].contains("TYPE"));
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("VERSION") && lines[0].contains("TYPE")
+    );
     assert_eq!(lines.len(), analysis.packages.len() + 1);
     let version_col = lines[0].find("VERSION").unwrap();
     for (line, p) in lines[1..].iter().zip(&analysis.packages) {
         assert!(line.starts_with(&p.package.name));
-        assert_eq!(&line[version_col..version_col + p.package.version.len()], p.package.version);
+        assert_eq!(
+            &line[version_col..version_col + p.package.version.len()],
+            p.package.version
+        );
     }
 }

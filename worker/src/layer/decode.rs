@@ -25,10 +25,15 @@ pub enum Compression {
     Zstd,
 }
 
+/// A media type that is not a layer media type we can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a supported layer media type")]
+pub struct NotALayer;
+
 impl Compression {
     /// What a layer media type promises: `Ok(None)` when it says nothing (docker-archive members), `Err` for
     /// a media type that is not a layer we can read.
-    pub fn from_media_type(media_type: &str) -> Result<Option<Compression>, ()> {
+    pub fn from_media_type(media_type: &str) -> Result<Option<Compression>, NotALayer> {
         let base = media_type
             .strip_prefix("application/vnd.oci.image.layer.nondistributable.v1.")
             .or_else(|| media_type.strip_prefix("application/vnd.oci.image.layer.v1."));
@@ -37,7 +42,7 @@ impl Compression {
                 "tar" => Ok(Some(Compression::None)),
                 "tar+gzip" => Ok(Some(Compression::Gzip)),
                 "tar+zstd" => Ok(Some(Compression::Zstd)),
-                _ => Err(()),
+                _ => Err(NotALayer),
             };
         }
         match media_type {
@@ -47,7 +52,7 @@ impl Compression {
                 Ok(Some(Compression::Gzip))
             }
             "application/vnd.docker.image.rootfs.diff.tar" => Ok(Some(Compression::None)),
-            _ => Err(()),
+            _ => Err(NotALayer),
         }
     }
 

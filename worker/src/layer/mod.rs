@@ -8,7 +8,7 @@ mod walk;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Distro, Package};
-pub use decode::Compression;
+pub use decode::{Compression, NotALayer};
 pub use walk::{analyze_blob, LayerContext};
 
 /// Bumped whenever [`LayerResult`] for the same layer bytes would change (part of the cache key).

@@ -43,7 +43,7 @@ enum Stop {
 /// Analyzes one layer blob. Blocking and CPU-bound: run it on a rayon thread.
 pub fn analyze_blob(reader: BlobReader, ctx: &LayerContext<'_>) -> Result<LayerResult> {
     let layer = ctx.layer;
-    let declared = Compression::from_media_type(&layer.media_type).map_err(|()| {
+    let declared = Compression::from_media_type(&layer.media_type).map_err(|_| {
         AnalyzeError::UnsupportedMediaType {
             what: format!("layer {}", layer.digest),
             media_type: layer.media_type.clone(),
@@ -70,17 +70,18 @@ pub fn analyze_blob(reader: BlobReader, ctx: &LayerContext<'_>) -> Result<LayerR
         let mut buffered = BufReader::with_capacity(READ_BUFFER, &mut raw);
         let head = buffered.fill_buf().map_err(|e| Stop::Io(e, None))?;
         let sniffed = Compression::sniff(head);
-        result.compression =
-            match (declared, sniffed) {
-                (None, s) | (Some(Compression::None), s) => s,
-                (Some(d), Compression::None) if !head.is_empty() => return Err(Stop::Corrupt(
+        result.compression = match (declared, sniffed) {
+            (None, s) | (Some(Compression::None), s) => s,
+            (Some(d), Compression::None) if !head.is_empty() => {
+                return Err(Stop::Corrupt(
                     format!(
                         "media type says {d:?} but the blob does not start with its magic bytes"
                     ),
                     None,
-                )),
-                (Some(_), s) => s,
-            };
+                ))
+            }
+            (Some(_), s) => s,
+        };
         let decoder: Box<dyn Read + '_> = match result.compression {
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
             Compression::Zstd => Box::new(

@@ -2,7 +2,12 @@ use super::*;
 use crate::layer::{Compression, DistroRecord, FileEntry};
 use crate::model::Location;
 
-fn layer(digest: &str, files: &[&str], whiteouts: &[&str], packages: &[(&str, &str, &str)]) -> LayerResult {
+fn layer(
+    digest: &str,
+    files: &[&str],
+    whiteouts: &[&str],
+    packages: &[(&str, &str, &str)],
+) -> LayerResult {
     LayerResult {
         digest: digest.into(),
         compression: Compression::Gzip,
@@ -32,7 +37,10 @@ fn layer(digest: &str, files: &[&str], whiteouts: &[&str], packages: &[(&str, &s
                 package_type: PackageType::Npm,
                 purl: format!("pkg:npm/{name}@{version}"),
                 licenses: vec![],
-                locations: vec![Location { path: path.to_string(), layer_digest: digest.into() }],
+                locations: vec![Location {
+                    path: path.to_string(),
+                    layer_digest: digest.into(),
+                }],
                 found_by: "npm".into(),
                 metadata: Default::default(),
             })
@@ -53,7 +61,10 @@ fn removed_then_reinstalled_package_is_dated_from_its_reinstall() {
     let merged = merge(&[&l0, &l1, &l2]);
     assert_eq!(merged.packages.len(), 1);
     assert_eq!(merged.packages[0].introduced_in.index, 2);
-    assert_eq!(merged.packages[0].package.locations[0].layer_digest, "sha256:2");
+    assert_eq!(
+        merged.packages[0].package.locations[0].layer_digest,
+        "sha256:2"
+    );
 }
 
 #[test]
@@ -63,19 +74,41 @@ fn overwriting_a_database_with_no_packages_removes_them() {
     let l1 = layer("sha256:1", &[db], &[], &[("a", "1", db)]);
     let l2 = layer("sha256:2", &[db], &[], &[]);
     let m = merge(&[&l0, &l1]);
-    let names: Vec<_> = m.packages.iter().map(|p| (p.package.name.as_str(), p.introduced_in.index)).collect();
+    let names: Vec<_> = m
+        .packages
+        .iter()
+        .map(|p| (p.package.name.as_str(), p.introduced_in.index))
+        .collect();
     assert_eq!(names, [("a", 0)]);
     assert!(merge(&[&l0, &l1, &l2]).packages.is_empty());
 }
 
 #[test]
 fn distro_prefers_etc_os_release_and_follows_whiteouts() {
-    let debian = Distro { id: "debian".into(), version_id: "12".into(), ..Default::default() };
-    let custom = Distro { id: "custom".into(), ..Default::default() };
-    let mut l0 = layer("sha256:0", &["/usr/lib/os-release", "/etc/os-release"], &[], &[]);
+    let debian = Distro {
+        id: "debian".into(),
+        version_id: "12".into(),
+        ..Default::default()
+    };
+    let custom = Distro {
+        id: "custom".into(),
+        ..Default::default()
+    };
+    let mut l0 = layer(
+        "sha256:0",
+        &["/usr/lib/os-release", "/etc/os-release"],
+        &[],
+        &[],
+    );
     l0.distros = vec![
-        DistroRecord { path: "/usr/lib/os-release".into(), distro: debian.clone() },
-        DistroRecord { path: "/etc/os-release".into(), distro: custom.clone() },
+        DistroRecord {
+            path: "/usr/lib/os-release".into(),
+            distro: debian.clone(),
+        },
+        DistroRecord {
+            path: "/etc/os-release".into(),
+            distro: custom.clone(),
+        },
     ];
     assert_eq!(merge(&[&l0]).distro, Some(custom));
     let l1 = layer("sha256:1", &[], &["/etc/os-release"], &[]);

@@ -8,7 +8,9 @@ use crate::layer::Compression;
 /// returns the number of entries.
 pub fn inflate_and_walk(blob: &[u8]) -> io::Result<u64> {
     let reader: Box<dyn Read + '_> = match Compression::sniff(blob) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, blob))),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(256 * 1024, blob),
+        )),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(blob)?),
         Compression::None => Box::new(blob),
     };

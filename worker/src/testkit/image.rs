@@ -36,7 +36,8 @@ impl Compress {
         match self {
             Compress::None => Ok(data.to_vec()),
             Compress::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
                 enc.write_all(data)?;
                 enc.finish()
             }
@@ -214,7 +215,8 @@ pub fn index_json(images: &[&BuiltImage]) -> Vec<u8> {
     let manifests: Vec<serde_json::Value> = images
         .iter()
         .map(|i| {
-            let mut platform = json!({"os": i.platform.os, "architecture": i.platform.architecture});
+            let mut platform =
+                json!({"os": i.platform.os, "architecture": i.platform.architecture});
             if let Some(v) = &i.platform.variant {
                 platform["variant"] = json!(v);
             }
@@ -264,7 +266,11 @@ pub fn write_oci_layout(dir: &Path, entries: &[(&str, LayoutEntry<'_>)]) -> std:
         let (digest, size, media_type) = match entry {
             LayoutEntry::Image(image) => {
                 write_image(image)?;
-                (image.manifest_digest(), image.manifest.len(), image.manifest_media_type())
+                (
+                    image.manifest_digest(),
+                    image.manifest.len(),
+                    image.manifest_media_type(),
+                )
             }
             LayoutEntry::Index(images) => {
                 for image in images {

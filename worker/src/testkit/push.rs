@@ -71,7 +71,12 @@ impl Pusher {
     }
 
     /// Pushes several platform images and an index over them as `addr/repo:tag`.
-    pub async fn push_index(&self, repo: &str, tag: &str, images: &[&BuiltImage]) -> Result<String, String> {
+    pub async fn push_index(
+        &self,
+        repo: &str,
+        tag: &str,
+        images: &[&BuiltImage],
+    ) -> Result<String, String> {
         let reference = self.reference(repo, tag)?;
         for image in images {
             self.push_blobs(&reference, image).await?;
@@ -84,7 +89,11 @@ impl Pusher {
                 .map_err(|e| format!("push manifest: {e}"))?;
         }
         self.client
-            .push_manifest_raw(&reference, index_json(images), HeaderValue::from_static(OCI_INDEX))
+            .push_manifest_raw(
+                &reference,
+                index_json(images),
+                HeaderValue::from_static(OCI_INDEX),
+            )
             .await
             .map_err(|e| format!("push index: {e}"))?;
         Ok(reference.whole())

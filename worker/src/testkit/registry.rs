@@ -50,7 +50,8 @@ fn start_or_join() -> Result<(Registry, File), String> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock().map_err(|e| format!("flock {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("flock {}: {e}", lock_path.display()))?;
     let state = dir.join("state");
     let existing = std::fs::read_to_string(&state)
         .ok()
@@ -106,7 +107,9 @@ done"#
         .process_group(0)
         .spawn()
         .map(|_| ())
-        .map_err(|e| format!("cannot start the registry watchdog (needs sh and flock from util-linux): {e}"))
+        .map_err(|e| {
+            format!("cannot start the registry watchdog (needs sh and flock from util-linux): {e}")
+        })
 }
 
 impl Registry {
@@ -163,7 +166,8 @@ fn spawn(dir: &Path, htpasswd: Option<&str>) -> Result<Registry, String> {
             ));
         }
         let config_path = dir.join("config.yml");
-        std::fs::write(&config_path, config).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        std::fs::write(&config_path, config)
+            .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let log = File::create(dir.join("log")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
         let mut child = Command::new("docker-registry")
@@ -206,7 +210,8 @@ fn spawn(dir: &Path, htpasswd: Option<&str>) -> Result<Registry, String> {
 
 /// Status line of `GET /v2/`, if the server answers.
 fn status(addr: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     stream
         .write_all(format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())

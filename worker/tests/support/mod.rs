@@ -47,7 +47,9 @@ impl Cataloger for ListCataloger {
                 });
             }
             let mut words = line.split_whitespace();
-            let (Some(name), Some(version)) = (words.next(), words.next()) else { continue };
+            let (Some(name), Some(version)) = (words.next(), words.next()) else {
+                continue;
+            };
             let license = words.next().unwrap_or("MIT");
             found.packages.push(Package {
                 name: name.into(),
@@ -68,19 +70,35 @@ impl Cataloger for ListCataloger {
 }
 
 pub fn file(path: &str, bytes: &[u8]) -> SampleEntry {
-    SampleEntry { path: path.into(), mode: 0o644, kind: SampleKind::File(bytes.to_vec()) }
+    SampleEntry {
+        path: path.into(),
+        mode: 0o644,
+        kind: SampleKind::File(bytes.to_vec()),
+    }
 }
 
 pub fn dir(path: &str) -> SampleEntry {
-    SampleEntry { path: path.into(), mode: 0o755, kind: SampleKind::Dir }
+    SampleEntry {
+        path: path.into(),
+        mode: 0o755,
+        kind: SampleKind::Dir,
+    }
 }
 
 pub fn symlink(path: &str, target: &str) -> SampleEntry {
-    SampleEntry { path: path.into(), mode: 0o777, kind: SampleKind::Symlink(target.into()) }
+    SampleEntry {
+        path: path.into(),
+        mode: 0o777,
+        kind: SampleKind::Symlink(target.into()),
+    }
 }
 
 pub fn hardlink(path: &str, target: &str) -> SampleEntry {
-    SampleEntry { path: path.into(), mode: 0o644, kind: SampleKind::HardLink(target.into()) }
+    SampleEntry {
+        path: path.into(),
+        mode: 0o644,
+        kind: SampleKind::HardLink(target.into()),
+    }
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -97,9 +115,15 @@ pub fn list_analyzer(options: AnalyzerOptions) -> Analyzer {
 
 /// Writes `image` as an OCI layout under `dir` (ref name = image name) and returns its source.
 pub fn layout(dir: &Path, image: &BuiltImage) -> ImageSource {
-    fathom_worker::testkit::image::write_oci_layout(dir, &[(image.name.as_str(), LayoutEntry::Image(image))])
-        .expect("write layout");
-    ImageSource::OciDir { path: dir.to_path_buf(), reference: Some(image.name.clone()) }
+    fathom_worker::testkit::image::write_oci_layout(
+        dir,
+        &[(image.name.as_str(), LayoutEntry::Image(image))],
+    )
+    .expect("write layout");
+    ImageSource::OciDir {
+        path: dir.to_path_buf(),
+        reference: Some(image.name.clone()),
+    }
 }
 
 /// Analyzes a built image from a fresh OCI layout with the list cataloger.
