@@ -19,8 +19,14 @@ struct Cli {
 enum Command {
     /// Analyze one image and print its SBOM.
     Scan(cmd::scan::ScanArgs),
+    /// Run the whole fleet on this machine: throwaway PostgreSQL, sample images, autoscaled workers.
+    Demo(cmd::demo::DemoArgs),
     /// Apply the database migrations (safe to run concurrently from many pods).
     Migrate(cmd::migrate::MigrateArgs),
+    /// Size the analyzer fleet from queue depth (Kubernetes Deployment or local worker processes).
+    Autoscaler(cmd::autoscaler::AutoscalerArgs),
+    /// Override, pause or inspect the autoscaler: override N | clear | pause | resume | status.
+    Scale(cmd::scale::ScaleArgs),
     /// Run the analyzer worker: claim jobs, analyze, store results (drains on SIGTERM).
     Worker(cmd::worker::WorkerArgs),
     /// Run every service the configuration file enables.
@@ -40,7 +46,10 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Scan(args) => cmd::scan::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Migrate(args) => cmd::migrate::run(args),
+        Command::Autoscaler(args) => cmd::autoscaler::run(args),
+        Command::Scale(args) => cmd::scale::run(args),
         Command::Worker(args) => cmd::worker::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Submit(args) => cmd::submit::run(args),

@@ -1,9 +1,12 @@
 //! One module per subcommand: clap arguments live here and are converted into each crate's config.
 
+pub mod autoscaler;
+pub mod demo;
 pub mod migrate;
 pub mod queue;
 pub mod results;
 pub mod run;
+pub mod scale;
 pub mod scan;
 pub mod status;
 pub mod submit;
