@@ -24,7 +24,7 @@ enum Command {
     /// Apply the database migrations (safe to run concurrently from many pods).
     Migrate(cmd::migrate::MigrateArgs),
     /// Size the analyzer fleet from queue depth (Kubernetes Deployment or local worker processes).
-    Autoscaler(cmd::autoscaler::AutoscalerArgs),
+    Autoscaler(Box<cmd::autoscaler::AutoscalerArgs>),
     /// Override, pause or inspect the autoscaler: override N | clear | pause | resume | status.
     Scale(cmd::scale::ScaleArgs),
     /// Run the analyzer worker: claim jobs, analyze, store results (drains on SIGTERM).
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => cmd::scan::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Migrate(args) => cmd::migrate::run(args),
-        Command::Autoscaler(args) => cmd::autoscaler::run(args),
+        Command::Autoscaler(args) => cmd::autoscaler::run(*args),
         Command::Scale(args) => cmd::scale::run(args),
         Command::Worker(args) => cmd::worker::run(args),
         Command::Run(args) => cmd::run::run(args),
