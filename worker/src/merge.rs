@@ -201,11 +201,15 @@ pub fn merge(layers: &[&LayerResult]) -> Merged {
         })
         .collect();
     packages.sort_by_key(|p| key(&p.package));
-    let distro = ["/etc/os-release", "/usr/lib/os-release"]
+    // Lowest rank wins: /etc/os-release, /usr/lib/os-release, lsb-release, ..., debian_version.
+    let distro = distros
         .iter()
-        .find_map(|p| distros.get(*p))
-        .or_else(|| distros.values().next())
-        .map(|d| (*d).clone());
+        .filter_map(|(p, d)| crate::catalog::release_file_rank(p).map(|r| (r, *d)))
+        .min_by_key(|(r, _)| *r)
+        .map(|(_, d)| d.clone());
+    for p in &mut packages {
+        crate::catalog::apply_distro(std::slice::from_mut(&mut p.package), distro.as_ref());
+    }
     let mut summary = FilesSummary {
         truncated,
         ..Default::default()
