@@ -49,7 +49,12 @@ async fn fill(queue: &Queue, jobs: usize) -> Result<(), fathom_queue::Error> {
     let client = queue_admin(queue).await?;
     drop(client);
     let all: Vec<NewJob> = (0..jobs)
-        .map(|i| NewJob::new(KIND, json!({ "reference": format!("registry.local/bench:{i}") })))
+        .map(|i| {
+            NewJob::new(
+                KIND,
+                json!({ "reference": format!("registry.local/bench:{i}") }),
+            )
+        })
         .collect();
     for chunk in all.chunks(10_000) {
         queue.enqueue_many(chunk).await?;
@@ -131,7 +136,9 @@ async fn bare_throughput(
                 let ttl = TTL.as_secs_f64();
                 let mut done = 0usize;
                 loop {
-                    let rows = client.query(&claim, &[&KIND, &limit, &worker, &ttl]).await?;
+                    let rows = client
+                        .query(&claim, &[&KIND, &limit, &worker, &ttl])
+                        .await?;
                     if rows.is_empty() {
                         return Ok::<usize, tokio_postgres::Error>(done);
                     }

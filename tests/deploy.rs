@@ -51,10 +51,16 @@ fn every_overlay_renders_and_validates_against_kubernetes_schemas() {
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     for dir in overlays() {
         let rendered = render(&dir);
-        assert!(rendered.contains("kind: Deployment"), "{} renders Deployments", dir.display());
+        assert!(
+            rendered.contains("kind: Deployment"),
+            "{} renders Deployments",
+            dir.display()
+        );
         let file = scratch.join(format!(
             "{}.yaml",
-            dir.file_name().and_then(|n| n.to_str()).unwrap_or("overlay")
+            dir.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("overlay")
         ));
         std::fs::write(&file, &rendered).expect("write rendered manifests");
         run(
@@ -78,7 +84,10 @@ fn analyzer_replicas_belong_to_the_autoscaler_unless_pinned_by_the_manual_overla
         "the base must not set analyzer replicas (the autoscaler owns them)"
     );
     let manual = render(&repo().join("deploy/overlays/manual-replicas"));
-    assert!(!manual.contains("name: fathom-autoscaler\n"), "manual overlay drops the autoscaler");
+    assert!(
+        !manual.contains("name: fathom-autoscaler\n"),
+        "manual overlay drops the autoscaler"
+    );
 }
 
 #[test]
@@ -93,12 +102,15 @@ fn prometheus_rules_load() {
 
 #[test]
 fn grafana_dashboard_is_valid_json_with_panels() {
-    let text = std::fs::read_to_string(repo().join("deploy/grafana/fathom.json")).expect("dashboard");
+    let text =
+        std::fs::read_to_string(repo().join("deploy/grafana/fathom.json")).expect("dashboard");
     let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
     let panels = dashboard["panels"].as_array().expect("panels");
     assert!(panels.len() >= 8);
     for panel in panels {
         let targets = panel["targets"].as_array().expect("targets");
-        assert!(targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| e.contains("fathom_"))));
+        assert!(targets
+            .iter()
+            .all(|t| t["expr"].as_str().is_some_and(|e| e.contains("fathom_"))));
     }
 }

@@ -3,6 +3,6 @@
 
 pub use crate::claim::CLAIM_SQL as CLAIM;
 pub use crate::enqueue::ENQUEUE_SQL as ENQUEUE;
+pub use crate::inspect::STATS_SQL as STATS;
 pub use crate::lease::COMPLETE_SQL as COMPLETE;
 pub use crate::lease::HEARTBEAT_SQL as HEARTBEAT;
-pub use crate::inspect::STATS_SQL as STATS;

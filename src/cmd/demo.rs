@@ -236,7 +236,8 @@ async fn watch_until_done(
     let bars = MultiProgress::new();
     let jobs = bars.add(ProgressBar::new(total));
     jobs.set_style(
-        ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {msg}")?.progress_chars("=> "),
+        ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} {msg}")?
+            .progress_chars("=> "),
     );
     jobs.set_prefix("analyzed");
     let fleet = bars.add(ProgressBar::new_spinner());
@@ -247,7 +248,8 @@ async fn watch_until_done(
     let mut seen_work = false;
     loop {
         let stats = queue.stats().await?;
-        let finished = (stats.succeeded + stats.failed + stats.dead + stats.cancelled).max(0) as u64;
+        let finished =
+            (stats.succeeded + stats.failed + stats.dead + stats.cancelled).max(0) as u64;
         jobs.set_position(finished.min(total));
         jobs.set_message(format!(
             "queued {} running {} failed {}",
@@ -274,7 +276,12 @@ async fn watch_until_done(
             None => format!("{current} running"),
         });
         fleet.tick();
-        if finished >= total && stats.queued() == 0 && stats.running == 0 && seen_work && current == 0 {
+        if finished >= total
+            && stats.queued() == 0
+            && stats.running == 0
+            && seen_work
+            && current == 0
+        {
             jobs.finish();
             fleet.finish_with_message("all workers drained and stopped");
             return Ok(events);
@@ -320,7 +327,10 @@ async fn summarize(
     };
 
     println!();
-    println!("fathom demo summary ({:.1} s)", started.elapsed().as_secs_f64());
+    println!(
+        "fathom demo summary ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
     println!(
         "  images: {} submitted, {} distinct manifests, {} analyzed",
         references.len(),
@@ -338,7 +348,11 @@ async fn summarize(
     let lookups = hits + misses;
     println!(
         "  layer cache: {hits} hits / {lookups} lookups ({:.0} %)",
-        if lookups == 0 { 0.0 } else { 100.0 * hits as f64 / lookups as f64 }
+        if lookups == 0 {
+            0.0
+        } else {
+            100.0 * hits as f64 / lookups as f64
+        }
     );
     println!("  scale events (seconds after the burst was submitted):");
     for event in events {
