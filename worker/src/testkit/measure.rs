@@ -63,3 +63,13 @@ pub fn run(mut cmd: Command) -> std::io::Result<Measured> {
         stderr,
     })
 }
+
+/// Returns freed heap to the OS. A child's peak RSS as `wait4` reports it starts at the parent's RSS at
+/// fork time (Linux carries the pre-exec high-water mark over), so a parent that held large buffers must
+/// release them before spawning measured children.
+pub fn release_memory() {
+    // SAFETY: malloc_trim only walks glibc's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
