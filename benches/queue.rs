@@ -46,8 +46,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn fill(queue: &Queue, jobs: usize) -> Result<(), fathom_queue::Error> {
-    let client = queue_admin(queue).await?;
-    drop(client);
+    queue_admin(queue).await?;
     let all: Vec<NewJob> = (0..jobs)
         .map(|i| {
             NewJob::new(
