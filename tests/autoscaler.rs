@@ -104,14 +104,21 @@ impl AutoscalerProc {
     }
 
     fn workers_started(&self) -> usize {
-        self.log_text().matches("worker started").count()
+        // The autoscaler's line, not the one each worker logs (its stderr is the autoscaler's).
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("fathom_autoscaler::local") && l.contains("worker started"))
+            .count()
     }
 }
 
 impl Drop for AutoscalerProc {
     fn drop(&mut self) {
-        // Workers live in their own process groups: a killed autoscaler leaves them to the OS's
-        // kill_on_drop only when it exits cleanly, so a failed test still terminates it politely first.
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        // A failed test: SIGTERM first, so the autoscaler drains the workers it started (they are in
+        // their own process groups and would outlive a SIGKILLed parent).
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
