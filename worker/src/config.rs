@@ -552,8 +552,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
+        // An unknown key is named in full, typo included, so the user sees exactly what to fix.
         let e = load("services: {analyzer: {concurency: 2}}", &[]).unwrap_err();
-        assert_eq!(e.key, "services.analyzer");
+        assert_eq!(e.key, "services.analyzer.concurency");
         assert!(e.message.contains("concurency"), "{e}");
         let e = load("services: {analyzer: {lease_ttl: soon}}", &[]).unwrap_err();
         assert_eq!(e.key, "services.analyzer.lease_ttl");

@@ -301,7 +301,7 @@ mod tests {
             ("{metrics_address: here}", "metrics_address"),
             ("{deployment: Not_A_Name}", "deployment"),
             ("{target: cloud}", "target"),
-            ("{cooldown: 1s}", ""),
+            ("{cooldown: 1s}", "cooldown"),
         ] {
             let e = load(&format!("services: {{autoscaler: {text}}}"), &[]).unwrap_err();
             let want = if key.is_empty() {
