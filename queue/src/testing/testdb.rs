@@ -148,10 +148,18 @@ async fn ensure_template(
             migrator.run(&pool).await?;
         }
         pool.close().await;
-        // The migration pool's server backends exit asynchronously after it closes; until they are gone
-        // the rename fails with 55006 (object in use), so retry briefly.
+        // The migration pool's sessions can outlive `close()` (seen: one left idle after the migrator's
+        // advisory unlock), and RENAME waits 5 s per attempt for other sessions before failing with 55006.
+        // Nothing else may use a database that is still being built, so end those sessions first.
         let mut tries = 0;
         loop {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&building)
+            .execute(&mut other)
+            .await?;
             let renamed = sqlx::query(&format!(
                 r#"ALTER DATABASE "{building}" RENAME TO "{template}""#
             ))
