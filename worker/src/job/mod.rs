@@ -220,13 +220,15 @@ async fn drain(ctx: &Ctx, tasks: &mut JoinSet<()>) {
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
+    // Taken before cancelling: a cancelled job sees "lease lost", drops its lease from `held` and would
+    // never be released. Releasing a job that finished meanwhile is a no-op (the release is fenced).
+    let leftover = ctx.held.all();
     // Stops analyses running on blocking threads too (aborting a task does not reach them).
     ctx.held.cancel_all();
     tasks.abort_all();
     while let Some(done) = tasks.join_next().await {
         log_join(done);
     }
-    let leftover = ctx.held.all();
     if leftover.is_empty() {
         return;
     }
