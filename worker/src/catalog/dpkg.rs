@@ -119,13 +119,7 @@ mod tests {
     use super::*;
 
     fn run(path: &str, bytes: &[u8]) -> Result<Found, CatalogError> {
-        let meta = EntryMeta {
-            path,
-            mode: 0o644,
-            size: bytes.len() as u64,
-        };
-        assert_ne!(DpkgCataloger.wants(&meta), Want::No, "{path}");
-        DpkgCataloger.catalog(&FileInput { meta, bytes })
+        crate::catalog::util::run_wanted(&DpkgCataloger, path, bytes)
     }
 
     #[test]

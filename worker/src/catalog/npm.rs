@@ -94,13 +94,7 @@ mod tests {
     use super::*;
 
     fn run(path: &str, bytes: &[u8]) -> Result<Found, CatalogError> {
-        let meta = EntryMeta {
-            path,
-            mode: 0o644,
-            size: bytes.len() as u64,
-        };
-        assert_ne!(NpmCataloger.wants(&meta), Want::No, "{path}");
-        NpmCataloger.catalog(&FileInput { meta, bytes })
+        crate::catalog::util::run_wanted(&NpmCataloger, path, bytes)
     }
 
     #[test]

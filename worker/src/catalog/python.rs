@@ -130,13 +130,7 @@ mod tests {
     use super::*;
 
     fn run(path: &str, bytes: &[u8]) -> Result<Found, CatalogError> {
-        let meta = EntryMeta {
-            path,
-            mode: 0o644,
-            size: bytes.len() as u64,
-        };
-        assert_ne!(PythonCataloger.wants(&meta), Want::No, "{path}");
-        PythonCataloger.catalog(&FileInput { meta, bytes })
+        crate::catalog::util::run_wanted(&PythonCataloger, path, bytes)
     }
 
     #[test]

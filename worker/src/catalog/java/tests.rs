@@ -2,13 +2,7 @@ use super::*;
 use crate::samples::jar::{build_jar, maven_jar};
 
 fn run(path: &str, bytes: &[u8]) -> Result<Found, CatalogError> {
-    let meta = EntryMeta {
-        path,
-        mode: 0o644,
-        size: bytes.len() as u64,
-    };
-    assert_ne!(JavaCataloger.wants(&meta), Want::No, "{path}");
-    JavaCataloger.catalog(&FileInput { meta, bytes })
+    crate::catalog::util::run_wanted(&JavaCataloger, path, bytes)
 }
 
 fn triples(found: &Found) -> Vec<(String, String, String)> {
