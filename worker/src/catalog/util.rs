@@ -158,6 +158,23 @@ pub(crate) fn stanzas(text: &str, stop_at_first_blank: bool) -> Result<Vec<Stanz
     Ok(out)
 }
 
+/// Test helper shared by the catalogers' tests: asserts the cataloger wants `path` (as a 0644 file of
+/// `bytes.len()` bytes) and catalogs `bytes`.
+#[cfg(test)]
+pub(crate) fn run_wanted(
+    cataloger: &dyn super::Cataloger,
+    path: &str,
+    bytes: &[u8],
+) -> Result<super::Found, super::CatalogError> {
+    let meta = super::EntryMeta {
+        path,
+        mode: 0o644,
+        size: bytes.len() as u64,
+    };
+    assert_ne!(cataloger.wants(&meta), super::Want::No, "{path}");
+    cataloger.catalog(&super::FileInput { meta, bytes })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,21 +217,4 @@ mod tests {
     fn path_helpers() {
         assert_eq!(basename("/a/b/c.jar"), "c.jar");
     }
-}
-
-/// Test helper shared by the catalogers' tests: asserts the cataloger wants `path` (as a 0644 file of
-/// `bytes.len()` bytes) and catalogs `bytes`.
-#[cfg(test)]
-pub(crate) fn run_wanted(
-    cataloger: &dyn super::Cataloger,
-    path: &str,
-    bytes: &[u8],
-) -> Result<super::Found, super::CatalogError> {
-    let meta = super::EntryMeta {
-        path,
-        mode: 0o644,
-        size: bytes.len() as u64,
-    };
-    assert_ne!(cataloger.wants(&meta), super::Want::No, "{path}");
-    cataloger.catalog(&super::FileInput { meta, bytes })
 }
