@@ -2,7 +2,7 @@
 //! processes. The flags here override `services.autoscaler` of the configuration file; the service
 //! itself (shared with `fathom run`) is in [`service`].
 
-mod http;
+pub(crate) mod http;
 pub(crate) mod service;
 
 use std::path::PathBuf;

@@ -13,7 +13,7 @@ use anyhow::Context;
 use fathom_autoscaler::local::{LocalConfig, LocalTarget, WorkerCommand};
 use fathom_autoscaler::{Autoscaler, LoopConfig, Metrics, Policy, SetOutcome, Status};
 use fathom_queue::testing::{Durability, OwnedCluster};
-use fathom_queue::{Queue, QueueConfig, Wake, Waker};
+use fathom_queue::{Queue, QueueConfig};
 use fathom_worker::samples::{sample_images, SampleEntry, SampleImage, SampleKind};
 use fathom_worker::store::Store;
 use fathom_worker::testkit::image::{write_oci_layout, BuiltImage, Compress, LayoutEntry};
@@ -85,8 +85,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let bound = serve_metrics(args.metrics_address, registry, stop_rx.clone()).await?;
-    eprintln!("fathom demo: autoscaler metrics at http://{bound}/metrics (workers serve theirs on ephemeral ports)");
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
 
     let exe = std::env::current_exe().context("locating the fathom binary")?;
     let target = LocalTarget::new(LocalConfig {
@@ -132,8 +131,24 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Some(metrics),
     )?;
     let status = autoscaler.status();
+    let serve = |addr| {
+        super::autoscaler::http::serve(
+            addr,
+            registry.clone(),
+            status.clone(),
+            ready.clone(),
+            stop_rx.clone(),
+        )
+    };
+    // Another demo (or anything else) on the default port: take any free one instead.
+    let (bound, _server) = match serve(args.metrics_address).await {
+        Ok(served) => served,
+        Err(_) => serve(([127, 0, 0, 1], 0).into()).await?,
+    };
+    eprintln!("fathom demo: autoscaler metrics at http://{bound}/metrics (workers serve theirs on ephemeral ports)");
+
     let nudge = Arc::new(Notify::new());
-    let listener = spawn_nudger(&url, nudge.clone())?;
+    let listener = super::autoscaler::service::nudge_on_notify(&url, nudge.clone())?;
     let mut loop_stop = stop_rx.clone();
     let control = tokio::spawn(autoscaler.run(nudge, async move {
         let _ = loop_stop.wait_for(|s| *s).await;
@@ -212,18 +227,6 @@ fn tempdir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("fathom-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
-}
-
-/// Turns LISTEN/NOTIFY wake-ups into autoscaler nudges, so a burst is seen at once.
-fn spawn_nudger(url: &str, nudge: Arc<Notify>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut waker = Waker::listen(url)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            if waker.wait(Duration::from_secs(60)).await == Wake::Notified {
-                nudge.notify_one();
-            }
-        }
-    }))
 }
 
 /// Shows progress until every job finished and the workers are back to zero; returns the scale events.
@@ -365,43 +368,4 @@ async fn summarize(
         );
     }
     Ok(())
-}
-
-/// Serves the autoscaler's registry at /metrics (and /healthz) until `stop` turns true.
-async fn serve_metrics(
-    addr: std::net::SocketAddr,
-    registry: prometheus::Registry,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<std::net::SocketAddr> {
-    use axum::routing::get;
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        // A second demo (or anything else) on the default port: take any free one instead.
-        Err(_) => tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?,
-    };
-    let bound = listener.local_addr()?;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    let mut text = String::new();
-                    let encoder = prometheus::TextEncoder::new();
-                    if let Err(err) = encoder.encode_utf8(&registry.gather(), &mut text) {
-                        text = format!("# encoding failed: {err}\n");
-                    }
-                    text
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-    });
-    Ok(bound)
 }

@@ -247,14 +247,22 @@ fn spawn_nudger(
     if config.database.poll_only {
         return Ok(None);
     }
+    nudge_on_notify(url, nudge).map(Some)
+}
+
+/// Listens for job notifications and nudges the loop on each one (the demo uses it too).
+pub(crate) fn nudge_on_notify(
+    url: &str,
+    nudge: Arc<Notify>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut waker = Waker::listen(url)?;
-    Ok(Some(tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         loop {
             if waker.wait(Duration::from_secs(60)).await == Wake::Notified {
                 nudge.notify_one();
             }
         }
-    })))
+    }))
 }
 
 /// Keeps readiness and (local target) the status file in step with the loop's rounds.
