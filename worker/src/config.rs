@@ -17,7 +17,10 @@
 //!     target: kubernetes  # or local
 //!     min_replicas: 0
 //!     max_replicas: 20
-//!   api: { enabled: false }
+//!   api:                  # see config/api.rs for every key
+//!     enabled: false
+//!     address: 0.0.0.0:8228
+//!     tokens: []          # FATHOM_SERVICES_API_TOKENS=tok1,tok2
 //! registry:
 //!   insecure: [registry.local:5000]
 //!   credentials:
@@ -26,6 +29,7 @@
 //!   address: 0.0.0.0:9464
 //! ```
 
+mod api;
 mod autoscaler;
 
 use std::net::SocketAddr;
@@ -40,6 +44,7 @@ use crate::source::registry::RegistryOptions;
 use crate::source::Platform;
 use crate::AnalyzerOptions;
 
+pub use api::{ApiServiceConfig, API_ENV_KEYS};
 pub use autoscaler::{AutoscalerServiceConfig, AutoscalerTarget, AUTOSCALER_ENV_KEYS};
 
 /// A configuration problem, naming the key (`services.analyzer.concurrency`) and where its value came from.
@@ -105,16 +110,8 @@ pub struct ServicesConfig {
     pub analyzer: AnalyzerServiceConfig,
     /// The queue-depth autoscaler.
     pub autoscaler: AutoscalerServiceConfig,
-    /// The API (not built yet).
-    pub api: ToggleConfig,
-}
-
-/// A service with nothing to configure here but whether it runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ToggleConfig {
-    /// Whether `fathom run` starts it.
-    pub enabled: bool,
+    /// The core's external API (and queue maintenance).
+    pub api: ApiServiceConfig,
 }
 
 /// `services.analyzer`.
@@ -239,13 +236,12 @@ pub const ENV_KEYS: &[&str] = &[
     "services.analyzer.retry_backoff_cap",
     "services.analyzer.layers_in_flight",
     "services.analyzer.platform",
-    "services.api.enabled",
     "registry.insecure",
     "registry.timeout",
     "metrics.address",
 ];
 
-const LIST_KEYS: &[&str] = &["registry.insecure"];
+const LIST_KEYS: &[&str] = &["registry.insecure", "services.api.tokens"];
 
 /// The environment variable overriding `key`.
 pub fn env_name(key: &str) -> String {
@@ -284,7 +280,11 @@ impl FathomConfig {
             return Err(ConfigError::new(origin, "the top level must be a mapping"));
         }
         let mut from_env = Vec::new();
-        for key in ENV_KEYS.iter().chain(AUTOSCALER_ENV_KEYS) {
+        for key in ENV_KEYS
+            .iter()
+            .chain(AUTOSCALER_ENV_KEYS)
+            .chain(API_ENV_KEYS)
+        {
             let var = env_name(key);
             if let Some(raw) = env(&var) {
                 let value = if LIST_KEYS.contains(key) {
@@ -354,6 +354,7 @@ impl FathomConfig {
             .parse::<Platform>()
             .map_err(|e| ConfigError::new("services.analyzer.platform", e.to_string()))?;
         self.services.autoscaler.validate()?;
+        self.services.api.validate()?;
         if self.database.pool_size == 0 {
             return Err(ConfigError::new("database.pool_size", "must be at least 1"));
         }
