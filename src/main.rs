@@ -1,5 +1,6 @@
 //! The `fathom` binary: one CLI for every role (scan, worker, autoscaler, core, migrate, demo).
 
+mod api;
 mod cmd;
 mod queue_source;
 

@@ -1,6 +1,7 @@
 //! One module per subcommand: clap arguments live here and are converted into each crate's config.
 
 pub mod autoscaler;
+pub mod backend;
 pub mod demo;
 pub mod migrate;
 pub mod queue;

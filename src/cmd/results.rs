@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use fathom_worker::sbom::{self, Format};
-use fathom_worker::store::Store;
+
+use super::backend::BackendArgs;
 
 /// Arguments of `fathom results`.
 #[derive(clap::Args, Debug)]
@@ -19,9 +20,9 @@ pub struct ResultsArgs {
     /// Write the output to this file instead of stdout.
     #[arg(long = "file")]
     pub file: Option<PathBuf>,
-    /// PostgreSQL connection URL.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    /// Where to read: the database or the API.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -31,25 +32,8 @@ fn parse_format(s: &str) -> Result<Format, String> {
 /// Runs `fathom results`.
 pub fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
     let analysis = super::runtime()?.block_on(async {
-        let store = Store::connect_lazy(&args.database_url, 1)?;
-        let digest = if args.image.starts_with("sha256:") {
-            args.image.clone()
-        } else {
-            match store.image_by_reference(&args.image).await? {
-                Some(image) => image.manifest_digest,
-                None => anyhow::bail!("no analyzed image is known under {}", args.image),
-            }
-        };
-        match store.document(&digest).await? {
-            Some(doc) => Ok(doc),
-            None => match store.image(&digest).await? {
-                Some(image) => anyhow::bail!(
-                    "{digest} failed to analyze: {}",
-                    image.error.unwrap_or_default()
-                ),
-                None => anyhow::bail!("no analysis stored for {digest}"),
-            },
-        }
+        let backend = args.backend.connect()?;
+        backend.analysis(&args.image).await
     })?;
     match &args.file {
         Some(path) => {

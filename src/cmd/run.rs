@@ -24,25 +24,34 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = FathomConfig::load(Some(&args.config))?;
     let services = &config.services;
-    // Hooks for the services other crates provide: each is spawned into `tasks` below with the same
-    // shutdown receiver once it exists. Until then, asking for one is a configuration error rather
-    // than a silent no-op.
-    if services.api.enabled {
-        anyhow::bail!(
-            "invalid configuration: services.api.enabled: the API service does not exist yet"
-        );
-    }
-    if !services.analyzer.enabled && !services.autoscaler.enabled {
+    if !services.analyzer.enabled && !services.autoscaler.enabled && !services.api.enabled {
         anyhow::bail!("invalid configuration: services: no service is enabled");
     }
-    if services.analyzer.enabled
-        && services.autoscaler.enabled
-        && services.autoscaler.metrics_address == config.metrics.address
-    {
-        anyhow::bail!(
-            "invalid configuration: services.autoscaler.metrics_address: {} is metrics.address too (the analyzer's)",
-            config.metrics.address
-        );
+    let listeners = [
+        (
+            services.analyzer.enabled,
+            "metrics.address",
+            config.metrics.address.as_str(),
+        ),
+        (
+            services.autoscaler.enabled,
+            "services.autoscaler.metrics_address",
+            services.autoscaler.metrics_address.as_str(),
+        ),
+        (
+            services.api.enabled,
+            "services.api.address",
+            services.api.address.as_str(),
+        ),
+    ];
+    for (i, (on, key, addr)) in listeners.iter().enumerate() {
+        let port_zero = addr.ends_with(":0");
+        if let Some((_, other, _)) = listeners[..i]
+            .iter()
+            .find(|(o, _, a)| *on && *o && a == addr && !port_zero)
+        {
+            anyhow::bail!("invalid configuration: {key}: {addr} is {other} too");
+        }
     }
     let url = config.database_url(args.database_url)?;
     super::runtime()?.block_on(async move {
@@ -62,6 +71,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 super::autoscaler::service::run_autoscaler(&config, &url, shutdown)
                     .await
                     .context("autoscaler service")
+            });
+        }
+        if config.services.api.enabled {
+            let (config, url, shutdown) = (config.clone(), url.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                crate::api::run_api(&config, &url, shutdown)
+                    .await
+                    .context("API service")
             });
         }
         while let Some(done) = tasks.join_next().await {

@@ -3,17 +3,18 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use fathom_queue::{Queue, QueueConfig};
-use fathom_worker::store::{StatusEntry, Store};
+use fathom_worker::store::StatusEntry;
+
+use super::backend::BackendArgs;
 
 /// Arguments of `fathom status`.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// A submitted reference, or a manifest digest (`sha256:...`); all submissions when absent.
     pub target: Option<String>,
-    /// PostgreSQL connection URL.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    /// Where to ask: the database or the API.
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// At most this many references.
     #[arg(long, default_value_t = 1000)]
     pub limit: i64,
@@ -25,19 +26,8 @@ pub struct StatusArgs {
 /// Runs `fathom status`.
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let entries = super::runtime()?.block_on(async {
-        let store = Store::connect_lazy(&args.database_url, 1)?;
-        let queue = Queue::connect(
-            &args.database_url,
-            QueueConfig {
-                pool_size: 1,
-                ..Default::default()
-            },
-        )?;
-        anyhow::Ok(
-            store
-                .status(&queue, args.target.as_deref(), args.limit)
-                .await?,
-        )
+        let backend = args.backend.connect()?;
+        backend.status(args.target.as_deref(), args.limit).await
     })?;
     if entries.is_empty() {
         if let Some(target) = &args.target {

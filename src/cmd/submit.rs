@@ -4,8 +4,9 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use fathom_queue::{Queue, QueueConfig};
-use fathom_worker::store::{StatusEntry, Store};
+use fathom_worker::store::{StatusEntry, SubmitOptions};
+
+use super::backend::{Backend, BackendArgs};
 
 /// Arguments of `fathom submit`.
 #[derive(clap::Args, Debug)]
@@ -14,18 +15,25 @@ pub struct SubmitArgs {
     /// live job instead of a new one.
     #[arg(required = true)]
     pub references: Vec<String>,
-    /// PostgreSQL connection URL.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    /// Where to submit: the database or the API.
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Wait until every job finished, showing progress on stderr; exits 1 if any failed.
     #[arg(long)]
     pub wait: bool,
     /// Give up waiting after this long (e.g. 10m).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
     pub timeout: Duration,
-    /// Attempts before a job with retryable errors is given up.
+    /// Attempts before a job with retryable errors is given up (database only; the API uses
+    /// services.api.max_attempts).
     #[arg(long, default_value_t = 5)]
     pub max_attempts: i32,
+    /// Lower runs first; negative is urgent.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub priority: i16,
+    /// Analyze again even if the image was analyzed before (bypasses stored results and cached layers).
+    #[arg(long)]
+    pub force: bool,
     /// Machine-readable output: a JSON array (job ids, or with --wait the final statuses).
     #[arg(long)]
     pub json: bool,
@@ -37,35 +45,40 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::connect_lazy(&args.database_url, 1)?;
-    let enqueued = store.submit(&args.references, args.max_attempts).await?;
+    let backend = args.backend.connect()?;
+    let options = SubmitOptions {
+        priority: args.priority,
+        max_attempts: args.max_attempts,
+        force: args.force,
+        cache_key: None,
+    };
+    let replies = backend.submit(&args.references, &options).await?;
     if !args.wait {
         let mut out = std::io::stdout().lock();
         if args.json {
-            let rows: Vec<serde_json::Value> = args
-                .references
+            let rows: Vec<serde_json::Value> = replies
                 .iter()
-                .zip(&enqueued)
-                .map(|(r, e)| serde_json::json!({"reference": r, "job_id": e.id, "created": e.created}))
+                .map(|r| serde_json::json!({"reference": r.reference, "job_id": r.job_id, "created": r.created, "status": r.status}))
                 .collect();
             serde_json::to_writer_pretty(&mut out, &rows)?;
             writeln!(out)?;
         } else {
-            for (r, e) in args.references.iter().zip(&enqueued) {
-                let note = if e.created { "" } else { "\t(already queued)" };
-                writeln!(out, "{}\t{r}{note}", e.id)?;
+            for r in &replies {
+                let id = r
+                    .job_id
+                    .map_or_else(|| "-".to_string(), |id| id.to_string());
+                let note = if r.created {
+                    String::new()
+                } else {
+                    format!("\t(already {})", r.status)
+                };
+                writeln!(out, "{id}\t{}{note}", r.reference)?;
             }
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let queue = Queue::connect(
-        &args.database_url,
-        QueueConfig {
-            pool_size: 1,
-            ..Default::default()
-        },
-    )?;
-    let entries = wait(&store, &queue, &args.references, args.timeout).await?;
+    let references: Vec<String> = replies.into_iter().map(|r| r.reference).collect();
+    let entries = wait(&backend, &references, args.timeout).await?;
     super::status::print(&entries, args.json)?;
     let failed = entries.iter().filter(|e| e.status != "analyzed").count();
     if failed > 0 {
@@ -80,8 +93,7 @@ fn finished(e: &StatusEntry) -> bool {
 }
 
 async fn wait(
-    store: &Store,
-    queue: &Queue,
+    backend: &Backend,
     references: &[String],
     timeout: Duration,
 ) -> anyhow::Result<Vec<StatusEntry>> {
@@ -91,7 +103,7 @@ async fn wait(
     loop {
         let mut entries = Vec::with_capacity(references.len());
         for r in references {
-            entries.extend(store.status(queue, Some(r), 1).await?);
+            entries.extend(backend.status(Some(r), 1).await?);
         }
         let done = entries.iter().filter(|e| finished(e)).count();
         let running = entries.iter().filter(|e| e.status == "analyzing").count();

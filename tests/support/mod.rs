@@ -286,11 +286,7 @@ impl Db {
 
     /// Status of one submitted reference.
     pub async fn status(&self, reference: &str) -> StatusEntry {
-        let mut entries = self
-            .store
-            .status(&self.queue, Some(reference), 1)
-            .await
-            .unwrap();
+        let mut entries = self.store.status(Some(reference), 1).await.unwrap();
         assert_eq!(entries.len(), 1, "status of {reference}: {entries:?}");
         entries.remove(0)
     }

@@ -138,20 +138,27 @@ pub struct Analyzer {
     inner: Arc<Inner>,
 }
 
+/// The layer cache key of an analyzer with these catalogers and options: pipeline version, recorded
+/// file limit and every cataloger's name and version. The core computes it too, to tell whether a stored
+/// analysis is current without building an analyzer.
+pub fn catalogers_key(catalogers: &[Box<dyn Cataloger>], options: &AnalyzerOptions) -> String {
+    let mut versions: Vec<String> = catalogers
+        .iter()
+        .map(|c| format!("{}={}", c.name(), c.version()))
+        .collect();
+    versions.sort();
+    format!(
+        "pipeline={};files={};{}",
+        layer::PIPELINE_VERSION,
+        options.limits.max_recorded_files,
+        versions.join(";")
+    )
+}
+
 impl Analyzer {
     /// An analyzer with these catalogers.
     pub fn new(catalogers: Vec<Box<dyn Cataloger>>, options: AnalyzerOptions) -> Self {
-        let mut versions: Vec<String> = catalogers
-            .iter()
-            .map(|c| format!("{}={}", c.name(), c.version()))
-            .collect();
-        versions.sort();
-        let cache_key = format!(
-            "pipeline={};files={};{}",
-            layer::PIPELINE_VERSION,
-            options.limits.max_recorded_files,
-            versions.join(";")
-        );
+        let cache_key = catalogers_key(&catalogers, &options);
         let registry = Arc::new(Registry::new(options.registry.clone()));
         Analyzer {
             inner: Arc::new(Inner {

@@ -26,6 +26,24 @@ pub trait LayerCache: Send + Sync {
     ) -> Result<(), CacheError>;
 }
 
+/// Reads nothing, writes through: a forced re-analysis recomputes every layer and refreshes the cache.
+pub struct WriteOnly<C>(pub C);
+
+#[async_trait::async_trait]
+impl<C: LayerCache> LayerCache for WriteOnly<C> {
+    async fn get(&self, _: &str, _: &str) -> Result<Option<LayerResult>, CacheError> {
+        Ok(None)
+    }
+    async fn put(
+        &self,
+        layer_digest: &str,
+        key: &str,
+        result: &LayerResult,
+    ) -> Result<(), CacheError> {
+        self.0.put(layer_digest, key, result).await
+    }
+}
+
 /// A cache that never hits: every layer is fetched and analyzed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoCache;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::{Backoff, Ctx};
 use crate::analyze::ImageAnalysis;
+use crate::cache::WriteOnly;
 use crate::metrics::Metrics;
 use crate::store::{self, StoreError, Timings};
 use crate::{AnalyzeError, ImageSource};
@@ -112,18 +113,21 @@ async fn work(
             ))
         })?
         .to_string();
+    // A forced job (API `force: true`) re-analyzes: no short cut through a stored image or cached layers.
+    let force = job.payload.get("force").and_then(|f| f.as_bool()) == Some(true);
     let source: ImageSource = reference.parse()?;
     let image = ctx.analyzer.resolve(&source).await?;
     let digest = image.info.manifest_digest.clone();
     let key = ctx.analyzer.cache_key().to_string();
 
     let mut retry = DbRetry::new();
-    let analyzed = loop {
-        match ctx.store.is_analyzed(&digest, &key).await {
-            Ok(v) => break v,
-            Err(e) => retry.wait(e, &lost).await?,
-        }
-    };
+    let analyzed = !force
+        && loop {
+            match ctx.store.is_analyzed(&digest, &key).await {
+                Ok(v) => break v,
+                Err(e) => retry.wait(e, &lost).await?,
+            }
+        };
     if analyzed {
         let write = Write::Reference {
             digest: &digest,
@@ -133,7 +137,7 @@ async fn work(
         return Ok(Done::Reused);
     }
 
-    let analysis = match analyze_detached(ctx, image.clone(), lost.clone()).await? {
+    let analysis = match analyze_detached(ctx, image.clone(), force, lost.clone()).await? {
         Ok(a) => a,
         Err(err) => {
             if !err.is_retryable() {
@@ -165,6 +169,7 @@ async fn work(
 async fn analyze_detached(
     ctx: &Ctx,
     image: crate::source::ResolvedImage,
+    force: bool,
     mut lost: watch::Receiver<bool>,
 ) -> Result<Result<ImageAnalysis, AnalyzeError>, Stop> {
     let analyzer = ctx.analyzer.clone();
@@ -173,7 +178,13 @@ async fn analyze_detached(
     let joined = tokio::task::spawn_blocking(move || {
         handle.block_on(async move {
             tokio::select! {
-                result = analyzer.analyze_resolved(&image, &store) => Some(result),
+                result = async {
+                    if force {
+                        analyzer.analyze_resolved(&image, &WriteOnly(store)).await
+                    } else {
+                        analyzer.analyze_resolved(&image, &store).await
+                    }
+                } => Some(result),
                 _ = lost.wait_for(|l| *l) => None,
             }
         })

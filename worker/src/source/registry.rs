@@ -384,3 +384,43 @@ impl Read for ChannelReader {
         Ok(n)
     }
 }
+
+/// The canonical form of a registry reference (`alpine` → `docker.io/library/alpine:latest`), so one
+/// image submitted under two spellings is deduplicated as one. Errors say what does not parse.
+pub fn canonical_reference(reference: &str) -> Result<String, String> {
+    let parsed: Reference = reference.parse().map_err(|e| format!("{e}"))?;
+    // The distribution spec allows only lowercase repository names; registries refuse the others later
+    // with a less helpful message.
+    if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "repository name {:?} must be lowercase",
+            parsed.repository()
+        ));
+    }
+    Ok(parsed.whole())
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::canonical_reference;
+
+    #[test]
+    fn spellings_of_one_image_agree_and_garbage_is_refused() {
+        assert_eq!(
+            canonical_reference("alpine").unwrap(),
+            "docker.io/library/alpine:latest"
+        );
+        assert_eq!(
+            canonical_reference("127.0.0.1:5000/app:1").unwrap(),
+            "127.0.0.1:5000/app:1"
+        );
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            canonical_reference(&format!("ghcr.io/o/app@{digest}")).unwrap(),
+            format!("ghcr.io/o/app@{digest}")
+        );
+        for bad in ["", "UPPER/case", "a b", "app@sha256:short", "app:"] {
+            assert!(canonical_reference(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -23,7 +23,9 @@ pub use images::{
     add_reference_in, save_analysis_in, save_failure_in, ImageRecord, ImageStatus, Timings,
 };
 pub use layers::{PackageHit, PackageQuery};
-pub use status::{StatusEntry, ANALYZE_KIND};
+pub use status::{
+    Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted, ANALYZE_KIND, STATUSES,
+};
 
 /// Everything the store can fail with.
 #[derive(Debug, thiserror::Error)]

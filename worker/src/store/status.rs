@@ -1,11 +1,16 @@
 //! Submissions (reference → job) and the status view that joins them with the queue and the images.
+//!
+//! The status query reads the queue's `fathom_jobs` table (state, attempts, timestamps) in the same
+//! statement as the submissions and images: one round trip per page, and a status filter the database
+//! can apply, instead of one queue lookup per row. It only reads columns the queue documents as its
+//! record ([`fathom_queue::JobRecord`]); every write to the table stays in the queue crate.
 
 use std::time::SystemTime;
 
-use fathom_queue::{Enqueued, JobRecord, JobState, NewJob, Queue};
-use serde::Serialize;
+use fathom_queue::{Enqueued, NewJob};
+use serde::{Deserialize, Serialize};
 
-use super::images::{rfc3339, ImageRecord, ImageStatus};
+use super::images::rfc3339;
 use super::{from_epoch, Result, Store};
 
 /// Job kind of image analyses.
@@ -17,17 +22,64 @@ SELECT * FROM unnest($1::text[], $2::int8[])
 ON CONFLICT (reference, job_id) DO NOTHING
 "#;
 
-/// The latest submission of each reference (or of one).
-const LATEST_SUBMISSIONS_SQL: &str = r#"
-SELECT DISTINCT ON (reference) reference, job_id, extract(epoch FROM submitted_at)::float8
-FROM fathom_submissions
-WHERE $1::text IS NULL OR reference = $1
-ORDER BY reference, submitted_at DESC, job_id DESC
-LIMIT $2
+/// References (of these) whose latest image is analyzed under this catalogers key: submitting them
+/// again needs no job.
+const ANALYZED_REFERENCES_SQL: &str = r#"
+SELECT latest.reference FROM (
+    SELECT DISTINCT ON (r.reference) r.reference, i.status, i.cache_key
+    FROM fathom_image_references r JOIN fathom_images i ON i.manifest_digest = r.manifest_digest
+    WHERE r.reference = ANY($1)
+    ORDER BY r.reference, r.last_seen_at DESC
+) latest
+WHERE latest.status = 'analyzed' AND latest.cache_key = $2
 "#;
 
-/// One line of `fathom status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The latest submission of each reference (filtered), its job and the image last seen under it, newest
+/// first, keyset-paged on (submitted_at, job_id).
+const SUBMISSIONS_SQL: &str = r#"
+WITH latest AS (
+    SELECT DISTINCT ON (reference) reference, job_id, submitted_at
+    FROM fathom_submissions
+    WHERE ($1::text[] IS NULL OR reference = ANY($1))
+      AND ($2::int8 IS NULL OR job_id = $2)
+    ORDER BY reference, submitted_at DESC, job_id DESC
+), joined AS (
+    SELECT s.reference, s.job_id,
+           (extract(epoch FROM s.submitted_at) * 1000000)::int8 AS submitted_us,
+           j.state, coalesce(j.attempt, 0) AS attempt, j.last_error,
+           extract(epoch FROM j.first_claimed_at)::float8 AS started,
+           extract(epoch FROM j.finished_at)::float8 AS finished,
+           i.manifest_digest, i.status AS image_status, i.error AS image_error,
+           i.analysis_ms, i.queue_wait_ms, i.package_count,
+           CASE j.state
+               WHEN 'queued' THEN 'queued' WHEN 'running' THEN 'analyzing'
+               WHEN 'succeeded' THEN 'analyzed' WHEN 'failed' THEN 'failed' WHEN 'dead' THEN 'failed'
+               WHEN 'cancelled' THEN 'cancelled'
+               ELSE coalesce(i.status, 'unknown')  -- the job was pruned: the stored image tells
+           END AS status
+    FROM latest s
+    LEFT JOIN fathom_jobs j ON j.id = s.job_id
+    LEFT JOIN LATERAL (
+        SELECT i.manifest_digest, i.status, i.error, i.analysis_ms, i.queue_wait_ms, i.package_count
+        FROM fathom_image_references r JOIN fathom_images i ON i.manifest_digest = r.manifest_digest
+        WHERE r.reference = s.reference
+        ORDER BY r.last_seen_at DESC LIMIT 1
+    ) i ON true
+)
+SELECT reference, job_id, submitted_us, state, attempt, last_error, started, finished, manifest_digest,
+       image_status, image_error, analysis_ms, queue_wait_ms, package_count, status
+FROM joined
+WHERE ($3::text IS NULL OR status = $3)
+  AND ($4::int8 IS NULL OR (submitted_us, job_id) < ($4, $5))
+ORDER BY submitted_us DESC, job_id DESC
+LIMIT $6
+"#;
+
+/// Statuses a submission can be in.
+pub const STATUSES: &[&str] = &["queued", "analyzing", "analyzed", "failed", "cancelled"];
+
+/// One submitted reference and where it stands (a line of `fathom status`, an item of `GET /v1/images`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusEntry {
     /// The reference as submitted.
     pub reference: String,
@@ -43,12 +95,15 @@ pub struct StatusEntry {
     pub attempts: i32,
     /// When it was submitted.
     #[serde(with = "rfc3339_opt")]
+    #[serde(default)]
     pub submitted_at: Option<SystemTime>,
     /// When a worker first picked it up.
     #[serde(with = "rfc3339_opt")]
+    #[serde(default)]
     pub started_at: Option<SystemTime>,
     /// When the job finished.
     #[serde(with = "rfc3339_opt")]
+    #[serde(default)]
     pub finished_at: Option<SystemTime>,
     /// Milliseconds of analysis of the stored result.
     pub analysis_ms: Option<i64>,
@@ -56,122 +111,284 @@ pub struct StatusEntry {
     pub queue_wait_ms: Option<i64>,
     /// Visible packages of the stored result.
     pub packages: Option<i32>,
+    /// Where the next page starts when this is the last entry of a page.
+    #[serde(skip)]
+    pub cursor: Option<Cursor>,
 }
 
-fn status_of(job: Option<&JobRecord>, image: Option<&ImageRecord>) -> &'static str {
-    match job.map(|j| j.state) {
-        Some(JobState::Queued) => "queued",
-        Some(JobState::Running) => "analyzing",
-        Some(JobState::Succeeded) => "analyzed",
-        Some(JobState::Failed | JobState::Dead) => "failed",
-        Some(JobState::Cancelled) => "cancelled",
-        // The job was pruned: the stored image tells.
-        None => match image.map(|i| i.status) {
-            Some(ImageStatus::Analyzed) => "analyzed",
-            Some(ImageStatus::Failed) => "failed",
-            None => "unknown",
-        },
+/// A position in the newest-first list of submissions: (submitted at, in µs since the epoch; job id).
+/// Its text form (`<µs>.<id>`) is what list pages hand out as `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// Submission time, µs since the epoch.
+    pub submitted_us: i64,
+    /// Job id (breaks ties of one instant).
+    pub job_id: i64,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.submitted_us, self.job_id)
     }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a cursor this server handed out");
+        let (us, id) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Cursor {
+            submitted_us: us.parse().map_err(|_| bad())?,
+            job_id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Which submissions to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubmissionFilter {
+    /// Only these references.
+    pub references: Option<Vec<String>>,
+    /// Only the submission answered by this job.
+    pub job_id: Option<i64>,
+    /// Only this status (one of [`STATUSES`]).
+    pub status: Option<String>,
+    /// Only entries after this position (the previous page's last cursor).
+    pub after: Option<Cursor>,
+    /// Most entries returned.
+    pub limit: i64,
+}
+
+/// How to submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitOptions {
+    /// Lower runs first; 0 is the default, negative is urgent.
+    pub priority: i16,
+    /// Attempts before a job with retryable errors is given up.
+    pub max_attempts: i32,
+    /// Analyze again even when the reference is analyzed under `cache_key` (the job then also bypasses
+    /// the worker's image and layer caches).
+    pub force: bool,
+    /// The current catalogers key: a reference whose image was analyzed under it needs no new job.
+    /// `None` always enqueues (deduplicated against live jobs only).
+    pub cache_key: Option<String>,
+}
+
+impl Default for SubmitOptions {
+    fn default() -> Self {
+        SubmitOptions {
+            priority: 0,
+            max_attempts: 5,
+            force: false,
+            cache_key: None,
+        }
+    }
+}
+
+/// What one submitted reference became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// A job (new when `created`, else the live job with the same reference).
+    Job(Enqueued),
+    /// Already analyzed with the current catalogers: nothing enqueued.
+    AlreadyAnalyzed,
+}
+
+type SubmissionRow = (
+    String,
+    i64,
+    i64,
+    Option<String>,
+    i32,
+    Option<String>,
+    Option<f64>,
+    Option<f64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i32>,
+    String,
+);
+
+fn entry(row: SubmissionRow) -> StatusEntry {
+    let (reference, job_id, submitted_us, state, attempt, last_error, started, finished) =
+        (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
+    let status = row.14;
+    // A stored result from an older analysis says nothing about a job still in flight.
+    let has_result = matches!(status.as_str(), "analyzed" | "failed") && row.8.is_some();
+    let error = match state.as_deref() {
+        Some("succeeded") => None,
+        Some(_) => last_error,
+        None => row.10,
+    };
+    let result = |v: Option<i64>| v.filter(|_| has_result);
+    StatusEntry {
+        reference,
+        digest: row.8.filter(|_| has_result),
+        error,
+        job_id: Some(job_id),
+        attempts: attempt,
+        submitted_at: Some(SystemTime::UNIX_EPOCH + micros(submitted_us)),
+        started_at: started.map(from_epoch),
+        finished_at: finished.map(from_epoch),
+        analysis_ms: result(row.11),
+        queue_wait_ms: result(row.12),
+        packages: row
+            .13
+            .filter(|_| has_result && row.9.as_deref() == Some("analyzed")),
+        cursor: Some(Cursor {
+            submitted_us,
+            job_id,
+        }),
+        status,
+    }
+}
+
+fn micros(us: i64) -> std::time::Duration {
+    std::time::Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
 
 impl Store {
     /// Enqueues one analysis job per reference (deduplicated by the reference: resubmitting an image that
     /// is queued or running returns the live job) and records the submissions, in one transaction.
     pub async fn submit(&self, references: &[String], max_attempts: i32) -> Result<Vec<Enqueued>> {
-        let jobs: Vec<NewJob> = references
+        let options = SubmitOptions {
+            max_attempts,
+            ..SubmitOptions::default()
+        };
+        let submitted = self.submit_with(references, &options).await?;
+        Ok(submitted
+            .into_iter()
+            .filter_map(|s| match s {
+                Submitted::Job(e) => Some(e),
+                Submitted::AlreadyAnalyzed => None,
+            })
+            .collect())
+    }
+
+    /// Submits references: those already analyzed under `options.cache_key` (unless forced) are left
+    /// alone; the rest get a job (a live job with the same reference is reused) and a submission row, all
+    /// in one transaction. Returns one outcome per reference, in order.
+    pub async fn submit_with(
+        &self,
+        references: &[String],
+        options: &SubmitOptions,
+    ) -> Result<Vec<Submitted>> {
+        let mut tx = self.pool.begin().await?;
+        let analyzed: Vec<String> = match (&options.cache_key, options.force) {
+            (Some(key), false) => {
+                sqlx::query_scalar(ANALYZED_REFERENCES_SQL)
+                    .bind(references)
+                    .bind(key)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            _ => Vec::new(),
+        };
+        let to_enqueue: Vec<&String> = references
+            .iter()
+            .filter(|r| !analyzed.contains(r))
+            .collect();
+        let jobs: Vec<NewJob> = to_enqueue
             .iter()
             .map(|r| {
-                NewJob::new(ANALYZE_KIND, serde_json::json!({ "reference": r }))
-                    .dedup_key(r.clone())
-                    .max_attempts(max_attempts)
+                let mut payload = serde_json::json!({ "reference": r });
+                if options.force {
+                    payload["force"] = serde_json::Value::Bool(true);
+                }
+                NewJob::new(ANALYZE_KIND, payload)
+                    .dedup_key(r.to_string())
+                    .priority(options.priority)
+                    .max_attempts(options.max_attempts)
             })
             .collect();
-        let mut tx = self.pool.begin().await?;
         let enqueued = fathom_queue::tx::enqueue_many_in(&mut tx, &jobs).await?;
         let ids: Vec<i64> = enqueued.iter().map(|e| e.id).collect();
         sqlx::query(RECORD_SUBMISSION_SQL)
-            .bind(references)
+            .bind(&to_enqueue)
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(enqueued)
+        let mut jobs = enqueued.into_iter();
+        Ok(references
+            .iter()
+            .map(|r| {
+                if analyzed.contains(r) {
+                    Submitted::AlreadyAnalyzed
+                } else {
+                    jobs.next()
+                        .map_or(Submitted::AlreadyAnalyzed, Submitted::Job)
+                }
+            })
+            .collect())
+    }
+
+    /// Submissions matching `filter`, newest first, in one query.
+    pub async fn submissions(&self, filter: &SubmissionFilter) -> Result<Vec<StatusEntry>> {
+        let rows: Vec<SubmissionRow> = sqlx::query_as(SUBMISSIONS_SQL)
+            .bind(&filter.references)
+            .bind(filter.job_id)
+            .bind(&filter.status)
+            .bind(filter.after.map(|c| c.submitted_us))
+            .bind(filter.after.map(|c| c.job_id))
+            .bind(filter.limit.max(1))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(entry).collect())
     }
 
     /// Status of submitted references: all of them (most `limit`), one reference, or every reference of
-    /// one manifest digest (`sha256:...`).
-    pub async fn status(
-        &self,
-        queue: &Queue,
-        filter: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<StatusEntry>> {
-        let references: Vec<Option<String>> = match filter {
+    /// one manifest digest (`sha256:...`). A reference a worker analyzed without a submission through
+    /// us (another producer enqueued it) is reported from its stored image.
+    pub async fn status(&self, filter: Option<&str>, limit: i64) -> Result<Vec<StatusEntry>> {
+        let references = match filter {
             Some(f) if f.starts_with("sha256:") => match self.image(f).await? {
-                Some(image) => image.references.into_iter().map(Some).collect(),
-                None => Vec::new(),
+                Some(image) => Some(image.references),
+                None => return Ok(Vec::new()),
             },
-            other => vec![other.map(str::to_string)],
+            Some(reference) => Some(vec![reference.to_string()]),
+            None => None,
         };
-        let mut out = Vec::new();
-        for reference in references {
-            let rows: Vec<(String, i64, f64)> = sqlx::query_as(LATEST_SUBMISSIONS_SQL)
-                .bind(&reference)
-                .bind(limit.max(1))
-                .fetch_all(&self.pool)
-                .await?;
-            if rows.is_empty() {
-                // Seen by a worker (e.g. enqueued by another producer) but never submitted through us.
-                if let Some(reference) = &reference {
-                    if let Some(image) = self.image_by_reference(reference).await? {
-                        out.push(entry(reference.clone(), None, None, Some(&image)));
-                    }
-                }
+        let mut out = self
+            .submissions(&SubmissionFilter {
+                references: references.clone(),
+                limit,
+                ..SubmissionFilter::default()
+            })
+            .await?;
+        for reference in references.unwrap_or_default() {
+            if out.iter().any(|e| e.reference == reference) {
+                continue;
             }
-            for (reference, job_id, submitted) in rows {
-                let job = queue.job(job_id).await?;
-                let image = self.image_by_reference(&reference).await?;
-                out.push(entry(
-                    reference,
-                    Some((job_id, from_epoch(submitted))),
-                    job.as_ref(),
-                    image.as_ref(),
-                ));
+            if let Some(image) = self.image_by_reference(&reference).await? {
+                out.push(unsubmitted_entry(reference, &image));
             }
         }
         Ok(out)
     }
 }
 
-fn entry(
-    reference: String,
-    submission: Option<(i64, SystemTime)>,
-    job: Option<&JobRecord>,
-    image: Option<&ImageRecord>,
-) -> StatusEntry {
-    let status = status_of(job, image);
-    // A stored result from an older analysis says nothing about a job still in flight.
-    let result = image.filter(|_| matches!(status, "analyzed" | "failed"));
-    let error = match job {
-        Some(j) if j.state != JobState::Succeeded => j.last_error.clone(),
-        Some(_) => None,
-        None => image.and_then(|i| i.error.clone()),
-    };
+/// The status of a reference known only from its stored image.
+pub(crate) fn unsubmitted_entry(reference: String, image: &super::ImageRecord) -> StatusEntry {
+    let analyzed = image.status == super::ImageStatus::Analyzed;
     StatusEntry {
         reference,
-        digest: result.map(|i| i.manifest_digest.clone()),
-        status: status.to_string(),
-        error,
-        job_id: submission.map(|s| s.0),
-        attempts: job.map(|j| j.attempt).unwrap_or(0),
-        submitted_at: submission.map(|s| s.1),
-        started_at: job.and_then(|j| j.first_claimed_at),
-        finished_at: job.and_then(|j| j.finished_at),
-        analysis_ms: result.and_then(|i| i.analysis_ms),
-        queue_wait_ms: result.and_then(|i| i.queue_wait_ms),
-        packages: result
-            .filter(|i| i.status == ImageStatus::Analyzed)
-            .map(|i| i.package_count),
+        digest: Some(image.manifest_digest.clone()),
+        status: if analyzed { "analyzed" } else { "failed" }.to_string(),
+        error: image.error.clone(),
+        job_id: None,
+        attempts: 0,
+        submitted_at: None,
+        started_at: None,
+        finished_at: Some(image.analyzed_at),
+        analysis_ms: image.analysis_ms,
+        queue_wait_ms: image.queue_wait_ms,
+        packages: analyzed.then_some(image.package_count),
+        cursor: None,
     }
 }
 
@@ -185,6 +402,31 @@ mod rfc3339_opt {
         match t {
             Some(t) => super::rfc3339::serialize(t, s),
             None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SystemTime>, D::Error> {
+        let text: Option<String> = serde::Deserialize::deserialize(d)?;
+        text.map(|t| humantime::parse_rfc3339_weak(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor {
+            submitted_us: 1_764_000_000_123_456,
+            job_id: 42,
+        };
+        assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
+        for bad in ["", "12", "a.b", "1.2.3", "1."] {
+            assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
         }
     }
 }

@@ -1,0 +1,845 @@
+//! The core API over real HTTP: a real `fathom run` process serving `services.api` on a fresh database,
+//! real workers analyzing images pushed to a real registry, and the CLI going through `--api`.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{free_port, http_get, WorkerProc, WorkerSpec};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A running `fathom run` with only the API enabled.
+struct Api {
+    child: Child,
+    base: String,
+    addr: String,
+    log: std::path::PathBuf,
+}
+
+impl Api {
+    /// Starts the API with extra `services.api` YAML lines (indented by four spaces).
+    fn start(dir: &Path, database_url: &str, extra: &str) -> Api {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join("core.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "database:\n  url: '{database_url}'\n\
+                 services:\n  analyzer:\n    enabled: false\n  api:\n    enabled: true\n    \
+                 address: '{addr}'\n    tokens: ['{TOKEN}']\n{extra}"
+            ),
+        )
+        .unwrap();
+        let log = dir.join("core.log");
+        let child = support::fathom()
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("core.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let api = Api {
+            child,
+            base: format!("http://{addr}"),
+            addr,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(&api.addr, "/healthz").map(|r| r.0) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "API did not come up: {}",
+                std::fs::read_to_string(dir.join("core.err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        api
+    }
+
+    fn client(&self) -> Client {
+        Client {
+            base: self.base.clone(),
+            http: reqwest::Client::new(),
+            token: Some(TOKEN.to_string()),
+        }
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.log;
+    }
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Client {
+    fn anonymous(&self) -> Client {
+        Client {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            token: None,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let b = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => b.bearer_auth(t),
+            None => b,
+        }
+    }
+
+    async fn send(&self, b: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = b.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::POST, path).json(&body))
+            .await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+}
+
+/// Asserts an error answer: status, stable code, and a message mentioning `mention`.
+fn assert_error(answer: &(StatusCode, Value), status: StatusCode, code: &str, mention: &str) {
+    assert_eq!(answer.0, status, "{answer:?}");
+    assert_eq!(answer.1["error"]["code"], code, "{answer:?}");
+    let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(mention),
+        "message {message:?} should mention {mention:?}"
+    );
+}
+
+fn reference(n: usize) -> String {
+    format!("registry.example.com/team/app{n}:1.0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_is_required_on_v1_and_health_and_metrics_stay_open() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), db.url(), "");
+    let client = api.client();
+    let anonymous = client.anonymous();
+
+    let answer = anonymous.get("/v1/queue").await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", "Bearer");
+    let raw = reqwest::get(format!("{}/v1/queue", api.base))
+        .await
+        .unwrap();
+    assert_eq!(raw.headers()["www-authenticate"], "Bearer");
+    let wrong = Client {
+        token: Some("not-the-token-at-all-x".into()),
+        ..client.anonymous()
+    };
+    assert_error(
+        &wrong.get("/v1/images").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "not accepted",
+    );
+    assert_error(
+        &anonymous
+            .post("/v1/images", json!({"reference": "a/b:c"}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Bearer",
+    );
+    // Nothing was enqueued by the refused submission.
+    let (status, stats) = client.get("/v1/queue").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stats["ready"], 0, "{stats}");
+
+    assert_eq!(anonymous.get("/healthz").await.0, StatusCode::OK);
+    assert_eq!(anonymous.get("/readyz").await.0, StatusCode::OK);
+    let (status, metrics) = anonymous.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains(
+            r#"fathom_api_requests_total{method="GET",route="/v1/queue",status="401"} 2"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains(r#"fathom_api_requests_total{method="GET",route="/v1/queue",status="200"} 1"#));
+    assert!(metrics.contains("fathom_api_request_duration_seconds_bucket"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_off_serves_without_a_token_and_metrics_auth_guards_metrics() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(
+        dir.path(),
+        db.url(),
+        "    auth: false\n    metrics_auth: true\n",
+    );
+    let anonymous = api.client().anonymous();
+    assert_eq!(anonymous.get("/v1/queue").await.0, StatusCode::OK);
+    assert_error(
+        &anonymous.get("/metrics").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Bearer",
+    );
+    assert_eq!(api.client().get("/metrics").await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_is_idempotent_and_bad_bodies_name_the_field() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(
+        dir.path(),
+        db.url(),
+        "    max_batch: 5\n    max_body_bytes: 2048\n",
+    );
+    let client = api.client();
+
+    let (status, first) = client
+        .post("/v1/images", json!({"reference": reference(1)}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["created"], true);
+    assert_eq!(first["status"], "queued");
+    assert_eq!(first["reference"], reference(1));
+    let job = first["job_id"].as_i64().unwrap();
+
+    let (status, again) = client
+        .post(
+            "/v1/images",
+            json!({"reference": reference(1), "priority": -5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["job_id"], job);
+
+    // Two spellings of one image are one submission.
+    let (_, short) = client
+        .post("/v1/images", json!({"reference": "alpine"}))
+        .await;
+    let (_, long) = client
+        .post(
+            "/v1/images",
+            json!({"reference": "docker.io/library/alpine:latest"}),
+        )
+        .await;
+    assert_eq!(short["reference"], "docker.io/library/alpine:latest");
+    assert_eq!(short["job_id"], long["job_id"]);
+    assert_eq!(long["created"], false);
+
+    let (status, batch) = client
+        .post(
+            "/v1/images",
+            json!({"references": [reference(1), reference(2), reference(2)], "priority": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
+    let images = batch["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3);
+    assert_eq!(images[0]["job_id"], job);
+    assert_eq!(images[0]["created"], false);
+    assert_eq!(images[1]["created"], true);
+    assert_eq!(images[2]["created"], false);
+    assert_eq!(images[1]["job_id"], images[2]["job_id"]);
+    let (_, stats) = client.get("/v1/queue").await;
+    assert_eq!(stats["ready"], 3, "{stats}");
+
+    assert_error(
+        &client.post("/v1/images", json!({})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "reference",
+    );
+    assert_error(
+        &client
+            .post(
+                "/v1/images",
+                json!({"reference": "a/b:1", "priority": "high"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "priority",
+    );
+    assert_error(
+        &client
+            .post(
+                "/v1/images",
+                json!({"reference": "a/b:1", "priority": 70000}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "priority",
+    );
+    assert_error(
+        &client
+            .post("/v1/images", json!({"reference": "a/b:1", "colour": "red"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "colour",
+    );
+    assert_error(
+        &client
+            .post(
+                "/v1/images",
+                json!({"reference": "a/b:1", "references": ["c/d:1"]}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "not both",
+    );
+    assert_error(
+        &client.post("/v1/images", json!({"references": []})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "references",
+    );
+    let six: Vec<String> = (10..16).map(reference).collect();
+    assert_error(
+        &client.post("/v1/images", json!({"references": six})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "at most 5",
+    );
+    assert_error(
+        &client
+            .post("/v1/images", json!({"reference": "Not A/Reference!!"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_reference",
+        "Not A/Reference!!",
+    );
+    assert_error(
+        &client
+            .post("/v1/images", json!({"reference": "oci-dir:/etc"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_reference",
+        "local sources",
+    );
+    // One bad reference in a batch refuses the whole batch: nothing half-submitted.
+    assert_error(
+        &client
+            .post(
+                "/v1/images",
+                json!({"references": [reference(3), "UPPER/x"]}),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_reference",
+        "UPPER/x",
+    );
+    assert_error(
+        &client
+            .post("/v1/images", json!({"reference": "x".repeat(4096)}))
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "max_body_bytes",
+    );
+    assert_error(
+        &client
+            .send(
+                client
+                    .request(reqwest::Method::POST, "/v1/images")
+                    .body("{\"reference\": \"a/b:1\"}"),
+            )
+            .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "application/json",
+    );
+    assert_error(
+        &client
+            .send(
+                client
+                    .request(reqwest::Method::POST, "/v1/images")
+                    .header("content-type", "application/json")
+                    .body("{\"reference\": "),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "JSON",
+    );
+    let (_, stats) = client.get("/v1/queue").await;
+    assert_eq!(
+        stats["ready"], 3,
+        "refused requests enqueued something: {stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_with_cursors_and_filter_by_status_and_reference() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), db.url(), "");
+    let client = api.client();
+    let refs: Vec<String> = (0..7).map(reference).collect();
+    for r in &refs {
+        // One by one, so submission times differ and the order is defined.
+        let (status, _) = client.post("/v1/images", json!({"reference": r})).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/images?limit=3&cursor={c}"),
+            None => "/v1/images?limit=3".to_string(),
+        };
+        let (status, page) = client.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["reference"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let newest_first: Vec<String> = refs.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let (_, queued) = client.get("/v1/images?status=queued&limit=100").await;
+    assert_eq!(queued["items"].as_array().unwrap().len(), 7);
+    let (_, analyzed) = client.get("/v1/images?status=analyzed").await;
+    assert_eq!(analyzed["items"].as_array().unwrap().len(), 0);
+    assert!(analyzed["next"].is_null());
+    let (_, one) = client
+        .get(&format!("/v1/images?reference={}", reference(4)))
+        .await;
+    let items = one["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["reference"], reference(4));
+
+    assert_error(
+        &client.get("/v1/images?status=done").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "status",
+    );
+    assert_error(
+        &client.get("/v1/images?cursor=yesterday").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "cursor",
+    );
+    assert_error(
+        &client.get("/v1/images?limit=0").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "limit",
+    );
+    assert_error(
+        &client.get("/v1/images?limit=100000").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "maximum page size",
+    );
+    assert_error(
+        &client.get("/v1/images?limit=ten").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "limit",
+    );
+    assert_error(
+        &client.get("/v1/images?sort=name").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "sort",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_found_by_id_and_only_queued_ones_cancel() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), db.url(), "");
+    let client = api.client();
+    let (_, submitted) = client
+        .post("/v1/images", json!({"reference": reference(1)}))
+        .await;
+    let job = submitted["job_id"].as_i64().unwrap();
+
+    let (status, by_job) = client.get(&format!("/v1/images/by-job/{job}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(by_job["reference"], reference(1));
+    assert_eq!(by_job["status"], "queued");
+
+    let (status, _) = client.delete(&format!("/v1/jobs/{job}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, by_job) = client.get(&format!("/v1/images/by-job/{job}")).await;
+    assert_eq!(by_job["status"], "cancelled");
+    assert_error(
+        &client.delete(&format!("/v1/jobs/{job}")).await,
+        StatusCode::CONFLICT,
+        "conflict",
+        "cancelled",
+    );
+    assert_error(
+        &client.delete("/v1/jobs/987654321").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "987654321",
+    );
+    assert_error(
+        &client.delete("/v1/jobs/latest").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "path",
+    );
+    assert_error(
+        &client.get("/v1/images/by-job/987654321").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "987654321",
+    );
+    let (_, stats) = client.get("/v1/queue").await;
+    assert_eq!(stats["cancelled"], 1, "{stats}");
+    // A cancelled reference can be submitted again: a new job.
+    let (_, again) = client
+        .post("/v1/images", json!({"reference": reference(1)}))
+        .await;
+    assert_eq!(again["created"], true);
+    assert_ne!(again["job_id"], job);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_methods_and_digests_answer_json_errors() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), db.url(), "");
+    let client = api.client();
+    assert_error(
+        &client.get("/v1/nothing-here").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "/v1/nothing-here",
+    );
+    assert_error(
+        &client
+            .send(client.request(reqwest::Method::PUT, "/v1/images"))
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "PUT",
+    );
+    assert_error(
+        &client.get("/v1/images/latest").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "digest",
+    );
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    for path in ["", "/packages", "/layers", "/sbom"] {
+        assert_error(
+            &client.get(&format!("/v1/images/{unknown}{path}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &unknown,
+        );
+    }
+    assert_error(
+        &client
+            .get(&format!("/v1/images/{unknown}/sbom?format=xml"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "format",
+    );
+    assert_error(
+        &client.get("/v1/packages").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "name",
+    );
+    let (status, none) = client.get("/v1/packages?name=openssl").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(none["items"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_timeout_answer_503() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Any database round trip takes longer than a nanosecond; the health check does not need one.
+    let api = Api::start(dir.path(), db.url(), "    request_timeout: 1ns\n");
+    let client = api.client();
+    assert_error(
+        &client.get("/v1/queue").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        "request_timeout",
+    );
+    assert_eq!(client.get("/healthz").await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_valid_and_lists_every_route() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), db.url(), "");
+    let client = api.client();
+    let (status, doc) = client.get("/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))",
+        ])
+        .arg(&file)
+        .output()
+        .expect("python3 (scripts/deps.d/40-api.sh installs openapi-spec-validator)");
+    assert!(
+        out.status.success(),
+        "OpenAPI document invalid (pip install openapi-spec-validator if missing): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every documented path is served (a 404 would mean the router lost it).
+    let digest = format!("sha256:{}", "0".repeat(64));
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{digest}", &digest).replace("{id}", "1");
+        for method in ops.as_object().unwrap().keys() {
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let answer = client
+                .send(client.request(method.clone(), &concrete).json(&json!({})))
+                .await;
+            let code = answer.1["error"]["code"].as_str().unwrap_or_default();
+            assert!(
+                code != "method_not_allowed"
+                    && !(answer.0 == StatusCode::NOT_FOUND
+                        && code == "not_found"
+                        && answer.1["error"]["message"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .starts_with("no route")),
+                "{method} {path} is documented but not served: {answer:?}"
+            );
+        }
+    }
+}
+
+const CYCLONEDX: &str = r#"
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+errors = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())
+if errors:
+    print(errors)
+    sys.exit(1)
+"#;
+
+/// Polls `GET /v1/images/by-job/{job}` until it reports a final status.
+async fn wait_done(client: &Client, job: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, entry) = client.get(&format!("/v1/images/by-job/{job}")).await;
+        if matches!(entry["status"].as_str(), Some("analyzed" | "failed")) {
+            return entry;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} never finished: {entry}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pushed = support::push_samples(&["debian-python-npm"]).await;
+    let reference = format!("{}/{}", support::registry(), pushed[0].0);
+    let digest = pushed[0].1.manifest_digest();
+    let api = Api::start(dir.path(), db.url(), "");
+    let client = api.client();
+    let _worker = WorkerProc::start(dir.path(), "w1", db.url(), &WorkerSpec::default());
+
+    let (status, submitted) = client
+        .post("/v1/images", json!({"reference": reference}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+    let job = submitted["job_id"].as_i64().unwrap();
+    let done = wait_done(&client, job).await;
+    assert_eq!(done["status"], "analyzed", "{done}");
+    assert_eq!(done["digest"], digest);
+    let packages = done["packages"].as_i64().unwrap();
+    assert!(packages > 50, "{done}");
+
+    let (status, image) = client.get(&format!("/v1/images/{digest}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(image["status"], "analyzed");
+    assert_eq!(image["references"], json!([reference]));
+    assert_eq!(image["package_count"], packages);
+
+    let (_, layers) = client.get(&format!("/v1/images/{digest}/layers")).await;
+    assert_eq!(
+        layers["layers"].as_array().unwrap().len(),
+        image["layers"].as_array().unwrap().len()
+    );
+    let (_, debs) = client
+        .get(&format!("/v1/images/{digest}/packages?type=deb"))
+        .await;
+    let debs = debs["packages"].as_array().unwrap().clone();
+    assert!(!debs.is_empty());
+    assert!(debs.iter().all(|p| p["package_type"] == "deb"), "{debs:?}");
+    let name = debs[0]["name"].as_str().unwrap().to_string();
+    let (_, found) = client
+        .get(&format!("/v1/packages?name={name}&type=deb"))
+        .await;
+    let hits = found["items"].as_array().unwrap();
+    assert!(
+        hits.iter().any(|h| h["manifest_digest"] == digest),
+        "{found}"
+    );
+
+    let response = client
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/images/{digest}/sbom?format=cyclonedx-json"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/vnd.cyclonedx+json"));
+    let sbom = response.bytes().await.unwrap();
+    let file = dir.path().join("sbom.cdx.json");
+    std::fs::write(&file, &sbom).unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(CYCLONEDX)
+        .arg(&file)
+        .output()
+        .expect("python3 with cyclonedx-python-lib (scripts/deps.d/20-analyzer.sh)");
+    assert!(
+        out.status.success(),
+        "CycloneDX validation failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&sbom).unwrap();
+    let libraries = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] != "operating-system")
+        .count();
+    assert_eq!(libraries as i64, packages);
+
+    // Submitting the analyzed image again reuses the result; `force` analyzes it again from scratch.
+    let (_, again) = client
+        .post("/v1/images", json!({"reference": reference}))
+        .await;
+    assert_eq!(again["created"], false);
+    assert_eq!(again["status"], "analyzed");
+    assert_eq!(again["job_id"], job);
+    let (_, forced) = client
+        .post("/v1/images", json!({"reference": reference, "force": true}))
+        .await;
+    assert_eq!(forced["created"], true, "{forced}");
+    let forced_job = forced["job_id"].as_i64().unwrap();
+    assert_ne!(forced_job, job);
+    assert_eq!(wait_done(&client, forced_job).await["status"], "analyzed");
+    let (_, layers) = client.get(&format!("/v1/images/{digest}/layers")).await;
+    assert!(
+        layers["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["from_cache"] == false),
+        "a forced analysis must not reuse cached layers: {layers}"
+    );
+
+    // The CLI goes through the API with --api/--token and prints the same records.
+    let cli = |args: &[&str]| {
+        support::fathom()
+            .args(args)
+            .args(["--api", &api.base, "--token", TOKEN])
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["status", "--json", &reference]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries[0]["status"], "analyzed");
+    assert_eq!(entries[0]["digest"], digest);
+    let out = cli(&["submit", &reference]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already analyzed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = cli(&["results", &reference, "-o", "table"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
+    let out = support::fathom()
+        .args([
+            "status",
+            &reference,
+            "--api",
+            &api.base,
+            "--token",
+            "wrong-token-wrong-token",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
