@@ -1,8 +1,11 @@
 //! deploy/ stays deployable: every kustomize overlay renders, the rendered objects validate against the
-//! Kubernetes schemas offline, and the Prometheus rules load.
+//! Kubernetes schemas offline, the Prometheus rules load, and each role's ConfigMap is a valid fathom
+//! configuration whose ports the Deployment's probes, scrape annotations and Service use.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use fathom_worker::config::FathomConfig;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -107,10 +110,138 @@ fn grafana_dashboard_is_valid_json_with_panels() {
     let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
     let panels = dashboard["panels"].as_array().expect("panels");
     assert!(panels.len() >= 8);
-    for panel in panels {
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
         let targets = panel["targets"].as_array().expect("targets");
         assert!(targets
             .iter()
             .all(|t| t["expr"].as_str().is_some_and(|e| e.contains("fathom_"))));
     }
+}
+
+/// One role of the split deployment: its ConfigMap source, Deployment, and the port its config listens on
+/// for `/metrics` and the probes.
+struct Role {
+    config: &'static str,
+    deployment: &'static str,
+    /// `services.{api, analyzer, autoscaler}.enabled`.
+    enabled: [bool; 3],
+    port: fn(&FathomConfig) -> String,
+}
+
+fn port_of(address: &str) -> String {
+    address
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_else(|| panic!("{address} has no port"))
+}
+
+const ROLES: &[Role] = &[
+    Role {
+        config: "deploy/base/core-config.yaml",
+        deployment: "fathom-core",
+        enabled: [true, false, false],
+        port: |c| port_of(&c.services.api.address),
+    },
+    Role {
+        config: "deploy/base/worker-config.yaml",
+        deployment: "fathom-analyzer",
+        enabled: [false, true, false],
+        port: |c| port_of(&c.metrics.address),
+    },
+    Role {
+        config: "deploy/base/autoscaler-config.yaml",
+        deployment: "fathom-autoscaler",
+        enabled: [false, false, true],
+        port: |c| port_of(&c.services.autoscaler.metrics_address),
+    },
+];
+
+/// The rendered document of the named object of `kind`.
+fn object<'a>(rendered: &'a str, kind: &str, name: &str) -> &'a str {
+    rendered
+        .split("\n---\n")
+        .find(|doc| {
+            doc.contains(&format!("kind: {kind}\n")) && doc.contains(&format!("\n  name: {name}\n"))
+        })
+        .unwrap_or_else(|| panic!("no {kind} {name} in:\n{rendered}"))
+}
+
+#[test]
+fn each_configmap_loads_and_enables_only_its_role() {
+    for role in ROLES {
+        let path = repo().join(role.config);
+        let text = std::fs::read_to_string(&path).expect("config file");
+        // The environment the Deployments give: DATABASE_URL, and the core's tokens from their Secret.
+        let env = |key: &str| match key {
+            "FATHOM_SERVICES_API_TOKENS" => {
+                Some("0123456789abcdef0123,fedcba9876543210fedc".to_string())
+            }
+            _ => None,
+        };
+        let config = FathomConfig::from_sources(Some(&text), Some(role.config), env)
+            .unwrap_or_else(|e| panic!("{}: {e}", role.config));
+        let enabled = [
+            config.services.api.enabled,
+            config.services.analyzer.enabled,
+            config.services.autoscaler.enabled,
+        ];
+        assert_eq!(
+            enabled, role.enabled,
+            "{}: [api, analyzer, autoscaler] enabled",
+            role.config
+        );
+    }
+    // Without the Secret the core refuses to start with auth on (rather than serving unauthenticated).
+    let core = std::fs::read_to_string(repo().join("deploy/base/core-config.yaml")).unwrap();
+    let err = FathomConfig::from_sources(Some(&core), None, |_| None).unwrap_err();
+    assert_eq!(err.key, "services.api.tokens", "{err}");
+}
+
+#[test]
+fn scrape_annotations_probes_and_services_point_at_the_configured_ports() {
+    let rendered = render(&repo().join("deploy/base"));
+    for role in ROLES {
+        let text = std::fs::read_to_string(repo().join(role.config)).unwrap();
+        let env = |key: &str| {
+            (key == "FATHOM_SERVICES_API_TOKENS").then(|| "0123456789abcdef0123".to_string())
+        };
+        let config = FathomConfig::from_sources(Some(&text), None, env).unwrap();
+        let port = (role.port)(&config);
+        let deployment = object(&rendered, "Deployment", role.deployment);
+        assert!(
+            deployment.contains(&format!("prometheus.io/port: \"{port}\"")),
+            "{}: scrape annotation on port {port}",
+            role.deployment
+        );
+        assert!(
+            deployment.contains(&format!("containerPort: {port}\n")),
+            "{}: container port {port}",
+            role.deployment
+        );
+        for probe in ["path: /healthz", "path: /readyz"] {
+            assert!(deployment.contains(probe), "{}: {probe}", role.deployment);
+        }
+        assert!(
+            deployment.contains("name: migrate") || role.deployment == "fathom-autoscaler",
+            "{} migrates before it starts",
+            role.deployment
+        );
+    }
+    let service = object(&rendered, "Service", "fathom-core");
+    for line in [
+        "port: 8228",
+        "targetPort: http",
+        "app.kubernetes.io/name: fathom-core",
+    ] {
+        assert!(
+            service.contains(line),
+            "Service fathom-core: {line}\n{service}"
+        );
+    }
+    let core = object(&rendered, "Deployment", "fathom-core");
+    assert!(
+        core.contains("name: fathom-api-tokens")
+            && core.contains("name: FATHOM_SERVICES_API_TOKENS"),
+        "the core takes its tokens from the Secret fathom-api-tokens"
+    );
 }
