@@ -167,6 +167,19 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, so metrics can start each series at zero.
+    pub const ALL: [Reason; 9] = [
+        Reason::Pinned,
+        Reason::Paused,
+        Reason::Burst,
+        Reason::Steady,
+        Reason::Drain,
+        Reason::Stabilized,
+        Reason::Cooldown,
+        Reason::Idle,
+        Reason::BelowActivation,
+    ];
+
     /// The metric label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -78,6 +78,19 @@ impl Error {
         Error::Stats(Box::new(e))
     }
 
+    /// Every value [`kind`](Self::kind) returns, so the error counter can start each series at zero.
+    pub const KINDS: [&'static str; 9] = [
+        "invalid_policy",
+        "stats",
+        "kube",
+        "bad_object",
+        "conflict",
+        "bad_override",
+        "process",
+        "override_file",
+        "metrics",
+    ];
+
     /// A low-cardinality label naming the kind of error, for the decision-errors counter.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -6,8 +6,8 @@ use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use crate::decision::{Decision, Override, QueueSnapshot};
-use crate::error::Result;
+use crate::decision::{Decision, Override, QueueSnapshot, Reason};
+use crate::error::{Error, Result};
 
 /// Every autoscaler metric. Cheap to clone (handles into the registry).
 #[derive(Clone)]
@@ -26,6 +26,11 @@ pub struct Metrics {
 }
 
 const OVERRIDE_MODES: [&str; 3] = ["none", "pinned", "paused"];
+/// `state` of `fathom_autoscaler_queue_jobs`, as [`Metrics::observe_queue`] sets it.
+const QUEUE_STATES: [&str; 2] = ["queued", "running"];
+/// `direction` of `fathom_autoscaler_scale_events_total`: only written changes are counted, so never
+/// `none`.
+const SCALE_DIRECTIONS: [&str; 2] = ["up", "down"];
 
 impl Metrics {
     /// Creates the metrics and registers them; fails if the names are already registered there.
@@ -67,31 +72,52 @@ impl Metrics {
                     .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             )?,
         };
-        registry.register(Box::new(m.queue_jobs.clone()))?;
-        registry.register(Box::new(m.oldest_queued_age.clone()))?;
-        registry.register(Box::new(m.desired.clone()))?;
-        registry.register(Box::new(m.current.clone()))?;
-        registry.register(Box::new(m.scale_events.clone()))?;
-        registry.register(Box::new(m.override_mode.clone()))?;
-        registry.register(Box::new(m.override_replicas.clone()))?;
-        registry.register(Box::new(m.decision_errors.clone()))?;
-        registry.register(Box::new(m.conflict.clone()))?;
-        registry.register(Box::new(m.leader.clone()))?;
-        registry.register(Box::new(m.tick_duration.clone()))?;
-        // Series that exist from the start, so dashboards and alerts see zeros rather than gaps.
-        for state in ["queued", "running"] {
+        for c in m.collectors() {
+            registry.register(c)?;
+        }
+        // Every series of a closed label set exists from the start, so dashboards and alerts see zeros
+        // rather than gaps, and a scrape of an idle autoscaler names every family (the CI check that
+        // dashboards use only exported names relies on it).
+        for state in QUEUE_STATES {
             m.queue_jobs.with_label_values(&[state]).set(0);
+        }
+        for direction in SCALE_DIRECTIONS {
+            for reason in Reason::ALL {
+                m.scale_events
+                    .with_label_values(&[direction, reason.as_str()]);
+            }
+        }
+        for kind in Error::KINDS {
+            m.decision_errors.with_label_values(&[kind]);
         }
         m.set_override(Override::None);
         Ok(m)
     }
 
+    /// Every family, for registration (and the test that each is exported before first use).
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.queue_jobs.clone()),
+            Box::new(self.oldest_queued_age.clone()),
+            Box::new(self.desired.clone()),
+            Box::new(self.current.clone()),
+            Box::new(self.scale_events.clone()),
+            Box::new(self.override_mode.clone()),
+            Box::new(self.override_replicas.clone()),
+            Box::new(self.decision_errors.clone()),
+            Box::new(self.conflict.clone()),
+            Box::new(self.leader.clone()),
+            Box::new(self.tick_duration.clone()),
+        ]
+    }
+
     pub(crate) fn observe_queue(&self, s: &QueueSnapshot) {
+        let [queued, running] = QUEUE_STATES;
         self.queue_jobs
-            .with_label_values(&["queued"])
+            .with_label_values(&[queued])
             .set(clamp(s.queued));
         self.queue_jobs
-            .with_label_values(&["running"])
+            .with_label_values(&[running])
             .set(clamp(s.running));
         self.oldest_queued_age
             .set(s.oldest_queued_age.map_or(0.0, |a| a.as_secs_f64()));
@@ -157,5 +183,31 @@ pub(crate) struct TickTimer {
 impl Drop for TickTimer {
     fn drop(&mut self) {
         self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    #[test]
+    fn every_family_is_exported_before_first_use() {
+        // A labelled family without children is left out of the exposition; register() must create them.
+        let registry = prometheus::Registry::new();
+        let m = Metrics::register(&registry).unwrap();
+        let families: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        for collector in m.collectors() {
+            for desc in collector.desc() {
+                assert!(
+                    families.contains(&desc.fq_name),
+                    "{} missing from an idle scrape: {families:?}",
+                    desc.fq_name
+                );
+            }
+        }
     }
 }

@@ -154,6 +154,27 @@ impl AnalyzeError {
         }
     }
 
+    /// Every value [`reason`](Self::reason) returns: metrics start a series for each at zero, so a
+    /// dashboard sees `0` rather than no data before the first failure of a kind.
+    pub const REASONS: &'static [&'static str] = &[
+        "connect",
+        "timeout",
+        "rate_limited",
+        "registry_unavailable",
+        "registry_status",
+        "manifest_unknown",
+        "unauthorized",
+        "unsupported_media_type",
+        "digest_mismatch",
+        "blob_missing",
+        "corrupt_layer",
+        "hostile_input",
+        "invalid_image",
+        "invalid_source",
+        "io",
+        "internal",
+    ];
+
     /// A stable, low-cardinality label for metrics (`reason="digest_mismatch"`).
     pub fn reason(&self) -> &'static str {
         match self {
@@ -194,6 +215,72 @@ impl AnalyzeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_lists_every_reason_exactly_once() {
+        let s = String::new;
+        let status = |status| AnalyzeError::RegistryStatus {
+            status,
+            url: s(),
+            message: s(),
+            retry_after: None,
+        };
+        // One of each variant (three statuses for RegistryStatus): a variant added to `reason()` without
+        // a line here leaves REASONS longer than what is produced, or a new label missing from it.
+        let all = [
+            AnalyzeError::Connect {
+                registry: s(),
+                message: s(),
+            },
+            AnalyzeError::Timeout {
+                registry: s(),
+                message: s(),
+            },
+            status(429),
+            status(503),
+            status(404),
+            AnalyzeError::ManifestUnknown {
+                reference: s(),
+                message: s(),
+            },
+            AnalyzeError::Unauthorized {
+                registry: s(),
+                message: s(),
+            },
+            AnalyzeError::UnsupportedMediaType {
+                what: s(),
+                media_type: s(),
+            },
+            AnalyzeError::DigestMismatch {
+                what: s(),
+                expected: s(),
+                actual: s(),
+            },
+            AnalyzeError::BlobMissing {
+                what: s(),
+                digest: s(),
+            },
+            AnalyzeError::CorruptLayer {
+                layer: s(),
+                file: None,
+                message: s(),
+            },
+            AnalyzeError::HostileInput {
+                layer: s(),
+                file: None,
+                message: s(),
+            },
+            AnalyzeError::invalid_image("x", "y"),
+            AnalyzeError::InvalidSource {
+                source_text: s(),
+                message: s(),
+            },
+            AnalyzeError::io("p", std::io::Error::other("e")),
+            AnalyzeError::Internal(s()),
+        ];
+        let produced: Vec<&str> = all.iter().map(AnalyzeError::reason).collect();
+        assert_eq!(produced, AnalyzeError::REASONS);
+    }
 
     #[test]
     fn classification() {

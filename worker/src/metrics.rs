@@ -63,6 +63,19 @@ const WAIT_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
 ];
 
+/// `outcome` of `fathom_worker_jobs_completed_total`.
+const COMPLETED_OUTCOMES: [&str; 2] = ["analyzed", "reused"];
+/// `outcome` of `fathom_worker_jobs_failed_total`: put back for another attempt, failed for good, or
+/// out of attempts.
+const FAILED_OUTCOMES: [&str; 3] = ["retry", "failed", "dead"];
+/// `reason` of `fathom_worker_jobs_failed_total` beside [`crate::AnalyzeError::REASONS`]: a job payload
+/// the worker cannot read, and a results store that refused the write.
+const JOB_FAILURE_REASONS: &[&str] = &["invalid_job", "store"];
+/// `reason` of `fathom_worker_jobs_abandoned_total`.
+const ABANDONED_REASONS: [&str; 2] = ["lease_lost", "released"];
+/// `operation` of `fathom_worker_database_errors_total`: the round trips the job loop makes.
+const DATABASE_OPERATIONS: [&str; 6] = ["claim", "heartbeat", "rescue", "release", "fail", "store"];
+
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 impl Metrics {
@@ -173,26 +186,7 @@ impl Metrics {
             .unwrap_or_else(unreachable_metric),
             registry,
         };
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.jobs_claimed.clone()),
-            Box::new(m.jobs_completed.clone()),
-            Box::new(m.jobs_failed.clone()),
-            Box::new(m.jobs_abandoned.clone()),
-            Box::new(m.analysis_duration.clone()),
-            Box::new(m.queue_wait.clone()),
-            Box::new(m.layer_cache_hits.clone()),
-            Box::new(m.layer_cache_misses.clone()),
-            Box::new(m.fetched_bytes.clone()),
-            Box::new(m.inflated_bytes.clone()),
-            Box::new(m.jobs_in_flight.clone()),
-            Box::new(m.job_slots.clone()),
-            Box::new(m.rescued_jobs.clone()),
-            Box::new(m.database_errors.clone()),
-            Box::new(m.database_up.clone()),
-            Box::new(m.draining.clone()),
-            Box::new(m.build_info.clone()),
-        ];
-        for c in collectors {
+        for c in m.collectors() {
             if let Err(err) = m.registry.register(c) {
                 tracing::error!(%err, "metric registration failed");
             }
@@ -200,14 +194,50 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        // Pre-create the common series so dashboards see zeros instead of gaps.
-        for outcome in ["analyzed", "reused"] {
+        // Every series of a closed label set starts at zero, so a dashboard shows 0 instead of no data,
+        // rate() sees the first increment, and a scrape of an idle worker names every family (the CI
+        // check that dashboards use only exported names relies on it).
+        for outcome in COMPLETED_OUTCOMES {
             m.jobs_completed.with_label_values(&[outcome]);
         }
-        for reason in ["lease_lost", "released"] {
+        for outcome in FAILED_OUTCOMES {
+            for reason in crate::AnalyzeError::REASONS
+                .iter()
+                .chain(JOB_FAILURE_REASONS)
+            {
+                m.jobs_failed.with_label_values(&[outcome, reason]);
+            }
+        }
+        for reason in ABANDONED_REASONS {
             m.jobs_abandoned.with_label_values(&[reason]);
         }
+        for operation in DATABASE_OPERATIONS {
+            m.database_errors.with_label_values(&[operation]);
+        }
         m
+    }
+
+    /// Every family, for registration (and the test that each is exported before first use).
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.jobs_claimed.clone()),
+            Box::new(self.jobs_completed.clone()),
+            Box::new(self.jobs_failed.clone()),
+            Box::new(self.jobs_abandoned.clone()),
+            Box::new(self.analysis_duration.clone()),
+            Box::new(self.queue_wait.clone()),
+            Box::new(self.layer_cache_hits.clone()),
+            Box::new(self.layer_cache_misses.clone()),
+            Box::new(self.fetched_bytes.clone()),
+            Box::new(self.inflated_bytes.clone()),
+            Box::new(self.jobs_in_flight.clone()),
+            Box::new(self.job_slots.clone()),
+            Box::new(self.rescued_jobs.clone()),
+            Box::new(self.database_errors.clone()),
+            Box::new(self.database_up.clone()),
+            Box::new(self.draining.clone()),
+            Box::new(self.build_info.clone()),
+        ]
     }
 
     /// The text exposition of every metric.
@@ -230,6 +260,22 @@ mod tests {
     use super::Metrics;
 
     #[test]
+    fn every_family_is_exported_before_first_use() {
+        // A labelled family without children is left out of the exposition; build() must create them.
+        let fresh = Metrics::build();
+        let text = fresh.render();
+        for collector in fresh.collectors() {
+            for desc in collector.desc() {
+                assert!(
+                    text.contains(&format!("\n# TYPE {} ", desc.fq_name)),
+                    "{} missing from an idle scrape:\n{text}",
+                    desc.fq_name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn renders_every_family_with_units_and_prefix() {
         let m = Metrics::get();
         m.jobs_failed
@@ -240,6 +286,9 @@ mod tests {
         for name in [
             "fathom_worker_jobs_claimed_total",
             "fathom_worker_jobs_completed_total{outcome=\"reused\"} 0",
+            "fathom_worker_jobs_failed_total{outcome=\"dead\",reason=\"digest_mismatch\"} 0",
+            "fathom_worker_jobs_failed_total{outcome=\"failed\",reason=\"invalid_job\"} 0",
+            "fathom_worker_database_errors_total{operation=\"heartbeat\"} 0",
             "fathom_worker_jobs_failed_total{outcome=\"retry\",reason=\"registry_unavailable\"} 1",
             "fathom_worker_analysis_duration_seconds_bucket",
             "fathom_worker_queue_wait_seconds_count 1",

@@ -354,3 +354,22 @@ fn snapshot_json_gives_the_age_in_seconds() {
         serde_json::from_str::<QueueSnapshot>(r#"{"queued":0,"running":0,"oldest_queued_age":-1}"#);
     assert!(bad.is_err());
 }
+
+#[test]
+fn reason_all_lists_every_variant_once_in_order() {
+    for (i, reason) in Reason::ALL.iter().enumerate() {
+        // Exhaustive on purpose: a new variant fails to compile here until it is added to ALL.
+        let position = match reason {
+            Reason::Pinned => 0,
+            Reason::Paused => 1,
+            Reason::Burst => 2,
+            Reason::Steady => 3,
+            Reason::Drain => 4,
+            Reason::Stabilized => 5,
+            Reason::Cooldown => 6,
+            Reason::Idle => 7,
+            Reason::BelowActivation => 8,
+        };
+        assert_eq!(i, position, "{reason:?}");
+    }
+}
