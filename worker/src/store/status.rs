@@ -34,17 +34,34 @@ SELECT latest.reference FROM (
 WHERE latest.status = 'analyzed' AND latest.cache_key = $2
 "#;
 
-/// The latest submission of each reference (filtered), its job and the image last seen under it, newest
-/// first, keyset-paged on (submitted_at, job_id).
+/// Moves each reference's head to its newest job (a resubmission answered by the live job keeps the
+/// original time, like the history row). Twins in one batch are folded first: one row per reference.
+const RECORD_HEADS_SQL: &str = r#"
+INSERT INTO fathom_submission_heads (reference, job_id, submitted_at)
+SELECT DISTINCT ON (t.reference) t.reference, t.job_id, now()
+FROM unnest($1::text[], $2::int8[]) AS t(reference, job_id)
+ORDER BY t.reference
+ON CONFLICT (reference) DO UPDATE SET job_id = EXCLUDED.job_id, submitted_at = EXCLUDED.submitted_at
+WHERE fathom_submission_heads.job_id <> EXCLUDED.job_id
+"#;
+
+/// Where listed submissions come from: every reference's head (optionally only some references), or
+/// the one submission a job answers. `$1`..`$3` are bound by every variant in this order.
+const HEADS_ALL: &str = "SELECT reference, job_id, submitted_at FROM fathom_submission_heads \
+     WHERE ($1::text[] IS NULL) AND ($2::int8 IS NULL)";
+const HEADS_OF_REFERENCES: &str =
+    "SELECT reference, job_id, submitted_at FROM fathom_submission_heads \
+     WHERE reference = ANY($1::text[]) AND ($2::int8 IS NULL)";
+const SUBMISSION_OF_JOB: &str = "SELECT reference, job_id, submitted_at FROM fathom_submissions \
+     WHERE ($1::text[] IS NULL OR reference = ANY($1::text[])) AND job_id = $2::int8";
+
+/// The page: `{source}` rows after the cursor (`$4` µs since the epoch, `$5` job id), joined with their
+/// job and the image last seen under the reference, filtered by status (`$3`), newest first (`$6` rows).
+/// The cursor condition sits on the source so the (submitted_at, job_id) index serves it.
 const SUBMISSIONS_SQL: &str = r#"
-WITH latest AS (
-    SELECT DISTINCT ON (reference) reference, job_id, submitted_at
-    FROM fathom_submissions
-    WHERE ($1::text[] IS NULL OR reference = ANY($1))
-      AND ($2::int8 IS NULL OR job_id = $2)
-    ORDER BY reference, submitted_at DESC, job_id DESC
-), joined AS (
-    SELECT s.reference, s.job_id,
+WITH source AS ({source}),
+joined AS (
+    SELECT s.reference, s.job_id, s.submitted_at,
            (extract(epoch FROM s.submitted_at) * 1000000)::int8 AS submitted_us,
            j.state, coalesce(j.attempt, 0) AS attempt, j.last_error,
            extract(epoch FROM j.first_claimed_at)::float8 AS started,
@@ -57,7 +74,7 @@ WITH latest AS (
                WHEN 'cancelled' THEN 'cancelled'
                ELSE coalesce(i.status, 'unknown')  -- the job was pruned: the stored image tells
            END AS status
-    FROM latest s
+    FROM source s
     LEFT JOIN fathom_jobs j ON j.id = s.job_id
     LEFT JOIN LATERAL (
         SELECT i.manifest_digest, i.status, i.error, i.analysis_ms, i.queue_wait_ms, i.package_count
@@ -65,13 +82,14 @@ WITH latest AS (
         WHERE r.reference = s.reference
         ORDER BY r.last_seen_at DESC LIMIT 1
     ) i ON true
+    WHERE $4::int8 IS NULL
+       OR (s.submitted_at, s.job_id) < (to_timestamp(0) + $4::int8 * interval '1 microsecond', $5::int8)
 )
 SELECT reference, job_id, submitted_us, state, attempt, last_error, started, finished, manifest_digest,
        image_status, image_error, analysis_ms, queue_wait_ms, package_count, status
 FROM joined
 WHERE ($3::text IS NULL OR status = $3)
-  AND ($4::int8 IS NULL OR (submitted_us, job_id) < ($4, $5))
-ORDER BY submitted_us DESC, job_id DESC
+ORDER BY submitted_at DESC, job_id DESC
 LIMIT $6
 "#;
 
@@ -312,6 +330,11 @@ impl Store {
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(RECORD_HEADS_SQL)
+            .bind(&to_enqueue)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         let mut jobs = enqueued.into_iter();
         Ok(references
@@ -329,7 +352,13 @@ impl Store {
 
     /// Submissions matching `filter`, newest first, in one query.
     pub async fn submissions(&self, filter: &SubmissionFilter) -> Result<Vec<StatusEntry>> {
-        let rows: Vec<SubmissionRow> = sqlx::query_as(SUBMISSIONS_SQL)
+        let source = match (&filter.job_id, &filter.references) {
+            (Some(_), _) => SUBMISSION_OF_JOB,
+            (None, Some(_)) => HEADS_OF_REFERENCES,
+            (None, None) => HEADS_ALL,
+        };
+        let sql = SUBMISSIONS_SQL.replace("{source}", source);
+        let rows: Vec<SubmissionRow> = sqlx::query_as(&sql)
             .bind(&filter.references)
             .bind(filter.job_id)
             .bind(&filter.status)
