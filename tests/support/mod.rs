@@ -2,6 +2,7 @@
 //! registry, `fathom` processes (workers and CLI) and a fault-injecting registry proxy.
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
