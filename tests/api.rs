@@ -656,6 +656,42 @@ async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
         .count();
     assert_eq!(libraries as i64, packages);
 
+    for (format, content_type, marker) in [
+        ("spdx-json", "application/spdx+json", "spdxVersion"),
+        ("json", "application/json", "introduced_in"),
+    ] {
+        let response = client
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/images/{digest}/sbom?format={format}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], content_type);
+        assert!(response.text().await.unwrap().contains(marker));
+    }
+
+    // An image that is not there fails its job with a message a person can act on; the worker lives on.
+    let missing = format!(
+        "{}/{}-missing:v1",
+        support::registry(),
+        pushed[0].0.replace(':', "-")
+    );
+    let (_, failed) = client
+        .post("/v1/images", json!({"reference": missing}))
+        .await;
+    let failed = wait_done(&client, failed["job_id"].as_i64().unwrap()).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("manifest unknown"),
+        "{failed}"
+    );
+
     // Submitting the analyzed image again reuses the result; `force` analyzes it again from scratch.
     let (_, again) = client
         .post("/v1/images", json!({"reference": reference}))
@@ -728,4 +764,100 @@ async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_answers_503_and_the_api_recovers() {
+    use fathom_queue::testing::{Durability, OwnedCluster};
+    let cluster = tokio::task::spawn_blocking(|| OwnedCluster::start(Durability::Throwaway))
+        .await
+        .unwrap()
+        .expect("a cluster of our own to stop");
+    let url = cluster.info().url("postgres");
+    let out = support::cli(&url, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), &url, "    request_timeout: 5s\n");
+    let client = api.client();
+    assert_eq!(client.get("/readyz").await.0, StatusCode::OK);
+    assert_eq!(client.get("/v1/queue").await.0, StatusCode::OK);
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop().expect("stop postgres");
+        cluster
+    })
+    .await
+    .unwrap();
+    let (status, text) = client.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    let answer = client.get("/v1/queue").await;
+    assert_eq!(answer.0, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert!(
+        matches!(
+            answer.1["error"]["code"].as_str(),
+            Some("unavailable" | "timeout")
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(client.get("/healthz").await.0, StatusCode::OK);
+
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again().expect("start postgres again");
+        cluster
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get("/readyz").await.0 != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the API never became ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, submitted) = client
+        .post(
+            "/v1/images",
+            json!({"reference": "registry.example.com/after:1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_rescues_leases_of_dead_workers() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), db.url(), "    rescue_interval: 200ms\n");
+    let client = api.client();
+    let (_, submitted) = client
+        .post("/v1/images", json!({"reference": reference(1)}))
+        .await;
+    let job = submitted["job_id"].as_i64().unwrap();
+    // A "worker" claims the job with a short lease and dies without a word.
+    let handles = support::Db::new(db.url());
+    let claimed = handles
+        .queue
+        .claim("analyze", 1, "ghost-worker", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        client.get(&format!("/v1/images/by-job/{job}")).await.1["status"],
+        "analyzing"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, entry) = client.get(&format!("/v1/images/by-job/{job}")).await;
+        if entry["status"] == "queued" {
+            assert_eq!(entry["attempts"], 1, "{entry}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never rescued: {entry}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
