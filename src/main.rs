@@ -2,6 +2,7 @@
 
 mod api;
 mod cmd;
+mod exposition;
 mod queue_source;
 
 use std::process::ExitCode;

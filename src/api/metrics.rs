@@ -3,9 +3,8 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 /// The API's metrics, in their own registry.
@@ -69,20 +68,7 @@ impl ApiMetrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> Response {
-        let mut text = String::new();
-        if let Err(err) =
-            prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)
-        {
-            text = format!("# encoding failed: {err}\n");
-        }
-        (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response()
+        crate::exposition::metrics_response(&self.registry)
     }
 }
 

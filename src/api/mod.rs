@@ -24,7 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Router;
-use fathom_queue::{Queue, QueueConfig, StatementMode};
+use fathom_queue::Queue;
 use fathom_worker::config::{ApiServiceConfig, FathomConfig};
 use fathom_worker::store::Store;
 use tokio::sync::watch;
@@ -192,18 +192,7 @@ pub async fn run_api(
     // The API's own pools: requests are short, so a few connections serve many clients.
     let pool_size = config.database.pool_size.max(4);
     let store = Store::connect_lazy(database_url, pool_size)?;
-    let queue = Queue::connect(
-        database_url,
-        QueueConfig {
-            pool_size: pool_size as usize,
-            statement_mode: if config.database.poll_only {
-                StatementMode::Unnamed
-            } else {
-                StatementMode::Prepared
-            },
-            ..QueueConfig::default()
-        },
-    )?;
+    let queue = Queue::connect(database_url, config.queue_config(pool_size as usize))?;
     let options = config.analyzer_options()?;
     let cache_key = fathom_worker::analyze::catalogers_key(
         &fathom_worker::catalog::default_catalogers(),

@@ -388,6 +388,22 @@ impl FathomConfig {
             })
     }
 
+    /// Queue settings of a `pool_size`-connection pool: statement mode from `database.poll_only` (PgBouncer
+    /// transaction mode needs unnamed statements) and the analyzer's retry backoff.
+    pub fn queue_config(&self, pool_size: usize) -> fathom_queue::QueueConfig {
+        fathom_queue::QueueConfig {
+            pool_size,
+            statement_mode: if self.database.poll_only {
+                fathom_queue::StatementMode::Unnamed
+            } else {
+                fathom_queue::StatementMode::Prepared
+            },
+            backoff_base: self.services.analyzer.retry_backoff_base,
+            backoff_cap: self.services.analyzer.retry_backoff_cap,
+            ..fathom_queue::QueueConfig::default()
+        }
+    }
+
     /// Analyzer options: platform, registries (credentials from `~/.docker/config.json`, the
     /// `FATHOM_REGISTRY_USERNAME`/`_PASSWORD` pair, and `registry.credentials`), layer parallelism.
     pub fn analyzer_options(&self) -> Result<AnalyzerOptions, ConfigError> {

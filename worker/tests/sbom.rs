@@ -3,17 +3,12 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
 use fathom_worker::catalog::default_catalogers;
 use fathom_worker::samples::sample_images;
 use fathom_worker::sbom::{self, Format};
-use fathom_worker::testkit::{BuiltImage, Compress};
+use fathom_worker::testkit::{validate, BuiltImage, Compress};
 use fathom_worker::{Analyzer, AnalyzerOptions, ImageAnalysis, NoCache};
 use support::*;
-
-const INSTALL: &str = "SBOM validators missing: run `python3 -m pip install 'cyclonedx-python-lib[json-validation]' spdx-tools` (scripts/deps.d/20-analyzer.sh does it)";
 
 fn analyses() -> Vec<ImageAnalysis> {
     let analyzer = Analyzer::new(default_catalogers(), AnalyzerOptions::default());
@@ -29,53 +24,6 @@ fn analyses() -> Vec<ImageAnalysis> {
         .collect()
 }
 
-fn python(script: &str, file: &Path) -> (bool, String) {
-    let check = Command::new("python3")
-        .args([
-            "-c",
-            "import cyclonedx.validation.json, spdx_tools, jsonschema",
-        ])
-        .output();
-    match check {
-        Ok(out) if out.status.success() => {}
-        _ => panic!("{INSTALL}"),
-    }
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(file)
-        .output()
-        .expect("python3");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-const CYCLONEDX: &str = r#"
-import sys
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
-errors = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())
-if errors:
-    print(errors)
-    sys.exit(1)
-"#;
-
-const SPDX: &str = r#"
-import sys
-from spdx_tools.spdx.parser.parse_anything import parse_file
-from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
-messages = validate_full_spdx_document(parse_file(sys.argv[1]))
-for m in messages:
-    print(m.validation_message, m.context)
-sys.exit(1 if messages else 0)
-"#;
-
 #[test]
 fn cyclonedx_and_spdx_validate_against_upstream_tools() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,11 +37,9 @@ fn cyclonedx_and_spdx_validate_against_upstream_tools() {
             std::fs::File::create(&cdx).unwrap(),
         )
         .unwrap();
-        let (ok, output) = python(CYCLONEDX, &cdx);
-        assert!(
-            ok,
-            "{name}: CycloneDX 1.5 schema validation failed: {output}"
-        );
+        if let Err(output) = validate::cyclonedx(&cdx) {
+            panic!("{name}: CycloneDX 1.5 schema validation failed: {output}");
+        }
         let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cdx).unwrap()).unwrap();
         let components = doc["components"].as_array().unwrap();
         assert_eq!(
@@ -108,8 +54,9 @@ fn cyclonedx_and_spdx_validate_against_upstream_tools() {
             std::fs::File::create(&spdx).unwrap(),
         )
         .unwrap();
-        let (ok, output) = python(SPDX, &spdx);
-        assert!(ok, "{name}: SPDX 2.3 validation failed: {output}");
+        if let Err(output) = validate::spdx(&spdx) {
+            panic!("{name}: SPDX 2.3 validation failed: {output}");
+        }
     }
 }
 
@@ -123,10 +70,12 @@ fn a_broken_document_fails_the_validators() {
         r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"nonsense"}]}"#,
     )
     .unwrap();
-    assert!(!python(CYCLONEDX, &cdx).0);
+    let err = validate::cyclonedx(&cdx).unwrap_err();
+    assert_ne!(err, validate::INSTALL, "{err}");
     let spdx = dir.path().join("bad.spdx.json");
     std::fs::write(&spdx, r#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT","name":"x","dataLicense":"CC0-1.0","documentNamespace":"not a uri","creationInfo":{"created":"2024-01-01T00:00:00Z","creators":["Tool: x"]},"packages":[{"SPDXID":"SPDXRef-a","name":"a","downloadLocation":"NOASSERTION","licenseDeclared":"GPL-2+ or whatever"}]}"#).unwrap();
-    assert!(!python(SPDX, &spdx).0);
+    let err = validate::spdx(&spdx).unwrap_err();
+    assert_ne!(err, validate::INSTALL, "{err}");
 }
 
 #[test]

@@ -57,19 +57,7 @@ pub async fn serve(
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let mut text = String::new();
-    if let Err(err) =
-        prometheus::TextEncoder::new().encode_utf8(&shared.registry.gather(), &mut text)
-    {
-        text = format!("# encoding failed: {err}\n");
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
+    crate::exposition::metrics_response(&shared.registry)
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fathom_queue::{Queue, QueueConfig, StatementMode, Waker};
+use fathom_queue::{Queue, Waker};
 use tokio::sync::watch;
 
 use super::health::{self, Health};
@@ -54,20 +54,9 @@ pub async fn run_analyzer(
     database_url: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServiceError> {
-    let a = &config.services.analyzer;
     let queue = Queue::connect(
         database_url,
-        QueueConfig {
-            pool_size: config.database.pool_size as usize,
-            statement_mode: if config.database.poll_only {
-                StatementMode::Unnamed
-            } else {
-                StatementMode::Prepared
-            },
-            backoff_base: a.retry_backoff_base,
-            backoff_cap: a.retry_backoff_cap,
-            ..QueueConfig::default()
-        },
+        config.queue_config(config.database.pool_size as usize),
     )?;
     let store = Store::connect_lazy(database_url, config.database.pool_size)?;
     let waker = if config.database.poll_only {

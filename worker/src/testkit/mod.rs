@@ -9,6 +9,7 @@ pub mod image;
 pub mod measure;
 pub mod push;
 pub mod registry;
+pub mod validate;
 
 pub use image::{BuiltImage, BuiltLayer, Compress, LayoutEntry};
 pub use push::Pusher;
