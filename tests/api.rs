@@ -805,3 +805,38 @@ async fn the_core_rescues_leases_of_dead_workers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_prunes_finished_jobs_past_their_retention() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(
+        dir.path(),
+        db.url(),
+        "    prune_interval: 200ms\n    job_retention: 1s\n",
+    );
+    let client = api.client();
+    let (_, old) = client
+        .post("/v1/images", json!({"reference": reference(1)}))
+        .await;
+    let (_, live) = client
+        .post("/v1/images", json!({"reference": reference(2)}))
+        .await;
+    let (status, _) = client.delete(&format!("/v1/jobs/{}", old["job_id"])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, stats) = client.get("/v1/queue").await;
+        if stats["cancelled"] == 0 {
+            // The queued job is untouched; the finished one is gone from the queue.
+            assert_eq!(stats["ready"], 1, "{stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never pruned: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, entry) = client
+        .get(&format!("/v1/images/by-job/{}", live["job_id"]))
+        .await;
+    assert_eq!(entry["status"], "queued");
+}
