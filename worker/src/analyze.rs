@@ -231,11 +231,15 @@ impl Analyzer {
         let inflated = Arc::new(AtomicU64::new(0));
         let cancel = Arc::new(AtomicBool::new(false));
         let mut warnings = Vec::new();
-        let jobs = image.info.layers.iter().enumerate().map(|(index, _)| {
-            let inflated = Arc::clone(&inflated);
-            let cancel = Arc::clone(&cancel);
-            async move { self.layer(image, index, cache, inflated, cancel).await }
-        });
+        // Collected first: a lazy `map` closure in the stream's type makes the whole future fail the
+        // `Send` check ("not general enough"), and the job loop needs to spawn it as a task.
+        let jobs: Vec<_> = (0..image.info.layers.len())
+            .map(|index| {
+                let inflated = Arc::clone(&inflated);
+                let cancel = Arc::clone(&cancel);
+                self.layer(image, index, cache, inflated, cancel)
+            })
+            .collect();
         let mut stream = futures_util::stream::iter(jobs)
             .buffer_unordered(inner.options.layers_in_flight.max(1));
         let mut results: Vec<Option<(LayerResult, bool)>> = vec![None; image.info.layers.len()];

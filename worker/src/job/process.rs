@@ -163,8 +163,7 @@ async fn work(
     Ok(Done::Analyzed)
 }
 
-/// Runs the analysis on a blocking thread driving the runtime: the engine's future borrows across
-/// awaits in a way the compiler cannot prove `Send` for every lifetime, so it cannot be spawned as a task.
+/// Runs the analysis as a task of its own, so a panic in the engine fails this job instead of the worker.
 /// The analysis stops when the lease is lost (or the worker drains), dropping its future.
 async fn analyze_detached(
     ctx: &Ctx,
@@ -174,20 +173,17 @@ async fn analyze_detached(
 ) -> Result<Result<ImageAnalysis, AnalyzeError>, Stop> {
     let analyzer = ctx.analyzer.clone();
     let store = ctx.store.clone();
-    let handle = tokio::runtime::Handle::current();
-    let joined = tokio::task::spawn_blocking(move || {
-        handle.block_on(async move {
-            tokio::select! {
-                result = async {
-                    if force {
-                        analyzer.analyze_resolved(&image, &WriteOnly(store)).await
-                    } else {
-                        analyzer.analyze_resolved(&image, &store).await
-                    }
-                } => Some(result),
-                _ = lost.wait_for(|l| *l) => None,
-            }
-        })
+    let joined = tokio::spawn(async move {
+        tokio::select! {
+            result = async {
+                if force {
+                    analyzer.analyze_resolved(&image, &WriteOnly(store)).await
+                } else {
+                    analyzer.analyze_resolved(&image, &store).await
+                }
+            } => Some(result),
+            _ = lost.wait_for(|l| *l) => None,
+        }
     })
     .await;
     match joined {
