@@ -144,6 +144,52 @@ async fn submitted_images_are_analyzed_and_queryable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workers_fetch_a_shared_cold_layer_once() {
+    let db = test_db().await;
+    let pushed = push_samples(&["debian-python-npm", "debian-java-go"]).await;
+    let base = pushed[0].1.layers[0].digest();
+    assert_eq!(base, pushed[1].1.layers[0].digest());
+    let proxy = Proxy::start(&support::registry()).await;
+    // Slow blobs: both workers miss the base layer in the cache while the first is still on it.
+    proxy
+        .rules
+        .blob_delay_ms
+        .store(700, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = WorkerSpec {
+        concurrency: 1,
+        insecure: vec![proxy.addr.clone()],
+        ..Default::default()
+    };
+    let _workers: Vec<WorkerProc> = ["w-flight-a", "w-flight-b"]
+        .iter()
+        .map(|name| WorkerProc::start(dir.path(), name, db.url(), &spec))
+        .collect();
+    let handles = Db::new(db.url());
+    let refs: Vec<String> = pushed
+        .iter()
+        .map(|(r, _)| format!("{}/{r}", proxy.addr))
+        .collect();
+    handles.store.submit(&refs, 3).await.unwrap();
+    handles
+        .wait_for(&refs, Duration::from_secs(90), |s| s.status == "analyzed")
+        .await;
+    let gets = proxy.rules.blob_gets();
+    assert_eq!(gets.get(&base), Some(&1), "base layer GETs: {gets:?}");
+    let mut hits = 0;
+    for (_, image) in &pushed {
+        let doc = handles
+            .store
+            .document(&image.manifest_digest())
+            .await
+            .unwrap()
+            .unwrap();
+        hits += doc.stats.cache_hits;
+    }
+    assert_eq!(hits, 1, "one image waited for the other's base layer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_base_layer_is_fetched_once() {
     let db = test_db().await;
     let pushed = push_samples(&["debian-python-npm", "debian-java-go"]).await;

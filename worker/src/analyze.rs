@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,13 @@ use crate::source::{self, ImageInfo, ImageSource, Platform, ResolvedImage};
 
 /// Version of the [`ImageAnalysis`] document layout.
 pub const SCHEMA: &str = "fathom.analysis/v1";
+
+/// How long a layer claim holds off other workers: longer than almost any layer takes, short enough that
+/// a worker dying mid-layer delays the others only briefly.
+const LAYER_CLAIM_TTL: Duration = Duration::from_secs(60);
+
+/// How often a worker waiting on another's layer looks for the result.
+const LAYER_CLAIM_POLL: Duration = Duration::from_millis(150);
 
 /// How the analyzer fetches and how much it may spend.
 #[derive(Debug, Clone)]
@@ -324,12 +331,56 @@ impl Analyzer {
     ) -> Result<(usize, LayerResult, bool, Option<String>)> {
         let inner = Arc::clone(&self.inner);
         let layer = image.info.layers[index].clone();
+        let key = inner.cache_key.as_str();
         let mut warning = None;
-        match cache.get(&layer.digest, &inner.cache_key).await {
+        match cache.get(&layer.digest, key).await {
             Ok(Some(result)) => return Ok((index, result, true, None)),
             Ok(None) => {}
             Err(e) => warning = Some(format!("layer cache read failed for {}: {e}", layer.digest)),
         }
+        // Single flight: if another worker is computing this layer right now, wait for its result.
+        loop {
+            match cache.begin(&layer.digest, key, LAYER_CLAIM_TTL).await {
+                Ok(true) => break,
+                Ok(false) => {
+                    tokio::time::sleep(LAYER_CLAIM_POLL).await;
+                    if let Ok(Some(result)) = cache.get(&layer.digest, key).await {
+                        return Ok((index, result, true, None));
+                    }
+                }
+                Err(e) => {
+                    warning = Some(format!("layer claim failed for {}: {e}", layer.digest));
+                    break;
+                }
+            }
+        }
+        let computed = self
+            .compute_layer(image, layer.clone(), inflated, cancel)
+            .await;
+        if let Ok(result) = &computed {
+            if let Err(e) = cache.put(&layer.digest, key, result).await {
+                warning = Some(format!(
+                    "layer cache write failed for {}: {e}",
+                    layer.digest
+                ));
+            }
+        }
+        // After the put, so a waiting worker finds the result when the claim disappears.
+        if let Err(e) = cache.end(&layer.digest, key).await {
+            tracing::debug!(layer = %layer.digest, error = %e, "withdrawing a layer claim failed");
+        }
+        Ok((index, computed?, false, warning))
+    }
+
+    /// Fetches one layer and analyzes it on rayon.
+    async fn compute_layer(
+        &self,
+        image: &ResolvedImage,
+        layer: crate::source::LayerInfo,
+        inflated: Arc<AtomicU64>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<LayerResult> {
+        let inner = Arc::clone(&self.inner);
         let reader = image.fetcher.open(&layer).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let digest = layer.digest.clone();
@@ -347,22 +398,14 @@ impl Analyzer {
             }));
             let _ = tx.send(outcome);
         });
-        let result = match rx.await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => {
-                return Err(AnalyzeError::Internal(format!(
-                    "layer {digest}: analysis panicked"
-                )))
-            }
-            Err(_) => {
-                return Err(AnalyzeError::Internal(format!(
-                    "layer {digest}: worker thread lost"
-                )))
-            }
-        };
-        if let Err(e) = cache.put(&digest, &self.inner.cache_key, &result).await {
-            warning = Some(format!("layer cache write failed for {digest}: {e}"));
+        match rx.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(AnalyzeError::Internal(format!(
+                "layer {digest}: analysis panicked"
+            ))),
+            Err(_) => Err(AnalyzeError::Internal(format!(
+                "layer {digest}: worker thread lost"
+            ))),
         }
-        Ok((index, result, false, warning))
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::layer::LayerResult;
 
@@ -24,6 +25,23 @@ pub trait LayerCache: Send + Sync {
         key: &str,
         result: &LayerResult,
     ) -> Result<(), CacheError>;
+
+    /// Announces that the caller is about to compute this layer, for `ttl` at most. `false` when another
+    /// process announced it first and has neither finished nor given up: the caller should wait for that
+    /// result (polling [`LayerCache::get`]) and ask again. Caches shared by nobody always say `true`.
+    async fn begin(
+        &self,
+        _layer_digest: &str,
+        _key: &str,
+        _ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        Ok(true)
+    }
+
+    /// Withdraws the caller's announcement (after storing the result, or after failing).
+    async fn end(&self, _layer_digest: &str, _key: &str) -> Result<(), CacheError> {
+        Ok(())
+    }
 }
 
 /// Reads nothing, writes through: a forced re-analysis recomputes every layer and refreshes the cache.

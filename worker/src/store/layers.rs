@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{compress, decompress, Result, Store};
+use super::{compress, decompress, Result, Store, StoreError};
 use crate::cache::{CacheError, LayerCache};
 use crate::layer::LayerResult;
 
@@ -37,6 +37,20 @@ WHERE p.name = $1
 ORDER BY i.manifest_digest, p.layer_digest, p.path
 LIMIT $4
 "#;
+
+/// Takes a layer claim unless a live one exists, even one of this process (two jobs of one worker share
+/// layers too); an expired claim is taken over.
+const BEGIN_CLAIM_SQL: &str = r#"
+INSERT INTO fathom_layer_claims (digest, cache_key, owner, expires_at)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+ON CONFLICT (digest, cache_key) DO UPDATE
+    SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+    WHERE fathom_layer_claims.expires_at < now()
+RETURNING true
+"#;
+
+const END_CLAIM_SQL: &str =
+    "DELETE FROM fathom_layer_claims WHERE digest = $1 AND cache_key = $2 AND owner = $3";
 
 /// What to look for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,5 +189,33 @@ impl LayerCache for Store {
         result: &LayerResult,
     ) -> std::result::Result<(), CacheError> {
         Ok(self.put_layer(layer_digest, key, result).await?)
+    }
+
+    async fn begin(
+        &self,
+        layer_digest: &str,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> std::result::Result<bool, CacheError> {
+        let taken: Option<bool> = sqlx::query_scalar(BEGIN_CLAIM_SQL)
+            .bind(layer_digest)
+            .bind(key)
+            .bind(self.claim_owner.as_ref())
+            .bind(ttl.as_secs_f64())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(taken.is_some())
+    }
+
+    async fn end(&self, layer_digest: &str, key: &str) -> std::result::Result<(), CacheError> {
+        sqlx::query(END_CLAIM_SQL)
+            .bind(layer_digest)
+            .bind(key)
+            .bind(self.claim_owner.as_ref())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
     }
 }

@@ -119,6 +119,8 @@ fn connect_options(database_url: &str) -> Result<PgConnectOptions> {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Names this handle's layer claims, so it only ever withdraws its own.
+    claim_owner: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -129,7 +131,8 @@ impl Store {
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(connect_options(database_url)?);
-        Ok(Store { pool })
+        let claim_owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()).into();
+        Ok(Store { pool, claim_owner })
     }
 
     /// The pool, for transactions that span the store and the queue ([`fathom_queue::tx`]).
