@@ -261,7 +261,8 @@ async fn burst_scales_workers_up_drains_and_returns_to_min_without_stopping_busy
     assert!(
         metric(
             &scrape,
-            "fathom_autoscaler_scale_events_total{direction=\"up\""
+            // Every (direction, reason) series exists from the start at 0: name the one a burst writes.
+            "fathom_autoscaler_scale_events_total{direction=\"up\",reason=\"burst\"}"
         ) >= 1.0,
         "{scrape}"
     );

@@ -36,6 +36,7 @@
 //!     id_prefix: "local-worker".into(),
 //!     drain_timeout: Duration::from_secs(120),
 //!     override_file: "/var/lib/fathom/override.json".into(),
+//!     metrics_host: Some([127, 0, 0, 1].into()), // each worker its own /metrics port
 //! });
 //! let autoscaler = Autoscaler::new(target, Queue, LoopConfig::default(), Some(Metrics::register(&registry)?))?;
 //! let nudge = Arc::new(tokio::sync::Notify::new()); // notify_one() on every LISTEN/NOTIFY wake-up

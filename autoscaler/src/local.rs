@@ -2,13 +2,15 @@
 //! and the demo.
 //!
 //! Each child gets a unique worker id in `POD_NAME` (the worker records it as its lease owner, so the
-//! queue's busy map names children). Scale-in stops idle children first and lets busy ones drain: they
+//! queue's busy map names children) and, when [`LocalConfig::metrics_host`] is set, a metrics port of its
+//! own in `FATHOM_METRICS_ADDRESS`, so every worker's `/metrics` URL is known from the moment it starts. Scale-in stops idle children first and lets busy ones drain: they
 //! get SIGTERM, stop counting as replicas at once, and are killed only after the drain timeout. Exited
 //! children are reaped on every observation and reported (a crash is logged and replaced by the next
 //! decision).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -46,6 +48,24 @@ pub struct LocalConfig {
     pub drain_timeout: Duration,
     /// Where the manual override is kept (JSON; absent means no override).
     pub override_file: PathBuf,
+    /// When set, each worker serves its metrics on this host at a port chosen here (passed as
+    /// `FATHOM_METRICS_ADDRESS`, which overrides the worker's configuration file) and
+    /// [`LocalTarget::workers`] reports it. When unset the workers' own configuration decides.
+    pub metrics_host: Option<IpAddr>,
+}
+
+/// The environment variable carrying a worker's metrics address (fathom's `metrics.address`).
+pub const METRICS_ADDRESS_ENV: &str = "FATHOM_METRICS_ADDRESS";
+
+/// A running (counted) worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// Its worker id (`POD_NAME`).
+    pub id: String,
+    /// Its process id.
+    pub pid: Option<u32>,
+    /// Where it serves `/metrics`, when [`LocalConfig::metrics_host`] is set.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// How a child ended.
@@ -71,18 +91,28 @@ pub struct ChildExit {
     pub status: String,
 }
 
+/// A spawned worker process.
+struct Worker {
+    id: String,
+    child: Child,
+    metrics: Option<SocketAddr>,
+}
+
 struct Draining {
     id: String,
     child: Child,
+    /// Still reserved until the child exits: a new worker must not be given it meanwhile.
+    metrics: Option<SocketAddr>,
     deadline: Instant,
     killed: bool,
 }
 
 impl Draining {
-    fn new(id: String, child: Child, deadline: Instant) -> Draining {
+    fn new(worker: Worker, deadline: Instant) -> Draining {
         Draining {
-            id,
-            child,
+            id: worker.id,
+            child: worker.child,
+            metrics: worker.metrics,
             deadline,
             killed: false,
         }
@@ -106,7 +136,7 @@ impl Draining {
 struct Inner {
     next: u64,
     /// Live, counted children by spawn sequence (higher = newer).
-    running: BTreeMap<u64, (String, Child)>,
+    running: BTreeMap<u64, Worker>,
     /// When each running child was spawned, by sequence.
     started: BTreeMap<u64, Instant>,
     draining: Vec<Draining>,
@@ -146,7 +176,22 @@ impl LocalTarget {
             .await
             .running
             .values()
-            .map(|(id, _)| id.clone())
+            .map(|w| w.id.clone())
+            .collect()
+    }
+
+    /// The counted (not draining) workers, oldest first, with their process ids and metrics addresses.
+    pub async fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner
+            .lock()
+            .await
+            .running
+            .values()
+            .map(|w| WorkerInfo {
+                id: w.id.clone(),
+                pid: w.child.id(),
+                metrics: w.metrics,
+            })
             .collect()
     }
 
@@ -175,22 +220,27 @@ impl LocalTarget {
             let mut inner = self.inner.lock().await;
             let deadline = Instant::now() + self.cfg.drain_timeout;
             inner.started.clear();
-            for (_, (id, child)) in std::mem::take(&mut inner.running) {
-                if let Err(e) = terminate(&id, &child) {
-                    warn!(worker = %id, error = %e, "stopping worker");
+            for (_, worker) in std::mem::take(&mut inner.running) {
+                if let Err(e) = terminate(&worker.id, &worker.child) {
+                    warn!(worker = %worker.id, error = %e, "stopping worker");
                 }
-                inner.draining.push(Draining::new(id, child, deadline));
+                inner.draining.push(Draining::new(worker, deadline));
             }
         }
         self.wait_drained().await
     }
 
-    fn spawn(&self, id: &str) -> Result<Child> {
+    fn spawn(&self, id: &str, metrics: Option<SocketAddr>) -> Result<Child> {
         let c = &self.cfg.command;
-        Command::new(&c.program)
+        let mut command = Command::new(&c.program);
+        command
             .args(&c.args)
             .envs(c.env.iter().map(|(k, v)| (k, v)))
-            .env("POD_NAME", id)
+            .env("POD_NAME", id);
+        if let Some(addr) = metrics {
+            command.env(METRICS_ADDRESS_ENV, addr.to_string());
+        }
+        command
             .stdin(Stdio::null())
             // Own process group: a terminal's Ctrl-C reaches the autoscaler only, which then drains
             // the workers itself instead of all of them dying mid-job at once.
@@ -234,6 +284,31 @@ impl LocalTarget {
     }
 }
 
+/// Tries before giving up on finding a port no live worker holds.
+const PORT_TRIES: usize = 32;
+
+/// A free port on `host` that no live worker was given. The kernel picks it (bind to port 0) and it is
+/// released at once for the child to bind; ports handed to workers that have not bound them yet are
+/// skipped. Another program taking the port in between makes that worker fail to start, which the
+/// crash handling answers with a new worker on a new port.
+fn reserve_port(host: IpAddr, taken: &BTreeSet<u16>) -> Result<SocketAddr> {
+    for _ in 0..PORT_TRIES {
+        let addr = TcpListener::bind((host, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|source| Error::Process {
+                what: format!("reserving a metrics port on {host}"),
+                source,
+            })?;
+        if !taken.contains(&addr.port()) {
+            return Ok(addr);
+        }
+    }
+    Err(Error::Process {
+        what: format!("reserving a metrics port on {host}"),
+        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    })
+}
+
 /// SIGTERM through a checked pid; an already-reaped child has no pid and needs nothing.
 fn terminate(id: &str, child: &Child) -> Result<()> {
     let Some(pid) = child.id() else { return Ok(()) };
@@ -271,12 +346,12 @@ async fn finish(mut d: Draining) -> ChildExit {
 /// Collects children that have exited, without blocking; kills draining ones past their deadline.
 fn reap(inner: &mut Inner) {
     let mut crashed = Vec::new();
-    for (&seq, (id, child)) in inner.running.iter_mut() {
-        if let Ok(Some(status)) = child.try_wait() {
-            warn!(worker = %id, %status, "worker exited unexpectedly");
+    for (&seq, w) in inner.running.iter_mut() {
+        if let Ok(Some(status)) = w.child.try_wait() {
+            warn!(worker = %w.id, %status, "worker exited unexpectedly");
             crashed.push(seq);
             inner.exits.push(ChildExit {
-                id: id.clone(),
+                id: w.id.clone(),
                 kind: ExitKind::Crashed,
                 status: status.to_string(),
             });
@@ -364,12 +439,26 @@ impl ScaleTarget for LocalTarget {
             }
         }
         while (inner.running.len() as u32) < to {
+            let metrics = match self.cfg.metrics_host {
+                Some(host) => {
+                    let taken: BTreeSet<u16> = inner
+                        .running
+                        .values()
+                        .filter_map(|w| w.metrics)
+                        .chain(inner.draining.iter().filter_map(|d| d.metrics))
+                        .map(|a| a.port())
+                        .collect();
+                    Some(reserve_port(host, &taken)?)
+                }
+                None => None,
+            };
             inner.next += 1;
             let seq = inner.next;
             let id = format!("{}-{seq}", self.cfg.id_prefix);
-            let child = self.spawn(&id)?;
-            info!(worker = %id, pid = child.id(), "worker started");
-            inner.running.insert(seq, (id, child));
+            let child = self.spawn(&id, metrics)?;
+            let url = metrics.map(|a| format!("http://{a}/metrics"));
+            info!(worker = %id, pid = child.id(), metrics = url, "worker started");
+            inner.running.insert(seq, Worker { id, child, metrics });
             inner.started.insert(seq, Instant::now());
         }
         let excess = (inner.running.len() as u32).saturating_sub(to) as usize;
@@ -378,9 +467,9 @@ impl ScaleTarget for LocalTarget {
             let mut order: Vec<(u32, std::cmp::Reverse<u64>)> = inner
                 .running
                 .iter()
-                .map(|(&seq, (id, _))| {
+                .map(|(&seq, w)| {
                     (
-                        inner.busy.get(id).copied().unwrap_or(0),
+                        inner.busy.get(&w.id).copied().unwrap_or(0),
                         std::cmp::Reverse(seq),
                     )
                 })
@@ -389,15 +478,15 @@ impl ScaleTarget for LocalTarget {
             let deadline = Instant::now() + self.cfg.drain_timeout;
             for (jobs, std::cmp::Reverse(seq)) in order.into_iter().take(excess) {
                 inner.started.remove(&seq);
-                let Some((id, child)) = inner.running.remove(&seq) else {
+                let Some(worker) = inner.running.remove(&seq) else {
                     continue;
                 };
-                info!(worker = %id, jobs, "stopping worker");
-                if let Err(e) = terminate(&id, &child) {
+                info!(worker = %worker.id, jobs, "stopping worker");
+                if let Err(e) = terminate(&worker.id, &worker.child) {
                     // Left to the drain deadline, which kills it.
-                    warn!(worker = %id, error = %e, "stopping worker");
+                    warn!(worker = %worker.id, error = %e, "stopping worker");
                 }
-                inner.draining.push(Draining::new(id, child, deadline));
+                inner.draining.push(Draining::new(worker, deadline));
             }
         }
         Ok(SetOutcome::Written)

@@ -116,6 +116,30 @@ pub trait ScaleTarget: Send + Sync {
     }
 }
 
+/// A shared target: the loop owns one handle while others (a reaper, a progress display) read the
+/// target through theirs.
+impl<T: ScaleTarget> ScaleTarget for std::sync::Arc<T> {
+    fn observe(&self) -> impl Future<Output = Result<Observed>> + Send {
+        T::observe(self)
+    }
+
+    fn prepare_scale_in(&self, to: u32, busy: &BusyMap) -> impl Future<Output = Result<()>> + Send {
+        T::prepare_scale_in(self, to, busy)
+    }
+
+    fn set_replicas(&self, from: u32, to: u32) -> impl Future<Output = Result<SetOutcome>> + Send {
+        T::set_replicas(self, from, to)
+    }
+
+    fn apply_override(&self, op: OverrideOp) -> impl Future<Output = Result<()>> + Send {
+        T::apply_override(self, op)
+    }
+
+    fn ensure_leader(&self) -> impl Future<Output = Result<bool>> + Send {
+        T::ensure_leader(self)
+    }
+}
+
 /// The queue as the autoscaler sees it; the lead implements this on `fathom-queue`.
 pub trait StatsSource: Send + Sync {
     /// Counts and oldest age of the queue, in one cheap query.

@@ -47,6 +47,7 @@ fn local(dir: &Path) -> LocalTarget {
         id_prefix: "w".into(),
         drain_timeout: Duration::from_secs(5),
         override_file: dir.join("override.json"),
+        metrics_host: None,
     })
 }
 

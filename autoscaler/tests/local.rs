@@ -14,7 +14,11 @@ const STUBBORN: &str =
     r#"echo started > "$1/$POD_NAME"; trap '' TERM; while :; do sleep 0.05; done"#;
 
 fn target(dir: &Path, script: &str, drain: Duration) -> LocalTarget {
-    LocalTarget::new(LocalConfig {
+    LocalTarget::new(target_config(dir, script, drain))
+}
+
+fn target_config(dir: &Path, script: &str, drain: Duration) -> LocalConfig {
+    LocalConfig {
         command: WorkerCommand {
             program: "sh".into(),
             args: vec![
@@ -28,7 +32,8 @@ fn target(dir: &Path, script: &str, drain: Duration) -> LocalTarget {
         id_prefix: "w".into(),
         drain_timeout: drain,
         override_file: dir.join("override.json"),
-    })
+        metrics_host: None,
+    }
 }
 
 /// Waits (bounded) until `path` holds `want`; processes start asynchronously.
@@ -175,4 +180,36 @@ async fn override_lives_in_a_file_and_pause_wins_over_a_pin() {
     std::fs::write(dir.path().join("override.json"), b"{ not json").unwrap();
     let err = t.observe().await.unwrap_err().to_string();
     assert!(err.contains("override.json"), "{err}");
+}
+
+#[tokio::test]
+async fn each_worker_gets_its_own_metrics_address_and_is_told_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Records the address it was given instead of `started`.
+    let script = r#"echo "$FATHOM_METRICS_ADDRESS" > "$1/$POD_NAME"; trap 'exit 0' TERM; while :; do sleep 0.05; done"#;
+    let mut cfg = LocalConfig {
+        metrics_host: Some([127, 0, 0, 1].into()),
+        ..target_config(dir.path(), script, Duration::from_secs(5))
+    };
+    // The per-worker address wins over one the command's environment sets for every worker.
+    cfg.command
+        .env
+        .push(("FATHOM_METRICS_ADDRESS".into(), "127.0.0.1:0".into()));
+    let t = LocalTarget::new(cfg);
+    t.set_replicas(0, 3).await.unwrap();
+    let workers = t.workers().await;
+    let ids: Vec<&str> = workers.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["w-1", "w-2", "w-3"]);
+    let mut ports = std::collections::BTreeSet::new();
+    for w in &workers {
+        let addr = w.metrics.expect("a metrics address");
+        assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+        assert!(w.pid.is_some());
+        let told = wait_for(dir.path().join(&w.id), ":").await;
+        assert_eq!(told.trim(), addr.to_string(), "{}", w.id);
+        ports.insert(addr.port());
+    }
+    assert_eq!(ports.len(), 3, "distinct ports: {workers:?}");
+    t.stop_all().await;
+    assert!(t.workers().await.is_empty());
 }

@@ -3,7 +3,7 @@
 //! autoscaler running real `fathom worker` processes: they scale up, drain the queue, and scale back to
 //! zero. Everything started here is stopped on exit or Ctrl-C.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
 
     let exe = std::env::current_exe().context("locating the fathom binary")?;
-    let target = LocalTarget::new(LocalConfig {
+    let target = Arc::new(LocalTarget::new(LocalConfig {
         command: WorkerCommand {
             program: exe.into(),
             args: vec!["worker".into()],
@@ -98,13 +98,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     "FATHOM_SERVICES_ANALYZER_CONCURRENCY".into(),
                     args.concurrency.to_string().into(),
                 ),
-                ("FATHOM_METRICS_ADDRESS".into(), "127.0.0.1:0".into()),
             ],
         },
         id_prefix: "demo-worker".into(),
         drain_timeout: Duration::from_secs(20),
         override_file: scratch.join("override.json"),
-    });
+        // Each worker gets a known metrics port, so its URL can be printed as it comes up.
+        metrics_host: Some(std::net::Ipv4Addr::LOCALHOST.into()),
+    }));
     let policy = Policy {
         jobs_per_replica: args.concurrency.max(1),
         min_replicas: 0,
@@ -121,7 +122,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     let autoscaler = Autoscaler::new(
-        target,
+        Arc::clone(&target),
         QueueSource::new(queue.clone()),
         LoopConfig {
             policy,
@@ -145,7 +146,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(served) => served,
         Err(_) => serve(([127, 0, 0, 1], 0).into()).await?,
     };
-    eprintln!("fathom demo: autoscaler metrics at http://{bound}/metrics (workers serve theirs on ephemeral ports)");
+    eprintln!(
+        "fathom demo: autoscaler metrics at http://{bound}/metrics (each worker's is printed as it comes up)"
+    );
 
     let nudge = Arc::new(Notify::new());
     let listener = super::autoscaler::service::nudge_on_notify(&url, nudge.clone())?;
@@ -166,7 +169,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let submitted = Instant::now();
     let outcome = tokio::select! {
-        r = watch_until_done(&queue, status, references.len() as u64, submitted) => r,
+        r = watch_until_done(&queue, &target, status, references.len() as u64, submitted) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
 
@@ -232,6 +235,7 @@ fn tempdir() -> anyhow::Result<PathBuf> {
 /// Shows progress until every job finished and the workers are back to zero; returns the scale events.
 async fn watch_until_done(
     queue: &Queue,
+    target: &LocalTarget,
     mut status: watch::Receiver<Status>,
     total: u64,
     started: Instant,
@@ -249,7 +253,9 @@ async fn watch_until_done(
     let mut events = Vec::new();
     let mut last_current = 0;
     let mut seen_work = false;
+    let mut announced = BTreeSet::new();
     loop {
+        announce_workers(&bars, target, &mut announced).await;
         let stats = queue.stats().await?;
         let finished =
             (stats.succeeded + stats.failed + stats.dead + stats.cancelled).max(0) as u64;
@@ -292,6 +298,44 @@ async fn watch_until_done(
         tokio::select! {
             _ = status.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// Prints the `/metrics` URL of each worker once it accepts connections, above the bars.
+async fn announce_workers(
+    bars: &MultiProgress,
+    target: &LocalTarget,
+    announced: &mut BTreeSet<String>,
+) {
+    for worker in target.workers().await {
+        let Some(addr) = worker.metrics else { continue };
+        if announced.contains(&worker.id) {
+            continue;
+        }
+        let up = tokio::time::timeout(
+            Duration::from_millis(100),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .is_ok_and(|c| c.is_ok());
+        if up {
+            let pid = worker
+                .pid
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default();
+            let line = format!(
+                "fathom demo: worker {}{pid} metrics at http://{addr}/metrics",
+                worker.id
+            );
+            // Above the bars on a terminal; bars drawn nowhere (output redirected) print nothing, so
+            // the line goes to stderr directly there.
+            if bars.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                let _ = bars.println(line);
+            }
+            announced.insert(worker.id);
         }
     }
 }

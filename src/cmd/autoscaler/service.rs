@@ -12,10 +12,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use fathom_autoscaler::k8s::{KubeConfig, KubeTarget, LeaseConfig};
 use fathom_autoscaler::local::{ChildExit, ExitKind, LocalConfig, LocalTarget, WorkerCommand};
-use fathom_autoscaler::{
-    Autoscaler, BusyMap, LoopConfig, Metrics, Observed, OverrideOp, Policy, ScaleTarget,
-    SetOutcome, Status,
-};
+use fathom_autoscaler::{Autoscaler, LoopConfig, Metrics, Policy, ScaleTarget, Status};
 use fathom_queue::{Queue, QueueConfig, StatementMode, Wake, Waker};
 use fathom_worker::config::{AutoscalerTarget, FathomConfig};
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -91,11 +88,7 @@ pub fn state_dir(config: &FathomConfig) -> anyhow::Result<PathBuf> {
 pub fn local_target(config: &FathomConfig, url: &str) -> anyhow::Result<LocalTarget> {
     let a = &config.services.autoscaler;
     let program = std::env::current_exe().context("locating the fathom executable")?;
-    // Every worker needs its own metrics port: an ephemeral one (the autoscaler's own endpoint is the
-    // fleet's view in local mode).
-    let mut args: Vec<OsString> = ["worker", "--metrics-address", "127.0.0.1:0"]
-        .map(OsString::from)
-        .into();
+    let mut args: Vec<OsString> = vec!["worker".into()];
     if let Some(path) = &a.worker_config {
         args.extend([OsString::from("--config"), path.clone().into_os_string()]);
     }
@@ -108,6 +101,9 @@ pub fn local_target(config: &FathomConfig, url: &str) -> anyhow::Result<LocalTar
         id_prefix: format!("{}-worker", fathom_worker::job::worker_id()),
         drain_timeout: a.drain_timeout,
         override_file: state_dir(config)?.join(OVERRIDE_FILE),
+        // Every worker needs its own metrics port; the target picks one per worker on loopback and
+        // logs each worker's /metrics URL as it starts it.
+        metrics_host: Some(std::net::Ipv4Addr::LOCALHOST.into()),
     }))
 }
 
@@ -158,9 +154,12 @@ pub async fn run_autoscaler(
                 &["kind"],
             )?;
             registry.register(Box::new(exits.clone()))?;
+            // Zero from the start, so a crash shows as an increase rather than a new series.
+            for kind in [ExitKind::Drained, ExitKind::Killed, ExitKind::Crashed] {
+                exits.with_label_values(&[exit_label(kind)]);
+            }
             let reaper = spawn_reaper(Arc::clone(&target), exits.clone());
-            let autoscaler =
-                Autoscaler::new(Shared(Arc::clone(&target)), stats, loop_cfg, Some(metrics))?;
+            let autoscaler = Autoscaler::new(Arc::clone(&target), stats, loop_cfg, Some(metrics))?;
             let status_file = Some(state_dir(config)?.join(STATUS_FILE));
             let run = drive(
                 autoscaler,
@@ -313,33 +312,16 @@ fn spawn_reaper(target: Arc<LocalTarget>, exits: IntCounterVec) -> tokio::task::
 
 fn record_exits(counter: &IntCounterVec, exits: Vec<ChildExit>) {
     for exit in exits {
-        let kind = match exit.kind {
-            ExitKind::Drained => "drained",
-            ExitKind::Killed => "killed",
-            ExitKind::Crashed => "crashed",
-        };
+        let kind = exit_label(exit.kind);
         counter.with_label_values(&[kind]).inc();
         tracing::info!(worker = %exit.id, kind, status = %exit.status, "local worker exited");
     }
 }
 
-/// The local target shared between the loop and the reaper (the loop owns its target).
-struct Shared(Arc<LocalTarget>);
-
-impl ScaleTarget for Shared {
-    async fn observe(&self) -> fathom_autoscaler::Result<Observed> {
-        self.0.observe().await
-    }
-
-    async fn prepare_scale_in(&self, to: u32, busy: &BusyMap) -> fathom_autoscaler::Result<()> {
-        self.0.prepare_scale_in(to, busy).await
-    }
-
-    async fn set_replicas(&self, from: u32, to: u32) -> fathom_autoscaler::Result<SetOutcome> {
-        self.0.set_replicas(from, to).await
-    }
-
-    async fn apply_override(&self, op: OverrideOp) -> fathom_autoscaler::Result<()> {
-        self.0.apply_override(op).await
+fn exit_label(kind: ExitKind) -> &'static str {
+    match kind {
+        ExitKind::Drained => "drained",
+        ExitKind::Killed => "killed",
+        ExitKind::Crashed => "crashed",
     }
 }
