@@ -1,7 +1,7 @@
 //! Dashboards and alerts cannot rot: every metric that an expression of `deploy/grafana/fathom.json` or
-//! `deploy/prometheus/rules.yaml` selects is exported by a real, running fathom process (real Postgres,
-//! real core API, `fathom worker` and `fathom autoscaler` processes, scraped over HTTP), with the labels and label
-//! values its matchers ask for. A renamed metric, a dropped label or a label value that no code path
+//! `deploy/prometheus/rules.yaml` selects is exported by a real, running fathom process (real Postgres;
+//! the core API, `fathom worker` and `fathom autoscaler` as real processes, scraped over HTTP), with the
+//! labels and label values its matchers ask for. A renamed metric, a dropped label or a label value that no code path
 //! produces fails here instead of leaving a panel empty or an alert that can never fire.
 
 mod support;
@@ -43,7 +43,11 @@ struct Running {
 impl Running {
     /// Spawns `cmd` (its output to `dir/<name>.log`) and waits until `metrics` answers `/readyz` 200.
     fn spawn(what: &str, mut cmd: Command, metrics: String, dir: &Path) -> Running {
-        let log = dir.join(format!("{}.log", what.replace(' ', "-")));
+        let file_name: String = what
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let log = dir.join(format!("{file_name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = cmd
             .env("FATHOM_LOG", "info")
@@ -51,7 +55,7 @@ impl Running {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-        let running = Running {
+        let mut running = Running {
             what: what.to_string(),
             metrics,
             child,
@@ -59,6 +63,12 @@ impl Running {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while http_get(&running.metrics, "/readyz").is_none_or(|(status, _)| status != 200) {
+            if let Ok(Some(status)) = running.child.try_wait() {
+                panic!(
+                    "{what} exited ({status}) before it was ready; log:\n{}",
+                    std::fs::read_to_string(&running.log).unwrap_or_default()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "{what} never ready on {}; log:\n{}",
