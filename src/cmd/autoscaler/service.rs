@@ -13,7 +13,7 @@ use anyhow::Context;
 use fathom_autoscaler::k8s::{KubeConfig, KubeTarget, LeaseConfig};
 use fathom_autoscaler::local::{ChildExit, ExitKind, LocalConfig, LocalTarget, WorkerCommand};
 use fathom_autoscaler::{Autoscaler, LoopConfig, Metrics, Policy, ScaleTarget, Status};
-use fathom_queue::{Queue, QueueConfig, StatementMode, Wake, Waker};
+use fathom_queue::{Queue, Wake, Waker};
 use fathom_worker::config::{AutoscalerTarget, FathomConfig};
 use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::sync::{watch, Notify};
@@ -61,18 +61,7 @@ pub fn policy(config: &FathomConfig) -> anyhow::Result<Policy> {
 
 /// A small queue handle for statistics.
 pub fn queue_source(config: &FathomConfig, url: &str) -> anyhow::Result<QueueSource> {
-    let queue = Queue::connect(
-        url,
-        QueueConfig {
-            pool_size: 1,
-            statement_mode: if config.database.poll_only {
-                StatementMode::Unnamed
-            } else {
-                StatementMode::Prepared
-            },
-            ..QueueConfig::default()
-        },
-    )?;
+    let queue = Queue::connect(url, config.queue_config(1))?;
     Ok(QueueSource::new(queue))
 }
 

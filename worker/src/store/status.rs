@@ -16,11 +16,6 @@ use super::{from_epoch, Result, Store};
 /// Job kind of image analyses.
 pub const ANALYZE_KIND: &str = "analyze";
 
-const RECORD_SUBMISSION_SQL: &str = r#"
-INSERT INTO fathom_submissions (reference, job_id)
-SELECT * FROM unnest($1::text[], $2::int8[])
-ON CONFLICT (reference, job_id) DO NOTHING
-"#;
 
 /// References (of these) whose latest image is analyzed under this catalogers key: submitting them
 /// again needs no job.
@@ -34,9 +29,15 @@ SELECT latest.reference FROM (
 WHERE latest.status = 'analyzed' AND latest.cache_key = $2
 "#;
 
-/// Moves each reference's head to its newest job (a resubmission answered by the live job keeps the
-/// original time, like the history row). Twins in one batch are folded first: one row per reference.
-const RECORD_HEADS_SQL: &str = r#"
+/// Records submissions in the history and moves each reference's head to its newest job, in one
+/// statement. A resubmission answered by the live job keeps the original time in both; twins in one
+/// batch are folded first (one head row per reference).
+const RECORD_SUBMISSIONS_SQL: &str = r#"
+WITH history AS (
+    INSERT INTO fathom_submissions (reference, job_id)
+    SELECT * FROM unnest($1::text[], $2::int8[])
+    ON CONFLICT (reference, job_id) DO NOTHING
+)
 INSERT INTO fathom_submission_heads (reference, job_id, submitted_at)
 SELECT DISTINCT ON (t.reference) t.reference, t.job_id, now()
 FROM unnest($1::text[], $2::int8[]) AS t(reference, job_id)
@@ -325,12 +326,7 @@ impl Store {
             .collect();
         let enqueued = fathom_queue::tx::enqueue_many_in(&mut tx, &jobs).await?;
         let ids: Vec<i64> = enqueued.iter().map(|e| e.id).collect();
-        sqlx::query(RECORD_SUBMISSION_SQL)
-            .bind(&to_enqueue)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(RECORD_HEADS_SQL)
+        sqlx::query(RECORD_SUBMISSIONS_SQL)
             .bind(&to_enqueue)
             .bind(&ids)
             .execute(&mut *tx)
