@@ -16,7 +16,6 @@ use super::{from_epoch, Result, Store};
 /// Job kind of image analyses.
 pub const ANALYZE_KIND: &str = "analyze";
 
-
 /// References (of these) whose latest image is analyzed under this catalogers key: submitting them
 /// again needs no job.
 const ANALYZED_REFERENCES_SQL: &str = r#"
