@@ -1,9 +1,11 @@
 //! API load check: a real `fathom run` serving the API (release build) on the shared test Postgres, and
 //! 64 concurrent keep-alive clients in this process hammering one route at a time for a fixed window.
 //! `submit` posts a new reference per request (a real enqueue + submission row per call); `get` reads
-//! one analyzed image record. Client and server share the machine's cores, so the figures are a floor.
+//! one analyzed image record; `submit-batch100` posts 100 new references per request (jobs/s is 100× its
+//! rps). Client and server share the machine's cores, so the figures are a floor.
 //!
-//! Prints exactly one line per route on stdout: `api route=R rps=X p99_ms=Y`.
+//! Prints exactly one line per route on stdout: `api route=R rps=X p99_ms=Y` (R: submit, get,
+//! submit-batch100).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -23,8 +25,13 @@ const WINDOW: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy)]
 enum Route {
     Submit,
+    /// 100 new references per request: the path CI pipelines with many images should take.
+    SubmitBatch,
     Get,
 }
+
+/// References per request of the batch route.
+const BATCH: usize = 100;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -39,7 +46,11 @@ async fn run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let api = Api::start(dir.path(), db.url(), "    max_page_size: 1000\n");
     let digest = seed(&api, dir.path(), db.url()).await;
-    for (name, route) in [("submit", Route::Submit), ("get", Route::Get)] {
+    for (name, route) in [
+        ("submit", Route::Submit),
+        ("get", Route::Get),
+        ("submit-batch100", Route::SubmitBatch),
+    ] {
         let (rps, p99) = load(&api, route, &digest).await;
         println!("api route={name} rps={rps:.0} p99_ms={p99:.2}");
     }
@@ -94,6 +105,14 @@ async fn load(api: &Api, route: Route, digest: &str) -> (f64, f64) {
                         let id = counter.fetch_add(1, Ordering::Relaxed);
                         http.post(format!("{base}/v1/images"))
                             .json(&json!({ "reference": format!("bench.example/load/c{c}:n{id}") }))
+                    }
+                    Route::SubmitBatch => {
+                        let id = counter.fetch_add(1, Ordering::Relaxed);
+                        let references: Vec<String> = (0..BATCH)
+                            .map(|i| format!("bench.example/batch/c{c}:n{id}-{i}"))
+                            .collect();
+                        http.post(format!("{base}/v1/images"))
+                            .json(&json!({ "references": references }))
                     }
                     Route::Get => http.get(format!("{base}/v1/images/{digest}")),
                 };
