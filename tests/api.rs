@@ -804,6 +804,14 @@ async fn the_core_rescues_leases_of_dead_workers() {
         assert!(Instant::now() < deadline, "never rescued: {entry}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (_, metrics) = client.get("/metrics").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("fathom_core_rescued_jobs_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -835,6 +843,14 @@ async fn the_core_prunes_finished_jobs_past_their_retention() {
         assert!(Instant::now() < deadline, "never pruned: {stats}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (_, metrics) = client.get("/metrics").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("fathom_core_pruned_jobs_total 1"),
+        "{metrics}"
+    );
     let (_, entry) = client
         .get(&format!("/v1/images/by-job/{}", live["job_id"]))
         .await;

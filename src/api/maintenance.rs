@@ -7,12 +7,19 @@ use fathom_queue::Queue;
 use fathom_worker::config::ApiServiceConfig;
 use tokio::sync::watch;
 
+use super::ApiMetrics;
+
 /// Jobs rescued per round.
 const RESCUE_BATCH: usize = 500;
 
 /// Runs until `shutdown` turns true. Errors are logged and retried next round: maintenance must never
 /// take the API down with it.
-pub async fn run(queue: Queue, config: ApiServiceConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    queue: Queue,
+    config: ApiServiceConfig,
+    metrics: ApiMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let rescue = (!config.rescue_interval.is_zero()).then_some(config.rescue_interval);
     let prune = (!config.prune_interval.is_zero()).then_some(config.prune_interval);
     if rescue.is_none() && prune.is_none() {
@@ -31,6 +38,7 @@ pub async fn run(queue: Queue, config: ApiServiceConfig, mut shutdown: watch::Re
         if rescue.is_some() {
             match queue.rescue_expired(RESCUE_BATCH).await {
                 Ok(rescued) if !rescued.is_empty() => {
+                    metrics.rescued.inc_by(rescued.len() as u64);
                     tracing::info!(count = rescued.len(), "rescued jobs with expired leases");
                 }
                 Ok(_) => {}
@@ -42,7 +50,10 @@ pub async fn run(queue: Queue, config: ApiServiceConfig, mut shutdown: watch::Re
                 since_prune = Duration::ZERO;
                 match queue.prune(config.job_retention).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(count = n, "pruned finished jobs"),
+                    Ok(n) => {
+                        metrics.pruned.inc_by(n);
+                        tracing::info!(count = n, "pruned finished jobs");
+                    }
                     Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
                 }
             }

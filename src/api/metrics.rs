@@ -5,7 +5,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// The API's metrics, in their own registry.
 #[derive(Clone)]
@@ -13,6 +13,10 @@ pub struct ApiMetrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    /// Jobs the core's maintenance put back in the queue (or dead-lettered) after their lease expired.
+    pub rescued: IntCounter,
+    /// Finished jobs the core's maintenance deleted after their retention.
+    pub pruned: IntCounter,
 }
 
 /// Label of requests no route matched: their paths are unbounded, so they must not become labels.
@@ -39,12 +43,24 @@ impl ApiMetrics {
             ]),
             &["route", "method"],
         )?;
+        let rescued = IntCounter::new(
+            "fathom_core_rescued_jobs_total",
+            "Jobs whose worker died, rescued by the core's queue maintenance",
+        )?;
+        let pruned = IntCounter::new(
+            "fathom_core_pruned_jobs_total",
+            "Finished jobs deleted by the core's queue maintenance after their retention",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(rescued.clone()))?;
+        registry.register(Box::new(pruned.clone()))?;
         Ok(ApiMetrics {
             registry,
             requests,
             duration,
+            rescued,
+            pruned,
         })
     }
 
@@ -87,6 +103,14 @@ pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Ne
     }
     .to_string();
     let response = next.run(request).await;
-    metrics.observe(&route, &method, response.status().as_u16(), started);
+    let status = response.status().as_u16();
+    metrics.observe(&route, &method, status, started);
+    tracing::debug!(
+        %method,
+        %route,
+        status,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
     response
 }

@@ -206,8 +206,13 @@ pub async fn run_api(
         config: api.clone(),
         cache_key,
     });
+    let maintenance = tokio::spawn(maintenance::run(
+        queue,
+        api.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let app = router(state, tokens, metrics)?;
-    let maintenance = tokio::spawn(maintenance::run(queue, api.clone(), shutdown.clone()));
     tracing::info!(address = %bound, auth = api.auth, "API listening");
     // Printed for scripts and tests that bind port 0.
     println!("fathom api listening on http://{bound}");
