@@ -322,6 +322,8 @@ async fn lists_page_with_cursors_and_filter_by_status_and_reference() {
     for (query, mention) in [
         ("status=done", "status"),
         ("cursor=yesterday", "cursor"),
+        ("cursor=9223372036854775807.1", "cursor"),
+        ("cursor=-5.1", "cursor"),
         ("limit=0", "limit"),
         ("limit=100000", "maximum page size"),
         ("limit=ten", "limit"),
@@ -659,6 +661,18 @@ async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
             .all(|l| l["from_cache"] == false),
         "a forced analysis must not reuse cached layers: {layers}"
     );
+    // The forced analysis replaced the cached layers and their package rows: still searchable.
+    let (_, found) = client
+        .get(&format!("/v1/packages?name={name}&type=deb"))
+        .await;
+    assert!(
+        found["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["manifest_digest"] == digest),
+        "{found}"
+    );
 
     // The CLI goes through the API with --api/--token and prints the same records.
     let cli = |args: &[&str]| {
@@ -855,4 +869,66 @@ async fn the_core_prunes_finished_jobs_past_their_retention() {
         .get(&format!("/v1/images/by-job/{}", live["job_id"]))
         .await;
     assert_eq!(entry["status"], "queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_batches_in_opposite_orders_both_succeed() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), db.url(), "");
+    let client = api.client();
+    for round in 0..5 {
+        // Without one lock order, two such batches deadlock on the dedup index most of the time.
+        let forward: Vec<String> = (0..1000)
+            .map(|i| format!("registry.example.com/r{round}/app{i}:1"))
+            .collect();
+        let backward: Vec<String> = forward.iter().rev().cloned().collect();
+        let (a, b) = tokio::join!(
+            client.post("/v1/images", json!({ "references": forward })),
+            client.post("/v1/images", json!({ "references": backward })),
+        );
+        assert_eq!(a.0, StatusCode::ACCEPTED, "{:?}", a.1);
+        assert_eq!(b.0, StatusCode::ACCEPTED, "{:?}", b.1);
+        // Each reference has one job, and exactly one of the two requests created it.
+        let a = a.1["images"].as_array().unwrap().clone();
+        let b = b.1["images"].as_array().unwrap().clone();
+        for (x, y) in a.iter().zip(b.iter().rev()) {
+            assert_eq!(x["reference"], y["reference"]);
+            assert_eq!(x["job_id"], y["job_id"]);
+            assert_ne!(x["created"], y["created"], "{x} {y}");
+        }
+    }
+    let (_, stats) = client.get("/v1/queue").await;
+    assert_eq!(stats["ready"], 5000, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_is_not_swallowed_by_a_queued_normal_job() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), db.url(), "");
+    let client = api.client();
+    let (_, normal) = client
+        .post("/v1/images", json!({"reference": reference(1)}))
+        .await;
+    let (status, forced) = client
+        .post(
+            "/v1/images",
+            json!({"reference": reference(1), "force": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(forced["created"], true, "{forced}");
+    assert_ne!(forced["job_id"], normal["job_id"]);
+    // Forcing twice while the forced job waits is one forced job.
+    let (_, again) = client
+        .post(
+            "/v1/images",
+            json!({"reference": reference(1), "force": true}),
+        )
+        .await;
+    assert_eq!(again["job_id"], forced["job_id"]);
+    assert_eq!(again["created"], false);
+    let (_, stats) = client.get("/v1/queue").await;
+    assert_eq!(stats["ready"], 2, "{stats}");
 }

@@ -8,33 +8,53 @@ use fathom_worker::store::{Store, SubmissionFilter};
 use fathom_worker::LayerCache;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_layer_claim_holds_off_other_workers_until_withdrawn_or_expired() {
+async fn a_layer_claim_holds_off_others_until_withdrawn_or_expired_and_renewal_keeps_it() {
     let db = support::test_db().await;
     let (a, b) = (
         Store::connect_lazy(db.url(), 1).unwrap(),
         Store::connect_lazy(db.url(), 1).unwrap(),
     );
     let ttl = Duration::from_secs(30);
-    assert!(a.begin("sha256:l1", "k", ttl).await.unwrap());
-    assert!(!b.begin("sha256:l1", "k", ttl).await.unwrap());
+    let mine = a.begin("sha256:l1", "k", ttl).await.unwrap().expect("free");
+    assert_eq!(b.begin("sha256:l1", "k", ttl).await.unwrap(), None);
     // Even the same process waits: two of its jobs may share the layer.
-    assert!(!a.begin("sha256:l1", "k", ttl).await.unwrap());
+    assert_eq!(a.begin("sha256:l1", "k", ttl).await.unwrap(), None);
     // Another key or layer is independent.
-    assert!(b.begin("sha256:l1", "k2", ttl).await.unwrap());
-    assert!(b.begin("sha256:l2", "k", ttl).await.unwrap());
-    // Only the owner can withdraw its claim.
-    b.end("sha256:l1", "k").await.unwrap();
-    assert!(!b.begin("sha256:l1", "k", ttl).await.unwrap());
-    a.end("sha256:l1", "k").await.unwrap();
-    assert!(b.begin("sha256:l1", "k", ttl).await.unwrap());
-    // A claim whose owner died expires.
-    assert!(a
-        .begin("sha256:l3", "k", Duration::from_millis(200))
+    assert!(b.begin("sha256:l1", "k2", ttl).await.unwrap().is_some());
+    // Only the claim's holder can withdraw it.
+    let other = b.begin("sha256:l2", "k", ttl).await.unwrap().expect("free");
+    a.end("sha256:l1", "k", &other).await.unwrap();
+    assert_eq!(b.begin("sha256:l1", "k", ttl).await.unwrap(), None);
+    a.end("sha256:l1", "k", &mine).await.unwrap();
+    assert!(b.begin("sha256:l1", "k", ttl).await.unwrap().is_some());
+
+    // A claim whose holder died expires; one that is renewed does not.
+    let short = Duration::from_millis(300);
+    let _dead = a
+        .begin("sha256:l3", "k", short)
         .await
-        .unwrap());
-    assert!(!b.begin("sha256:l3", "k", ttl).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(b.begin("sha256:l3", "k", ttl).await.unwrap());
+        .unwrap()
+        .expect("free");
+    let alive = a
+        .begin("sha256:l4", "k", short)
+        .await
+        .unwrap()
+        .expect("free");
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        a.renew("sha256:l4", "k", &alive, short).await.unwrap();
+    }
+    assert!(b.begin("sha256:l3", "k", ttl).await.unwrap().is_some());
+    assert_eq!(b.begin("sha256:l4", "k", ttl).await.unwrap(), None);
+
+    // A claim dropped mid-way is withdrawn in the background.
+    let dropped = a.begin("sha256:l5", "k", ttl).await.unwrap().expect("free");
+    a.end_detached("sha256:l5", "k", dropped);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while b.begin("sha256:l5", "k", ttl).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "never withdrawn");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,9 @@ WITH input AS MATERIALIZED (
 ins AS (
     INSERT INTO fathom_jobs (id, kind, payload, dedup_key, priority, run_at, max_attempts)
     SELECT id, kind, payload, dedup_key, priority, now() + make_interval(secs => delay_s), max_attempts
-    FROM input ORDER BY ord
+    -- One lock order for every batch: two overlapping batches in different orders cannot deadlock on
+    -- the dedup index. RETURNING rows are matched back by id, so the input order is not needed here.
+    FROM input ORDER BY kind, dedup_key, ord
     ON CONFLICT (kind, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')
     DO NOTHING
     RETURNING id

@@ -124,14 +124,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What clients are told of a fault on our side: the details (SQL, hosts) go to the log, not to them.
+const INTERNAL: &str = "internal error; the server log has the details";
+
 impl From<fathom_worker::store::StoreError> for ApiError {
     fn from(e: fathom_worker::store::StoreError) -> Self {
         if e.is_connection() {
             tracing::warn!(error = %e, "database unreachable");
             ApiError::unavailable("the database cannot be reached; retry shortly")
+        } else if e.is_conflict() {
+            tracing::warn!(error = %e, "transaction conflict");
+            ApiError::unavailable("a concurrent request conflicted with this one; retry it")
         } else {
             tracing::error!(error = %e, "store error");
-            ApiError::internal(e.to_string())
+            ApiError::internal(INTERNAL)
         }
     }
 }
@@ -143,7 +149,7 @@ impl From<fathom_queue::Error> for ApiError {
             ApiError::unavailable("the database cannot be reached; retry shortly")
         } else {
             tracing::error!(error = %e, "queue error");
-            ApiError::internal(e.to_string())
+            ApiError::internal(INTERNAL)
         }
     }
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use fathom_worker::sbom::{self, Format};
 use fathom_worker::source::registry::canonical_reference;
 use fathom_worker::store::{
-    Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted, STATUSES,
+    unsubmitted_entry, Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted, STATUSES,
 };
 use fathom_worker::ImageAnalysis;
 use serde::{Deserialize, Serialize};
@@ -112,16 +112,20 @@ pub(super) async fn submit(
         .await?;
     let mut items = Vec::with_capacity(references.len());
     for (reference, outcome) in references.iter().zip(outcomes) {
-        let entry = match entries.iter().find(|e| &e.reference == reference) {
-            Some(e) => e.clone(),
-            None => state
-                .store
-                .status(Some(reference), 1)
-                .await?
-                .pop()
-                .ok_or_else(|| {
-                    ApiError::internal(format!("{reference} was submitted but has no status"))
-                })?,
+        let head = entries.iter().find(|e| &e.reference == reference);
+        let entry = match (&outcome, head) {
+            (Submitted::AlreadyAnalyzed, Some(e)) if e.status == "analyzed" => e.clone(),
+            // Answered by the stored image: say so, whatever an older submission's job did.
+            (Submitted::AlreadyAnalyzed, _) | (_, None) => {
+                match state.store.image_by_reference(reference).await? {
+                    Some(image) => unsubmitted_entry(reference.clone(), &image),
+                    None => head.cloned().ok_or_else(|| {
+                        tracing::error!(%reference, "submitted but no status");
+                        ApiError::internal("the submission was recorded but cannot be read back")
+                    })?,
+                }
+            }
+            (_, Some(e)) => e.clone(),
         };
         let created = matches!(outcome, Submitted::Job(e) if e.created);
         items.push(SubmittedImage { entry, created });
@@ -165,12 +169,9 @@ pub(super) async fn list(
                 .map_err(|e| ApiError::invalid(format!("cursor: {e}")))
         })
         .transpose()?;
-    let references = query
-        .reference
-        .as_deref()
-        .map(reference_of)
-        .transpose()?
-        .map(|r| vec![r]);
+    let reference = query.reference.as_deref().map(reference_of).transpose()?;
+    let references_for_fallback = reference.clone();
+    let references = reference.map(|r| vec![r]);
     let mut items = state
         .store
         .submissions(&SubmissionFilter {
@@ -182,6 +183,17 @@ pub(super) async fn list(
             ..SubmissionFilter::default()
         })
         .await?;
+    if items.is_empty() && after.is_none() {
+        // Analyzed under this reference without a submission through us (another producer).
+        if let Some(reference) = references_for_fallback {
+            if let Some(image) = state.store.image_by_reference(&reference).await? {
+                let entry = unsubmitted_entry(reference, &image);
+                if query.status.as_deref().is_none_or(|s| s == entry.status) {
+                    items.push(entry);
+                }
+            }
+        }
+    }
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().and_then(|e| e.cursor).map(|c| c.to_string())
@@ -236,7 +248,13 @@ pub(super) async fn by_job(
 /// The stored analysis of an analyzed image, or why there is none.
 async fn analysis(state: &ApiState, digest: &str) -> Result<ImageAnalysis, ApiError> {
     check_digest(digest)?;
-    if let Some(doc) = state.store.document(digest).await? {
+    // Decompressing and parsing a large document is CPU work: a few at a time, off the async threads.
+    let _permit = state
+        .documents
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("document loading is shut down"))?;
+    if let Some(doc) = state.store.document_blocking(digest).await? {
         return Ok(doc);
     }
     match state.store.image(digest).await? {

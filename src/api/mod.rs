@@ -43,6 +43,9 @@ pub struct ApiState {
     pub config: ApiServiceConfig,
     /// The current catalogers key: a reference analyzed under it is not analyzed again unless forced.
     pub cache_key: String,
+    /// Stored documents decoded at once (each can be large): bounds the memory and CPU of SBOM,
+    /// package and layer requests.
+    pub documents: tokio::sync::Semaphore,
 }
 
 impl ApiState {
@@ -59,6 +62,9 @@ impl ApiState {
         }
     }
 }
+
+/// Stored analysis documents decoded at once.
+const DOCUMENTS_AT_ONCE: usize = 4;
 
 /// The `/v1` routes as (method, route template): the OpenAPI document must describe exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -205,6 +211,7 @@ pub async fn run_api(
         queue: queue.clone(),
         config: api.clone(),
         cache_key,
+        documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
     });
     let maintenance = tokio::spawn(maintenance::run(
         queue,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use fathom_worker::source::registry::canonical_reference;
 use fathom_worker::store::{StatusEntry, Store, SubmitOptions, Submitted};
 use fathom_worker::ImageAnalysis;
 use serde::Deserialize;
@@ -57,6 +58,26 @@ impl BackendArgs {
     }
 }
 
+/// The key a reference is stored under: registry references in canonical form (`alpine` →
+/// `docker.io/library/alpine:latest`, as the API stores them), local sources as given.
+fn key_of(reference: &str) -> anyhow::Result<String> {
+    if reference.starts_with("oci-dir:") || reference.starts_with("docker-archive:") {
+        return Ok(reference.to_string());
+    }
+    let text = reference.strip_prefix("registry:").unwrap_or(reference);
+    canonical_reference(text)
+        .map_err(|e| anyhow::anyhow!("{reference:?} is not an image reference: {e}"))
+}
+
+/// A reference or a digest, as lookups take it.
+fn lookup_key(target: &str) -> anyhow::Result<String> {
+    if target.starts_with("sha256:") {
+        Ok(target.to_string())
+    } else {
+        key_of(target)
+    }
+}
+
 impl Backend {
     /// Submits references.
     pub async fn submit(
@@ -66,7 +87,11 @@ impl Backend {
     ) -> anyhow::Result<Vec<SubmitReply>> {
         match self {
             Backend::Database(store) => {
-                let outcomes = store.submit_with(references, options).await?;
+                let references: Vec<String> = references
+                    .iter()
+                    .map(|r| key_of(r))
+                    .collect::<anyhow::Result<_>>()?;
+                let outcomes = store.submit_with(&references, options).await?;
                 Ok(references
                     .iter()
                     .zip(outcomes)
@@ -97,7 +122,10 @@ impl Backend {
         limit: i64,
     ) -> anyhow::Result<Vec<StatusEntry>> {
         match self {
-            Backend::Database(store) => Ok(store.status(target, limit).await?),
+            Backend::Database(store) => {
+                let target = target.map(lookup_key).transpose()?;
+                Ok(store.status(target.as_deref(), limit).await?)
+            }
             Backend::Api(api) => api.status(target, limit).await,
         }
     }
@@ -109,7 +137,7 @@ impl Backend {
                 let digest = if image.starts_with("sha256:") {
                     image.to_string()
                 } else {
-                    match store.image_by_reference(image).await? {
+                    match store.image_by_reference(&key_of(image)?).await? {
                         Some(found) => found.manifest_digest,
                         None => anyhow::bail!("no analyzed image is known under {image}"),
                     }
@@ -267,8 +295,8 @@ impl ApiClient {
         for reference in references {
             let mut cursor: Option<String> = None;
             loop {
-                let remaining = limit.saturating_sub(out.len() as i64).clamp(1, 1000);
-                let mut query: Vec<(&str, String)> = vec![("limit", remaining.to_string())];
+                // Pages of the server's default size: its maximum is its own business.
+                let mut query: Vec<(&str, String)> = Vec::new();
                 if let Some(r) = &reference {
                     query.push(("reference", r.clone()));
                 }
@@ -289,6 +317,7 @@ impl ApiClient {
                 }
             }
         }
+        out.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
         Ok(out)
     }
 
@@ -296,11 +325,15 @@ impl ApiClient {
         let digest = if image.starts_with("sha256:") {
             image.to_string()
         } else {
-            self.status(Some(image), 1)
-                .await?
-                .into_iter()
-                .find_map(|e| e.digest)
-                .with_context(|| format!("no analyzed image is known under {image}"))?
+            match self.status(Some(image), 1).await?.into_iter().next() {
+                Some(entry) => entry.digest.with_context(|| {
+                    format!(
+                        "{image} is {}: no stored analysis to read yet",
+                        entry.status
+                    )
+                })?,
+                None => anyhow::bail!("nothing is known about {image}"),
+            }
         };
         self.send(
             self.request(reqwest::Method::GET, &format!("/v1/images/{digest}/sbom"))

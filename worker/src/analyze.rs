@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::LayerCache;
+use crate::cache::{LayerCache, LayerClaim};
 use crate::catalog::Cataloger;
 use crate::error::{AnalyzeError, Result};
 use crate::layer::{self, Compression, LayerContext, LayerResult, Limits};
@@ -21,9 +21,9 @@ use crate::source::{self, ImageInfo, ImageSource, Platform, ResolvedImage};
 /// Version of the [`ImageAnalysis`] document layout.
 pub const SCHEMA: &str = "fathom.analysis/v1";
 
-/// How long a layer claim holds off other workers: longer than almost any layer takes, short enough that
-/// a worker dying mid-layer delays the others only briefly.
-const LAYER_CLAIM_TTL: Duration = Duration::from_secs(60);
+/// How long a layer claim holds off other workers unless renewed (every third of it while the layer is
+/// computed): a worker that dies mid-layer delays the others by at most this.
+const LAYER_CLAIM_TTL: Duration = Duration::from_secs(30);
 
 /// How often a worker waiting on another's layer looks for the result.
 const LAYER_CLAIM_POLL: Duration = Duration::from_millis(150);
@@ -339,10 +339,10 @@ impl Analyzer {
             Err(e) => warning = Some(format!("layer cache read failed for {}: {e}", layer.digest)),
         }
         // Single flight: if another worker is computing this layer right now, wait for its result.
-        loop {
+        let claim = loop {
             match cache.begin(&layer.digest, key, LAYER_CLAIM_TTL).await {
-                Ok(true) => break,
-                Ok(false) => {
+                Ok(Some(claim)) => break Some(claim),
+                Ok(None) => {
                     tokio::time::sleep(LAYER_CLAIM_POLL).await;
                     if let Ok(Some(result)) = cache.get(&layer.digest, key).await {
                         return Ok((index, result, true, None));
@@ -350,13 +350,35 @@ impl Analyzer {
                 }
                 Err(e) => {
                     warning = Some(format!("layer claim failed for {}: {e}", layer.digest));
-                    break;
+                    break None;
                 }
             }
+        };
+        let mut guard = ClaimGuard {
+            cache,
+            digest: &layer.digest,
+            key,
+            claim,
+        };
+        // The previous owner may have stored the result just before its claim went away.
+        if guard.claim.is_some() {
+            if let Ok(Some(result)) = cache.get(&layer.digest, key).await {
+                guard.release().await;
+                return Ok((index, result, true, warning));
+            }
         }
-        let computed = self
-            .compute_layer(image, layer.clone(), inflated, cancel)
-            .await;
+        let computed = {
+            let compute = self.compute_layer(image, layer.clone(), inflated, cancel);
+            tokio::pin!(compute);
+            let mut renew = tokio::time::interval(LAYER_CLAIM_TTL / 3);
+            renew.tick().await;
+            loop {
+                tokio::select! {
+                    done = &mut compute => break done,
+                    _ = renew.tick() => guard.renew().await,
+                }
+            }
+        };
         if let Ok(result) = &computed {
             if let Err(e) = cache.put(&layer.digest, key, result).await {
                 warning = Some(format!(
@@ -366,9 +388,7 @@ impl Analyzer {
             }
         }
         // After the put, so a waiting worker finds the result when the claim disappears.
-        if let Err(e) = cache.end(&layer.digest, key).await {
-            tracing::debug!(layer = %layer.digest, error = %e, "withdrawing a layer claim failed");
-        }
+        guard.release().await;
         Ok((index, computed?, false, warning))
     }
 
@@ -406,6 +426,45 @@ impl Analyzer {
             Err(_) => Err(AnalyzeError::Internal(format!(
                 "layer {digest}: worker thread lost"
             ))),
+        }
+    }
+}
+
+/// Holds a layer claim; withdraws it when dropped unreleased (the layer's future was cancelled: a sibling
+/// layer failed, the lease was lost, the worker drains), so other workers need not wait out the TTL.
+struct ClaimGuard<'a> {
+    cache: &'a dyn LayerCache,
+    digest: &'a str,
+    key: &'a str,
+    claim: Option<LayerClaim>,
+}
+
+impl ClaimGuard<'_> {
+    async fn renew(&self) {
+        if let Some(claim) = &self.claim {
+            if let Err(e) = self
+                .cache
+                .renew(self.digest, self.key, claim, LAYER_CLAIM_TTL)
+                .await
+            {
+                tracing::debug!(layer = %self.digest, error = %e, "renewing a layer claim failed");
+            }
+        }
+    }
+
+    async fn release(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            if let Err(e) = self.cache.end(self.digest, self.key, &claim).await {
+                tracing::debug!(layer = %self.digest, error = %e, "withdrawing a layer claim failed");
+            }
+        }
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.cache.end_detached(self.digest, self.key, claim);
         }
     }
 }

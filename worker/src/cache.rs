@@ -26,25 +26,64 @@ pub trait LayerCache: Send + Sync {
         result: &LayerResult,
     ) -> Result<(), CacheError>;
 
-    /// Announces that the caller is about to compute this layer, for `ttl` at most. `false` when another
-    /// process announced it first and has neither finished nor given up: the caller should wait for that
-    /// result (polling [`LayerCache::get`]) and ask again. Caches shared by nobody always say `true`.
+    /// Stores a result in place of any stored one (a forced re-analysis replaces a suspect result).
+    async fn replace(
+        &self,
+        layer_digest: &str,
+        key: &str,
+        result: &LayerResult,
+    ) -> Result<(), CacheError> {
+        self.put(layer_digest, key, result).await
+    }
+
+    /// Claims computing this layer for `ttl`. `None` when another claim is live (another worker, or
+    /// another job of this one, is computing it): wait for its result (polling [`LayerCache::get`]) and
+    /// ask again. Caches shared by nobody always grant it.
     async fn begin(
         &self,
         _layer_digest: &str,
         _key: &str,
         _ttl: Duration,
-    ) -> Result<bool, CacheError> {
-        Ok(true)
+    ) -> Result<Option<LayerClaim>, CacheError> {
+        Ok(Some(LayerClaim::default()))
     }
 
-    /// Withdraws the caller's announcement (after storing the result, or after failing).
-    async fn end(&self, _layer_digest: &str, _key: &str) -> Result<(), CacheError> {
+    /// Extends a claim by `ttl` (while a slow layer is still being computed).
+    async fn renew(
+        &self,
+        _layer_digest: &str,
+        _key: &str,
+        _claim: &LayerClaim,
+        _ttl: Duration,
+    ) -> Result<(), CacheError> {
         Ok(())
     }
+
+    /// Withdraws a claim (after storing the result, or after failing).
+    async fn end(
+        &self,
+        _layer_digest: &str,
+        _key: &str,
+        _claim: &LayerClaim,
+    ) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    /// Withdraws a claim without waiting: for a computation dropped mid-way (a failed sibling layer, a
+    /// lost lease, a drain), so others do not wait out the claim's TTL.
+    fn end_detached(&self, _layer_digest: &str, _key: &str, _claim: LayerClaim) {}
 }
 
-/// Reads nothing, writes through: a forced re-analysis recomputes every layer and refreshes the cache.
+/// A claim on computing one layer, from [`LayerCache::begin`]; its token tells claims apart, so a caller
+/// only ever renews or withdraws its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerClaim {
+    /// Unique per claim (empty for caches without claims).
+    pub token: String,
+}
+
+/// Reads nothing, writes through (replacing what is stored): a forced re-analysis recomputes every layer
+/// and refreshes the cache. It claims nothing: a forced analysis does not wait for anyone.
 pub struct WriteOnly<C>(pub C);
 
 #[async_trait::async_trait]
@@ -58,7 +97,7 @@ impl<C: LayerCache> LayerCache for WriteOnly<C> {
         key: &str,
         result: &LayerResult,
     ) -> Result<(), CacheError> {
-        self.0.put(layer_digest, key, result).await
+        self.0.replace(layer_digest, key, result).await
     }
 }
 

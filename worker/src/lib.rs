@@ -24,6 +24,6 @@ pub mod store;
 pub mod testkit;
 
 pub use analyze::{Analyzer, AnalyzerOptions, ImageAnalysis};
-pub use cache::{LayerCache, MemoryCache, NoCache};
+pub use cache::{LayerCache, LayerClaim, MemoryCache, NoCache};
 pub use error::AnalyzeError;
 pub use source::ImageSource;

@@ -288,6 +288,26 @@ impl Store {
         Ok(rows.into_iter().map(record).collect())
     }
 
+    /// [`Store::document`] with the decompression and parsing on a blocking thread: for servers, where a
+    /// large document must not stall the async workers.
+    pub async fn document_blocking(&self, manifest_digest: &str) -> Result<Option<ImageAnalysis>> {
+        let bytes: Option<Option<Vec<u8>>> = sqlx::query_scalar(DOCUMENT_SQL)
+            .bind(manifest_digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(bytes) = bytes.flatten() else {
+            return Ok(None);
+        };
+        let what = format!("image {manifest_digest}");
+        tokio::task::spawn_blocking(move || decompress(&what, &bytes))
+            .await
+            .map_err(|e| super::StoreError::Document {
+                what: format!("image {manifest_digest}"),
+                message: format!("decoding task: {e}"),
+            })?
+            .map(Some)
+    }
+
     /// The full analysis document of an analyzed image.
     pub async fn document(&self, manifest_digest: &str) -> Result<Option<ImageAnalysis>> {
         let bytes: Option<Option<Vec<u8>>> = sqlx::query_scalar(DOCUMENT_SQL)

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{compress, decompress, Result, Store, StoreError};
-use crate::cache::{CacheError, LayerCache};
+use crate::cache::{CacheError, LayerCache, LayerClaim};
 use crate::layer::LayerResult;
 
 const GET_LAYER_SQL: &str = "SELECT result FROM fathom_layers WHERE digest = $1 AND cache_key = $2";
@@ -38,7 +38,7 @@ ORDER BY i.manifest_digest, p.layer_digest, p.path
 LIMIT $4
 "#;
 
-/// Takes a layer claim unless a live one exists, even one of this process (two jobs of one worker share
+/// Takes a layer claim unless a live one exists (even one of this process: two jobs of one worker share
 /// layers too); an expired claim is taken over.
 const BEGIN_CLAIM_SQL: &str = r#"
 INSERT INTO fathom_layer_claims (digest, cache_key, owner, expires_at)
@@ -49,8 +49,17 @@ ON CONFLICT (digest, cache_key) DO UPDATE
 RETURNING true
 "#;
 
+const RENEW_CLAIM_SQL: &str = r#"
+UPDATE fathom_layer_claims SET expires_at = now() + make_interval(secs => $4)
+WHERE digest = $1 AND cache_key = $2 AND owner = $3
+"#;
+
 const END_CLAIM_SQL: &str =
     "DELETE FROM fathom_layer_claims WHERE digest = $1 AND cache_key = $2 AND owner = $3";
+
+/// A forced re-analysis replaces the stored result; its package rows go with it (ON DELETE CASCADE) and
+/// are written again by the insert that follows.
+const DELETE_LAYER_SQL: &str = "DELETE FROM fathom_layers WHERE digest = $1 AND cache_key = $2";
 
 /// What to look for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,15 +132,24 @@ impl Store {
             .transpose()
     }
 
-    /// Stores a layer result and its package rows in one transaction (once per digest and key).
+    /// Stores a layer result and its package rows in one transaction (once per digest and key; with
+    /// `replace`, in place of what is stored).
     pub async fn put_layer(
         &self,
         digest: &str,
         cache_key: &str,
         result: &LayerResult,
+        replace: bool,
     ) -> Result<()> {
         let blob = compress(&format!("layer {digest}"), result)?;
         let mut tx = self.pool.begin().await?;
+        if replace {
+            sqlx::query(DELETE_LAYER_SQL)
+                .bind(digest)
+                .bind(cache_key)
+                .execute(&mut *tx)
+                .await?;
+        }
         let inserted: Option<String> = sqlx::query_scalar(PUT_LAYER_SQL)
             .bind(digest)
             .bind(cache_key)
@@ -188,7 +206,16 @@ impl LayerCache for Store {
         key: &str,
         result: &LayerResult,
     ) -> std::result::Result<(), CacheError> {
-        Ok(self.put_layer(layer_digest, key, result).await?)
+        Ok(self.put_layer(layer_digest, key, result, false).await?)
+    }
+
+    async fn replace(
+        &self,
+        layer_digest: &str,
+        key: &str,
+        result: &LayerResult,
+    ) -> std::result::Result<(), CacheError> {
+        Ok(self.put_layer(layer_digest, key, result, true).await?)
     }
 
     async fn begin(
@@ -196,26 +223,62 @@ impl LayerCache for Store {
         layer_digest: &str,
         key: &str,
         ttl: std::time::Duration,
-    ) -> std::result::Result<bool, CacheError> {
+    ) -> std::result::Result<Option<LayerClaim>, CacheError> {
+        let token = format!("{}/{}", self.claim_owner, uuid::Uuid::new_v4());
         let taken: Option<bool> = sqlx::query_scalar(BEGIN_CLAIM_SQL)
             .bind(layer_digest)
             .bind(key)
-            .bind(self.claim_owner.as_ref())
+            .bind(&token)
             .bind(ttl.as_secs_f64())
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::from)?;
-        Ok(taken.is_some())
+        Ok(taken.map(|_| LayerClaim { token }))
     }
 
-    async fn end(&self, layer_digest: &str, key: &str) -> std::result::Result<(), CacheError> {
-        sqlx::query(END_CLAIM_SQL)
+    async fn renew(
+        &self,
+        layer_digest: &str,
+        key: &str,
+        claim: &LayerClaim,
+        ttl: std::time::Duration,
+    ) -> std::result::Result<(), CacheError> {
+        sqlx::query(RENEW_CLAIM_SQL)
             .bind(layer_digest)
             .bind(key)
-            .bind(self.claim_owner.as_ref())
+            .bind(&claim.token)
+            .bind(ttl.as_secs_f64())
             .execute(&self.pool)
             .await
             .map_err(StoreError::from)?;
         Ok(())
+    }
+
+    async fn end(
+        &self,
+        layer_digest: &str,
+        key: &str,
+        claim: &LayerClaim,
+    ) -> std::result::Result<(), CacheError> {
+        sqlx::query(END_CLAIM_SQL)
+            .bind(layer_digest)
+            .bind(key)
+            .bind(&claim.token)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    fn end_detached(&self, layer_digest: &str, key: &str, claim: LayerClaim) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, digest, key) = (self.clone(), layer_digest.to_string(), key.to_string());
+        runtime.spawn(async move {
+            if let Err(e) = store.end(&digest, &key, &claim).await {
+                tracing::debug!(layer = %digest, error = %e, "withdrawing a dropped layer claim failed");
+            }
+        });
     }
 }

@@ -24,7 +24,8 @@ pub use images::{
 };
 pub use layers::{PackageHit, PackageQuery};
 pub use status::{
-    Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted, ANALYZE_KIND, STATUSES,
+    unsubmitted_entry, Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted,
+    ANALYZE_KIND, STATUSES,
 };
 
 /// Everything the store can fail with.
@@ -60,6 +61,22 @@ impl StoreError {
             StoreError::Queue(e) => e.is_connection(),
             _ => false,
         }
+    }
+
+    /// Whether a concurrent transaction got in the way (deadlock or serialization failure, SQLSTATE
+    /// 40P01/40001): the same request is worth retrying as it is.
+    pub fn is_conflict(&self) -> bool {
+        let code = match self {
+            StoreError::Sqlx(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            StoreError::Queue(fathom_queue::Error::Sqlx(sqlx::Error::Database(db))) => {
+                db.code().map(|c| c.into_owned())
+            }
+            StoreError::Queue(fathom_queue::Error::Postgres(e)) => {
+                e.code().map(|c| c.code().to_string())
+            }
+            _ => None,
+        };
+        matches!(code.as_deref(), Some("40P01" | "40001"))
     }
 }
 

@@ -42,7 +42,7 @@ SELECT DISTINCT ON (t.reference) t.reference, t.job_id, now()
 FROM unnest($1::text[], $2::int8[]) AS t(reference, job_id)
 ORDER BY t.reference
 ON CONFLICT (reference) DO UPDATE SET job_id = EXCLUDED.job_id, submitted_at = EXCLUDED.submitted_at
-WHERE fathom_submission_heads.job_id <> EXCLUDED.job_id
+WHERE fathom_submission_heads.job_id < EXCLUDED.job_id  -- never back to an older job
 "#;
 
 /// Where listed submissions come from: every reference's head (optionally only some references), or
@@ -156,8 +156,14 @@ impl std::str::FromStr for Cursor {
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         let bad = || format!("{s:?} is not a cursor this server handed out");
         let (us, id) = s.split_once('.').ok_or_else(bad)?;
+        // Within what Postgres timestamps hold (up to year 9999): anything else is not ours.
+        let submitted_us = us
+            .parse::<i64>()
+            .ok()
+            .filter(|v| (0..=253_402_300_799_999_999).contains(v))
+            .ok_or_else(bad)?;
         Ok(Cursor {
-            submitted_us: us.parse().map_err(|_| bad())?,
+            submitted_us,
             job_id: id.parse().map_err(|_| bad())?,
         })
     }
@@ -317,8 +323,15 @@ impl Store {
                 if options.force {
                     payload["force"] = serde_json::Value::Bool(true);
                 }
+                // A forced analysis must not be swallowed by a normal job of the same reference that is
+                // queued or running (it would reuse what force is meant to bypass): its own dedup key.
+                let dedup = if options.force {
+                    format!("{r}#force")
+                } else {
+                    r.to_string()
+                };
                 NewJob::new(ANALYZE_KIND, payload)
-                    .dedup_key(r.to_string())
+                    .dedup_key(dedup)
                     .priority(options.priority)
                     .max_attempts(options.max_attempts)
             })
@@ -397,7 +410,7 @@ impl Store {
 }
 
 /// The status of a reference known only from its stored image.
-pub(crate) fn unsubmitted_entry(reference: String, image: &super::ImageRecord) -> StatusEntry {
+pub fn unsubmitted_entry(reference: String, image: &super::ImageRecord) -> StatusEntry {
     let analyzed = image.status == super::ImageStatus::Analyzed;
     StatusEntry {
         reference,
@@ -449,7 +462,16 @@ mod tests {
             job_id: 42,
         };
         assert_eq!(c.to_string().parse::<Cursor>(), Ok(c));
-        for bad in ["", "12", "a.b", "1.2.3", "1."] {
+        for bad in [
+            "",
+            "12",
+            "a.b",
+            "1.2.3",
+            "1.",
+            "-5.1",
+            "9223372036854775807.1",
+            "99999999999999999999.1",
+        ] {
             assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
         }
     }
