@@ -6,10 +6,19 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fathom_queue::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::api::{Api, Client, TOKEN};
 use support::{WorkerProc, WorkerSpec};
+
+/// A fresh database and the API serving it, with extra `services.api` lines (indented by four spaces).
+async fn start(extra: &str) -> (TestDb, tempfile::TempDir, Api) {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), db.url(), extra);
+    (db, dir, api)
+}
 
 /// Asserts an error answer: status, stable code, and a message mentioning `mention`.
 fn assert_error(answer: &(StatusCode, Value), status: StatusCode, code: &str, mention: &str) {
@@ -28,9 +37,7 @@ fn reference(n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_is_required_on_v1_and_health_and_metrics_stay_open() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path(), db.url(), "");
+    let (_db, _dir, api) = start("").await;
     let client = api.client();
     let anonymous = client.anonymous();
 
@@ -81,13 +88,7 @@ async fn auth_is_required_on_v1_and_health_and_metrics_stay_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_off_serves_without_a_token_and_metrics_auth_guards_metrics() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(
-        dir.path(),
-        db.url(),
-        "    auth: false\n    metrics_auth: true\n",
-    );
+    let (_db, _dir, api) = start("    auth: false\n    metrics_auth: true\n").await;
     let anonymous = api.client().anonymous();
     assert_eq!(anonymous.get("/v1/queue").await.0, StatusCode::OK);
     assert_error(
@@ -101,13 +102,7 @@ async fn auth_off_serves_without_a_token_and_metrics_auth_guards_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_is_idempotent_and_bad_bodies_name_the_field() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(
-        dir.path(),
-        db.url(),
-        "    max_batch: 5\n    max_body_bytes: 2048\n",
-    );
+    let (_db, _dir, api) = start("    max_batch: 5\n    max_body_bytes: 2048\n").await;
     let client = api.client();
 
     let (status, first) = client
@@ -274,9 +269,7 @@ async fn submit_is_idempotent_and_bad_bodies_name_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_page_with_cursors_and_filter_by_status_and_reference() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path(), db.url(), "");
+    let (_db, _dir, api) = start("").await;
     let client = api.client();
     let refs: Vec<String> = (0..7).map(reference).collect();
     for r in &refs {
@@ -340,9 +333,7 @@ async fn lists_page_with_cursors_and_filter_by_status_and_reference() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_found_by_id_and_only_queued_ones_cancel() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path(), db.url(), "");
+    let (_db, _dir, api) = start("").await;
     let client = api.client();
     let (_, submitted) = client
         .post("/v1/images", json!({"reference": reference(1)}))
@@ -394,9 +385,7 @@ async fn jobs_are_found_by_id_and_only_queued_ones_cancel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_methods_and_digests_answer_json_errors() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path(), db.url(), "");
+    let (_db, _dir, api) = start("").await;
     let client = api.client();
     assert_error(
         &client.get("/v1/nothing-here").await,
@@ -448,10 +437,8 @@ async fn unknown_routes_methods_and_digests_answer_json_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_timeout_answer_503() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
     // Any database round trip takes longer than a nanosecond; the health check does not need one.
-    let api = Api::start(dir.path(), db.url(), "    request_timeout: 1ns\n");
+    let (_db, _dir, api) = start("    request_timeout: 1ns\n").await;
     let client = api.client();
     assert_error(
         &client.get("/v1/queue").await,
@@ -464,9 +451,7 @@ async fn requests_past_the_timeout_answer_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_is_valid_and_lists_every_route() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path(), db.url(), "");
+    let (_db, dir, api) = start("").await;
     let client = api.client();
     let (status, doc) = client.get("/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
@@ -788,9 +773,7 @@ async fn database_outage_answers_503_and_the_api_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_core_rescues_leases_of_dead_workers() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path(), db.url(), "    rescue_interval: 200ms\n");
+    let (db, _dir, api) = start("    rescue_interval: 200ms\n").await;
     let client = api.client();
     let (_, submitted) = client
         .post("/v1/images", json!({"reference": reference(1)}))
@@ -830,13 +813,7 @@ async fn the_core_rescues_leases_of_dead_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_core_prunes_finished_jobs_past_their_retention() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(
-        dir.path(),
-        db.url(),
-        "    prune_interval: 200ms\n    job_retention: 1s\n",
-    );
+    let (_db, _dir, api) = start("    prune_interval: 200ms\n    job_retention: 1s\n").await;
     let client = api.client();
     let (_, old) = client
         .post("/v1/images", json!({"reference": reference(1)}))
@@ -873,9 +850,7 @@ async fn the_core_prunes_finished_jobs_past_their_retention() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_batches_in_opposite_orders_both_succeed() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path(), db.url(), "");
+    let (_db, _dir, api) = start("").await;
     let client = api.client();
     for round in 0..5 {
         // Without one lock order, two such batches deadlock on the dedup index most of the time.
@@ -904,9 +879,7 @@ async fn overlapping_batches_in_opposite_orders_both_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_is_not_swallowed_by_a_queued_normal_job() {
-    let db = support::test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(dir.path(), db.url(), "");
+    let (_db, _dir, api) = start("").await;
     let client = api.client();
     let (_, normal) = client
         .post("/v1/images", json!({"reference": reference(1)}))
