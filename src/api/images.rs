@@ -112,20 +112,23 @@ pub(super) async fn submit(
         .await?;
     let mut items = Vec::with_capacity(references.len());
     for (reference, outcome) in references.iter().zip(outcomes) {
-        let head = entries.iter().find(|e| &e.reference == reference);
-        let entry = match (&outcome, head) {
-            (Submitted::AlreadyAnalyzed, Some(e)) if e.status == "analyzed" => e.clone(),
+        // The submissions query answers every reference (from its stored image when it has no head).
+        let head = entries
+            .iter()
+            .find(|e| &e.reference == reference)
+            .ok_or_else(|| {
+                tracing::error!(%reference, "submitted but no status");
+                ApiError::internal("the submission was recorded but cannot be read back")
+            })?;
+        let entry = match outcome {
             // Answered by the stored image: say so, whatever an older submission's job did.
-            (Submitted::AlreadyAnalyzed, _) | (_, None) => {
+            Submitted::AlreadyAnalyzed if head.status != "analyzed" => {
                 match state.store.image_by_reference(reference).await? {
                     Some(image) => unsubmitted_entry(reference.clone(), &image),
-                    None => head.cloned().ok_or_else(|| {
-                        tracing::error!(%reference, "submitted but no status");
-                        ApiError::internal("the submission was recorded but cannot be read back")
-                    })?,
+                    None => head.clone(),
                 }
             }
-            (_, Some(e)) => e.clone(),
+            _ => head.clone(),
         };
         let created = matches!(outcome, Submitted::Job(e) if e.created);
         items.push(SubmittedImage { entry, created });
@@ -169,9 +172,12 @@ pub(super) async fn list(
                 .map_err(|e| ApiError::invalid(format!("cursor: {e}")))
         })
         .transpose()?;
-    let reference = query.reference.as_deref().map(reference_of).transpose()?;
-    let references_for_fallback = reference.clone();
-    let references = reference.map(|r| vec![r]);
+    let references = query
+        .reference
+        .as_deref()
+        .map(reference_of)
+        .transpose()?
+        .map(|r| vec![r]);
     let mut items = state
         .store
         .submissions(&SubmissionFilter {
@@ -183,17 +189,6 @@ pub(super) async fn list(
             ..SubmissionFilter::default()
         })
         .await?;
-    if items.is_empty() && after.is_none() {
-        // Analyzed under this reference without a submission through us (another producer).
-        if let Some(reference) = references_for_fallback {
-            if let Some(image) = state.store.image_by_reference(&reference).await? {
-                let entry = unsubmitted_entry(reference, &image);
-                if query.status.as_deref().is_none_or(|s| s == entry.status) {
-                    items.push(entry);
-                }
-            }
-        }
-    }
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().and_then(|e| e.cursor).map(|c| c.to_string())
@@ -254,7 +249,7 @@ async fn analysis(state: &ApiState, digest: &str) -> Result<ImageAnalysis, ApiEr
         .acquire()
         .await
         .map_err(|_| ApiError::internal("document loading is shut down"))?;
-    if let Some(doc) = state.store.document_blocking(digest).await? {
+    if let Some(doc) = state.store.document(digest).await? {
         return Ok(doc);
     }
     match state.store.image(digest).await? {

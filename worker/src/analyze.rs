@@ -339,10 +339,12 @@ impl Analyzer {
             Err(e) => warning = Some(format!("layer cache read failed for {}: {e}", layer.digest)),
         }
         // Single flight: if another worker is computing this layer right now, wait for its result.
+        let mut waited = false;
         let claim = loop {
             match cache.begin(&layer.digest, key, LAYER_CLAIM_TTL).await {
                 Ok(Some(claim)) => break Some(claim),
                 Ok(None) => {
+                    waited = true;
                     tokio::time::sleep(LAYER_CLAIM_POLL).await;
                     if let Ok(Some(result)) = cache.get(&layer.digest, key).await {
                         return Ok((index, result, true, None));
@@ -360,8 +362,9 @@ impl Analyzer {
             key,
             claim,
         };
-        // The previous owner may have stored the result just before its claim went away.
-        if guard.claim.is_some() {
+        // After waiting, the owner may have stored the result just before its claim went away. (Without
+        // a wait the cache missed one round trip ago: asking again would cost every cold layer a query.)
+        if waited && guard.claim.is_some() {
             if let Ok(Some(result)) = cache.get(&layer.digest, key).await {
                 guard.release().await;
                 return Ok((index, result, true, warning));

@@ -288,9 +288,9 @@ impl Store {
         Ok(rows.into_iter().map(record).collect())
     }
 
-    /// [`Store::document`] with the decompression and parsing on a blocking thread: for servers, where a
-    /// large document must not stall the async workers.
-    pub async fn document_blocking(&self, manifest_digest: &str) -> Result<Option<ImageAnalysis>> {
+    /// The full analysis document of an analyzed image. Decompressing and parsing run on a blocking
+    /// thread: a large document must not stall the async workers of a server.
+    pub async fn document(&self, manifest_digest: &str) -> Result<Option<ImageAnalysis>> {
         let bytes: Option<Option<Vec<u8>>> = sqlx::query_scalar(DOCUMENT_SQL)
             .bind(manifest_digest)
             .fetch_optional(&self.pool)
@@ -306,21 +306,6 @@ impl Store {
                 message: format!("decoding task: {e}"),
             })?
             .map(Some)
-    }
-
-    /// The full analysis document of an analyzed image.
-    pub async fn document(&self, manifest_digest: &str) -> Result<Option<ImageAnalysis>> {
-        let bytes: Option<Option<Vec<u8>>> = sqlx::query_scalar(DOCUMENT_SQL)
-            .bind(manifest_digest)
-            .fetch_optional(&self.pool)
-            .await?;
-        match bytes.flatten() {
-            Some(bytes) => Ok(Some(decompress(
-                &format!("image {manifest_digest}"),
-                &bytes,
-            )?)),
-            None => Ok(None),
-        }
     }
 }
 

@@ -358,7 +358,8 @@ impl Store {
             .collect())
     }
 
-    /// Submissions matching `filter`, newest first, in one query.
+    /// Submissions matching `filter`, newest first, in one query (plus one image lookup per named
+    /// reference that has no submission).
     pub async fn submissions(&self, filter: &SubmissionFilter) -> Result<Vec<StatusEntry>> {
         let source = match (&filter.job_id, &filter.references) {
             (Some(_), _) => SUBMISSION_OF_JOB,
@@ -375,12 +376,27 @@ impl Store {
             .bind(filter.limit.max(1))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.into_iter().map(entry).collect())
+        let mut out: Vec<StatusEntry> = rows.into_iter().map(entry).collect();
+        // A named reference a worker analyzed without a submission through us (another producer
+        // enqueued it) is reported from its stored image, on the first page only.
+        if filter.after.is_none() && filter.job_id.is_none() {
+            for reference in filter.references.iter().flatten() {
+                if out.iter().any(|e| &e.reference == reference) {
+                    continue;
+                }
+                if let Some(image) = self.image_by_reference(reference).await? {
+                    let known = unsubmitted_entry(reference.clone(), &image);
+                    if filter.status.as_deref().is_none_or(|s| s == known.status) {
+                        out.push(known);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Status of submitted references: all of them (most `limit`), one reference, or every reference of
-    /// one manifest digest (`sha256:...`). A reference a worker analyzed without a submission through
-    /// us (another producer enqueued it) is reported from its stored image.
+    /// one manifest digest (`sha256:...`).
     pub async fn status(&self, filter: Option<&str>, limit: i64) -> Result<Vec<StatusEntry>> {
         let references = match filter {
             Some(f) if f.starts_with("sha256:") => match self.image(f).await? {
@@ -390,21 +406,13 @@ impl Store {
             Some(reference) => Some(vec![reference.to_string()]),
             None => None,
         };
-        let mut out = self
+        let out = self
             .submissions(&SubmissionFilter {
-                references: references.clone(),
+                references,
                 limit,
                 ..SubmissionFilter::default()
             })
             .await?;
-        for reference in references.unwrap_or_default() {
-            if out.iter().any(|e| e.reference == reference) {
-                continue;
-            }
-            if let Some(image) = self.image_by_reference(&reference).await? {
-                out.push(unsubmitted_entry(reference, &image));
-            }
-        }
         Ok(out)
     }
 }
