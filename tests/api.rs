@@ -494,20 +494,46 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
     }
 }
 
-/// Polls `GET /v1/images/by-job/{job}` until it reports a final status.
-async fn wait_done(client: &Client, job: i64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
+/// Polls `GET path` until `done` holds for its JSON answer (or panics after `timeout`); returns it.
+async fn poll_until(
+    client: &Client,
+    path: &str,
+    timeout: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
     loop {
-        let (_, entry) = client.get(&format!("/v1/images/by-job/{job}")).await;
-        if matches!(entry["status"].as_str(), Some("analyzed" | "failed")) {
-            return entry;
+        let (_, answer) = client.get(path).await;
+        if done(&answer) {
+            return answer;
         }
         assert!(
             Instant::now() < deadline,
-            "job {job} never finished: {entry}"
+            "GET {path} never got there: {answer}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Asserts that the API's `/metrics` has this exact sample line.
+async fn assert_metric(client: &Client, sample: &str) {
+    let (_, metrics) = client.get("/metrics").await;
+    let text = metrics.as_str().unwrap_or_default();
+    assert!(
+        text.lines().any(|l| l == sample),
+        "no {sample:?} in:\n{text}"
+    );
+}
+
+/// Polls `GET /v1/images/by-job/{job}` until it reports a final status.
+async fn wait_done(client: &Client, job: i64) -> Value {
+    poll_until(
+        client,
+        &format!("/v1/images/by-job/{job}"),
+        Duration::from_secs(90),
+        |entry| matches!(entry["status"].as_str(), Some("analyzed" | "failed")),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -791,24 +817,15 @@ async fn the_core_rescues_leases_of_dead_workers() {
         client.get(&format!("/v1/images/by-job/{job}")).await.1["status"],
         "analyzing"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, entry) = client.get(&format!("/v1/images/by-job/{job}")).await;
-        if entry["status"] == "queued" {
-            assert_eq!(entry["attempts"], 1, "{entry}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never rescued: {entry}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (_, metrics) = client.get("/metrics").await;
-    assert!(
-        metrics
-            .as_str()
-            .unwrap()
-            .contains("fathom_core_rescued_jobs_total 1"),
-        "{metrics}"
-    );
+    let entry = poll_until(
+        &client,
+        &format!("/v1/images/by-job/{job}"),
+        Duration::from_secs(10),
+        |entry| entry["status"] == "queued",
+    )
+    .await;
+    assert_eq!(entry["attempts"], 1, "{entry}");
+    assert_metric(&client, "fathom_core_rescued_jobs_total 1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -823,25 +840,13 @@ async fn the_core_prunes_finished_jobs_past_their_retention() {
         .await;
     let (status, _) = client.delete(&format!("/v1/jobs/{}", old["job_id"])).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, stats) = client.get("/v1/queue").await;
-        if stats["cancelled"] == 0 {
-            // The queued job is untouched; the finished one is gone from the queue.
-            assert_eq!(stats["ready"], 1, "{stats}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never pruned: {stats}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (_, metrics) = client.get("/metrics").await;
-    assert!(
-        metrics
-            .as_str()
-            .unwrap()
-            .contains("fathom_core_pruned_jobs_total 1"),
-        "{metrics}"
-    );
+    let stats = poll_until(&client, "/v1/queue", Duration::from_secs(10), |stats| {
+        stats["cancelled"] == 0
+    })
+    .await;
+    // The queued job is untouched; the finished one is gone from the queue.
+    assert_eq!(stats["ready"], 1, "{stats}");
+    assert_metric(&client, "fathom_core_pruned_jobs_total 1").await;
     let (_, entry) = client
         .get(&format!("/v1/images/by-job/{}", live["job_id"]))
         .await;

@@ -503,19 +503,23 @@ mod human_duration {
     }
 }
 
+/// Test helper: loads `text` with `env` as the only environment (shared by the config modules' tests).
+#[cfg(test)]
+pub(crate) fn load_for_test(text: &str, env: &[(&str, &str)]) -> Result<FathomConfig, ConfigError> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    FathomConfig::from_sources(Some(text), Some("test.yaml"), move |k| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<FathomConfig, ConfigError> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        FathomConfig::from_sources(Some(text), Some("test.yaml"), move |k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })
-    }
+    use super::load_for_test as load;
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -238,18 +238,8 @@ fn is_dns_label(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::FathomConfig;
+    use super::super::load_for_test as load;
     use super::*;
-
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<FathomConfig, ConfigError> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        FathomConfig::from_sources(Some(text), Some("test.yaml"), move |k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })
-    }
 
     #[test]
     fn reads_every_key_and_env_overrides_them() {
