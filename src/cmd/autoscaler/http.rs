@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use fathom_autoscaler::Status;
+use fathom_worker::job::health::spawn_server;
 use tokio::sync::watch;
 
 struct Shared {
@@ -28,7 +29,7 @@ pub async fn serve(
     registry: prometheus::Registry,
     status: watch::Receiver<Status>,
     ready: Arc<AtomicBool>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -42,17 +43,7 @@ pub async fn serve(
             status,
             ready,
         }));
-    let task = tokio::spawn(async move {
-        let stop = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(err) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(%err, "autoscaler metrics server failed");
-        }
-    });
+    let task = spawn_server(listener, app, stop, "autoscaler metrics server");
     Ok((bound, task))
 }
 

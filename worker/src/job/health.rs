@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
@@ -47,7 +47,7 @@ impl Health {
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -56,28 +56,45 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(health);
-    let task = tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(err) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(%err, "metrics server failed");
-        }
-    });
+    let task = spawn_server(listener, app, shutdown, "metrics server");
     Ok((bound, task))
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics() -> Response {
+    exposition(Metrics::get().render())
+}
+
+/// A Prometheus text exposition as an HTTP answer: every `/metrics` endpoint of the fleet answers so.
+pub fn exposition(text: String) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        Metrics::get().render(),
+        text,
     )
+        .into_response()
+}
+
+/// Serves `app` on `listener` in a task until `stop` turns true; a server failure is logged as `what`
+/// (the process keeps working: its endpoint is not its job).
+pub fn spawn_server(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(%err, "{what} failed");
+        }
+    })
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
