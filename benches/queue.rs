@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use fathom_queue::testing::TestDb;
+use fathom_testkit::pg::TestDb;
 use fathom_queue::{NewJob, Queue, QueueConfig, Wake, Waker};
 use serde_json::json;
 use tokio_postgres::NoTls;

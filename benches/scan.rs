@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fathom_worker::samples::{large_image, sample_images};
-use fathom_worker::testkit::floor::inflate_and_walk;
-use fathom_worker::testkit::measure::{self, Measured};
-use fathom_worker::testkit::registry::Registry;
-use fathom_worker::testkit::{BuiltImage, Compress, Pusher};
+use fathom_testkit::samples::{large_image, sample_images};
+use fathom_testkit::floor::inflate_and_walk;
+use fathom_testkit::measure::{self, Measured};
+use fathom_testkit::registry::Registry;
+use fathom_testkit::{BuiltImage, Compress, Pusher};
 
 /// Runs per tool and image; the median wall time is reported (with that run's peak RSS).
 const RUNS: usize = 3;

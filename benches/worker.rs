@@ -10,9 +10,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fathom_worker::samples::{sample_images, SampleEntry, SampleKind};
-use fathom_worker::testkit::image::layer_tar;
-use fathom_worker::testkit::{BuiltImage, BuiltLayer, Compress};
+use fathom_testkit::samples::{sample_images, SampleEntry, SampleKind};
+use fathom_testkit::image::layer_tar;
+use fathom_testkit::{BuiltImage, BuiltLayer, Compress};
 use support::{Db, WorkerProc, WorkerSpec};
 
 /// Variants per sample image and case: 4 samples × 6 = 24 images per case.

@@ -1,9 +1,11 @@
 //! The `fathom` binary: one CLI for every role (scan, worker, autoscaler, core, migrate, demo).
 
-mod api;
 mod cmd;
-mod exposition;
+mod config;
+mod core;
 mod queue_source;
+mod server;
+mod services;
 
 use std::process::ExitCode;
 
@@ -22,7 +24,10 @@ enum Command {
     /// Analyze one image and print its SBOM.
     Scan(cmd::scan::ScanArgs),
     /// Run the whole fleet on this machine: throwaway PostgreSQL, sample images, autoscaled workers.
+    #[cfg(feature = "demo")]
     Demo(cmd::demo::DemoArgs),
+    /// Print the effective configuration (file + FATHOM_* environment, validated, secrets redacted).
+    Config(cmd::config::ConfigArgs),
     /// Apply the database migrations (safe to run concurrently from many pods).
     Migrate(cmd::migrate::MigrateArgs),
     /// Size the analyzer fleet from queue depth (Kubernetes Deployment or local worker processes).
@@ -48,7 +53,9 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Scan(args) => cmd::scan::run(args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Config(args) => cmd::config::run(args),
         Command::Migrate(args) => cmd::migrate::run(args),
         Command::Autoscaler(args) => cmd::autoscaler::run(*args),
         Command::Scale(args) => cmd::scale::run(args),

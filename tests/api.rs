@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fathom_queue::testing::TestDb;
+use fathom_testkit::pg::TestDb;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::api::{Api, Client, TOKEN};
@@ -601,7 +601,7 @@ async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
     let sbom = response.bytes().await.unwrap();
     let file = dir.path().join("sbom.cdx.json");
     std::fs::write(&file, &sbom).unwrap();
-    if let Err(findings) = fathom_worker::testkit::validate::cyclonedx(&file) {
+    if let Err(findings) = fathom_testkit::validate::cyclonedx(&file) {
         panic!("CycloneDX validation failed: {findings}");
     }
     let doc: Value = serde_json::from_slice(&sbom).unwrap();
@@ -737,7 +737,7 @@ async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_answers_503_and_the_api_recovers() {
-    use fathom_queue::testing::{Durability, OwnedCluster};
+    use fathom_testkit::pg::{Durability, OwnedCluster};
     let cluster = tokio::task::spawn_blocking(|| OwnedCluster::start(Durability::Throwaway))
         .await
         .unwrap()

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Output};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fathom_worker::samples::{sample_images, SampleEntry, SampleKind};
-use fathom_worker::testkit::{BuiltImage, Compress};
+use fathom_testkit::samples::{sample_images, SampleEntry, SampleKind};
+use fathom_testkit::{BuiltImage, Compress};
 use support::{cli, fathom, free_port, http_get, metric, push_image, test_db, Db, Proxy};
 
 /// A running autoscaler process (local target), logging to `dir/autoscaler.log`.

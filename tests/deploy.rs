@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fathom_worker::config::FathomConfig;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -125,10 +124,11 @@ struct Role {
     deployment: &'static str,
     /// `services.{api, analyzer, autoscaler}.enabled`.
     enabled: [bool; 3],
-    port: fn(&FathomConfig) -> String,
+    port: fn(&serde_json::Value) -> String,
 }
 
-fn port_of(address: &str) -> String {
+fn port_of(address: &serde_json::Value) -> String {
+    let address = address.as_str().expect("an address string");
     address
         .rsplit_once(':')
         .map(|(_, p)| p.to_string())
@@ -140,19 +140,19 @@ const ROLES: &[Role] = &[
         config: "deploy/base/core-config.yaml",
         deployment: "fathom-core",
         enabled: [true, false, false],
-        port: |c| port_of(&c.services.api.address),
+        port: |c| port_of(&c["services"]["api"]["address"]),
     },
     Role {
         config: "deploy/base/worker-config.yaml",
         deployment: "fathom-analyzer",
         enabled: [false, true, false],
-        port: |c| port_of(&c.metrics.address),
+        port: |c| port_of(&c["metrics"]["address"]),
     },
     Role {
         config: "deploy/base/autoscaler-config.yaml",
         deployment: "fathom-autoscaler",
         enabled: [false, false, true],
-        port: |c| port_of(&c.services.autoscaler.metrics_address),
+        port: |c| port_of(&c["services"]["autoscaler"]["metrics_address"]),
     },
 ];
 
@@ -166,25 +166,33 @@ fn object<'a>(rendered: &'a str, kind: &str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {kind} {name} in:\n{rendered}"))
 }
 
+/// The effective configuration of `file` as `fathom config` prints it, with only `env` set (or the error).
+fn effective(file: &Path, env: &[(&str, &str)]) -> Result<serde_json::Value, String> {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fathom"));
+    cmd.arg("config").arg("--config").arg(file).env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run fathom config");
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).expect("fathom config prints JSON"))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 #[test]
 fn each_configmap_loads_and_enables_only_its_role() {
     for role in ROLES {
         let path = repo().join(role.config);
-        let text = std::fs::read_to_string(&path).expect("config file");
-        // The environment the Deployments give: DATABASE_URL, and the core's tokens from their Secret.
-        let env = |key: &str| match key {
-            "FATHOM_SERVICES_API_TOKENS" => {
-                Some("0123456789abcdef0123,fedcba9876543210fedc".to_string())
-            }
-            _ => None,
-        };
-        let config = FathomConfig::from_sources(Some(&text), Some(role.config), env)
-            .unwrap_or_else(|e| panic!("{}: {e}", role.config));
-        let enabled = [
-            config.services.api.enabled,
-            config.services.analyzer.enabled,
-            config.services.autoscaler.enabled,
-        ];
+        // The environment the Deployments give: the core's tokens from their Secret.
+        let env = [(
+            "FATHOM_SERVICES_API_TOKENS",
+            "0123456789abcdef0123,fedcba9876543210fedc",
+        )];
+        let config = effective(&path, &env).unwrap_or_else(|e| panic!("{}: {e}", role.config));
+        let enabled = ["api", "analyzer", "autoscaler"]
+            .map(|r| config["services"][r]["enabled"].as_bool().expect("enabled"));
         assert_eq!(
             enabled, role.enabled,
             "{}: [api, analyzer, autoscaler] enabled",
@@ -192,20 +200,16 @@ fn each_configmap_loads_and_enables_only_its_role() {
         );
     }
     // Without the Secret the core refuses to start with auth on (rather than serving unauthenticated).
-    let core = std::fs::read_to_string(repo().join("deploy/base/core-config.yaml")).unwrap();
-    let err = FathomConfig::from_sources(Some(&core), None, |_| None).unwrap_err();
-    assert_eq!(err.key, "services.api.tokens", "{err}");
+    let err = effective(&repo().join("deploy/base/core-config.yaml"), &[]).unwrap_err();
+    assert!(err.contains("services.api.tokens"), "{err}");
 }
 
 #[test]
 fn scrape_annotations_probes_and_services_point_at_the_configured_ports() {
     let rendered = render(&repo().join("deploy/base"));
     for role in ROLES {
-        let text = std::fs::read_to_string(repo().join(role.config)).unwrap();
-        let env = |key: &str| {
-            (key == "FATHOM_SERVICES_API_TOKENS").then(|| "0123456789abcdef0123".to_string())
-        };
-        let config = FathomConfig::from_sources(Some(&text), None, env).unwrap();
+        let env = [("FATHOM_SERVICES_API_TOKENS", "0123456789abcdef0123")];
+        let config = effective(&repo().join(role.config), &env).unwrap();
         let port = (role.port)(&config);
         let deployment = object(&rendered, "Deployment", role.deployment);
         assert!(

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use fathom_worker::store::{Store, SubmissionFilter};
-use fathom_worker::LayerCache;
+use fathom_analyzer::LayerCache;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_claim_holds_off_others_until_withdrawn_or_expired_and_renewal_keeps_it() {

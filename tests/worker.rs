@@ -76,7 +76,7 @@ async fn submitted_images_are_analyzed_and_queryable() {
             .collect();
         found.sort();
         found.dedup();
-        let mut expected: Vec<(String, String)> = fathom_worker::samples::expected_packages(name)
+        let mut expected: Vec<(String, String)> = fathom_testkit::samples::expected_packages(name)
             .into_iter()
             .map(|p| (p.name, p.version))
             .collect();
@@ -103,7 +103,7 @@ async fn submitted_images_are_analyzed_and_queryable() {
 
     // Packages are queryable across images: the Debian base's packages are in both Debian images.
     let handles = Db::new(db.url());
-    let first_deb = fathom_worker::samples::expected_packages("debian-python-npm")
+    let first_deb = fathom_testkit::samples::expected_packages("debian-python-npm")
         .into_iter()
         .find(|p| p.package_type.as_str() == "deb")
         .unwrap();
@@ -532,7 +532,7 @@ fn invalid_config_fails_at_start_naming_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_mid_run_loses_nothing() {
-    use fathom_queue::testing::{Durability, OwnedCluster};
+    use fathom_testkit::pg::{Durability, OwnedCluster};
     let cluster = tokio::task::spawn_blocking(|| OwnedCluster::start(Durability::Throwaway))
         .await
         .unwrap()

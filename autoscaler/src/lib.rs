@@ -47,6 +47,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod config;
 mod control;
 pub mod decision;
 mod error;
@@ -56,6 +57,7 @@ mod metrics;
 pub mod sim;
 mod target;
 
+pub use config::{AutoscalerServiceConfig, AutoscalerTarget};
 pub use control::{status_once, Autoscaler, LoopConfig, Status};
 pub use decision::{decide, Decision, DecisionState, Override, Policy, QueueSnapshot, Reason};
 pub use error::{Error, Result};

@@ -67,7 +67,62 @@ impl Columns {
 }
 
 /// Rounds a statement may be retried for rows whose conflicting twin was invisible to its snapshot.
-pub(crate) const MAX_ENQUEUE_ROUNDS: usize = 5;
+const MAX_ENQUEUE_ROUNDS: usize = 5;
+
+/// The enqueue protocol, shared by the hot-path driver and the caller's-transaction variant ([`crate::tx`]):
+/// run [`ENQUEUE_SQL`] on [`Rounds::next_batch`]'s columns, hand the `(id, created)` rows to
+/// [`Rounds::record`], and repeat until no rows are left or the rounds are spent.
+pub(crate) struct Rounds<'a> {
+    jobs: &'a [NewJob],
+    results: Vec<Option<Enqueued>>,
+    pending: Vec<usize>,
+    round: usize,
+}
+
+impl<'a> Rounds<'a> {
+    pub(crate) fn new(jobs: &'a [NewJob]) -> Self {
+        Rounds {
+            jobs,
+            results: vec![None; jobs.len()],
+            pending: (0..jobs.len()).collect(),
+            round: 0,
+        }
+    }
+
+    /// The columns of the rows still without an id, or `None` when done.
+    pub(crate) fn next_batch(&mut self) -> Option<Columns> {
+        if self.pending.is_empty() || self.round == MAX_ENQUEUE_ROUNDS {
+            return None;
+        }
+        self.round += 1;
+        let batch: Vec<NewJob> = self.pending.iter().map(|&i| self.jobs[i].clone()).collect();
+        Some(Columns::of(&batch))
+    }
+
+    /// Records one statement's rows (in batch order): an id settles its row, `None` retries it.
+    pub(crate) fn record(&mut self, rows: impl IntoIterator<Item = (Option<i64>, bool)>) {
+        let mut still = Vec::new();
+        for ((id, created), &input) in rows.into_iter().zip(&self.pending) {
+            match id {
+                Some(id) => self.results[input] = Some(Enqueued { id, created }),
+                None => still.push(input),
+            }
+        }
+        self.pending = still;
+    }
+
+    /// One [`Enqueued`] per input, in order.
+    pub(crate) fn finish(self) -> Result<Vec<Enqueued>> {
+        self.results
+            .into_iter()
+            .map(|r| {
+                r.ok_or_else(|| {
+                    Error::Config("enqueue kept racing a concurrent duplicate; try again".into())
+                })
+            })
+            .collect()
+    }
+}
 
 impl Queue {
     /// Enqueues one job (see [`Queue::enqueue_many`]).
@@ -81,14 +136,8 @@ impl Queue {
     /// [`Enqueued`] per input, in order; a job whose dedup key matches a queued or running job is not
     /// inserted and reports that job's id.
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
-        let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
-        let mut pending: Vec<usize> = (0..jobs.len()).collect();
-        for _ in 0..MAX_ENQUEUE_ROUNDS {
-            if pending.is_empty() {
-                break;
-            }
-            let batch: Vec<NewJob> = pending.iter().map(|&i| jobs[i].clone()).collect();
-            let c = Columns::of(&batch);
+        let mut rounds = Rounds::new(jobs);
+        while let Some(c) = rounds.next_batch() {
             let rows = self
                 .query(
                     ENQUEUE_SQL,
@@ -102,28 +151,12 @@ impl Queue {
                     ],
                 )
                 .await?;
-            let mut still = Vec::new();
-            for (row, &input) in rows.iter().zip(&pending) {
-                let id: Option<i64> = row.try_get("id")?;
-                match id {
-                    Some(id) => {
-                        results[input] = Some(Enqueued {
-                            id,
-                            created: row.try_get("created")?,
-                        })
-                    }
-                    None => still.push(input),
-                }
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push((row.try_get("id")?, row.try_get("created")?));
             }
-            pending = still;
+            rounds.record(out);
         }
-        results
-            .into_iter()
-            .map(|r| {
-                r.ok_or_else(|| {
-                    Error::Config("enqueue kept racing a concurrent duplicate; try again".into())
-                })
-            })
-            .collect()
+        rounds.finish()
     }
 }

@@ -22,12 +22,12 @@ pub enum Error {
         /// The job whose lease was lost.
         job_id: i64,
     },
+    /// A connection closed under us (the LISTEN connection, which reconnects).
+    #[error("connection closed: {0}")]
+    Disconnected(String),
     /// A database URL or option could not be understood.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The throwaway-cluster harness could not start or reach a server.
-    #[error("{0}")]
-    Harness(String),
 }
 
 impl Error {
@@ -35,15 +35,34 @@ impl Error {
     /// the request itself.
     pub fn is_connection(&self) -> bool {
         match self {
-            Error::Pool(_) => true,
-            Error::Postgres(e) => e.is_closed() || e.code().is_none(),
-            Error::Sqlx(e) => matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            ),
+            Error::Pool(_) | Error::Disconnected(_) => true,
+            Error::Postgres(e) => {
+                e.is_closed() || e.code().is_none_or(|c| is_unreachable_code(c.code()))
+            }
+            Error::Sqlx(e) => is_unreachable(e),
             _ => false,
         }
     }
+}
+
+/// Whether a sqlx error means Postgres could not be reached (worth backing off and retrying), as opposed
+/// to a bad statement or data. The one rule for the queue and the results store.
+pub fn is_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| is_unreachable_code(&c)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of a server going away: 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect
+/// now, and the 08xxx connection exceptions.
+fn is_unreachable_code(code: &str) -> bool {
+    code.starts_with("57P") || code.starts_with("08")
 }
 
 impl From<deadpool_postgres::PoolError> for Error {

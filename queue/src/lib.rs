@@ -7,7 +7,7 @@
 //! [`Queue::release`] must present. Expired leases are rescued by any worker ([`Queue::rescue_expired`]).
 //! [`Waker`] turns LISTEN/NOTIFY into wake-ups with a polling fallback. [`Queue::stats`] feeds the
 //! autoscaler. [`tx`] runs enqueue and complete inside a caller's sqlx transaction. [`migrate()`] applies
-//! the schema; [`testing`] starts throwaway clusters for tests and the demo.
+//! the schema.
 #![deny(missing_docs)]
 
 mod claim;
@@ -21,10 +21,9 @@ mod model;
 mod notify;
 mod queue;
 pub mod sql;
-pub mod testing;
 pub mod tx;
 
-pub use error::{Error, Result};
+pub use error::{is_unreachable, Error, Result};
 pub use migrate::{migrate, migrator};
 pub use model::{
     ClaimedJob, Enqueued, FailOutcome, Failure, HeartbeatOutcome, JobRecord, JobState, Lease,

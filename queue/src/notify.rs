@@ -163,7 +163,7 @@ async fn listen_once(config: &tokio_postgres::Config, tx: &watch::Sender<u64>) -
         }
     }
     driver.abort();
-    Err(Error::Harness("listener connection closed".into()))
+    Err(Error::Disconnected("listener connection".into()))
 }
 
 async fn count_listeners(client: &tokio_postgres::Client) -> Result<u64> {

@@ -4,21 +4,15 @@
 
 use sqlx::PgConnection;
 
-use crate::enqueue::{Columns, ENQUEUE_SQL, MAX_ENQUEUE_ROUNDS};
+use crate::enqueue::{Rounds, ENQUEUE_SQL};
 use crate::error::{Error, Result};
 use crate::lease::COMPLETE_SQL;
 use crate::model::{Enqueued, Lease, NewJob};
 
 /// [`crate::Queue::enqueue_many`] on the caller's connection (inside its transaction, if it has one).
 pub async fn enqueue_many_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
-    let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
-    let mut pending: Vec<usize> = (0..jobs.len()).collect();
-    for _ in 0..MAX_ENQUEUE_ROUNDS {
-        if pending.is_empty() {
-            break;
-        }
-        let batch: Vec<NewJob> = pending.iter().map(|&i| jobs[i].clone()).collect();
-        let c = Columns::of(&batch);
+    let mut rounds = Rounds::new(jobs);
+    while let Some(c) = rounds.next_batch() {
         let rows: Vec<(i64, Option<i64>, bool)> = sqlx::query_as(ENQUEUE_SQL)
             .bind(&c.kinds)
             .bind(&c.payloads)
@@ -28,26 +22,9 @@ pub async fn enqueue_many_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result
             .bind(&c.max_attempts)
             .fetch_all(&mut *conn)
             .await?;
-        let mut still = Vec::new();
-        for ((_, id, created), &input) in rows.iter().zip(&pending) {
-            match id {
-                Some(id) => {
-                    results[input] = Some(Enqueued {
-                        id: *id,
-                        created: *created,
-                    })
-                }
-                None => still.push(input),
-            }
-        }
-        pending = still;
+        rounds.record(rows.into_iter().map(|(_, id, created)| (id, created)));
     }
-    results
-        .into_iter()
-        .map(|r| {
-            r.ok_or_else(|| Error::Config("enqueue kept racing a concurrent duplicate".into()))
-        })
-        .collect()
+    rounds.finish()
 }
 
 /// [`crate::Queue::complete`] on the caller's connection: commit it with the job's result, and roll the

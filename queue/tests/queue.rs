@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fathom_queue::testing::TestDb;
+use fathom_testkit::pg::TestDb;
 use fathom_queue::{
     tx, Error, Failure, JobState, NewJob, Queue, QueueConfig, StatementMode, Wake, Waker,
 };

@@ -2,15 +2,14 @@
 //! processes. The flags here override `services.autoscaler` of the configuration file; the service
 //! itself (shared with `fathom run`) is in [`service`].
 
-pub(crate) mod http;
-pub(crate) mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use fathom_worker::config::{AutoscalerTarget, FathomConfig};
-use fathom_worker::job::service::shutdown_on_signals;
+use crate::config::FathomConfig;
+use fathom_autoscaler::AutoscalerTarget;
+use crate::server::shutdown_on_signals;
 
 /// Which target, and where it lives: shared by `fathom autoscaler` and `fathom scale`.
 #[derive(clap::Args, Debug, Default)]
@@ -170,7 +169,7 @@ pub fn run(args: AutoscalerArgs) -> anyhow::Result<ExitCode> {
     let (config, url) = args.into_config()?;
     super::runtime()?.block_on(async move {
         let shutdown = shutdown_on_signals()?;
-        service::run_autoscaler(&config, &url, shutdown).await?;
+        crate::services::autoscaler::run_autoscaler(&config, &url, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use fathom_worker::source::registry::canonical_reference;
+use fathom_analyzer::source::registry::canonical_reference;
 use fathom_worker::store::{StatusEntry, Store, SubmitOptions, Submitted};
-use fathom_worker::ImageAnalysis;
+use fathom_analyzer::ImageAnalysis;
 use serde::Deserialize;
 
 /// Connection flags shared by the commands.

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use fathom_autoscaler::local::{LocalConfig, LocalTarget, WorkerCommand};
 use fathom_autoscaler::{Autoscaler, LoopConfig, Metrics, Policy, SetOutcome, Status};
-use fathom_queue::testing::{Durability, OwnedCluster};
+use fathom_testkit::pg::{Durability, OwnedCluster};
 use fathom_queue::{Queue, QueueConfig};
-use fathom_worker::samples::{sample_images, SampleEntry, SampleImage, SampleKind};
+use fathom_testkit::samples::{sample_images, SampleEntry, SampleImage, SampleKind};
 use fathom_worker::store::Store;
-use fathom_worker::testkit::image::{write_oci_layout, BuiltImage, Compress, LayoutEntry};
+use fathom_testkit::image::{write_oci_layout, BuiltImage, Compress, LayoutEntry};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::{watch, Notify};
 
@@ -133,7 +133,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     let status = autoscaler.status();
     let serve = |addr| {
-        super::autoscaler::http::serve(
+        crate::services::autoscaler::serve_http(
             addr,
             registry.clone(),
             status.clone(),
@@ -151,7 +151,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     let nudge = Arc::new(Notify::new());
-    let listener = super::autoscaler::service::nudge_on_notify(&url, nudge.clone())?;
+    let listener = crate::services::autoscaler::nudge_on_notify(&url, nudge.clone())?;
     let mut loop_stop = stop_rx.clone();
     let control = tokio::spawn(autoscaler.run(nudge, async move {
         let _ = loop_stop.wait_for(|s| *s).await;

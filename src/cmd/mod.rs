@@ -2,6 +2,8 @@
 
 pub mod autoscaler;
 pub mod backend;
+pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod migrate;
 pub mod queue;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use fathom_worker::sbom::{self, Format};
+use fathom_analyzer::sbom::{self, Format};
 
 use super::backend::BackendArgs;
 

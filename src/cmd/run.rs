@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use fathom_worker::config::FathomConfig;
-use fathom_worker::job::service;
+use crate::config::FathomConfig;
+use crate::server::shutdown_on_signals;
+use crate::services;
 
 /// Arguments of `fathom run`.
 #[derive(clap::Args, Debug)]
@@ -55,12 +56,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let url = config.database_url(args.database_url)?;
     super::runtime()?.block_on(async move {
-        let shutdown = service::shutdown_on_signals()?;
+        let shutdown = shutdown_on_signals()?;
         let mut tasks = tokio::task::JoinSet::new();
         if config.services.analyzer.enabled {
             let (config, url, shutdown) = (config.clone(), url.clone(), shutdown.clone());
             tasks.spawn(async move {
-                service::run_analyzer(&config, &url, shutdown)
+                services::worker::run_worker(&config, &url, shutdown)
                     .await
                     .context("analyzer service")
             });
@@ -68,7 +69,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if config.services.autoscaler.enabled {
             let (config, url, shutdown) = (config.clone(), url.clone(), shutdown.clone());
             tasks.spawn(async move {
-                super::autoscaler::service::run_autoscaler(&config, &url, shutdown)
+                services::autoscaler::run_autoscaler(&config, &url, shutdown)
                     .await
                     .context("autoscaler service")
             });
@@ -76,7 +77,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if config.services.api.enabled {
             let (config, url, shutdown) = (config.clone(), url.clone(), shutdown.clone());
             tasks.spawn(async move {
-                crate::api::run_api(&config, &url, shutdown)
+                services::core::run_core(&config, &url, shutdown)
                     .await
                     .context("API service")
             });

@@ -11,10 +11,11 @@ use fathom_autoscaler::local::LocalTarget;
 use fathom_autoscaler::{
     status_once, Override, OverrideOp, QueueSnapshot, ScaleTarget, StatsSource,
 };
-use fathom_worker::config::{AutoscalerTarget, FathomConfig};
+use crate::config::FathomConfig;
+use fathom_autoscaler::AutoscalerTarget;
 use serde::Serialize;
 
-use super::autoscaler::service::{self, STATUS_FILE};
+use crate::services::autoscaler::{self as service, STATUS_FILE};
 use super::autoscaler::TargetArgs;
 
 /// Arguments of `fathom scale`.

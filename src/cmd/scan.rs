@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use fathom_worker::sbom::{self, Format};
-use fathom_worker::source::auth::Credentials;
-use fathom_worker::source::registry::RegistryOptions;
-use fathom_worker::{Analyzer, AnalyzerOptions, ImageSource, NoCache};
+use fathom_analyzer::sbom::{self, Format};
+use fathom_analyzer::source::auth::Credentials;
+use fathom_analyzer::source::registry::RegistryOptions;
+use fathom_analyzer::{Analyzer, AnalyzerOptions, ImageSource, NoCache};
 
 /// Arguments of `fathom scan`.
 #[derive(clap::Args, Debug)]
@@ -61,7 +61,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.layers_in_flight {
         options.layers_in_flight = n.max(1);
     }
-    let analyzer = Analyzer::new(fathom_worker::catalog::default_catalogers(), options);
+    let analyzer = Analyzer::new(fathom_analyzer::catalog::default_catalogers(), options);
     let progress = std::io::stderr().is_terminal();
     if progress {
         eprint!("fathom: scanning {source} …");

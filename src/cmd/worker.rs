@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use fathom_worker::config::FathomConfig;
-use fathom_worker::job::service;
+use crate::config::FathomConfig;
+use crate::server::shutdown_on_signals;
+use crate::services;
 
 /// Arguments of `fathom worker`. Flags override the configuration file and its `FATHOM_...` variables.
 #[derive(clap::Args, Debug)]
@@ -65,8 +66,8 @@ impl WorkerArgs {
 pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let (config, url) = args.into_config()?;
     super::runtime()?.block_on(async move {
-        let shutdown = service::shutdown_on_signals()?;
-        service::run_analyzer(&config, &url, shutdown).await?;
+        let shutdown = shutdown_on_signals()?;
+        services::worker::run_worker(&config, &url, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

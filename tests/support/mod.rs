@@ -10,10 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use fathom_queue::testing::TestDb;
+use fathom_testkit::pg::TestDb;
 use fathom_queue::{Queue, QueueConfig};
 use fathom_worker::store::{StatusEntry, Store};
-use fathom_worker::testkit::{self, BuiltImage, Compress, Pusher};
+use fathom_testkit::{BuiltImage, Compress, Pusher};
 
 pub use proxy::Proxy;
 
@@ -33,7 +33,7 @@ pub async fn test_db() -> TestDb {
 
 /// The run's shared registry (`127.0.0.1:PORT`).
 pub fn registry() -> String {
-    testkit::registry::shared()
+    fathom_testkit::registry::shared()
         .expect("test registry (apt-get install docker-registry)")
         .addr
         .clone()
@@ -54,7 +54,7 @@ pub fn unique_repo(name: &str) -> String {
 pub async fn push_samples(names: &[&str]) -> Vec<(String, BuiltImage)> {
     let registry = registry();
     let pusher = Pusher::new(&registry, None);
-    let samples = fathom_worker::samples::sample_images();
+    let samples = fathom_testkit::samples::sample_images();
     let mut out = Vec::new();
     for name in names {
         let sample = samples

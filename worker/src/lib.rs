@@ -1,29 +1,13 @@
-//! fathom's analyzer: image sources, the streaming layer pipeline, catalogers, the merge, SBOM writers.
+//! fathom's analyzer worker service: the job loop, leases, the results store and worker metrics.
 //!
-//! Overview: an [`Analyzer`] (catalogers + [`AnalyzerOptions`]) turns an [`ImageSource`] into an
-//! [`ImageAnalysis`]. It resolves the manifest ([`source`]), asks a [`LayerCache`] for each layer, streams
-//! the missing ones through [`layer`] (digest check, inflate, tar walk, catalogers) on rayon, and applies
-//! the layer results in order ([`merge`]). [`sbom::write`] renders the analysis. [`testkit`] builds
-//! images and runs a local registry for tests and benches.
+//! Overview: [`job::Worker`] claims analysis jobs from the queue (`fathom-queue`), runs the engine
+//! (`fathom-analyzer`) with the Postgres layer cache of [`store::Store`], stores each result and completes
+//! its job in one transaction. [`config`] is the worker's part of the configuration file
+//! (`services.analyzer`, `registry`); [`metrics`] its Prometheus metrics. The binary wires the health
+//! endpoint and signals around it.
 #![deny(missing_docs)]
 
-pub mod analyze;
-pub mod cache;
-pub mod catalog;
 pub mod config;
-pub mod error;
 pub mod job;
-pub mod layer;
-pub mod merge;
 pub mod metrics;
-pub mod model;
-pub mod samples;
-pub mod sbom;
-pub mod source;
 pub mod store;
-pub mod testkit;
-
-pub use analyze::{Analyzer, AnalyzerOptions, ImageAnalysis};
-pub use cache::{LayerCache, LayerClaim, MemoryCache, NoCache};
-pub use error::AnalyzeError;
-pub use source::ImageSource;

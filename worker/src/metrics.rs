@@ -1,7 +1,7 @@
 //! The worker's Prometheus metrics, registered once in their own registry and served at `/metrics`.
 //!
 //! Names follow Prometheus conventions: `fathom_` prefix, base units in the name, `_total` counters.
-//! Failures carry a low-cardinality `reason` label ([`crate::AnalyzeError::reason`] or `store`,
+//! Failures carry a low-cardinality `reason` label ([`fathom_analyzer::AnalyzeError::reason`] or `store`,
 //! `lease_lost`, ...), so dashboards can split them by kind.
 
 use std::sync::OnceLock;
@@ -68,7 +68,7 @@ const COMPLETED_OUTCOMES: [&str; 2] = ["analyzed", "reused"];
 /// `outcome` of `fathom_worker_jobs_failed_total`: put back for another attempt, failed for good, or
 /// out of attempts.
 const FAILED_OUTCOMES: [&str; 3] = ["retry", "failed", "dead"];
-/// `reason` of `fathom_worker_jobs_failed_total` beside [`crate::AnalyzeError::REASONS`]: a job payload
+/// `reason` of `fathom_worker_jobs_failed_total` beside [`fathom_analyzer::AnalyzeError::REASONS`]: a job payload
 /// the worker cannot read, and a results store that refused the write.
 const JOB_FAILURE_REASONS: &[&str] = &["invalid_job", "store"];
 /// `reason` of `fathom_worker_jobs_abandoned_total`.
@@ -201,7 +201,7 @@ impl Metrics {
             m.jobs_completed.with_label_values(&[outcome]);
         }
         for outcome in FAILED_OUTCOMES {
-            for reason in crate::AnalyzeError::REASONS
+            for reason in fathom_analyzer::AnalyzeError::REASONS
                 .iter()
                 .chain(JOB_FAILURE_REASONS)
             {

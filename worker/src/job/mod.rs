@@ -7,12 +7,12 @@
 //! skips the layers entirely when the manifest was analyzed with the same catalogers key, otherwise
 //! analyzes it against the Postgres layer cache, then stores the result and completes the job in one
 //! transaction. Shutdown stops claiming, lets in-flight jobs finish until `drain_timeout`, and releases
-//! the rest to the queue at once. [`health`] serves `/metrics`, `/healthz` and `/readyz`.
+//! the rest to the queue at once. [`health`] is the readiness the
+//! binary's health endpoint reports.
 
 pub mod health;
 pub mod lease;
 mod process;
-pub mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
 use crate::store::{Store, ANALYZE_KIND};
-use crate::Analyzer;
+use fathom_analyzer::Analyzer;
 use health::Health;
 use lease::Held;
 

@@ -9,11 +9,11 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use super::{Backoff, Ctx};
-use crate::analyze::ImageAnalysis;
-use crate::cache::WriteOnly;
+use fathom_analyzer::analyze::ImageAnalysis;
+use fathom_analyzer::cache::WriteOnly;
 use crate::metrics::Metrics;
 use crate::store::{self, StoreError, Timings};
-use crate::{AnalyzeError, ImageSource};
+use fathom_analyzer::{AnalyzeError, ImageSource};
 
 /// Why a job did not complete.
 enum Stop {
@@ -167,7 +167,7 @@ async fn work(
 /// The analysis stops when the lease is lost (or the worker drains), dropping its future.
 async fn analyze_detached(
     ctx: &Ctx,
-    image: crate::source::ResolvedImage,
+    image: fathom_analyzer::source::ResolvedImage,
     force: bool,
     mut lost: watch::Receiver<bool>,
 ) -> Result<Result<ImageAnalysis, AnalyzeError>, Stop> {
@@ -294,7 +294,7 @@ impl DbRetry {
 /// Best effort: the job's own error is what matters; the image row helps `fathom status DIGEST`.
 async fn record_failure(
     ctx: &Ctx,
-    image: &crate::source::ImageInfo,
+    image: &fathom_analyzer::source::ImageInfo,
     reference: &str,
     err: &AnalyzeError,
     key: &str,

@@ -7,8 +7,8 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use super::{compress, decompress, from_epoch, Result, Store};
-use crate::analyze::ImageAnalysis;
-use crate::source::ImageInfo;
+use fathom_analyzer::analyze::ImageAnalysis;
+use fathom_analyzer::source::ImageInfo;
 
 /// An analysis either succeeded (document stored) or failed for good after the manifest was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::{compress, decompress, Result, Store, StoreError};
-use crate::cache::{CacheError, LayerCache, LayerClaim};
-use crate::layer::LayerResult;
+use fathom_analyzer::cache::{CacheError, LayerCache, LayerClaim};
+use fathom_analyzer::layer::LayerResult;
 
 const GET_LAYER_SQL: &str = "SELECT result FROM fathom_layers WHERE digest = $1 AND cache_key = $2";
 

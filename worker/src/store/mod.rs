@@ -7,8 +7,8 @@
 //! `fathom_image_references` the references it was seen under; `fathom_submissions` ties a submitted
 //! reference to the queue job answering it.
 //!
-//! [`LayerResult`]: crate::layer::LayerResult
-//! [`LayerCache`]: crate::cache::LayerCache
+//! [`LayerResult`]: fathom_analyzer::layer::LayerResult
+//! [`LayerCache`]: fathom_analyzer::cache::LayerCache
 
 mod images;
 mod layers;
@@ -80,21 +80,8 @@ impl StoreError {
     }
 }
 
-/// Whether a sqlx error means Postgres could not be reached (as opposed to a bad statement or data).
-pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_) => true,
-        // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now, 08xxx connection exceptions.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
-        _ => false,
-    }
-}
+/// Whether a sqlx error means Postgres could not be reached: the queue's rule, so both agree.
+pub(crate) use fathom_queue::is_unreachable as is_connection_error;
 
 /// Result alias of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

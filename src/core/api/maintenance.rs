@@ -1,0 +1,62 @@
+//! Queue maintenance run by the core: rescue leases of dead workers (workers do it too, but a fleet
+//! scaled to zero has nobody left to) and prune finished jobs past their retention.
+
+use std::time::Duration;
+
+use fathom_queue::Queue;
+use crate::core::config::ApiServiceConfig;
+use tokio::sync::watch;
+
+use super::ApiMetrics;
+
+/// Jobs rescued per round.
+const RESCUE_BATCH: usize = 500;
+
+/// Runs until `shutdown` turns true. Errors are logged and retried next round: maintenance must never
+/// take the API down with it.
+pub async fn run(
+    queue: Queue,
+    config: ApiServiceConfig,
+    metrics: ApiMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let rescue = (!config.rescue_interval.is_zero()).then_some(config.rescue_interval);
+    let prune = (!config.prune_interval.is_zero()).then_some(config.prune_interval);
+    if rescue.is_none() && prune.is_none() {
+        return;
+    }
+    let tick = rescue
+        .unwrap_or(Duration::MAX)
+        .min(prune.unwrap_or(Duration::MAX));
+    let mut since_prune = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        since_prune += tick;
+        if rescue.is_some() {
+            match queue.rescue_expired(RESCUE_BATCH).await {
+                Ok(rescued) if !rescued.is_empty() => {
+                    metrics.rescued.inc_by(rescued.len() as u64);
+                    tracing::info!(count = rescued.len(), "rescued jobs with expired leases");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rescuing expired leases failed"),
+            }
+        }
+        if let Some(every) = prune {
+            if since_prune >= every {
+                since_prune = Duration::ZERO;
+                match queue.prune(config.job_retention).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        metrics.pruned.inc_by(n);
+                        tracing::info!(count = n, "pruned finished jobs");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
+                }
+            }
+        }
+    }
+}

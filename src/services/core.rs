@@ -1,0 +1,69 @@
+//! The core's runner: the external API and, beside it, the queue maintenance (rescue of dead workers'
+//! leases, pruning of finished jobs).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use fathom_queue::Queue;
+use fathom_worker::store::Store;
+use tokio::sync::watch;
+
+use crate::config::FathomConfig;
+use crate::core::api::{self, ApiMetrics, ApiState, Tokens, DOCUMENTS_AT_ONCE};
+
+/// Runs the API service (and the queue maintenance beside it) until `shutdown` turns true: binds
+/// `services.api.address` first so a taken port fails at once, then serves with graceful shutdown.
+pub async fn run_core(
+    config: &FathomConfig,
+    database_url: &str,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let api = config.services.api.clone();
+    let addr: SocketAddr = api
+        .address
+        .parse()
+        .with_context(|| format!("services.api.address {:?}", api.address))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding services.api.address {addr}"))?;
+    let bound = listener.local_addr()?;
+    // The API's own pools: requests are short, so a few connections serve many clients.
+    let pool_size = config.database.pool_size.max(4);
+    let store = Store::connect_lazy(database_url, pool_size)?;
+    let queue = Queue::connect(database_url, config.queue_config(pool_size as usize))?;
+    let options = fathom_worker::config::analyzer_options(&config.services.analyzer, &config.registry)?;
+    let cache_key = fathom_analyzer::analyze::catalogers_key(
+        &fathom_analyzer::catalog::default_catalogers(),
+        &options,
+    );
+    let tokens = Tokens::from_config(&api.tokens)?;
+    let metrics = ApiMetrics::new()?;
+    let state = Arc::new(ApiState {
+        store,
+        queue: queue.clone(),
+        config: api.clone(),
+        cache_key,
+        documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
+    });
+    let maintenance = tokio::spawn(api::maintenance::run(
+        queue,
+        api.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let app = api::router(state, tokens, metrics)?;
+    tracing::info!(address = %bound, auth = api.auth, "API listening");
+    // Printed for scripts and tests that bind port 0.
+    println!("fathom api listening on http://{bound}");
+    let mut stop = shutdown;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .context("API server")?;
+    maintenance.abort();
+    Ok(())
+}
+
