@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use fathom_testkit::pg::TestDb;
 use fathom_queue::{NewJob, Queue, QueueConfig, Wake, Waker};
+use fathom_testkit::pg::TestDb;
 use serde_json::json;
 use tokio_postgres::NoTls;
 

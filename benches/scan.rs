@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fathom_testkit::samples::{large_image, sample_images};
 use fathom_testkit::floor::inflate_and_walk;
 use fathom_testkit::measure::{self, Measured};
 use fathom_testkit::registry::Registry;
+use fathom_testkit::samples::{large_image, sample_images};
 use fathom_testkit::{BuiltImage, Compress, Pusher};
 
 /// Runs per tool and image; the median wall time is reported (with that run's peak RSS).

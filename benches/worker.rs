@@ -10,8 +10,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fathom_testkit::samples::{sample_images, SampleEntry, SampleKind};
 use fathom_testkit::image::layer_tar;
+use fathom_testkit::samples::{sample_images, SampleEntry, SampleKind};
 use fathom_testkit::{BuiltImage, BuiltLayer, Compress};
 use support::{Db, WorkerProc, WorkerSpec};
 

@@ -111,4 +111,3 @@ pub fn shutdown_on_signals() -> std::io::Result<watch::Receiver<bool>> {
     });
     Ok(rx)
 }
-

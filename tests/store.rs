@@ -4,8 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use fathom_worker::store::{Store, SubmissionFilter};
 use fathom_analyzer::LayerCache;
+use fathom_worker::store::{Store, SubmissionFilter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_claim_holds_off_others_until_withdrawn_or_expired_and_renewal_keeps_it() {

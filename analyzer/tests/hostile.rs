@@ -4,11 +4,11 @@
 mod support;
 
 use fathom_analyzer::layer::Limits;
-use fathom_testkit::samples::SampleEntry;
 use fathom_analyzer::source::Platform;
-use fathom_testkit::image::layer_tar;
-use fathom_testkit::{BuiltImage, BuiltLayer, Compress};
 use fathom_analyzer::{AnalyzeError, AnalyzerOptions, NoCache};
+use fathom_testkit::image::layer_tar;
+use fathom_testkit::samples::SampleEntry;
+use fathom_testkit::{BuiltImage, BuiltLayer, Compress};
 use support::*;
 
 fn one_layer(entries: &[SampleEntry], compress: Compress) -> BuiltImage {

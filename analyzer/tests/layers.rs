@@ -2,11 +2,11 @@
 
 mod support;
 
-use fathom_testkit::samples::SampleEntry;
 use fathom_analyzer::source::Platform;
-use fathom_testkit::image::layer_tar;
-use fathom_testkit::{BuiltImage, BuiltLayer, Compress};
 use fathom_analyzer::{AnalyzerOptions, MemoryCache};
+use fathom_testkit::image::layer_tar;
+use fathom_testkit::samples::SampleEntry;
+use fathom_testkit::{BuiltImage, BuiltLayer, Compress};
 use support::*;
 
 fn image(name: &str, layers: &[Vec<SampleEntry>], compress: Compress) -> BuiltImage {

@@ -6,9 +6,9 @@ mod support;
 use std::collections::BTreeSet;
 
 use fathom_analyzer::catalog::default_catalogers;
+use fathom_analyzer::{Analyzer, AnalyzerOptions, NoCache};
 use fathom_testkit::samples::{expected_packages, sample_images};
 use fathom_testkit::{BuiltImage, Compress};
-use fathom_analyzer::{Analyzer, AnalyzerOptions, NoCache};
 use support::*;
 
 #[test]

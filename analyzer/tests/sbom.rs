@@ -4,10 +4,10 @@
 mod support;
 
 use fathom_analyzer::catalog::default_catalogers;
-use fathom_testkit::samples::sample_images;
 use fathom_analyzer::sbom::{self, Format};
-use fathom_testkit::{validate, BuiltImage, Compress};
 use fathom_analyzer::{Analyzer, AnalyzerOptions, ImageAnalysis, NoCache};
+use fathom_testkit::samples::sample_images;
+use fathom_testkit::{validate, BuiltImage, Compress};
 use support::*;
 
 fn analyses() -> Vec<ImageAnalysis> {

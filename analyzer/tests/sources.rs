@@ -4,14 +4,14 @@
 mod support;
 
 use fathom_analyzer::analyze::AnalyzerOptions;
-use fathom_testkit::samples::SampleEntry;
 use fathom_analyzer::source::auth::Credentials;
 use fathom_analyzer::source::registry::RegistryOptions;
 use fathom_analyzer::source::Platform;
+use fathom_analyzer::{ImageSource, MemoryCache, NoCache};
 use fathom_testkit::image::{layer_tar, write_docker_archive, write_oci_layout};
 use fathom_testkit::registry::{self, Registry};
+use fathom_testkit::samples::SampleEntry;
 use fathom_testkit::{BuiltImage, BuiltLayer, Compress, LayoutEntry, Pusher};
-use fathom_analyzer::{ImageSource, MemoryCache, NoCache};
 use support::*;
 
 fn built(

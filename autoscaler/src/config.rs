@@ -133,7 +133,9 @@ impl AutoscalerServiceConfig {
         }
         // The analyzer's concurrency stands in for an unset jobs_per_replica: it is checked there.
         self.policy(1).validate().map_err(|e| match e {
-            crate::Error::InvalidPolicy { field, why } => ConfigError::new(format!("{KEY}.{field}"), why),
+            crate::Error::InvalidPolicy { field, why } => {
+                ConfigError::new(format!("{KEY}.{field}"), why)
+            }
             other => ConfigError::new(KEY, other.to_string()),
         })?;
         if self.drain_timeout.is_zero() {
@@ -225,9 +227,11 @@ mod tests {
     /// The section as `services.autoscaler` of a file, with `env` as the only environment.
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Wrapper, ConfigError> {
         let mut root = fathom_config::parse_yaml(Some(text), "test.yaml")?;
-        let keys = fathom_config::env::keys(&Wrapper::default())?;
+        let keys = fathom_config::env::keys(&Wrapper::default(), &[])?;
         let set = fathom_config::env::overlay(&mut root, &keys, &[], |k| {
-            env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
         })?;
         let w: Wrapper = fathom_config::deserialize(root, "test.yaml", &set)?;
         w.services.autoscaler.validate()?;

@@ -31,12 +31,14 @@ pub fn env_name(key: &str) -> String {
     format!("FATHOM_{}", key.replace('.', "_").to_uppercase())
 }
 
-/// Every key of `defaults` the environment may set, in file order.
-pub fn keys<T: Serialize>(defaults: &T) -> Result<Vec<EnvKey>, ConfigError> {
+/// Every key of `defaults` the environment may set, in file order, except `file_only` keys (lists of
+/// mappings whose empty default cannot show that they are not lists of strings).
+pub fn keys<T: Serialize>(defaults: &T, file_only: &[&str]) -> Result<Vec<EnvKey>, ConfigError> {
     let tree = serde_yaml::to_value(defaults)
         .map_err(|e| ConfigError::new("configuration", format!("internal: defaults: {e}")))?;
     let mut out = Vec::new();
     walk(&tree, String::new(), &mut out);
+    out.retain(|k| !file_only.contains(&k.key.as_str()));
     Ok(out)
 }
 
@@ -164,17 +166,21 @@ mod tests {
     fn keys_come_from_the_defaults() {
         let mut o = Outer::default();
         o.creds.push(Inner::default());
-        let k = keys(&o).unwrap();
+        let k = keys(&o, &[]).unwrap();
         let names: Vec<(&str, bool)> = k.iter().map(|k| (k.key.as_str(), k.list)).collect();
         assert_eq!(
             names,
-            [("inner.count", false), ("inner.names", true), ("inner.maybe", false)]
+            [
+                ("inner.count", false),
+                ("inner.names", true),
+                ("inner.maybe", false)
+            ]
         );
     }
 
     #[test]
     fn overlay_sets_scalars_lists_and_aliases() {
-        let k = keys(&Outer::default()).unwrap();
+        let k = keys(&Outer::default(), &["inner.maybe"]).unwrap();
         let mut root = Value::Mapping(Mapping::new());
         let env = |v: &str| match v {
             "FATHOM_INNER_COUNT" => Some("4".to_string()),

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fathom_testkit::pg::TestDb;
 use fathom_queue::{
     tx, Error, Failure, JobState, NewJob, Queue, QueueConfig, StatementMode, Wake, Waker,
 };
+use fathom_testkit::pg::TestDb;
 use serde_json::json;
 use tokio::sync::Mutex;
 

@@ -2,14 +2,13 @@
 //! processes. The flags here override `services.autoscaler` of the configuration file; the service
 //! itself (shared with `fathom run`) is in [`service`].
 
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::FathomConfig;
-use fathom_autoscaler::AutoscalerTarget;
 use crate::server::shutdown_on_signals;
+use fathom_autoscaler::AutoscalerTarget;
 
 /// Which target, and where it lives: shared by `fathom autoscaler` and `fathom scale`.
 #[derive(clap::Args, Debug, Default)]

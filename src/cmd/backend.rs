@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fathom_analyzer::source::registry::canonical_reference;
-use fathom_worker::store::{StatusEntry, Store, SubmitOptions, Submitted};
 use fathom_analyzer::ImageAnalysis;
+use fathom_worker::store::{StatusEntry, Store, SubmitOptions, Submitted};
 use serde::Deserialize;
 
 /// Connection flags shared by the commands.

@@ -20,9 +20,15 @@ pub struct ConfigArgs {
 /// Runs `fathom config`.
 pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     if args.env_keys {
-        for key in fathom_config::env::keys(&FathomConfig::default())? {
+        for key in
+            fathom_config::env::keys(&FathomConfig::default(), fathom_worker::config::FILE_ONLY)?
+        {
             let list = if key.list { " (comma-separated)" } else { "" };
-            println!("{}\t{}{list}", fathom_config::env::env_name(&key.key), key.key);
+            println!(
+                "{}\t{}{list}",
+                fathom_config::env::env_name(&key.key),
+                key.key
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }

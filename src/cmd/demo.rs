@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use fathom_autoscaler::local::{LocalConfig, LocalTarget, WorkerCommand};
 use fathom_autoscaler::{Autoscaler, LoopConfig, Metrics, Policy, SetOutcome, Status};
-use fathom_testkit::pg::{Durability, OwnedCluster};
 use fathom_queue::{Queue, QueueConfig};
+use fathom_testkit::image::{write_oci_layout, BuiltImage, Compress, LayoutEntry};
+use fathom_testkit::pg::{Durability, OwnedCluster};
 use fathom_testkit::samples::{sample_images, SampleEntry, SampleImage, SampleKind};
 use fathom_worker::store::Store;
-use fathom_testkit::image::{write_oci_layout, BuiltImage, Compress, LayoutEntry};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::{watch, Notify};
 

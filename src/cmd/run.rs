@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use crate::config::FathomConfig;
 use crate::server::shutdown_on_signals;
 use crate::services;
+use anyhow::Context;
 
 /// Arguments of `fathom run`.
 #[derive(clap::Args, Debug)]
@@ -19,11 +19,20 @@ pub struct RunArgs {
     /// PostgreSQL connection URL, when the configuration has no `database.url`.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Registry (HOST:PORT) to reach over plain HTTP; repeatable or comma-separated (`registry.insecure`,
+    /// also `FATHOM_INSECURE_REGISTRIES`).
+    #[arg(long = "insecure-registry", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Runs `fathom run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = FathomConfig::load(Some(&args.config))?;
+    let mut config = FathomConfig::load(Some(&args.config))?;
+    config.registry.insecure.extend(
+        args.insecure_registries
+            .into_iter()
+            .filter(|h| !h.is_empty()),
+    );
     let services = &config.services;
     if !services.analyzer.enabled && !services.autoscaler.enabled && !services.api.enabled {
         anyhow::bail!("invalid configuration: services: no service is enabled");

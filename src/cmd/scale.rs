@@ -6,17 +6,17 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::config::FathomConfig;
 use anyhow::Context;
 use fathom_autoscaler::local::LocalTarget;
+use fathom_autoscaler::AutoscalerTarget;
 use fathom_autoscaler::{
     status_once, Override, OverrideOp, QueueSnapshot, ScaleTarget, StatsSource,
 };
-use crate::config::FathomConfig;
-use fathom_autoscaler::AutoscalerTarget;
 use serde::Serialize;
 
-use crate::services::autoscaler::{self as service, STATUS_FILE};
 use super::autoscaler::TargetArgs;
+use crate::services::autoscaler::{self as service, STATUS_FILE};
 
 /// Arguments of `fathom scale`.
 #[derive(clap::Args, Debug)]

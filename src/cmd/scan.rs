@@ -37,6 +37,17 @@ pub struct ScanArgs {
     pub layers_in_flight: Option<usize>,
 }
 
+/// The flag (or `FATHOM_INSECURE_REGISTRIES`), plus `FATHOM_REGISTRY_INSECURE`, the name the config file's
+/// `registry.insecure` key takes in the environment: the same variables work for `scan` and for workers.
+fn insecure_registries(from_flag: Vec<String>) -> Vec<String> {
+    let from_key = std::env::var("FATHOM_REGISTRY_INSECURE").unwrap_or_default();
+    from_flag
+        .into_iter()
+        .chain(from_key.split(',').map(|h| h.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
 }
@@ -48,11 +59,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let mut options = AnalyzerOptions {
         platform: args.platform.parse()?,
         registry: RegistryOptions {
-            insecure: args
-                .insecure_registries
-                .into_iter()
-                .filter(|h| !h.is_empty())
-                .collect(),
+            insecure: insecure_registries(args.insecure_registries),
             credentials,
             ..Default::default()
         },

@@ -67,7 +67,6 @@ impl Default for ApiServiceConfig {
     }
 }
 
-
 impl ApiServiceConfig {
     /// Checks what serde cannot: addresses, ranges, and that auth has tokens to check against.
     pub fn validate(&self) -> Result<(), ConfigError> {

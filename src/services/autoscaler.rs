@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::config::FathomConfig;
 use anyhow::Context;
 use fathom_autoscaler::k8s::{KubeConfig, KubeTarget, LeaseConfig};
 use fathom_autoscaler::local::{ChildExit, ExitKind, LocalConfig, LocalTarget, WorkerCommand};
+use fathom_autoscaler::AutoscalerTarget;
 use fathom_autoscaler::{Autoscaler, LoopConfig, Metrics, Policy, ScaleTarget, Status};
 use fathom_queue::{Queue, Wake, Waker};
-use crate::config::FathomConfig;
-use fathom_autoscaler::AutoscalerTarget;
 use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::sync::{watch, Notify};
 

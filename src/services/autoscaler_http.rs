@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::server::spawn_server;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use fathom_autoscaler::Status;
-use crate::server::spawn_server;
 use tokio::sync::watch;
 
 struct Shared {

@@ -32,7 +32,8 @@ pub async fn run_core(
     let pool_size = config.database.pool_size.max(4);
     let store = Store::connect_lazy(database_url, pool_size)?;
     let queue = Queue::connect(database_url, config.queue_config(pool_size as usize))?;
-    let options = fathom_worker::config::analyzer_options(&config.services.analyzer, &config.registry)?;
+    let options =
+        fathom_worker::config::analyzer_options(&config.services.analyzer, &config.registry)?;
     let cache_key = fathom_analyzer::analyze::catalogers_key(
         &fathom_analyzer::catalog::default_catalogers(),
         &options,
@@ -66,4 +67,3 @@ pub async fn run_core(
     maintenance.abort();
     Ok(())
 }
-

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use fathom_queue::{Queue, Waker};
 use tokio::sync::watch;
 
+use anyhow::Context;
 use fathom_analyzer::Analyzer;
 use fathom_worker::job::health::Health;
 use fathom_worker::job::{worker_id, Worker, WorkerConfig};
 use fathom_worker::metrics::Metrics;
 use fathom_worker::store::Store;
-use anyhow::Context;
 
 use crate::config::{ConfigError, FathomConfig};
 
@@ -56,9 +56,10 @@ pub async fn run_worker(
     let health = Arc::new(Health::default());
     let ready = Arc::clone(&health);
     let app = crate::server::health_router(|| Metrics::get().render(), move || ready.ready());
-    let (bound, server) = crate::server::bind_and_serve(addr, app, shutdown.clone(), "metrics server")
-        .await
-        .with_context(|| format!("metrics.address {addr}: cannot listen"))?;
+    let (bound, server) =
+        crate::server::bind_and_serve(addr, app, shutdown.clone(), "metrics server")
+            .await
+            .with_context(|| format!("metrics.address {addr}: cannot listen"))?;
     tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
     let worker = Worker::new(worker_config(config), analyzer, queue, store, waker, health);
     worker.run(shutdown).await;

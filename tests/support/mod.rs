@@ -10,10 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use fathom_testkit::pg::TestDb;
 use fathom_queue::{Queue, QueueConfig};
-use fathom_worker::store::{StatusEntry, Store};
+use fathom_testkit::pg::TestDb;
 use fathom_testkit::{BuiltImage, Compress, Pusher};
+use fathom_worker::store::{StatusEntry, Store};
 
 pub use proxy::Proxy;
 

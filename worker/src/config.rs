@@ -11,6 +11,9 @@ use fathom_analyzer::AnalyzerOptions;
 use fathom_config::ConfigError;
 use serde::{Deserialize, Serialize};
 
+/// Keys only a file can set: lists of mappings.
+pub const FILE_ONLY: &[&str] = &["registry.credentials"];
+
 /// Conventional variable names accepted besides the derived `FATHOM_<KEY>` ones: `fathom scan` has always
 /// read `FATHOM_INSECURE_REGISTRIES`, and every command that pulls images honours it.
 pub const ENV_ALIASES: &[(&str, &str)] = &[("registry.insecure", "FATHOM_INSECURE_REGISTRIES")];
@@ -107,42 +110,45 @@ pub struct RegistryCredential {
 impl AnalyzerServiceConfig {
     /// Checks ranges and formats serde cannot, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-            if !(1..=1024).contains(&self.concurrency) {
-        return Err(ConfigError::new(
-            "services.analyzer.concurrency",
-            format!("must be between 1 and 1024, got {}", self.concurrency),
-        ));
-    }
-    if self.lease_ttl < Duration::from_secs(1) {
-        return Err(ConfigError::new(
-            "services.analyzer.lease_ttl",
-            "must be at least 1s (heartbeats run every third of it)",
-        ));
-    }
-    for (key, value) in [
-        ("services.analyzer.poll_interval", self.poll_interval),
-        ("services.analyzer.rescue_interval", self.rescue_interval),
-        ("services.analyzer.retry_backoff_base", self.retry_backoff_base),
-    ] {
-        if value.is_zero() {
-            return Err(ConfigError::new(key, "must be greater than 0"));
+        if !(1..=1024).contains(&self.concurrency) {
+            return Err(ConfigError::new(
+                "services.analyzer.concurrency",
+                format!("must be between 1 and 1024, got {}", self.concurrency),
+            ));
         }
-    }
-    if self.retry_backoff_cap < self.retry_backoff_base {
-        return Err(ConfigError::new(
-            "services.analyzer.retry_backoff_cap",
-            "must not be shorter than services.analyzer.retry_backoff_base",
-        ));
-    }
-    if self.layers_in_flight == Some(0) {
-        return Err(ConfigError::new(
-            "services.analyzer.layers_in_flight",
-            "must be at least 1",
-        ));
-    }
-    self.platform
-        .parse::<Platform>()
-        .map_err(|e| ConfigError::new("services.analyzer.platform", e.to_string()))?;
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "services.analyzer.lease_ttl",
+                "must be at least 1s (heartbeats run every third of it)",
+            ));
+        }
+        for (key, value) in [
+            ("services.analyzer.poll_interval", self.poll_interval),
+            ("services.analyzer.rescue_interval", self.rescue_interval),
+            (
+                "services.analyzer.retry_backoff_base",
+                self.retry_backoff_base,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        if self.retry_backoff_cap < self.retry_backoff_base {
+            return Err(ConfigError::new(
+                "services.analyzer.retry_backoff_cap",
+                "must not be shorter than services.analyzer.retry_backoff_base",
+            ));
+        }
+        if self.layers_in_flight == Some(0) {
+            return Err(ConfigError::new(
+                "services.analyzer.layers_in_flight",
+                "must be at least 1",
+            ));
+        }
+        self.platform
+            .parse::<Platform>()
+            .map_err(|e| ConfigError::new("services.analyzer.platform", e.to_string()))?;
         Ok(())
     }
 }
@@ -150,14 +156,14 @@ impl AnalyzerServiceConfig {
 impl RegistryConfig {
     /// Checks the credentials entries, naming the one at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
-    for (i, c) in self.credentials.iter().enumerate() {
-        if c.password.is_some() == c.password_env.is_some() {
-            return Err(ConfigError::new(
-                format!("registry.credentials[{i}]"),
-                "give exactly one of password and password_env",
-            ));
+        for (i, c) in self.credentials.iter().enumerate() {
+            if c.password.is_some() == c.password_env.is_some() {
+                return Err(ConfigError::new(
+                    format!("registry.credentials[{i}]"),
+                    "give exactly one of password and password_env",
+                ));
+            }
         }
-    }
         Ok(())
     }
 }
@@ -165,8 +171,8 @@ impl RegistryConfig {
 /// Analyzer options: platform, registries (credentials from `~/.docker/config.json`, the
 /// `FATHOM_REGISTRY_USERNAME`/`_PASSWORD` pair, and `registry.credentials`), layer parallelism.
 pub fn analyzer_options(
-analyzer: &AnalyzerServiceConfig,
-registry: &RegistryConfig,
+    analyzer: &AnalyzerServiceConfig,
+    registry: &RegistryConfig,
 ) -> Result<AnalyzerOptions, ConfigError> {
     let mut credentials =
         Credentials::from_env().map_err(|m| ConfigError::new("registry.credentials", m))?;

@@ -7,9 +7,9 @@ use std::path::Path;
 use fathom_analyzer::analyze::{Analyzer, AnalyzerOptions, ImageAnalysis};
 use fathom_analyzer::catalog::{CatalogError, Cataloger, EntryMeta, FileInput, Found, Want};
 use fathom_analyzer::model::{Location, Package, PackageType};
+use fathom_analyzer::{AnalyzeError, ImageSource, LayerCache, NoCache};
 use fathom_testkit::samples::{SampleEntry, SampleKind};
 use fathom_testkit::{BuiltImage, LayoutEntry};
-use fathom_analyzer::{AnalyzeError, ImageSource, LayerCache, NoCache};
 
 /// Reads `*.pkglist` files: one `name version [license]` per line. Lines `!panic` and `!error` misbehave on purpose.
 pub struct ListCataloger;

@@ -8,10 +8,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fathom_analyzer::sbom::{self, Format};
 use fathom_analyzer::source::registry::canonical_reference;
+use fathom_analyzer::ImageAnalysis;
 use fathom_worker::store::{
     unsubmitted_entry, Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted, STATUSES,
 };
-use fathom_analyzer::ImageAnalysis;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;

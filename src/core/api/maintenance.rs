@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use fathom_queue::Queue;
 use crate::core::config::ApiServiceConfig;
+use fathom_queue::Queue;
 use tokio::sync::watch;
 
 use super::ApiMetrics;

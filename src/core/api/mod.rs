@@ -16,6 +16,7 @@ mod queue;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::core::config::ApiServiceConfig;
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -24,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Router;
 use fathom_queue::Queue;
-use crate::core::config::ApiServiceConfig;
 use fathom_worker::store::Store;
 
 pub use auth::Tokens;

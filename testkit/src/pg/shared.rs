@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::{Error, Result};
 use crate::pg::cluster::{ClusterInfo, Durability, PgBinaries};
+use crate::{Error, Result};
 
 /// Seconds the watchdog waits with no user before stopping the cluster.
 const IDLE_GRACE_SECS: u32 = 5;

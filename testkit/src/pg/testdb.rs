@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256};
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
 
-use crate::{Error, Result};
 use crate::pg::shared::SharedCluster;
+use crate::{Error, Result};
 
 /// A database of its own for one test. With `DATABASE_URL` set it lives on that server and is dropped when
 /// this value is dropped; otherwise it lives in the run's shared throwaway cluster.

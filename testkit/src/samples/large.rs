@@ -34,11 +34,11 @@ fn text_like_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = Rng(seed | 1);
     let mut out = Vec::with_capacity(len + 16);
     while out.len() < len {
-        let r = rng.next();
+        let r = rng.next_u64();
         out.extend_from_slice(WORDS[r as usize % WORDS.len()].as_bytes());
         out.push(if r.is_multiple_of(13) { b'\n' } else { b' ' });
         if r.is_multiple_of(97) {
-            out.extend_from_slice(format!("{:x}", rng.next()).as_bytes());
+            out.extend_from_slice(format!("{:x}", rng.next_u64()).as_bytes());
         }
     }
     out.truncate(len);
@@ -58,7 +58,7 @@ pub fn large_image() -> SampleImage {
             if i < 300 {
                 entries.push(dir(&d));
             }
-            let r = rng.next();
+            let r = rng.next_u64();
             // Mostly small files; every 1000th is a multi-MiB executable.
             let size = if i.is_multiple_of(1000) {
                 1_500_000 + (r as usize % 1_000_000)

@@ -3,11 +3,11 @@
 
 use super::large::code_like_bytes;
 use super::{dir, exec, file, symlink, SampleEntry, SampleImage};
+use fathom_analyzer::fixtures::rpm::write_rpmdb;
 use fathom_analyzer::fixtures::rpm::{
     HeaderBuilder, TAG_ARCH, TAG_EPOCH, TAG_LICENSE, TAG_NAME, TAG_RELEASE, TAG_SIZE,
     TAG_SOURCERPM, TAG_SUMMARY, TAG_VENDOR, TAG_VERSION,
 };
-use fathom_analyzer::fixtures::rpm::write_rpmdb;
 use fathom_analyzer::model::PackageType;
 
 /// name, epoch, version, release, arch, license.

@@ -9,10 +9,10 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use super::{Backoff, Ctx};
-use fathom_analyzer::analyze::ImageAnalysis;
-use fathom_analyzer::cache::WriteOnly;
 use crate::metrics::Metrics;
 use crate::store::{self, StoreError, Timings};
+use fathom_analyzer::analyze::ImageAnalysis;
+use fathom_analyzer::cache::WriteOnly;
 use fathom_analyzer::{AnalyzeError, ImageSource};
 
 /// Why a job did not complete.

@@ -1,0 +1,70 @@
+//! The layout's boundaries as checks, not conventions: the analyzer engine builds without a database,
+//! an HTTP server, a metrics registry or the queue; test support is nobody's production dependency.
+
+use std::process::Command;
+
+/// `cargo tree` of `package`'s normal (non-dev) dependencies, one crate name per line.
+fn normal_dependencies(package: &str, features: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args([
+        "tree",
+        "--offline",
+        "-p",
+        package,
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ])
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if !features.is_empty() {
+        cmd.args(["--no-default-features", "--features", &features.join(",")]);
+    }
+    let out = cmd.output().expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn the_analyzer_engine_depends_on_no_service_machinery() {
+    let deps = normal_dependencies("fathom-analyzer", &[]);
+    assert!(deps.iter().any(|d| d == "fathom-analyzer"), "{deps:?}");
+    for banned in [
+        "sqlx",
+        "axum",
+        "prometheus",
+        "tokio-postgres",
+        "fathom-queue",
+        "fathom-testkit",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "fathom-analyzer depends on {banned}"
+        );
+    }
+}
+
+#[test]
+fn libraries_do_not_depend_on_the_test_kit() {
+    for package in [
+        "fathom-queue",
+        "fathom-worker",
+        "fathom-autoscaler",
+        "fathom-config",
+    ] {
+        let deps = normal_dependencies(package, &[]);
+        assert!(
+            !deps.iter().any(|d| d == "fathom-testkit"),
+            "{package} depends on fathom-testkit"
+        );
+    }
+}
