@@ -158,7 +158,8 @@ impl Admission {
     ) -> Answer {
         let allowed = self.settings.config.failure_policy == FailurePolicy::Allow;
         let verb = if allowed { "admitted" } else { "denied" };
-        let message = format!("{why}; {verb} by services.webhook.failure_policy");
+        // The verdict first: the API server truncates long warnings, and the cause is the detail.
+        let message = format!("{verb} by services.webhook.failure_policy: {why}");
         let warnings = if allowed {
             vec![clip(&message)]
         } else {
