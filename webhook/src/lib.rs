@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 mod admission;
+mod answer;
 mod cache;
 pub mod certs;
 mod check;

@@ -275,7 +275,7 @@ impl Hook {
             .gather()
             .iter()
             .filter(|f| f.name() == name)
-            .flat_map(|f| f.get_metric().iter().cloned().collect::<Vec<_>>())
+            .flat_map(|f| f.get_metric().to_vec())
             .filter(|m| {
                 labels.iter().all(|(k, v)| {
                     m.get_label()
