@@ -1,0 +1,269 @@
+//! `services.webhook`: the webhook's configuration as written (serde), its defaults and its validation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::selector::Selectors;
+
+/// The key prefix every validation error names.
+const KEY: &str = "services.webhook";
+
+/// The API server waits at most 30 s (`timeoutSeconds` maximum); the answer must come before it.
+const MAX_TIMEOUT: Duration = Duration::from_secs(29);
+
+/// What the webhook checks for the workloads a selector (or the default) covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every image must be analyzed and the active (or named) policy bundle must not say STOP.
+    Policy,
+    /// Every image must be analyzed; no policy is evaluated.
+    Analysis,
+    /// Everything is admitted; each admission is logged and counted.
+    Breakglass,
+}
+
+impl Mode {
+    /// The metric label and message word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Policy => "policy",
+            Mode::Analysis => "analysis",
+            Mode::Breakglass => "breakglass",
+        }
+    }
+}
+
+/// How a request is answered when the webhook cannot decide in time or the store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// Admit (the cluster keeps deploying while fathom is down; matches `failurePolicy: Ignore`).
+    Allow,
+    /// Deny (nothing unchecked runs; matches `failurePolicy: Fail`).
+    Deny,
+}
+
+/// One `services.webhook.selectors[i]` entry. Every condition given must match (regexes, unanchored
+/// unless written with `^...$`); the first matching selector picks the mode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelectorConfig {
+    /// A name for messages and audit annotations (default: `selectors[i]`).
+    pub name: Option<String>,
+    /// Regex on the namespace name.
+    pub namespace: Option<String>,
+    /// Label key → regex on its value, over the namespace's labels. The AdmissionReview carries only the
+    /// namespace name, so these come from [`ImageOracle::namespace_labels`](crate::ImageOracle); an
+    /// oracle that knows no labels makes such a selector never match.
+    pub namespace_labels: BTreeMap<String, String>,
+    /// Label key → regex on its value, over the admitted object's own `metadata.labels`.
+    pub object_labels: BTreeMap<String, String>,
+    /// The mode for matching workloads.
+    pub mode: Option<Mode>,
+    /// Policy bundle for `mode: policy` (default: `services.webhook.bundle`).
+    pub bundle: Option<String>,
+}
+
+/// `services.webhook`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Whether `fathom run` starts it.
+    pub enabled: bool,
+    /// HTTPS listening address (`/validate`, `/healthz`).
+    pub address: SocketAddr,
+    /// PEM certificate chain (mounted from a Secret; re-read when it changes).
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// How often the certificate and key files are checked for a rotation.
+    #[serde(with = "human_duration")]
+    pub cert_reload_interval: Duration,
+    /// Mode of workloads no selector matches.
+    pub default_mode: Mode,
+    /// Policy bundle by name for `policy` mode; none: the active bundle.
+    pub bundle: Option<String>,
+    /// First match wins.
+    pub selectors: Vec<SelectorConfig>,
+    /// Every answer is sent within this (keep it below the ValidatingWebhookConfiguration's
+    /// `timeoutSeconds`).
+    #[serde(with = "human_duration")]
+    pub timeout: Duration,
+    /// How long an image seen for the first time may take to be analyzed before it is denied (0: deny at
+    /// once). Must be shorter than `timeout`.
+    #[serde(with = "human_duration")]
+    pub analysis_wait: Duration,
+    /// The answer when no decision is possible in time or the store cannot be reached.
+    pub failure_policy: FailurePolicy,
+    /// How long a tag → digest resolution (and a namespace's labels) is reused (0: not cached).
+    #[serde(with = "human_duration")]
+    pub cache_ttl: Duration,
+    /// Larger AdmissionReview bodies are refused (the API server itself sends at most ~3 MiB objects,
+    /// twice on UPDATE).
+    pub max_request_bytes: usize,
+    /// Images of one request checked at once.
+    pub image_concurrency: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            enabled: false,
+            address: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            cert_file: PathBuf::from("/etc/fathom/webhook-tls/tls.crt"),
+            key_file: PathBuf::from("/etc/fathom/webhook-tls/tls.key"),
+            cert_reload_interval: Duration::from_secs(10),
+            default_mode: Mode::Policy,
+            bundle: None,
+            selectors: Vec::new(),
+            timeout: Duration::from_secs(3),
+            analysis_wait: Duration::ZERO,
+            failure_policy: FailurePolicy::Allow,
+            cache_ttl: Duration::from_secs(60),
+            max_request_bytes: 8 << 20,
+            image_concurrency: 16,
+        }
+    }
+}
+
+/// A validated configuration: regexes compiled, limits checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration as given.
+    pub config: WebhookConfig,
+    /// The compiled selectors.
+    pub selectors: Selectors,
+}
+
+impl WebhookConfig {
+    /// Checks every key and compiles the selectors; errors name the key (`services.webhook.timeout`).
+    pub fn validate(&self) -> Result<Settings> {
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return Err(Error::config(
+                format!("{KEY}.timeout"),
+                format!(
+                    "must be between 1ms and {} (below the API server's 30 s limit), got {}",
+                    humantime::format_duration(MAX_TIMEOUT),
+                    humantime::format_duration(self.timeout)
+                ),
+            ));
+        }
+        if self.analysis_wait >= self.timeout {
+            return Err(Error::config(
+                format!("{KEY}.analysis_wait"),
+                "must be shorter than services.webhook.timeout (the answer must still be sent in time)",
+            ));
+        }
+        if self.cert_reload_interval.is_zero() {
+            return Err(Error::config(
+                format!("{KEY}.cert_reload_interval"),
+                "must be greater than 0",
+            ));
+        }
+        for (key, path) in [("cert_file", &self.cert_file), ("key_file", &self.key_file)] {
+            if path.as_os_str().is_empty() {
+                return Err(Error::config(
+                    format!("{KEY}.{key}"),
+                    "must name a PEM file",
+                ));
+            }
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(Error::config(
+                format!("{KEY}.max_request_bytes"),
+                format!("must be at least 1024, got {}", self.max_request_bytes),
+            ));
+        }
+        if !(1..=256).contains(&self.image_concurrency) {
+            return Err(Error::config(
+                format!("{KEY}.image_concurrency"),
+                format!("must be between 1 and 256, got {}", self.image_concurrency),
+            ));
+        }
+        let selectors = Selectors::compile(&self.selectors, &format!("{KEY}.selectors"))?;
+        Ok(Settings {
+            config: self.clone(),
+            selectors,
+        })
+    }
+}
+
+/// Durations as humantime strings (`3s`, `250ms`) or whole seconds, as in the other `services.*` sections.
+mod human_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
+                serde::de::Error::custom(format!("{t:?} is not a duration like 3s or 250ms ({e})"))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> WebhookConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_validate_and_durations_parse() {
+        let c = parse("{}");
+        assert_eq!(c, WebhookConfig::default());
+        c.validate().unwrap();
+        let c = parse(r#"{"timeout":"2s 500ms","analysis_wait":1,"failure_policy":"deny"}"#);
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert_eq!(c.analysis_wait, Duration::from_secs(1));
+        assert_eq!(c.failure_policy, FailurePolicy::Deny);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |json: &str| parse(json).validate().unwrap_err().to_string();
+        assert!(err(r#"{"timeout":"31s"}"#).starts_with("services.webhook.timeout:"));
+        assert!(err(r#"{"timeout":"2s","analysis_wait":"2s"}"#)
+            .starts_with("services.webhook.analysis_wait:"));
+        assert!(
+            err(r#"{"max_request_bytes":10}"#).starts_with("services.webhook.max_request_bytes:")
+        );
+        let e =
+            err(r#"{"selectors":[{"mode":"policy"},{"namespace":"(unclosed","mode":"policy"}]}"#);
+        assert!(
+            e.starts_with("services.webhook.selectors[1].namespace:"),
+            "{e}"
+        );
+        let e = err(r#"{"selectors":[{"object_labels":{"app":"[z-a]"},"mode":"analysis"}]}"#);
+        assert!(
+            e.starts_with("services.webhook.selectors[0].object_labels.app:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_modes_are_refused() {
+        assert!(serde_json::from_str::<WebhookConfig>(r#"{"timeuot":"3s"}"#).is_err());
+        assert!(serde_json::from_str::<WebhookConfig>(r#"{"default_mode":"audit"}"#).is_err());
+    }
+}

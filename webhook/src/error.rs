@@ -1,0 +1,51 @@
+//! The crate's error type: what can stop the webhook from starting or serving.
+
+use std::path::PathBuf;
+
+/// Errors of configuration, TLS material, binding and metrics registration. Admission decisions never
+/// fail: a bad request or an oracle outage becomes an AdmissionReview answer, not an `Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration key holds a value the webhook cannot use.
+    #[error("{key}: {message}")]
+    Config {
+        /// The full key, e.g. `services.webhook.timeout`.
+        key: String,
+        /// What is wrong and what would be accepted.
+        message: String,
+    },
+    /// The serving certificate or key cannot be read or used.
+    #[error("TLS material {path}: {message}")]
+    Tls {
+        /// The certificate or key file.
+        path: PathBuf,
+        /// Why it was refused.
+        message: String,
+    },
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The configured address.
+        address: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// A metric could not be registered (usually: registered twice in one registry).
+    #[error("registering webhook metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Generating certificates failed.
+    #[error("generating certificates: {0}")]
+    Certs(#[from] rcgen::Error),
+}
+
+impl Error {
+    pub(crate) fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

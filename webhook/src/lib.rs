@@ -1,0 +1,34 @@
+//! fathom's Kubernetes admission webhook (`services.webhook`).
+//!
+//! Overview: [`WebhookServer`] (or [`serve`]) is the HTTPS shell: it reads an AdmissionReview from
+//! `POST /validate` and hands it to [`Admission`], the pure core, which extracts the images of Pods and
+//! pod templates ([`images`]), picks a [`Mode`] by the first matching selector, and asks an
+//! [`ImageOracle`] (fathom's store, registry client, policy engine and queue, wired in by the core) about
+//! each image, answering within [`WebhookConfig::timeout`] or by [`FailurePolicy`]. [`certs`] makes a
+//! self-signed CA and serving certificate for clusters without cert-manager.
+#![deny(missing_docs)]
+
+mod admission;
+mod answer;
+mod cache;
+pub mod certs;
+mod check;
+mod config;
+mod error;
+pub mod images;
+mod metrics;
+mod oracle;
+pub mod review;
+mod selector;
+mod server;
+mod tls;
+
+pub use admission::{Admission, Answer};
+pub use check::Reason;
+pub use config::{FailurePolicy, Mode, SelectorConfig, Settings, WebhookConfig};
+pub use error::{Error, Result};
+pub use metrics::Metrics;
+pub use oracle::{AnalysisState, Finding, ImageId, ImageOracle, OracleError, Outcome, Verdict};
+pub use selector::{Selector, Selectors, Subject};
+pub use server::{serve, WebhookServer};
+pub use tls::CertReloader;

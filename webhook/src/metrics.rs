@@ -1,0 +1,77 @@
+//! The webhook's Prometheus metrics, registered once in the registry the caller passes in.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+use crate::error::Result;
+
+/// Handles to every webhook metric.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// `fathom_webhook_decisions_total{result, mode, reason}`: answers sent. `result` is `allowed` or
+    /// `denied`; `mode` is `policy`, `analysis`, `breakglass` or `none` (unreadable request); `reason`
+    /// is the decisive one (see [`Reason`](crate::Reason)).
+    pub decisions: IntCounterVec,
+    /// `fathom_webhook_request_duration_seconds`: from request arrival to answer.
+    pub latency: Histogram,
+    /// `fathom_webhook_timeouts_total`: answers sent by failure policy because the deadline passed.
+    pub timeouts: IntCounter,
+    /// `fathom_webhook_enqueued_total`: analyses queued for images seen at admission.
+    pub enqueued: IntCounter,
+    /// `fathom_webhook_tag_cache_total{result="hit|miss"}`: tag → digest lookups.
+    pub tag_cache: IntCounterVec,
+    /// `fathom_webhook_cert_reloads_total{result="ok|error"}`: serving certificate rotations seen.
+    pub cert_reloads: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry` (fails if they are registered there already).
+    pub fn register(registry: &Registry) -> Result<Self> {
+        let m = Metrics {
+            decisions: IntCounterVec::new(
+                Opts::new(
+                    "fathom_webhook_decisions_total",
+                    "Admission answers by result, mode and reason",
+                ),
+                &["result", "mode", "reason"],
+            )?,
+            latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    "fathom_webhook_request_duration_seconds",
+                    "Time from an AdmissionReview's arrival to its answer",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )?,
+            timeouts: IntCounter::new(
+                "fathom_webhook_timeouts_total",
+                "Admission answers sent by failure policy because the time budget ran out",
+            )?,
+            enqueued: IntCounter::new(
+                "fathom_webhook_enqueued_total",
+                "Image analyses queued by the admission webhook",
+            )?,
+            tag_cache: IntCounterVec::new(
+                Opts::new(
+                    "fathom_webhook_tag_cache_total",
+                    "Tag to digest lookups by cache result",
+                ),
+                &["result"],
+            )?,
+            cert_reloads: IntCounterVec::new(
+                Opts::new(
+                    "fathom_webhook_cert_reloads_total",
+                    "Serving certificate changes picked up (ok) or refused (error)",
+                ),
+                &["result"],
+            )?,
+        };
+        registry.register(Box::new(m.decisions.clone()))?;
+        registry.register(Box::new(m.latency.clone()))?;
+        registry.register(Box::new(m.timeouts.clone()))?;
+        registry.register(Box::new(m.enqueued.clone()))?;
+        registry.register(Box::new(m.tag_cache.clone()))?;
+        registry.register(Box::new(m.cert_reloads.clone()))?;
+        Ok(m)
+    }
+}

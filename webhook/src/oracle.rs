@@ -1,0 +1,167 @@
+//! What the webhook asks of the rest of fathom (registry, store, policy engine, queue): one async trait,
+//! implemented by the core and by test fakes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A resolved image: the reference as canonicalized and the manifest digest it points at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageId {
+    /// Canonical reference (`docker.io/library/nginx:1.25`, or `...@sha256:...` for digest references).
+    pub reference: String,
+    /// `sha256:...`.
+    pub digest: String,
+}
+
+impl ImageId {
+    /// `registry/repository@digest`: the immutable form, as used by `fathom status`.
+    pub fn pinned(&self) -> String {
+        let repo = match self.reference.split_once('@') {
+            Some((repo, _)) => repo,
+            None => strip_tag(&self.reference),
+        };
+        format!("{repo}@{}", self.digest)
+    }
+}
+
+/// `host:port/repo:tag` → `host:port/repo` (a colon before the last `/` is a port).
+fn strip_tag(reference: &str) -> &str {
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(colon) => &reference[..slash + colon],
+        None => reference,
+    }
+}
+
+/// Where an image stands in fathom's store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnalysisState {
+    /// Analyzed: results are in the store.
+    Analyzed,
+    /// Queued or being analyzed.
+    Queued,
+    /// The last analysis failed for good.
+    Failed {
+        /// Why, for the denial message.
+        reason: String,
+    },
+    /// Never submitted.
+    Unknown,
+}
+
+/// A policy evaluation's final action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Deny.
+    Stop,
+    /// Admit, with warnings.
+    Warn,
+    /// Admit.
+    Go,
+}
+
+/// One reason a bundle gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The trigger (`vulnerabilities.package`, `dockerfile.effective_user`, ...).
+    pub trigger: String,
+    /// Its action.
+    pub outcome: Outcome,
+    /// What it found, for the user.
+    pub message: String,
+}
+
+/// The result of evaluating an image against a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The final action.
+    pub outcome: Outcome,
+    /// The bundle actually evaluated (the active one's name when none was asked for).
+    pub bundle: String,
+    /// The findings behind a STOP or WARN.
+    pub findings: Vec<Finding>,
+}
+
+/// Why the oracle could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OracleError {
+    /// The image (tag, repository or registry) does not exist: the workload could never run it.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A dependency is down or failing; the webhook answers by its failure policy.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// fathom as the webhook sees it. Calls must be quick (the whole answer has `services.webhook.timeout`);
+/// the webhook caches `resolve` and `namespace_labels` itself and never calls `resolve` for a digest
+/// reference, nor `enqueue` for a dry run.
+#[async_trait]
+pub trait ImageOracle: Send + Sync + 'static {
+    /// The manifest digest a tag reference (canonical, e.g. `docker.io/library/nginx:1.25`) points at.
+    async fn resolve(&self, reference: &str) -> Result<String, OracleError>;
+
+    /// The image's analysis state.
+    async fn analysis_state(&self, image: &ImageId) -> Result<AnalysisState, OracleError>;
+
+    /// Evaluates an analyzed image against `bundle`, or the active bundle when none is named.
+    async fn evaluate(&self, image: &ImageId, bundle: Option<&str>)
+        -> Result<Verdict, OracleError>;
+
+    /// Queues the image's analysis at high priority (a deployment is waiting for it). Enqueuing an image
+    /// already queued must be harmless.
+    async fn enqueue(&self, image: &ImageId) -> Result<(), OracleError>;
+
+    /// Waits up to `budget` for the image to leave the queue; returns the state then. The default polls
+    /// [`analysis_state`](Self::analysis_state); an implementation may listen for completion instead.
+    async fn wait_analyzed(
+        &self,
+        image: &ImageId,
+        budget: Duration,
+    ) -> Result<AnalysisState, OracleError> {
+        let deadline = tokio::time::Instant::now() + budget;
+        let step = (budget / 10).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        loop {
+            let state = self.analysis_state(image).await?;
+            if state != AnalysisState::Queued || tokio::time::Instant::now() + step > deadline {
+                return Ok(state);
+            }
+            tokio::time::sleep(step).await;
+        }
+    }
+
+    /// The namespace's labels, for selectors with `namespace_labels`; `None` when unknown (then such
+    /// selectors do not match). The default knows none.
+    async fn namespace_labels(
+        &self,
+        namespace: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, OracleError> {
+        let _ = namespace;
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_drops_the_tag_but_not_the_port() {
+        let id = |r: &str| {
+            ImageId {
+                reference: r.into(),
+                digest: "sha256:ab".into(),
+            }
+            .pinned()
+        };
+        assert_eq!(
+            id("docker.io/library/nginx:1.25"),
+            "docker.io/library/nginx@sha256:ab"
+        );
+        assert_eq!(id("127.0.0.1:5000/app"), "127.0.0.1:5000/app@sha256:ab");
+        assert_eq!(id("127.0.0.1:5000/app:1"), "127.0.0.1:5000/app@sha256:ab");
+        assert_eq!(id("ghcr.io/o/app@sha256:cd"), "ghcr.io/o/app@sha256:ab");
+    }
+}
