@@ -4,152 +4,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fathom_testkit::samples::{sample_images, SampleEntry, SampleKind};
 use fathom_testkit::{BuiltImage, Compress};
-use support::{cli, fathom, free_port, http_get, metric, push_image, test_db, Db, Proxy};
-
-/// A running autoscaler process (local target), logging to `dir/autoscaler.log`.
-struct AutoscalerProc {
-    child: Child,
-    metrics: String,
-    log: PathBuf,
-}
-
-impl AutoscalerProc {
-    fn spawn(mut cmd: Command, dir: &Path, database_url: &str, metrics: String) -> AutoscalerProc {
-        let log = dir.join("autoscaler.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .env("DATABASE_URL", database_url)
-            .env("FATHOM_LOG", "info")
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("spawn fathom");
-        let p = AutoscalerProc {
-            child,
-            metrics,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(&p.metrics, "/readyz").is_none_or(|(s, _)| s != 200) {
-            assert!(
-                Instant::now() < deadline,
-                "autoscaler never ready:\n{}",
-                p.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn scrape(&self) -> String {
-        http_get(&self.metrics, "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default()
-    }
-
-    fn current(&self) -> f64 {
-        metric(&self.scrape(), "fathom_autoscaler_current_replicas")
-    }
-
-    fn exits(&self, kind: &str) -> f64 {
-        metric(
-            &self.scrape(),
-            &format!("fathom_autoscaler_local_worker_exits_total{{kind=\"{kind}\"}}"),
-        )
-    }
-
-    /// Polls until `cond` holds on the scraped metrics, or panics with the log.
-    async fn wait_until(&self, what: &str, timeout: Duration, cond: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !cond(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGTERM; the exit code (the autoscaler drains its workers first).
-    fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "autoscaler did not exit:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn workers_started(&self) -> usize {
-        // The autoscaler's line, not the one each worker logs (its stderr is the autoscaler's).
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains("fathom_autoscaler::local") && l.contains("worker started"))
-            .count()
-    }
-}
-
-impl Drop for AutoscalerProc {
-    fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        // A failed test: SIGTERM first, so the autoscaler drains the workers it started (they are in
-        // their own process groups and would outlive a SIGKILLed parent).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The workers' configuration: one job at a time, images through `registry`.
-fn worker_config(dir: &Path, registry: &str) -> PathBuf {
-    let path = dir.join("worker.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "database: {{pool_size: 2}}\n\
-             services:\n  analyzer:\n    concurrency: 1\n    lease_ttl: 30s\n    drain_timeout: 30s\n    \
-             poll_interval: 1s\n    rescue_interval: 1s\n\
-             registry:\n  insecure: ['{registry}']\n  timeout: 20s\n"
-        ),
-    )
-    .unwrap();
-    path
-}
+use support::autoscaler::AutoscalerProc;
+use support::{cli, fathom, metric, ok, Fleet};
 
 /// `count` distinct small images (the Alpine sample plus a file of their own, so every one has a layer
-/// to fetch); their references through `registry`.
-async fn distinct_images(count: usize, registry: &str) -> Vec<String> {
+/// to fetch); their references through the fleet's host.
+async fn distinct_images(fleet: &Fleet, count: usize) -> Vec<String> {
     let base = sample_images()
         .into_iter()
         .find(|s| s.name == "alpine-apk")
@@ -163,56 +27,39 @@ async fn distinct_images(count: usize, registry: &str) -> Vec<String> {
             kind: SampleKind::File(format!("build {i}\n").into_bytes()),
         }]);
         let image = BuiltImage::from_sample(&sample, Compress::Gzip).unwrap();
-        refs.push(format!("{registry}/{}", push_image("burst", &image).await));
+        refs.push(fleet.push("burst", &image).await);
     }
     refs
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "fathom failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_scales_workers_up_drains_and_returns_to_min_without_stopping_busy_ones() {
-    let db = test_db().await;
-    let proxy = Proxy::start(&support::registry()).await;
-    let refs = distinct_images(8, &proxy.addr).await;
+    let fleet = Fleet::new(&[]).await;
+    let refs = distinct_images(&fleet, 8).await;
     // Every layer and config download takes a while, so each analysis lasts seconds and a single
     // worker would need far longer than the fleet.
-    proxy.rules.blob_delay_ms.store(1200, Ordering::SeqCst);
-    let dir = tempfile::tempdir().unwrap();
-    let workers = worker_config(dir.path(), &proxy.addr);
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut cmd = fathom();
-    cmd.args(["autoscaler", "--target", "local", "--state-dir"])
-        .arg(dir.path().join("state"))
-        .arg("--worker-config")
-        .arg(&workers)
-        .args(["--metrics-address", &metrics])
-        .args([
+    fleet.slow_blobs(1200);
+    let mut autoscaler = AutoscalerProc::command(
+        &fleet,
+        &[
             "--poll-interval",
             "500ms",
             "--min-replicas",
             "0",
             "--max-replicas",
             "3",
-        ])
-        .args(["--max-scale-up-step", "3", "--scale-up-period", "1s"])
-        .args([
+            "--max-scale-up-step",
+            "3",
+            "--scale-up-period",
+            "1s",
             "--scale-down-stabilization",
             "2s",
             "--scale-to-zero-cooldown",
             "3s",
-        ])
-        .args(["--drain-timeout", "90s"]);
-    let mut autoscaler = AutoscalerProc::spawn(cmd, dir.path(), db.url(), metrics);
+            "--drain-timeout",
+            "90s",
+        ],
+    );
     assert_eq!(
         autoscaler.current(),
         0.0,
@@ -222,18 +69,17 @@ async fn burst_scales_workers_up_drains_and_returns_to_min_without_stopping_busy
     let started = Instant::now();
     let mut args = vec!["submit", "--json"];
     args.extend(refs.iter().map(String::as_str));
-    let submitted: serde_json::Value = serde_json::from_str(&ok(&cli(db.url(), &args))).unwrap();
+    let submitted = fleet.cli_json(&args).await;
     assert_eq!(submitted.as_array().unwrap().len(), refs.len());
 
     // Jobs per replica come from the workers' configuration (concurrency 1): 8 queued → capped at 3.
-    let handles = Db::new(db.url());
     let mut peak = 0.0f64;
     let deadline = Instant::now() + Duration::from_secs(240);
     let statuses = loop {
         peak = peak.max(autoscaler.current());
         let mut all = Vec::new();
         for r in &refs {
-            all.push(handles.status(r).await);
+            all.push(fleet.db.status(r).await);
         }
         if all.iter().all(|s| s.status == "analyzed") {
             break all;
@@ -289,7 +135,13 @@ async fn burst_scales_workers_up_drains_and_returns_to_min_without_stopping_busy
     let mut owners = std::collections::BTreeSet::new();
     for s in &statuses {
         assert_eq!(s.attempts, 1, "{s:#?}");
-        let job = handles.queue.job(s.job_id.unwrap()).await.unwrap().unwrap();
+        let job = fleet
+            .db
+            .queue
+            .job(s.job_id.unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(job.attempt, 1, "{job:#?}");
         owners.insert(job.lease_owner.unwrap());
     }
@@ -310,27 +162,19 @@ async fn burst_scales_workers_up_drains_and_returns_to_min_without_stopping_busy
 /// `fathom scale` against a local autoscaler started by `fathom run --config` (the service path).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn override_pins_clear_returns_to_policy_and_pause_holds() {
-    let db = test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let workers = worker_config(dir.path(), &support::registry());
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("fathom.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "services:\n  analyzer: {{enabled: false}}\n  autoscaler:\n    enabled: true\n    target: local\n    \
-             poll_interval: 300ms\n    metrics_address: '{metrics}'\n    min_replicas: 0\n    max_replicas: 4\n    \
-             scale_down_stabilization: 1s\n    scale_to_zero_cooldown: 1s\n    drain_timeout: 60s\n    \
-             state_dir: '{}'\n    worker_config: '{}'\n",
-            state.display(),
-            workers.display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = fathom();
-    cmd.arg("run").arg("--config").arg(&config);
-    let mut autoscaler = AutoscalerProc::spawn(cmd, dir.path(), db.url(), metrics);
+    let fleet = Fleet::direct(&[]).await;
+    let mut autoscaler = AutoscalerProc::service(
+        &fleet,
+        &[
+            "poll_interval: 300ms",
+            "min_replicas: 0",
+            "max_replicas: 4",
+            "scale_down_stabilization: 1s",
+            "scale_to_zero_cooldown: 1s",
+            "drain_timeout: 60s",
+        ],
+    );
+    let state = fleet.path().join("state");
     let scale = |args: &[&str]| {
         let mut all = vec![
             "scale",
@@ -340,7 +184,7 @@ async fn override_pins_clear_returns_to_policy_and_pause_holds() {
             state.to_str().unwrap(),
         ];
         all.extend_from_slice(args);
-        ok(&cli(db.url(), &all))
+        ok(&cli(fleet.url(), &all))
     };
     let status =
         || -> serde_json::Value { serde_json::from_str(&scale(&["status", "--json"])).unwrap() };

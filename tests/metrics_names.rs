@@ -15,7 +15,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use promql::{selectors, Selector};
-use support::{fathom, free_port, http_get, test_db};
+use support::{fathom, free_addr, http_get, test_db};
 
 /// Names no fathom process exports, each with why that is right. Empty today: every expression selects
 /// only fathom's own metrics (an entry such as `("up", "Prometheus' own scrape health")` goes here).
@@ -101,7 +101,7 @@ impl Drop for Running {
 /// nothing queued it spawns no worker. Whatever a process exports only after some work is pre-created at
 /// zero at registration, as Prometheus recommends for known label sets.
 fn start_processes(dir: &Path, url: &str) -> Vec<Running> {
-    let core = format!("127.0.0.1:{}", free_port());
+    let core = free_addr();
     let mut core_cmd = fathom();
     core_cmd
         .args(["run", "--config"])
@@ -109,7 +109,7 @@ fn start_processes(dir: &Path, url: &str) -> Vec<Running> {
         .env("DATABASE_URL", url)
         .env("FATHOM_SERVICES_API_ADDRESS", &core)
         .env("FATHOM_SERVICES_API_TOKENS", "metric-names-test-token");
-    let worker = format!("127.0.0.1:{}", free_port());
+    let worker = free_addr();
     let mut worker_cmd = fathom();
     worker_cmd
         .args(["worker", "--config"])
@@ -117,7 +117,7 @@ fn start_processes(dir: &Path, url: &str) -> Vec<Running> {
         .args(["--metrics-address", &worker])
         .env("DATABASE_URL", url)
         .env("POD_NAME", "metric-names-worker");
-    let autoscaler = format!("127.0.0.1:{}", free_port());
+    let autoscaler = free_addr();
     let mut autoscaler_cmd = fathom();
     autoscaler_cmd
         .args(["autoscaler", "--target", "local"])

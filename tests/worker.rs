@@ -6,51 +6,27 @@ mod support;
 use std::time::{Duration, Instant};
 
 use fathom_worker::store::PackageQuery;
-use support::{cli, push_samples, test_db, Db, Proxy, WorkerProc, WorkerSpec};
+use support::{metric, Fleet, WorkerSpec};
 
-fn stdout(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "fathom failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+/// The samples of the Debian, Java/Go, Rocky and Alpine kinds.
+const ALL_KINDS: [&str; 4] = [
+    "debian-python-npm",
+    "debian-java-go",
+    "rocky-rpm",
+    "alpine-apk",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submitted_images_are_analyzed_and_queryable() {
-    let db = test_db().await;
-    let names = [
-        "debian-python-npm",
-        "debian-java-go",
-        "rocky-rpm",
-        "alpine-apk",
-    ];
-    let pushed = push_samples(&names).await;
-    let registry = support::registry();
-    let dir = tempfile::tempdir().unwrap();
-    let _worker = WorkerProc::start(dir.path(), "w-all", db.url(), &WorkerSpec::default());
+    let fleet = Fleet::direct(&ALL_KINDS).await;
+    let _worker = fleet.worker("w-all", &fleet.spec());
 
-    let refs: Vec<String> = pushed
-        .iter()
-        .map(|(r, _)| format!("{registry}/{r}"))
-        .collect();
     let mut args = vec!["submit", "--wait", "--json", "--timeout", "120s"];
-    args.extend(refs.iter().map(String::as_str));
-    let url = db.url().to_string();
-    let args_owned: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args_owned.iter().map(String::as_str).collect();
-        cli(&url, &a)
-    })
-    .await
-    .unwrap();
-    let statuses: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    args.extend(fleet.refs.iter().map(String::as_str));
+    let statuses = fleet.cli_json(&args).await;
     let statuses = statuses.as_array().unwrap();
-    assert_eq!(statuses.len(), names.len());
-    for ((name, (_, image)), status) in names.iter().zip(&pushed).zip(statuses) {
+    assert_eq!(statuses.len(), ALL_KINDS.len());
+    for ((name, (_, image)), status) in ALL_KINDS.iter().zip(&fleet.images).zip(statuses) {
         assert_eq!(status["status"], "analyzed", "{status}");
         assert_eq!(
             status["digest"],
@@ -61,8 +37,7 @@ async fn submitted_images_are_analyzed_and_queryable() {
         assert!(status["finished_at"].is_string());
         // The stored document lists exactly the packages the sample is known to contain.
         let digest = image.manifest_digest();
-        let doc = stdout(&cli(db.url(), &["results", &digest, "-o", "json"]));
-        let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        let doc = fleet.cli_json(&["results", &digest, "-o", "json"]).await;
         let mut found: Vec<(String, String)> = doc["packages"]
             .as_array()
             .unwrap()
@@ -89,25 +64,18 @@ async fn submitted_images_are_analyzed_and_queryable() {
         );
     }
     // Other output formats come from the stored document too.
-    let cdx = stdout(&cli(
-        db.url(),
-        &[
-            "results",
-            &pushed[0].1.manifest_digest(),
-            "-o",
-            "cyclonedx-json",
-        ],
-    ));
-    let cdx: serde_json::Value = serde_json::from_str(&cdx).unwrap();
+    let cdx = fleet
+        .cli_json(&["results", &fleet.digest(0), "-o", "cyclonedx-json"])
+        .await;
     assert_eq!(cdx["bomFormat"], "CycloneDX");
 
     // Packages are queryable across images: the Debian base's packages are in both Debian images.
-    let handles = Db::new(db.url());
     let first_deb = fathom_testkit::samples::expected_packages("debian-python-npm")
         .into_iter()
         .find(|p| p.package_type.as_str() == "deb")
         .unwrap();
-    let hits = handles
+    let hits = fleet
+        .db
         .store
         .find_packages(&PackageQuery {
             name: first_deb.name.clone(),
@@ -120,67 +88,52 @@ async fn submitted_images_are_analyzed_and_queryable() {
     let mut images: Vec<&str> = hits.iter().map(|h| h.manifest_digest.as_str()).collect();
     images.sort();
     images.dedup();
-    let mut debian: Vec<String> =
-        vec![pushed[0].1.manifest_digest(), pushed[1].1.manifest_digest()];
+    let mut debian: Vec<String> = vec![fleet.digest(0), fleet.digest(1)];
     debian.sort();
     assert_eq!(images, debian, "{hits:#?}");
 
     // `status DIGEST` and `queue stats --json` agree.
-    let by_digest = stdout(&cli(
-        db.url(),
-        &["status", &pushed[2].1.manifest_digest(), "--json"],
-    ));
-    let by_digest: serde_json::Value = serde_json::from_str(&by_digest).unwrap();
-    assert_eq!(by_digest[0]["reference"], refs[2].as_str());
-    let stats = stdout(&cli(db.url(), &["queue", "stats", "--json"]));
-    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let by_digest = fleet
+        .cli_json(&["status", &fleet.digest(2), "--json"])
+        .await;
+    assert_eq!(by_digest[0]["reference"], fleet.refs[2].as_str());
+    let stats = fleet.cli_json(&["queue", "stats", "--json"]).await;
     assert_eq!(stats["succeeded"], 4);
     assert_eq!(stats["ready"], 0);
 
     // Resubmitting an analyzed image completes without touching its layers.
-    let again = stdout(&cli(db.url(), &["submit", "--wait", "--json", &refs[0]]));
-    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    let again = fleet
+        .cli_json(&["submit", "--wait", "--json", &fleet.refs[0]])
+        .await;
     assert_eq!(again[0]["status"], "analyzed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_workers_fetch_a_shared_cold_layer_once() {
-    let db = test_db().await;
-    let pushed = push_samples(&["debian-python-npm", "debian-java-go"]).await;
-    let base = pushed[0].1.layers[0].digest();
-    assert_eq!(base, pushed[1].1.layers[0].digest());
-    let proxy = Proxy::start(&support::registry()).await;
+    let fleet = Fleet::new(&["debian-python-npm", "debian-java-go"]).await;
+    let base = fleet.images[0].1.layers[0].digest();
+    assert_eq!(base, fleet.images[1].1.layers[0].digest());
     // Slow blobs: both workers miss the base layer in the cache while the first is still on it.
-    proxy
-        .rules
-        .blob_delay_ms
-        .store(700, std::sync::atomic::Ordering::SeqCst);
-    let dir = tempfile::tempdir().unwrap();
+    fleet.slow_blobs(700);
     let spec = WorkerSpec {
         concurrency: 1,
-        insecure: vec![proxy.addr.clone()],
-        ..Default::default()
+        ..fleet.spec()
     };
-    let _workers: Vec<WorkerProc> = ["w-flight-a", "w-flight-b"]
-        .iter()
-        .map(|name| WorkerProc::start(dir.path(), name, db.url(), &spec))
-        .collect();
-    let handles = Db::new(db.url());
-    let refs: Vec<String> = pushed
-        .iter()
-        .map(|(r, _)| format!("{}/{r}", proxy.addr))
-        .collect();
-    handles.store.submit(&refs, 3).await.unwrap();
-    handles
-        .wait_for(&refs, Duration::from_secs(90), |s| s.status == "analyzed")
+    let _a = fleet.worker("w-flight-a", &spec);
+    let _b = fleet.worker("w-flight-b", &spec);
+
+    fleet.submit(&fleet.refs, 3).await;
+    fleet
+        .wait_analyzed(&fleet.refs, Duration::from_secs(90))
         .await;
-    let gets = proxy.rules.blob_gets();
+    let gets = fleet.blob_gets();
     assert_eq!(gets.get(&base), Some(&1), "base layer GETs: {gets:?}");
     let mut hits = 0;
-    for (_, image) in &pushed {
-        let doc = handles
+    for i in 0..fleet.images.len() {
+        let doc = fleet
+            .db
             .store
-            .document(&image.manifest_digest())
+            .document(&fleet.digest(i))
             .await
             .unwrap()
             .unwrap();
@@ -191,45 +144,31 @@ async fn concurrent_workers_fetch_a_shared_cold_layer_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_base_layer_is_fetched_once() {
-    let db = test_db().await;
-    let pushed = push_samples(&["debian-python-npm", "debian-java-go"]).await;
-    let proxy = Proxy::start(&support::registry()).await;
-    let base = pushed[0].1.layers[0].digest();
+    let fleet = Fleet::new(&["debian-python-npm", "debian-java-go"]).await;
+    let base = fleet.images[0].1.layers[0].digest();
     assert_eq!(
         base,
-        pushed[1].1.layers[0].digest(),
+        fleet.images[1].1.layers[0].digest(),
         "the samples share their base layer"
     );
-    let dir = tempfile::tempdir().unwrap();
     let spec = WorkerSpec {
         concurrency: 1,
-        insecure: vec![proxy.addr.clone()],
-        ..Default::default()
+        ..fleet.spec()
     };
-    let worker = WorkerProc::start(dir.path(), "w-shared", db.url(), &spec);
-    let handles = Db::new(db.url());
-    let refs: Vec<String> = pushed
-        .iter()
-        .map(|(r, _)| format!("{}/{r}", proxy.addr))
-        .collect();
-    for r in &refs {
+    let worker = fleet.worker("w-shared", &spec);
+
+    for r in &fleet.refs {
         // One after the other, so the second finds the first's layers in the cache.
-        handles
-            .store
-            .submit(std::slice::from_ref(r), 3)
-            .await
-            .unwrap();
-        handles
-            .wait_for(std::slice::from_ref(r), Duration::from_secs(60), |s| {
-                s.status == "analyzed"
-            })
-            .await;
+        let one = std::slice::from_ref(r);
+        fleet.submit(one, 3).await;
+        fleet.wait_analyzed(one, Duration::from_secs(60)).await;
     }
-    let gets = proxy.rules.blob_gets();
+    let gets = fleet.blob_gets();
     assert_eq!(gets.get(&base), Some(&1), "base layer GETs: {gets:?}");
-    let second = handles
+    let second = fleet
+        .db
         .store
-        .document(&pushed[1].1.manifest_digest())
+        .document(&fleet.digest(1))
         .await
         .unwrap()
         .unwrap();
@@ -237,46 +176,31 @@ async fn shared_base_layer_is_fetched_once() {
     assert_eq!(second.stats.cache_hits, 1);
     let metrics = worker.scrape();
     assert_eq!(
-        support::metric(&metrics, "fathom_worker_layer_cache_hits_total"),
+        metric(&metrics, "fathom_worker_layer_cache_hits_total"),
         1.0
     );
-    assert!(support::metric(&metrics, "fathom_worker_fetched_bytes_total") > 0.0);
+    assert!(metric(&metrics, "fathom_worker_fetched_bytes_total") > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_errors_are_retried_and_missing_images_fail_clearly() {
-    let db = test_db().await;
-    let pushed = push_samples(&["alpine-apk"]).await;
-    let proxy = Proxy::start(&support::registry()).await;
-    proxy
-        .rules
-        .fail_next
-        .store(3, std::sync::atomic::Ordering::SeqCst);
-    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new(&["alpine-apk"]).await;
+    fleet.fail_next(3);
     let spec = WorkerSpec {
         concurrency: 1,
-        insecure: vec![proxy.addr.clone()],
-        ..Default::default()
+        ..fleet.spec()
     };
-    let worker = WorkerProc::start(dir.path(), "w-faults", db.url(), &spec);
-    let handles = Db::new(db.url());
-    let good = format!("{}/{}", proxy.addr, pushed[0].0);
-    let missing = format!(
-        "{}/{}",
-        proxy.addr,
-        support::unique_repo("nothing-here") + ":v1"
-    );
-    handles
-        .store
-        .submit(&[good.clone(), missing.clone()], 5)
-        .await
-        .unwrap();
-    let done = handles
-        .wait_for(
-            &[good.clone(), missing.clone()],
-            Duration::from_secs(60),
-            |s| matches!(s.status.as_str(), "analyzed" | "failed"),
-        )
+    let worker = fleet.worker("w-faults", &spec);
+
+    let good = fleet.refs[0].clone();
+    let missing = fleet.reference(&(support::unique_repo("nothing-here") + ":v1"));
+    let both = [good, missing];
+    fleet.submit(&both, 5).await;
+    let done = fleet
+        .db
+        .wait_for(&both, Duration::from_secs(60), |s| {
+            matches!(s.status.as_str(), "analyzed" | "failed")
+        })
         .await;
     assert_eq!(done[0].status, "analyzed", "{:?}", done[0]);
     assert!(
@@ -293,14 +217,14 @@ async fn registry_errors_are_retried_and_missing_images_fail_clearly() {
     );
     let metrics = worker.scrape();
     assert!(
-        support::metric(
+        metric(
             &metrics,
             "fathom_worker_jobs_failed_total{outcome=\"retry\",reason=\"registry_unavailable\"}"
         ) >= 1.0,
         "{metrics}"
     );
     assert_eq!(
-        support::metric(
+        metric(
             &metrics,
             "fathom_worker_jobs_failed_total{outcome=\"failed\",reason=\"manifest_unknown\"}"
         ),
@@ -310,97 +234,63 @@ async fn registry_errors_are_retried_and_missing_images_fail_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_job_is_finished_by_another_exactly_once() {
-    let db = test_db().await;
-    let pushed = push_samples(&["alpine-apk"]).await;
-    let proxy = Proxy::start(&support::registry()).await;
-    proxy
-        .rules
-        .blob_delay_ms
-        .store(1500, std::sync::atomic::Ordering::SeqCst);
-    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new(&["alpine-apk"]).await;
+    fleet.slow_blobs(1500);
     let spec = WorkerSpec {
         concurrency: 1,
         lease_ttl: "2s",
         rescue_interval: "300ms",
-        insecure: vec![proxy.addr.clone()],
-        ..Default::default()
+        ..fleet.spec()
     };
-    let mut a = WorkerProc::start(dir.path(), "w-victim", db.url(), &spec);
-    let handles = Db::new(db.url());
-    let reference = format!("{}/{}", proxy.addr, pushed[0].0);
-    let job = handles
-        .store
-        .submit(std::slice::from_ref(&reference), 5)
-        .await
-        .unwrap()[0]
-        .id;
+    let mut victim = fleet.worker("w-victim", &spec);
+
+    let job = fleet.submit(&fleet.refs, 5).await[0];
     // Wait until the victim holds the lease and is fetching layers.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let record = handles.queue.job(job).await.unwrap().unwrap();
-        if record.lease_owner.as_deref() == Some("w-victim") && !proxy.rules.blob_gets().is_empty()
-        {
+        let record = fleet.db.queue.job(job).await.unwrap().unwrap();
+        if record.lease_owner.as_deref() == Some("w-victim") && !fleet.blob_gets().is_empty() {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "victim never started: {record:?}\n{}",
-            a.log_text()
+            victim.log_text()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    a.signal("KILL");
+    victim.signal("KILL");
     let killed_at = Instant::now();
-    a.wait_exit(Duration::from_secs(5));
-    let _b = WorkerProc::start(dir.path(), "w-rescuer", db.url(), &spec);
-    let done = handles
-        .wait_for(
-            std::slice::from_ref(&reference),
-            Duration::from_secs(30),
-            |s| s.status == "analyzed",
-        )
+    victim.wait_exit(Duration::from_secs(5));
+    let _rescuer = fleet.worker("w-rescuer", &spec);
+    let done = fleet
+        .wait_analyzed(&fleet.refs, Duration::from_secs(30))
         .await;
     let elapsed = killed_at.elapsed();
-    let record = handles.queue.job(job).await.unwrap().unwrap();
+    let record = fleet.db.queue.job(job).await.unwrap().unwrap();
     assert_eq!(record.attempt, 2, "{record:?}");
     assert_eq!(record.lease_owner.as_deref(), Some("w-rescuer"));
     // Lease TTL (2 s) + rescue + a fresh analysis with slowed blob downloads; generous for a loaded CI box.
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
-    let images = handles.store.images(100).await.unwrap();
+    let images = fleet.db.store.images(100).await.unwrap();
     assert_eq!(images.len(), 1, "{images:#?}");
-    assert_eq!(
-        done[0].digest.as_deref(),
-        Some(pushed[0].1.manifest_digest().as_str())
-    );
+    assert_eq!(done[0].digest.as_deref(), Some(fleet.digest(0).as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_in_flight_work_within_a_second() {
-    let db = test_db().await;
-    let pushed = push_samples(&["rocky-rpm"]).await;
-    let proxy = Proxy::start(&support::registry()).await;
-    proxy
-        .rules
-        .blob_delay_ms
-        .store(5000, std::sync::atomic::Ordering::SeqCst);
-    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new(&["rocky-rpm"]).await;
+    fleet.slow_blobs(5000);
     let spec = WorkerSpec {
         concurrency: 1,
         drain_timeout: "200ms",
-        insecure: vec![proxy.addr.clone()],
-        ..Default::default()
+        ..fleet.spec()
     };
-    let mut w = WorkerProc::start(dir.path(), "w-term", db.url(), &spec);
-    let handles = Db::new(db.url());
-    let reference = format!("{}/{}", proxy.addr, pushed[0].0);
-    let job = handles
-        .store
-        .submit(std::slice::from_ref(&reference), 5)
-        .await
-        .unwrap()[0]
-        .id;
+    let mut w = fleet.worker("w-term", &spec);
+
+    let job = fleet.submit(&fleet.refs, 5).await[0];
     let deadline = Instant::now() + Duration::from_secs(30);
-    while proxy.rules.blob_gets().is_empty() {
+    while fleet.blob_gets().is_empty() {
         assert!(
             Instant::now() < deadline,
             "worker never started the job:\n{}",
@@ -411,7 +301,7 @@ async fn sigterm_releases_in_flight_work_within_a_second() {
     w.signal("TERM");
     let signalled = Instant::now();
     loop {
-        let record = handles.queue.job(job).await.unwrap().unwrap();
+        let record = fleet.db.queue.job(job).await.unwrap().unwrap();
         if record.state == fathom_queue::JobState::Queued {
             break;
         }
@@ -431,30 +321,19 @@ async fn sigterm_releases_in_flight_work_within_a_second() {
         "{}",
         w.log_text()
     );
-    let record = handles.queue.job(job).await.unwrap().unwrap();
+    let record = fleet.db.queue.job(job).await.unwrap().unwrap();
     assert_eq!(record.attempt, 0, "a release does not use up an attempt");
     assert!(back_in_queue < Duration::from_secs(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool_and_health_answers() {
-    let db = test_db().await;
-    let pushed = push_samples(&["alpine-apk"]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let worker = WorkerProc::start(dir.path(), "w-metrics", db.url(), &WorkerSpec::default());
-    let handles = Db::new(db.url());
-    let reference = format!("{}/{}", support::registry(), pushed[0].0);
-    handles
-        .store
-        .submit(std::slice::from_ref(&reference), 3)
-        .await
-        .unwrap();
-    handles
-        .wait_for(
-            std::slice::from_ref(&reference),
-            Duration::from_secs(60),
-            |s| s.status == "analyzed",
-        )
+    let fleet = Fleet::direct(&["alpine-apk"]).await;
+    let worker = fleet.worker("w-metrics", &fleet.spec());
+
+    fleet.submit(&fleet.refs, 3).await;
+    fleet
+        .wait_analyzed(&fleet.refs, Duration::from_secs(60))
         .await;
     let text = worker.scrape();
     for name in [
@@ -538,34 +417,19 @@ async fn postgres_restart_mid_run_loses_nothing() {
         .unwrap()
         .expect("a cluster of our own to restart");
     let url = cluster.info().url("postgres");
-    stdout(&cli(&url, &["migrate"]));
-    let names = [
-        "debian-python-npm",
-        "debian-java-go",
-        "rocky-rpm",
-        "alpine-apk",
-    ];
-    let pushed = push_samples(&names).await;
-    let proxy = Proxy::start(&support::registry()).await;
-    proxy
-        .rules
-        .blob_delay_ms
-        .store(300, std::sync::atomic::Ordering::SeqCst);
-    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::on_database(&url, &ALL_KINDS).await;
+    fleet.cli(&["migrate"]).await;
+    fleet.slow_blobs(300);
     let spec = WorkerSpec {
         concurrency: 1,
         lease_ttl: "5s",
-        insecure: vec![proxy.addr.clone()],
-        ..Default::default()
+        ..fleet.spec()
     };
-    let mut worker = WorkerProc::start(dir.path(), "w-restart", &url, &spec);
-    let refs: Vec<String> = pushed
-        .iter()
-        .map(|(r, _)| format!("{}/{r}", proxy.addr))
-        .collect();
+    let mut worker = fleet.worker("w-restart", &spec);
     {
-        let handles = Db::new(&url);
-        handles.store.submit(&refs, 10).await.unwrap();
+        // Handles of their own, closed before the restart; the fleet's connect after it.
+        let handles = support::Db::new(&url);
+        handles.store.submit(&fleet.refs, 10).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let stats = handles.queue.stats().await.unwrap();
@@ -597,19 +461,18 @@ async fn postgres_restart_mid_run_loses_nothing() {
         "the worker died with Postgres:\n{}",
         worker.log_text()
     );
-    let handles = Db::new(&url);
-    let done = handles
-        .wait_for(&refs, Duration::from_secs(90), |s| s.status == "analyzed")
+    let done = fleet
+        .wait_analyzed(&fleet.refs, Duration::from_secs(90))
         .await;
     assert_eq!(done.len(), 4);
     assert!(worker.alive());
-    let stats = handles.queue.stats().await.unwrap();
+    let stats = fleet.db.queue.stats().await.unwrap();
     assert_eq!(
         (stats.succeeded, stats.ready, stats.running),
         (4, 0, 0),
         "{stats:?}"
     );
-    assert_eq!(handles.store.images(100).await.unwrap().len(), 4);
+    assert_eq!(fleet.db.store.images(100).await.unwrap().len(), 4);
     drop(worker);
     drop(cluster);
 }

@@ -266,11 +266,7 @@ fn registry_errors_are_classified() {
         .unwrap_err();
     assert_eq!(err.reason(), "manifest_unknown", "{err}");
     // Nothing listens here: a retryable connect error.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let closed = format!("127.0.0.1:{}", fathom_testkit::free_port().unwrap());
     let down = list_analyzer(registry_options(&closed));
     let err = rt
         .block_on(down.analyze(&format!("{closed}/x:1").parse().unwrap(), &NoCache))

@@ -11,6 +11,7 @@
 pub mod floor;
 pub mod image;
 pub mod measure;
+pub mod net;
 pub mod pg;
 pub mod push;
 pub mod registry;
@@ -18,6 +19,7 @@ pub mod samples;
 pub mod validate;
 
 pub use image::{BuiltImage, BuiltLayer, Compress, LayoutEntry};
+pub use net::free_port;
 pub use push::Pusher;
 
 /// Result alias of the test harness.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{free_port, http_get};
+use super::{free_addr, http_get};
 
 /// The bearer token every test API accepts.
 pub const TOKEN: &str = "test-token-0123456789abcdef";
@@ -26,8 +26,7 @@ pub struct Api {
 impl Api {
     /// Starts the API with extra `services.api` YAML lines (indented by four spaces).
     pub fn start(dir: &Path, database_url: &str, extra: &str) -> Api {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addr();
         let config = dir.join("core.yaml");
         std::fs::write(
             &config,

@@ -1,8 +1,11 @@
-//! Shared harness of the worker service tests: a database per test, images pushed to the run's shared
-//! registry, `fathom` processes (workers and CLI) and a fault-injecting registry proxy.
+//! Shared harness of the service tests: a database per test, images pushed to the run's shared
+//! registry, `fathom` processes (workers, autoscalers and CLI), a fault-injecting registry proxy, and the
+//! [`Fleet`] that puts them together for one scenario.
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
+pub mod autoscaler;
+pub mod fleet;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ use fathom_testkit::pg::TestDb;
 use fathom_testkit::{BuiltImage, Compress, Pusher};
 use fathom_worker::store::{StatusEntry, Store};
 
+pub use fleet::Fleet;
 pub use proxy::Proxy;
 
 /// The `fathom` binary under test.
@@ -77,13 +81,12 @@ pub async fn push_image(name: &str, image: &BuiltImage) -> String {
     format!("{repo}:v1")
 }
 
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `127.0.0.1:PORT` with a port that was free a moment ago ([`fathom_testkit::free_port`]).
+pub fn free_addr() -> String {
+    format!(
+        "127.0.0.1:{}",
+        fathom_testkit::free_port().expect("a free port on 127.0.0.1")
+    )
 }
 
 /// Worker settings written into its configuration file.
@@ -121,7 +124,7 @@ pub struct WorkerProc {
 impl WorkerProc {
     /// Starts `fathom worker --config <file>` with `POD_NAME=name`, logging to `dir/name.log`.
     pub fn start(dir: &Path, name: &str, database_url: &str, spec: &WorkerSpec) -> WorkerProc {
-        let port = free_port();
+        let metrics = free_addr();
         let config = dir.join(format!("{name}.yaml"));
         let insecure: Vec<String> = spec.insecure.iter().map(|h| format!("'{h}'")).collect();
         std::fs::write(
@@ -131,7 +134,7 @@ impl WorkerProc {
                  services:\n  analyzer:\n    concurrency: {}\n    lease_ttl: {}\n    drain_timeout: {}\n    \
                  rescue_interval: {}\n    retry_backoff_base: {}\n    poll_interval: 1s\n\
                  registry:\n  insecure: [{}]\n  timeout: 10s\n\
-                 metrics:\n  address: '127.0.0.1:{port}'\n",
+                 metrics:\n  address: '{metrics}'\n",
                 spec.concurrency,
                 spec.lease_ttl,
                 spec.drain_timeout,
@@ -155,7 +158,7 @@ impl WorkerProc {
         let worker = WorkerProc {
             child,
             name: name.to_string(),
-            metrics: format!("127.0.0.1:{port}"),
+            metrics,
             log,
         };
         worker.wait_healthy();
@@ -253,6 +256,18 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The stdout of a `fathom` run, after asserting it succeeded (else its output in the message).
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "fathom failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs a `fathom` CLI command against `database_url`.

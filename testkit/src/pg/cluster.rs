@@ -4,7 +4,6 @@
 //! `postgres` user through `runuser`, and the cluster directory is handed to that user.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -130,7 +129,7 @@ impl PgBinaries {
                     .map_err(|e| harness_io("hand the cluster dir to postgres", dir, e))?;
             }
         }
-        let port = free_port()?;
+        let port = crate::free_port()?;
         let info = ClusterInfo {
             dir: dir.to_path_buf(),
             port,
@@ -271,15 +270,6 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 fn harness_io(what: &str, path: &Path, err: std::io::Error) -> Error {
     Error::Harness(format!("{what} {}: {err}", path.display()))
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Harness(format!("no free TCP port on 127.0.0.1: {e}")))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::Harness(format!("no free TCP port on 127.0.0.1: {e}")))
 }
 
 pub(crate) fn is_root() -> bool {
