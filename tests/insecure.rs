@@ -7,7 +7,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{fathom, free_port, push_samples, test_db, Db};
+use support::{fathom, free_addr, push_samples, test_db, Db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_honours_fathom_insecure_registries() {
@@ -15,14 +15,14 @@ async fn a_worker_honours_fathom_insecure_registries() {
     let pushed = push_samples(&["alpine-apk"]).await;
     let reference = format!("{}/{}", support::registry(), pushed[0].0);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let metrics = free_addr();
     let config = dir.path().join("worker.yaml");
     // No registry.insecure in the file: only the environment says the registry is plain HTTP.
     std::fs::write(
         &config,
         format!(
             "database: {{url: '{}'}}\nservices: {{analyzer: {{concurrency: 1, poll_interval: 1s}}}}\n\
-             metrics: {{address: '127.0.0.1:{port}'}}\n",
+             metrics: {{address: '{metrics}'}}\n",
             db.url()
         ),
     )
