@@ -83,8 +83,9 @@ impl ValidatedBundle {
         let mut problems = Problems::default();
         let (bundle, paths) = read(doc, &mut problems);
         check_ids(&bundle, &paths, &mut problems);
-        let policies = compile_policies(&bundle, &paths, &mut problems);
-        let whitelists = compile_whitelists(&bundle, &paths, &mut problems);
+        let mut bundle = bundle;
+        let policies = compile_policies(&mut bundle, &paths, &mut problems);
+        let whitelists = compile_whitelists(&mut bundle, &paths, &mut problems);
         if !problems.0.is_empty() {
             return Err(problems.0);
         }
@@ -214,14 +215,14 @@ fn check_ids(bundle: &Bundle, paths: &Paths, problems: &mut Problems) {
 }
 
 fn compile_policies(
-    bundle: &Bundle,
+    bundle: &mut Bundle,
     paths: &Paths,
     problems: &mut Problems,
 ) -> Vec<CompiledPolicy> {
     let mut out = Vec::new();
-    for (policy, rule_paths) in bundle.policies.iter().zip(&paths.rules) {
+    for (policy, rule_paths) in bundle.policies.iter_mut().zip(&paths.rules) {
         let mut rules = Vec::new();
-        for (rule, at) in policy.rules.iter().zip(rule_paths) {
+        for (rule, at) in policy.rules.iter_mut().zip(rule_paths) {
             let Some(gate) = crate::catalog::gate(&rule.gate) else {
                 let known: Vec<&str> = crate::catalog::GATES.iter().map(|g| g.name).collect();
                 problems.add(
@@ -243,6 +244,8 @@ fn compile_policies(
                 );
                 continue;
             };
+            rule.gate = gate.name.to_string();
+            rule.trigger = trigger.name.to_string();
             let before = problems.0.len();
             let params = Params::check(trigger, &rule.params, at, problems);
             if problems.0.len() > before {
@@ -279,12 +282,12 @@ fn compile_policies(
 }
 
 fn compile_whitelists(
-    bundle: &Bundle,
+    bundle: &mut Bundle,
     paths: &Paths,
     problems: &mut Problems,
 ) -> Vec<CompiledWhitelist> {
     let mut out = Vec::new();
-    for (list, item_paths) in bundle.whitelists.iter().zip(&paths.items) {
+    for (list, item_paths) in bundle.whitelists.iter_mut().zip(&paths.items) {
         let mut compiled = CompiledWhitelist {
             id: list.id.clone(),
             name: list.name.clone(),
@@ -292,7 +295,7 @@ fn compile_whitelists(
             exact: HashMap::new(),
             wildcard: Vec::new(),
         };
-        for (item, at) in list.items.iter().zip(item_paths) {
+        for (item, at) in list.items.iter_mut().zip(item_paths) {
             let Some(gate) = crate::catalog::gate(&item.gate) else {
                 problems.add(
                     format!("{at}.gate"),
@@ -300,6 +303,7 @@ fn compile_whitelists(
                 );
                 continue;
             };
+            item.gate = gate.name.to_string();
             let expires_on = match &item.expires_on {
                 None => None,
                 Some(text) => match text.parse::<Timestamp>() {

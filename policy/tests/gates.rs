@@ -16,14 +16,52 @@ fn vulnerabilities_package_severity_comparisons_follow_anchore_ordering() {
         vuln("CVE-5", "e", "npm", Severity::Critical),
     ]);
     let cases: &[(&[(&str, &str)], &[&str])] = &[
-        (&[("package_type", "all"), ("severity_comparison", "="), ("severity", "medium")], &["CVE-3+c"]),
-        (&[("package_type", "all"), ("severity_comparison", ">"), ("severity", "medium")], &["CVE-4+d", "CVE-5+e"]),
-        (&[("package_type", "all"), ("severity_comparison", "<="), ("severity", "low")], &["CVE-1+a", "CVE-2+b"]),
-        (&[("package_type", "all"), ("severity_comparison", "!="), ("severity", "low")], &["CVE-1+a", "CVE-3+c", "CVE-4+d", "CVE-5+e"]),
+        (
+            &[
+                ("package_type", "all"),
+                ("severity_comparison", "="),
+                ("severity", "medium"),
+            ],
+            &["CVE-3+c"],
+        ),
+        (
+            &[
+                ("package_type", "all"),
+                ("severity_comparison", ">"),
+                ("severity", "medium"),
+            ],
+            &["CVE-4+d", "CVE-5+e"],
+        ),
+        (
+            &[
+                ("package_type", "all"),
+                ("severity_comparison", "<="),
+                ("severity", "low"),
+            ],
+            &["CVE-1+a", "CVE-2+b"],
+        ),
+        (
+            &[
+                ("package_type", "all"),
+                ("severity_comparison", "!="),
+                ("severity", "low"),
+            ],
+            &["CVE-1+a", "CVE-3+c", "CVE-4+d", "CVE-5+e"],
+        ),
         // anchore's defaults: severity_comparison `>` against `unknown`, so unrated matches stay silent.
-        (&[("package_type", "all")], &["CVE-2+b", "CVE-3+c", "CVE-4+d", "CVE-5+e"]),
+        (
+            &[("package_type", "all")],
+            &["CVE-2+b", "CVE-3+c", "CVE-4+d", "CVE-5+e"],
+        ),
         (&[("package_type", "os")], &["CVE-2+b", "CVE-3+c"]),
-        (&[("package_type", "non-os"), ("severity", "high"), ("severity_comparison", ">=")], &["CVE-4+d", "CVE-5+e"]),
+        (
+            &[
+                ("package_type", "non-os"),
+                ("severity", "high"),
+                ("severity_comparison", ">="),
+            ],
+            &["CVE-4+d", "CVE-5+e"],
+        ),
     ];
     for (params, want) in cases {
         let b = one_rule("vulnerabilities", "package", "STOP", params);
@@ -50,15 +88,50 @@ fn vulnerabilities_package_scores_fix_vendor_and_age_filters() {
     recent.package_path = Some("/opt/app/test/fixture.jar".into());
     facts.vulnerabilities = Some(vec![fixed_old, fixed_new, wont_fix, recent]);
     let cases: &[(&[(&str, &str)], &[&str])] = &[
-        (&[("package_type", "all"), ("cvss_v3_base_score", "9.0")], &["CVE-10+a"]),
-        (&[("package_type", "all"), ("cvss_v3_base_score_comparison", "<"), ("cvss_v3_base_score", "6")], &["CVE-11+b", "CVE-13+d"]),
-        (&[("package_type", "all"), ("fix_available", "true")], &["CVE-10+a", "CVE-11+b"]),
-        (&[("package_type", "all"), ("fix_available", "false")], &["CVE-13+d"]),
+        (
+            &[("package_type", "all"), ("cvss_v3_base_score", "9.0")],
+            &["CVE-10+a"],
+        ),
+        (
+            &[
+                ("package_type", "all"),
+                ("cvss_v3_base_score_comparison", "<"),
+                ("cvss_v3_base_score", "6"),
+            ],
+            &["CVE-11+b", "CVE-13+d"],
+        ),
+        (
+            &[("package_type", "all"), ("fix_available", "true")],
+            &["CVE-10+a", "CVE-11+b"],
+        ),
+        (
+            &[("package_type", "all"), ("fix_available", "false")],
+            &["CVE-13+d"],
+        ),
         // max_days_since_fix counts from when the fix was first seen, and only with fix_available=true.
-        (&[("package_type", "all"), ("fix_available", "true"), ("max_days_since_fix", "30")], &["CVE-10+a"]),
-        (&[("package_type", "all"), ("vendor_only", "false")], &["CVE-10+a", "CVE-11+b", "CVE-12+c", "CVE-13+d"]),
-        (&[("package_type", "all"), ("max_days_since_creation", "7")], &["CVE-10+a", "CVE-11+b"]),
-        (&[("package_type", "all"), ("package_path_exclude", ".*/test/.*")], &["CVE-10+a", "CVE-11+b"]),
+        (
+            &[
+                ("package_type", "all"),
+                ("fix_available", "true"),
+                ("max_days_since_fix", "30"),
+            ],
+            &["CVE-10+a"],
+        ),
+        (
+            &[("package_type", "all"), ("vendor_only", "false")],
+            &["CVE-10+a", "CVE-11+b", "CVE-12+c", "CVE-13+d"],
+        ),
+        (
+            &[("package_type", "all"), ("max_days_since_creation", "7")],
+            &["CVE-10+a", "CVE-11+b"],
+        ),
+        (
+            &[
+                ("package_type", "all"),
+                ("package_path_exclude", ".*/test/.*"),
+            ],
+            &["CVE-10+a", "CVE-11+b"],
+        ),
     ];
     for (params, want) in cases {
         let b = one_rule("vulnerabilities", "package", "STOP", params);
@@ -74,7 +147,12 @@ fn vulnerabilities_package_message_has_anchore_shape() {
     v.fix_version = Some("3.0.14-1".into());
     v.link = Some("https://example.test/CVE-2024-1".into());
     facts.vulnerabilities = Some(vec![v]);
-    let b = one_rule("vulnerabilities", "package", "STOP", &[("package_type", "all")]);
+    let b = one_rule(
+        "vulnerabilities",
+        "package",
+        "STOP",
+        &[("package_type", "all")],
+    );
     assert_eq!(
         outputs(&b, &facts),
         ["HIGH Vulnerability found in os package type (dpkg) - openssl (fixed in: 3.0.14-1)(CVE-2024-1 - https://example.test/CVE-2024-1)"]
@@ -85,13 +163,21 @@ fn vulnerabilities_package_message_has_anchore_shape() {
 fn vulnerabilities_without_data_error_as_warn_never_a_silent_go() {
     let mut facts = image();
     facts.vulnerabilities = None;
-    for (trigger, params) in [("package", vec![("package_type", "all")]), ("blacklist", vec![("vulnerability_ids", "CVE-1")])] {
+    for (trigger, params) in [
+        ("package", vec![("package_type", "all")]),
+        ("blacklist", vec![("vulnerability_ids", "CVE-1")]),
+    ] {
         let b = one_rule("vulnerabilities", trigger, "STOP", &params);
         let result = run(&b, &facts);
         assert_eq!(result.final_action, Action::Warn, "{trigger}");
         assert!(result.rows[0].error && result.rows[0].gate_action == Action::Warn);
     }
-    let b = one_rule("vulnerabilities", "vulnerability_data_unavailable", "STOP", &[]);
+    let b = one_rule(
+        "vulnerabilities",
+        "vulnerability_data_unavailable",
+        "STOP",
+        &[],
+    );
     assert_eq!(run(&b, &facts).final_action, Action::Stop);
     assert_eq!(run(&b, &image()).final_action, Action::Go);
     let mut no_distro = image();
@@ -104,8 +190,18 @@ fn vulnerabilities_without_data_error_as_warn_never_a_silent_go() {
 
 #[test]
 fn stale_feed_data_fires_past_max_days_and_when_never_synced() {
-    let b = one_rule("vulnerabilities", "stale_feed_data", "WARN", &[("max_days_since_sync", "2")]);
-    for (last_sync, fires) in [(Some(days_ago(1)), false), (Some(days_ago(2)), false), (Some(days_ago(3)), true), (None, true)] {
+    let b = one_rule(
+        "vulnerabilities",
+        "stale_feed_data",
+        "WARN",
+        &[("max_days_since_sync", "2")],
+    );
+    for (last_sync, fires) in [
+        (Some(days_ago(1)), false),
+        (Some(days_ago(2)), false),
+        (Some(days_ago(3)), true),
+        (None, true),
+    ] {
         let mut facts = image();
         facts.feed.last_sync = last_sync;
         assert_eq!(!rows(&b, &facts).is_empty(), fires, "{last_sync:?}");
@@ -120,17 +216,40 @@ fn vulnerability_blacklist_matches_ids_and_aliases_unless_will_not_fix() {
     let mut wnf = vuln("CVE-2024-8", "lib2", "dpkg", Severity::Low);
     wnf.will_not_fix = true;
     facts.vulnerabilities = Some(vec![ghsa, wnf]);
-    let b = one_rule("vulnerabilities", "blacklist", "STOP", &[("vulnerability_ids", "CVE-2024-9, CVE-2024-8")]);
-    assert_eq!(outputs(&b, &facts), ["Blacklisted vulnerabilities detected: ['CVE-2024-9']"]);
-    let b = one_rule("vulnerabilities", "blacklist", "STOP", &[("vulnerability_ids", "CVE-2024-8"), ("vendor_only", "false")]);
-    assert_eq!(outputs(&b, &facts), ["Blacklisted vulnerabilities detected: ['CVE-2024-8']"]);
+    let b = one_rule(
+        "vulnerabilities",
+        "blacklist",
+        "STOP",
+        &[("vulnerability_ids", "CVE-2024-9, CVE-2024-8")],
+    );
+    assert_eq!(
+        outputs(&b, &facts),
+        ["Blacklisted vulnerabilities detected: ['CVE-2024-9']"]
+    );
+    let b = one_rule(
+        "vulnerabilities",
+        "blacklist",
+        "STOP",
+        &[
+            ("vulnerability_ids", "CVE-2024-8"),
+            ("vendor_only", "false"),
+        ],
+    );
+    assert_eq!(
+        outputs(&b, &facts),
+        ["Blacklisted vulnerabilities detected: ['CVE-2024-8']"]
+    );
 }
 
 #[test]
 fn dockerfile_instruction_checks_over_history_lines() {
     let mut facts = image();
-    facts.image.config.instructions =
-        vec!["FROM debian:12".into(), "RUN apt-get update".into(), "USER app".into(), "RUN make".into()];
+    facts.image.config.instructions = vec![
+        "FROM debian:12".into(),
+        "RUN apt-get update".into(),
+        "USER app".into(),
+        "RUN make".into(),
+    ];
     let cases: &[(&str, &str, Option<&str>, usize)] = &[
         ("HEALTHCHECK", "not_exists", None, 1),
         ("RUN", "exists", None, 2),
@@ -148,15 +267,36 @@ fn dockerfile_instruction_checks_over_history_lines() {
             params.push(("value", v));
         }
         let b = one_rule("dockerfile", "instruction", "WARN", &params);
-        assert_eq!(rows(&b, &facts).len(), *want, "{instruction} {check} {value:?}");
+        assert_eq!(
+            rows(&b, &facts).len(),
+            *want,
+            "{instruction} {check} {value:?}"
+        );
     }
-    let b = one_rule("dockerfile", "instruction", "WARN", &[("instruction", "HEALTHCHECK"), ("check", "not_exists")]);
-    assert_eq!(outputs(&b, &facts), ["Dockerfile directive 'HEALTHCHECK' not found, matching condition 'not_exists' check"]);
+    let b = one_rule(
+        "dockerfile",
+        "instruction",
+        "WARN",
+        &[("instruction", "HEALTHCHECK"), ("check", "not_exists")],
+    );
+    assert_eq!(
+        outputs(&b, &facts),
+        ["Dockerfile directive 'HEALTHCHECK' not found, matching condition 'not_exists' check"]
+    );
     // The config's health check counts when the history does not show it (squashed images).
     facts.image.config.healthcheck = Some("CMD curl -f http://localhost/".into());
     assert!(rows(&b, &facts).is_empty());
     // actual_dockerfile_only skips an inferred Dockerfile.
-    let b = one_rule("dockerfile", "instruction", "WARN", &[("instruction", "RUN"), ("check", "exists"), ("actual_dockerfile_only", "true")]);
+    let b = one_rule(
+        "dockerfile",
+        "instruction",
+        "WARN",
+        &[
+            ("instruction", "RUN"),
+            ("check", "exists"),
+            ("actual_dockerfile_only", "true"),
+        ],
+    );
     assert!(rows(&b, &facts).is_empty());
     facts.image.config.dockerfile_mode = fathom_policy::DockerfileMode::Actual;
     assert_eq!(rows(&b, &facts).len(), 2);
@@ -167,17 +307,34 @@ fn dockerfile_exposed_ports_blacklist_and_whitelist() {
     let mut facts = image();
     facts.image.config.exposed_ports = vec!["22/tcp".into(), "8080/tcp".into(), "53/udp".into()];
     let cases: &[(&str, &str, &[&str])] = &[
-        ("22", "blacklist", &["Dockerfile exposes port (22/tcp) which is in policy file DENIEDPORTS list"]),
-        ("22,53", "deny", &[
-            "Dockerfile exposes port (22/tcp) which is in policy file DENIEDPORTS list",
-            "Dockerfile exposes port (53/udp) which is in policy file DENIEDPORTS list",
-        ]),
+        (
+            "22",
+            "blacklist",
+            &["Dockerfile exposes port (22/tcp) which is in policy file DENIEDPORTS list"],
+        ),
+        (
+            "22,53",
+            "deny",
+            &[
+                "Dockerfile exposes port (22/tcp) which is in policy file DENIEDPORTS list",
+                "Dockerfile exposes port (53/udp) which is in policy file DENIEDPORTS list",
+            ],
+        ),
         ("80", "blacklist", &[]),
-        ("8080,53", "whitelist", &["Dockerfile exposes port (22/tcp) which is not in policy file ALLOWEDPORTS list"]),
+        (
+            "8080,53",
+            "whitelist",
+            &["Dockerfile exposes port (22/tcp) which is not in policy file ALLOWEDPORTS list"],
+        ),
         ("8080,53,22", "allow", &[]),
     ];
     for (ports, kind, want) in cases {
-        let b = one_rule("dockerfile", "exposed_ports", "STOP", &[("ports", ports), ("type", kind)]);
+        let b = one_rule(
+            "dockerfile",
+            "exposed_ports",
+            "STOP",
+            &[("ports", ports), ("type", kind)],
+        );
         let mut got = outputs(&b, &facts);
         got.sort();
         assert_eq!(got, *want, "{ports} {kind}");
@@ -186,28 +343,74 @@ fn dockerfile_exposed_ports_blacklist_and_whitelist() {
 
 #[test]
 fn dockerfile_effective_user_defaults_to_root_and_takes_the_last_user() {
-    let b = one_rule("dockerfile", "effective_user", "STOP", &[("users", "root"), ("type", "blacklist")]);
+    let b = one_rule(
+        "dockerfile",
+        "effective_user",
+        "STOP",
+        &[("users", "root"), ("type", "blacklist")],
+    );
     let mut facts = image();
-    assert_eq!(outputs(&b, &facts), ["User root found as effective user, which is explicity not allowed list"]);
+    assert_eq!(
+        outputs(&b, &facts),
+        ["User root found as effective user, which is explicity not allowed list"]
+    );
     facts.image.config.instructions = vec!["USER root".into(), "USER app".into()];
     assert!(outputs(&b, &facts).is_empty());
-    let allow = one_rule("dockerfile", "effective_user", "STOP", &[("users", "nobody"), ("type", "whitelist")]);
-    assert_eq!(outputs(&allow, &facts), ["User app found as effective user, which is not on the allowed list"]);
+    let allow = one_rule(
+        "dockerfile",
+        "effective_user",
+        "STOP",
+        &[("users", "nobody"), ("type", "whitelist")],
+    );
+    assert_eq!(
+        outputs(&allow, &facts),
+        ["User app found as effective user, which is not on the allowed list"]
+    );
     let none = one_rule("dockerfile", "no_dockerfile_provided", "WARN", &[]);
-    assert_eq!(outputs(&none, &facts), ["Image was not analyzed with an actual Dockerfile"]);
+    assert_eq!(
+        outputs(&none, &facts),
+        ["Image was not analyzed with an actual Dockerfile"]
+    );
 }
 
 #[test]
 fn packages_required_blacklist_and_verify() {
     let mut facts = image();
-    facts.packages = vec![package("dpkg", "openssl", "3.0.11-1~deb12u2"), package("dpkg", "bash", "5.2.15-2")];
+    facts.packages = vec![
+        package("dpkg", "openssl", "3.0.11-1~deb12u2"),
+        package("dpkg", "bash", "5.2.15-2"),
+    ];
     let cases: &[(&str, &[(&str, &str)], usize)] = &[
         ("required_package", &[("name", "openssl")], 0),
         ("required_package", &[("name", "curl")], 1),
-        ("required_package", &[("name", "openssl"), ("version", "3.0.11-1~deb12u2")], 0),
-        ("required_package", &[("name", "openssl"), ("version", "3.0.11-1")], 1),
-        ("required_package", &[("name", "openssl"), ("version", "3.0.11-1"), ("version_match_type", "minimum")], 1),
-        ("required_package", &[("name", "openssl"), ("version", "3.0.9"), ("version_match_type", "minimum")], 0),
+        (
+            "required_package",
+            &[("name", "openssl"), ("version", "3.0.11-1~deb12u2")],
+            0,
+        ),
+        (
+            "required_package",
+            &[("name", "openssl"), ("version", "3.0.11-1")],
+            1,
+        ),
+        (
+            "required_package",
+            &[
+                ("name", "openssl"),
+                ("version", "3.0.11-1"),
+                ("version_match_type", "minimum"),
+            ],
+            1,
+        ),
+        (
+            "required_package",
+            &[
+                ("name", "openssl"),
+                ("version", "3.0.9"),
+                ("version_match_type", "minimum"),
+            ],
+            0,
+        ),
         ("blacklist", &[("name", "bash")], 1),
         ("blacklist", &[("name", "bash"), ("version", "5.2.15-2")], 1),
         ("blacklist", &[("name", "bash"), ("version", "5.1")], 0),
@@ -217,8 +420,15 @@ fn packages_required_blacklist_and_verify() {
         assert_eq!(rows(&b, &facts).len(), *want, "{trigger} {params:?}");
     }
     facts.packages[1].files = vec![
-        fathom_policy::PackageFile { path: "/bin/bash".into(), sha256: Some("aa".into()), ..Default::default() },
-        fathom_policy::PackageFile { path: "/etc/bash.bashrc".into(), ..Default::default() },
+        fathom_policy::PackageFile {
+            path: "/bin/bash".into(),
+            sha256: Some("aa".into()),
+            ..Default::default()
+        },
+        fathom_policy::PackageFile {
+            path: "/etc/bash.bashrc".into(),
+            ..Default::default()
+        },
     ];
     let mut bash = file("/bin/bash", 0o755);
     bash.sha256 = Some("bb".into());
@@ -230,7 +440,12 @@ fn packages_required_blacklist_and_verify() {
         "VERIFY check against package db for package 'bash' failed on entry '/bin/bash' with status: 'changed'",
         "VERIFY check against package db for package 'bash' failed on entry '/etc/bash.bashrc' with status: 'missing'",
     ]);
-    let b = one_rule("packages", "verify", "WARN", &[("check", "missing"), ("only_directories", "/bin")]);
+    let b = one_rule(
+        "packages",
+        "verify",
+        "WARN",
+        &[("check", "missing"), ("only_directories", "/bin")],
+    );
     assert!(outputs(&b, &facts).is_empty());
 }
 
@@ -242,11 +457,26 @@ fn licenses_exact_and_partial_match() {
     let mut b = package("npm", "b", "1");
     b.licenses = vec!["MIT".into()];
     facts.packages = vec![a, b];
-    let exact = one_rule("licenses", "blacklist_exact_match", "STOP", &[("licenses", "GPL-2.0+,MIT")]);
+    let exact = one_rule(
+        "licenses",
+        "blacklist_exact_match",
+        "STOP",
+        &[("licenses", "GPL-2.0+,MIT")],
+    );
     assert_eq!(outputs(&exact, &facts), ["LICFULLMATCH Packages are installed that have blacklisted licenses: a(GPL-2.0+), b(MIT)"]);
-    let partial = one_rule("licenses", "blacklist_partial_match", "STOP", &[("licenses", "GPL")]);
+    let partial = one_rule(
+        "licenses",
+        "blacklist_partial_match",
+        "STOP",
+        &[("licenses", "GPL")],
+    );
     assert_eq!(outputs(&partial, &facts), ["LICSUBMATCH Packages are installed that have blacklisted licenses: a(GPL-2.0+), a(LGPL-2.1)"]);
-    let none = one_rule("licenses", "blacklist_exact_match", "STOP", &[("licenses", "GPL")]);
+    let none = one_rule(
+        "licenses",
+        "blacklist_exact_match",
+        "STOP",
+        &[("licenses", "GPL")],
+    );
     assert!(outputs(&none, &facts).is_empty());
 }
 
@@ -263,12 +493,42 @@ fn files_name_suid_attribute_and_content() {
     let b = one_rule("files", "name_match", "STOP", &[("regex", r".*\.pem")]);
     assert_eq!(outputs(&b, &facts), ["Application of regex matched file found in container: file=/etc/ssl/private/server.pem regexp=.*\\.pem"]);
     let b = one_rule("files", "suid_or_guid_set", "WARN", &[]);
-    assert_eq!(outputs(&b, &facts), ["SUID or SGID found set on file /usr/bin/passwd. Mode: 0o4755"]);
+    assert_eq!(
+        outputs(&b, &facts),
+        ["SUID or SGID found set on file /usr/bin/passwd. Mode: 0o4755"]
+    );
     let cases: &[(&[(&str, &str)], bool)] = &[
-        (&[("filename", "/etc/ssl/private/server.pem"), ("checksum", "abc"), ("checksum_match", "equals")], true),
-        (&[("filename", "/etc/ssl/private/server.pem"), ("checksum", "abc"), ("checksum_match", "not_equals")], false),
-        (&[("filename", "/etc/ssl/private/server.pem"), ("mode", "00644"), ("mode_op", "not_equals")], true),
-        (&[("filename", "/etc/ssl/private/server.pem"), ("mode", "0600")], true),
+        (
+            &[
+                ("filename", "/etc/ssl/private/server.pem"),
+                ("checksum", "abc"),
+                ("checksum_match", "equals"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("filename", "/etc/ssl/private/server.pem"),
+                ("checksum", "abc"),
+                ("checksum_match", "not_equals"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("filename", "/etc/ssl/private/server.pem"),
+                ("mode", "00644"),
+                ("mode_op", "not_equals"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("filename", "/etc/ssl/private/server.pem"),
+                ("mode", "0600"),
+            ],
+            true,
+        ),
         (&[("filename", "/missing")], false),
         (&[("filename", "/missing"), ("skip_missing", "false")], true),
     ];
@@ -281,20 +541,33 @@ fn files_name_suid_attribute_and_content() {
         regex_name: Some("password".into()),
         regex: ".*password=.*".into(),
     }]);
-    for (name, fires) in [(None, true), (Some("password"), true), (Some(".*password=.*"), true), (Some("token"), false)] {
+    for (name, fires) in [
+        (None, true),
+        (Some("password"), true),
+        (Some(".*password=.*"), true),
+        (Some("token"), false),
+    ] {
         let params: Vec<(&str, &str)> = name.map(|n| vec![("regex_name", n)]).unwrap_or_default();
         let b = one_rule("files", "content_regex_match", "STOP", &params);
         assert_eq!(!outputs(&b, &facts).is_empty(), fires, "{name:?}");
     }
     facts.files = None;
     let b = one_rule("files", "suid_or_guid_set", "STOP", &[]);
-    assert_eq!(run(&b, &facts).final_action, Action::Warn, "missing inventory is an errored rule");
+    assert_eq!(
+        run(&b, &facts).final_action,
+        Action::Warn,
+        "missing inventory is an errored rule"
+    );
 }
 
 #[test]
 fn secret_scans_found_and_notfound() {
     let mut facts = image();
-    let finding = |path: &str, line, name: &str| fathom_policy::SecretFinding { path: path.into(), line, regex_name: name.into() };
+    let finding = |path: &str, line, name: &str| fathom_policy::SecretFinding {
+        path: path.into(),
+        line,
+        regex_name: name.into(),
+    };
     facts.secrets = Some(vec![
         finding("/root/.aws/credentials", 1, "AWS_ACCESS_KEY"),
         finding("/root/.aws/credentials", 2, "AWS_ACCESS_KEY"),
@@ -305,7 +578,13 @@ fn secret_scans_found_and_notfound() {
         (&[("content_regex_name", "AWS_ACCESS_KEY")], 1),
         (&[("filename_regex", "/etc/.*")], 1),
         (&[("content_regex_name", "API_KEY")], 0),
-        (&[("content_regex_name", "API_KEY"), ("match_type", "notfound")], 1),
+        (
+            &[
+                ("content_regex_name", "API_KEY"),
+                ("match_type", "notfound"),
+            ],
+            1,
+        ),
         (&[("match_type", "notfound")], 0),
     ];
     for (params, want) in cases {
@@ -338,14 +617,32 @@ fn metadata_attribute_checks() {
             params.push(("value", v));
         }
         let b = one_rule("metadata", "attribute", "STOP", &params);
-        assert_eq!(!outputs(&b, &facts).is_empty(), *fires, "{attribute} {check} {value:?}");
+        assert_eq!(
+            !outputs(&b, &facts).is_empty(),
+            *fires,
+            "{attribute} {check} {value:?}"
+        );
     }
-    let b = one_rule("metadata", "attribute", "STOP", &[("attribute", "distro"), ("check", "="), ("value", "debian")]);
+    let b = one_rule(
+        "metadata",
+        "attribute",
+        "STOP",
+        &[("attribute", "distro"), ("check", "="), ("value", "debian")],
+    );
     assert_eq!(outputs(&b, &facts), ["Attribute check for attribute: 'distro' check: '=' check_value: 'debian' matched image value: 'debian'"]);
     // An unknown attribute value cannot be ordered: anchore's TypeError, an errored rule here.
     let mut unknown = image();
     unknown.image.distro_version = None;
-    let b = one_rule("metadata", "attribute", "STOP", &[("attribute", "distro_version"), ("check", ">"), ("value", "11")]);
+    let b = one_rule(
+        "metadata",
+        "attribute",
+        "STOP",
+        &[
+            ("attribute", "distro_version"),
+            ("check", ">"),
+            ("value", "11"),
+        ],
+    );
     assert_eq!(run(&b, &unknown).final_action, Action::Warn);
 }
 

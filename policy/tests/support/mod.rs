@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use fathom_policy::{
-    evaluate, Bundle, Cvss, Evaluation, FeedStatus, FileEntry, ImageFacts, Package, Row, Severity, ValidatedBundle,
-    VulnMatch,
+    evaluate, Bundle, Cvss, Evaluation, FeedStatus, FileEntry, ImageFacts, Package, Row, Severity,
+    ValidatedBundle, VulnMatch,
 };
 use jiff::Timestamp;
 use serde_json::{json, Value};
@@ -15,7 +15,9 @@ pub fn now() -> Timestamp {
 
 /// `now` minus `days`.
 pub fn days_ago(days: i64) -> Timestamp {
-    now().checked_sub(jiff::SignedDuration::from_hours(24 * days)).expect("in range")
+    now()
+        .checked_sub(jiff::SignedDuration::from_hours(24 * days))
+        .expect("in range")
 }
 
 /// A small image with every data source present and empty, and a fresh feed.
@@ -37,12 +39,20 @@ pub fn image() -> ImageFacts {
     f.content_matches = Some(Vec::new());
     f.secrets = Some(Vec::new());
     f.vulnerabilities = Some(Vec::new());
-    f.feed = FeedStatus { last_sync: Some(days_ago(0)), distro_data: true };
+    f.feed = FeedStatus {
+        last_sync: Some(days_ago(0)),
+        distro_data: true,
+    };
     f
 }
 
 pub fn package(pkg_type: &str, name: &str, version: &str) -> Package {
-    Package { pkg_type: pkg_type.into(), name: name.into(), version: version.into(), ..Package::default() }
+    Package {
+        pkg_type: pkg_type.into(),
+        name: name.into(),
+        version: version.into(),
+        ..Package::default()
+    }
 }
 
 pub fn vuln(id: &str, pkg: &str, pkg_type: &str, severity: Severity) -> VulnMatch {
@@ -58,11 +68,19 @@ pub fn vuln(id: &str, pkg: &str, pkg_type: &str, severity: Severity) -> VulnMatc
 }
 
 pub fn cvss(base: f64) -> Option<Cvss> {
-    Some(Cvss { base, exploitability: base / 3.0, impact: base / 2.0 })
+    Some(Cvss {
+        base,
+        exploitability: base / 3.0,
+        impact: base / 2.0,
+    })
 }
 
 pub fn file(path: &str, mode: u32) -> FileEntry {
-    FileEntry { path: path.into(), mode, ..FileEntry::default() }
+    FileEntry {
+        path: path.into(),
+        mode,
+        ..FileEntry::default()
+    }
 }
 
 /// A bundle document with one policy of the given rules mapped to every image.
@@ -77,9 +95,19 @@ pub fn bundle_doc(rules: Value) -> Value {
 }
 
 /// A validated one-rule bundle; params as (name, value) pairs.
-pub fn one_rule(gate: &str, trigger: &str, action: &str, params: &[(&str, &str)]) -> ValidatedBundle {
-    let params: Vec<Value> = params.iter().map(|(n, v)| json!({"name": n, "value": v})).collect();
-    let doc = bundle_doc(json!([{"id": "r1", "gate": gate, "trigger": trigger, "action": action, "params": params}]));
+pub fn one_rule(
+    gate: &str,
+    trigger: &str,
+    action: &str,
+    params: &[(&str, &str)],
+) -> ValidatedBundle {
+    let params: Vec<Value> = params
+        .iter()
+        .map(|(n, v)| json!({"name": n, "value": v}))
+        .collect();
+    let doc = bundle_doc(
+        json!([{"id": "r1", "gate": gate, "trigger": trigger, "action": action, "params": params}]),
+    );
     load(&doc)
 }
 
@@ -109,7 +137,10 @@ pub fn rows(bundle: &ValidatedBundle, facts: &ImageFacts) -> Vec<Row> {
 
 /// Check_Output of each row.
 pub fn outputs(bundle: &ValidatedBundle, facts: &ImageFacts) -> Vec<String> {
-    rows(bundle, facts).into_iter().map(|r| r.check_output).collect()
+    rows(bundle, facts)
+        .into_iter()
+        .map(|r| r.check_output)
+        .collect()
 }
 
 /// Generated facts for snapshots and benches: `packages` packages and `vulns` matches spread over
@@ -119,17 +150,32 @@ pub fn generated(packages: usize, vulns: usize) -> ImageFacts {
     let types = ["dpkg", "python", "npm", "java"];
     f.packages = (0..packages)
         .map(|i| {
-            let mut p = package(types[i % 4], &format!("pkg{i}"), &format!("1.{}.{}", i % 7, i % 3));
+            let mut p = package(
+                types[i % 4],
+                &format!("pkg{i}"),
+                &format!("1.{}.{}", i % 7, i % 3),
+            );
             p.licenses = vec![["MIT", "GPL-2.0", "Apache-2.0", "BSD-3-Clause"][i % 4].into()];
             p
         })
         .collect();
-    let severities = [Severity::Low, Severity::Medium, Severity::High, Severity::Critical, Severity::Negligible];
+    let severities = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+        Severity::Negligible,
+    ];
     f.vulnerabilities = Some(
         (0..vulns)
             .map(|i| {
                 let pkg = i * 7 % packages.max(1);
-                let mut v = vuln(&format!("CVE-2024-{:05}", i), &format!("pkg{pkg}"), types[pkg % 4], severities[i % 5]);
+                let mut v = vuln(
+                    &format!("CVE-2024-{:05}", i),
+                    &format!("pkg{pkg}"),
+                    types[pkg % 4],
+                    severities[i % 5],
+                );
                 v.cvss_v3 = cvss((i % 100) as f64 / 10.0);
                 if i % 3 == 0 {
                     v.fix_version = Some("9.9".into());
