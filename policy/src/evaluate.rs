@@ -154,9 +154,16 @@ fn whitelisted_by(
     let ids: Vec<&str> = ids.collect();
     for list in whitelists {
         let live = |i: &usize| list.items[*i].expires_on.is_none_or(|at| now < at);
+        let exact = list.exact.get(gate);
+        let any_package = list.any_package.get(gate);
         let exact = ids
             .iter()
-            .filter_map(|id| list.exact.get(&(gate, (*id).to_string())))
+            .flat_map(|id| {
+                let by_prefix = id
+                    .split_once('+')
+                    .and_then(|(vuln, _)| any_package?.get(vuln));
+                exact.and_then(|m| m.get(*id)).into_iter().chain(by_prefix)
+            })
             .flatten()
             .copied()
             .filter(live)

@@ -44,13 +44,18 @@ pub(crate) struct CompiledItem {
     pub expires_on: Option<Timestamp>,
 }
 
-/// A whitelist indexed for lookup: exact trigger ids hashed, wildcard items scanned.
+/// Per gate, trigger id (or id prefix) -> item indexes.
+pub(crate) type ItemIndex = HashMap<&'static str, HashMap<String, Vec<usize>>>;
+
+/// A whitelist indexed for lookup: exact trigger ids hashed; `<vuln id>+*` items hashed by the vuln id
+/// (anchore indexes them the same way); other wildcard items scanned.
 #[derive(Debug)]
 pub(crate) struct CompiledWhitelist {
     pub id: String,
     pub name: Option<String>,
     pub items: Vec<CompiledItem>,
-    pub exact: HashMap<(&'static str, String), Vec<usize>>,
+    pub exact: ItemIndex,
+    pub any_package: ItemIndex,
     pub wildcard: Vec<usize>,
 }
 
@@ -293,6 +298,7 @@ fn compile_whitelists(
             name: list.name.clone(),
             items: Vec::new(),
             exact: HashMap::new(),
+            any_package: HashMap::new(),
             wildcard: Vec::new(),
         };
         for (item, at) in list.items.iter_mut().zip(item_paths) {
@@ -318,15 +324,27 @@ fn compile_whitelists(
                 },
             };
             let index = compiled.items.len();
-            if item.trigger_id.contains('*') {
-                compiled.wildcard.push(index);
-            } else {
-                compiled
-                    .exact
-                    .entry((gate.name, item.trigger_id.clone()))
-                    .or_default()
-                    .push(index);
-            }
+            let id = item.trigger_id.as_str();
+            let (index_map, key) = match id.strip_suffix("+*") {
+                Some(vuln) if !vuln.contains(['*', '+']) => (&mut compiled.any_package, vuln),
+                _ if !id.contains('*') => (&mut compiled.exact, id),
+                _ => {
+                    compiled.wildcard.push(index);
+                    compiled.items.push(CompiledItem {
+                        id: item.id.clone(),
+                        gate: gate.name,
+                        trigger_id: item.trigger_id.clone(),
+                        expires_on,
+                    });
+                    continue;
+                }
+            };
+            index_map
+                .entry(gate.name)
+                .or_default()
+                .entry(key.to_string())
+                .or_default()
+                .push(index);
             compiled.items.push(CompiledItem {
                 id: item.id.clone(),
                 gate: gate.name,

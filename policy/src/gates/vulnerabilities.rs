@@ -36,11 +36,14 @@ impl Cmp {
     }
 }
 
+/// Reads one score out of a CVSS record.
+type Pick = fn(&Cvss) -> f64;
+
 #[derive(Debug)]
 struct Score {
     cmp: Cmp,
     value: f64,
-    pick: fn(&Cvss) -> f64,
+    pick: Pick,
     vendor: bool,
     label: &'static str,
 }
@@ -86,7 +89,7 @@ impl Check {
             "package" => {
                 let kind = p.str("package_type").unwrap_or("all");
                 let mut scores = Vec::new();
-                let picks: [(&'static str, fn(&Cvss) -> f64); 3] = [
+                let picks: [(&'static str, Pick); 3] = [
                     ("base", |c| c.base),
                     ("exploitability", |c| c.exploitability),
                     ("impact", |c| c.impact),
