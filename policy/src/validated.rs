@@ -1,0 +1,358 @@
+//! Loading a bundle: parse, validate everything at once, compile rules and whitelists for evaluation.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::ValidationError;
+use crate::gates::Check;
+use crate::load::{read, Paths, Problems};
+use crate::model::{Action, Bundle};
+use crate::params::Params;
+
+/// A bundle that passed validation, with its rules compiled (regexes included) and its digest computed.
+#[derive(Debug)]
+pub struct ValidatedBundle {
+    pub(crate) bundle: Bundle,
+    pub(crate) digest: String,
+    pub(crate) policies: Vec<CompiledPolicy>,
+    pub(crate) whitelists: Vec<CompiledWhitelist>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledPolicy {
+    pub id: String,
+    pub rules: Vec<CompiledRule>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub id: Option<String>,
+    pub gate: &'static str,
+    pub trigger: &'static str,
+    pub action: Action,
+    pub check: Check,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledItem {
+    pub id: String,
+    pub gate: &'static str,
+    pub trigger_id: String,
+    pub expires_on: Option<Timestamp>,
+}
+
+/// Per gate, trigger id (or id prefix) -> item indexes.
+pub(crate) type ItemIndex = HashMap<&'static str, HashMap<String, Vec<usize>>>;
+
+/// A whitelist indexed for lookup: exact trigger ids hashed; `<vuln id>+*` items hashed by the vuln id
+/// (anchore indexes them the same way); other wildcard items scanned.
+#[derive(Debug)]
+pub(crate) struct CompiledWhitelist {
+    pub id: String,
+    pub name: Option<String>,
+    pub items: Vec<CompiledItem>,
+    pub exact: ItemIndex,
+    pub any_package: ItemIndex,
+    pub wildcard: Vec<usize>,
+}
+
+impl Bundle {
+    /// Parses and validates a JSON bundle.
+    pub fn from_json(text: &str) -> Result<ValidatedBundle, Vec<ValidationError>> {
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| syntax(format!("not valid JSON: {e}")))?;
+        ValidatedBundle::from_value(&doc)
+    }
+
+    /// Parses and validates a YAML bundle (the same document shape as JSON).
+    pub fn from_yaml(text: &str) -> Result<ValidatedBundle, Vec<ValidationError>> {
+        let doc: Value =
+            serde_yaml::from_str(text).map_err(|e| syntax(format!("not valid YAML: {e}")))?;
+        ValidatedBundle::from_value(&doc)
+    }
+}
+
+fn syntax(message: String) -> Vec<ValidationError> {
+    vec![ValidationError {
+        path: "$".into(),
+        message,
+    }]
+}
+
+impl ValidatedBundle {
+    /// Validates an already-parsed document.
+    pub fn from_value(doc: &Value) -> Result<ValidatedBundle, Vec<ValidationError>> {
+        let mut problems = Problems::default();
+        let (bundle, paths) = read(doc, &mut problems);
+        check_ids(&bundle, &paths, &mut problems);
+        let mut bundle = bundle;
+        let policies = compile_policies(&mut bundle, &paths, &mut problems);
+        let whitelists = compile_whitelists(&mut bundle, &paths, &mut problems);
+        if !problems.0.is_empty() {
+            return Err(problems.0);
+        }
+        let canonical =
+            serde_json::to_vec(&bundle).map_err(|e| syntax(format!("cannot serialize: {e}")))?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&canonical)));
+        Ok(ValidatedBundle {
+            bundle,
+            digest,
+            policies,
+            whitelists,
+        })
+    }
+
+    /// The bundle in canonical form (anchore's field names, `policy_id` folded into `policy_ids`).
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The bundle id.
+    pub fn id(&self) -> &str {
+        &self.bundle.id
+    }
+
+    /// `sha256:<hex>` of the canonical bundle: equal for equal bundles however they were spelled
+    /// (JSON or YAML, synonyms, key order), so callers can key cached evaluations on it.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Number of rules over all policies.
+    pub fn rule_count(&self) -> usize {
+        self.policies.iter().map(|p| p.rules.len()).sum()
+    }
+}
+
+fn duplicates<'a>(
+    ids: impl Iterator<Item = (&'a str, &'a str)>,
+    what: &str,
+    problems: &mut Problems,
+) {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (id, path) in ids {
+        if let Some(first) = seen.get(id) {
+            problems.add(
+                format!("{path}.id"),
+                format!("duplicate {what} id `{id}` (first at {first})"),
+            );
+        } else {
+            seen.insert(id, path);
+        }
+    }
+}
+
+fn check_ids(bundle: &Bundle, paths: &Paths, problems: &mut Problems) {
+    let policies = bundle
+        .policies
+        .iter()
+        .zip(&paths.policies)
+        .map(|(p, at)| (p.id.as_str(), at.as_str()));
+    duplicates(policies, "policy", problems);
+    for (policy, rule_paths) in bundle.policies.iter().zip(&paths.rules) {
+        let rules = policy
+            .rules
+            .iter()
+            .zip(rule_paths)
+            .filter_map(|(r, at)| Some((r.id.as_deref()?, at.as_str())));
+        duplicates(rules, "rule", problems);
+    }
+    let lists = bundle
+        .whitelists
+        .iter()
+        .zip(&paths.whitelists)
+        .map(|(w, at)| (w.id.as_str(), at.as_str()));
+    duplicates(lists, "whitelist", problems);
+    for (list, item_paths) in bundle.whitelists.iter().zip(&paths.items) {
+        let items = list
+            .items
+            .iter()
+            .zip(item_paths)
+            .map(|(i, at)| (i.id.as_str(), at.as_str()));
+        duplicates(items, "whitelist item", problems);
+    }
+    let mappings = bundle
+        .mappings
+        .iter()
+        .zip(&paths.mappings)
+        .filter_map(|(m, at)| Some((m.id.as_deref()?, at.as_str())));
+    duplicates(mappings, "mapping", problems);
+    for (rules, at, what) in [
+        (
+            &bundle.whitelisted_images,
+            &paths.whitelisted_images,
+            "whitelisted image rule",
+        ),
+        (
+            &bundle.blacklisted_images,
+            &paths.blacklisted_images,
+            "blacklisted image rule",
+        ),
+    ] {
+        duplicates(
+            rules
+                .iter()
+                .zip(at)
+                .filter_map(|(r, at)| Some((r.id.as_deref()?, at.as_str()))),
+            what,
+            problems,
+        );
+    }
+    for (i, mapping) in bundle.mappings.iter().enumerate() {
+        for (id, at) in mapping.policy_ids.iter().zip(&paths.mapping_policy_ids[i]) {
+            if !bundle.policies.iter().any(|p| &p.id == id) {
+                problems.add(at.as_str(), format!("unknown policy id `{id}`"));
+            }
+        }
+        for (id, at) in mapping
+            .whitelist_ids
+            .iter()
+            .zip(&paths.mapping_whitelist_ids[i])
+        {
+            if !bundle.whitelists.iter().any(|w| &w.id == id) {
+                problems.add(at.as_str(), format!("unknown whitelist id `{id}`"));
+            }
+        }
+    }
+}
+
+fn compile_policies(
+    bundle: &mut Bundle,
+    paths: &Paths,
+    problems: &mut Problems,
+) -> Vec<CompiledPolicy> {
+    let mut out = Vec::new();
+    for (policy, rule_paths) in bundle.policies.iter_mut().zip(&paths.rules) {
+        let mut rules = Vec::new();
+        for (rule, at) in policy.rules.iter_mut().zip(rule_paths) {
+            let Some(gate) = crate::catalog::gate(&rule.gate) else {
+                let known: Vec<&str> = crate::catalog::GATES.iter().map(|g| g.name).collect();
+                problems.add(
+                    format!("{at}.gate"),
+                    format!("unknown gate `{}`; known: {}", rule.gate, known.join(", ")),
+                );
+                continue;
+            };
+            let Some(trigger) = gate.trigger(&rule.trigger) else {
+                let known: Vec<&str> = gate.triggers.iter().map(|t| t.name).collect();
+                problems.add(
+                    format!("{at}.trigger"),
+                    format!(
+                        "unknown trigger `{}` for gate `{}`; known: {}",
+                        rule.trigger,
+                        gate.name,
+                        known.join(", ")
+                    ),
+                );
+                continue;
+            };
+            rule.gate = gate.name.to_string();
+            rule.trigger = trigger.name.to_string();
+            let before = problems.0.len();
+            let params = Params::check(trigger, &rule.params, at, problems);
+            if problems.0.len() > before {
+                continue;
+            }
+            match Check::build(gate.name, trigger.name, &params) {
+                Ok(check) => rules.push(CompiledRule {
+                    id: rule.id.clone(),
+                    gate: gate.name,
+                    trigger: trigger.name,
+                    action: rule.action,
+                    check,
+                }),
+                Err(errors) => {
+                    for e in errors {
+                        let path = match e
+                            .param
+                            .and_then(|n| rule.params.iter().position(|p| p.name == n))
+                        {
+                            Some(i) => format!("{at}.params[{i}].value"),
+                            None => format!("{at}.params"),
+                        };
+                        problems.add(path, e.message);
+                    }
+                }
+            }
+        }
+        out.push(CompiledPolicy {
+            id: policy.id.clone(),
+            rules,
+        });
+    }
+    out
+}
+
+fn compile_whitelists(
+    bundle: &mut Bundle,
+    paths: &Paths,
+    problems: &mut Problems,
+) -> Vec<CompiledWhitelist> {
+    let mut out = Vec::new();
+    for (list, item_paths) in bundle.whitelists.iter_mut().zip(&paths.items) {
+        let mut compiled = CompiledWhitelist {
+            id: list.id.clone(),
+            name: list.name.clone(),
+            items: Vec::new(),
+            exact: HashMap::new(),
+            any_package: HashMap::new(),
+            wildcard: Vec::new(),
+        };
+        for (item, at) in list.items.iter_mut().zip(item_paths) {
+            let Some(gate) = crate::catalog::gate(&item.gate) else {
+                problems.add(
+                    format!("{at}.gate"),
+                    format!("unknown gate `{}`", item.gate),
+                );
+                continue;
+            };
+            item.gate = gate.name.to_string();
+            let expires_on = match &item.expires_on {
+                None => None,
+                Some(text) => match text.parse::<Timestamp>() {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        problems.add(
+                            format!("{at}.expires_on"),
+                            format!("`{text}` is not an RFC 3339 instant: {e}"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let index = compiled.items.len();
+            let id = item.trigger_id.as_str();
+            let (index_map, key) = match id.strip_suffix("+*") {
+                Some(vuln) if !vuln.contains(['*', '+']) => (&mut compiled.any_package, vuln),
+                _ if !id.contains('*') => (&mut compiled.exact, id),
+                _ => {
+                    compiled.wildcard.push(index);
+                    compiled.items.push(CompiledItem {
+                        id: item.id.clone(),
+                        gate: gate.name,
+                        trigger_id: item.trigger_id.clone(),
+                        expires_on,
+                    });
+                    continue;
+                }
+            };
+            index_map
+                .entry(gate.name)
+                .or_default()
+                .entry(key.to_string())
+                .or_default()
+                .push(index);
+            compiled.items.push(CompiledItem {
+                id: item.id.clone(),
+                gate: gate.name,
+                trigger_id: item.trigger_id.clone(),
+                expires_on,
+            });
+        }
+        out.push(compiled);
+    }
+    out
+}

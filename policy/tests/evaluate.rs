@@ -1,0 +1,260 @@
+//! Evaluation: mapping precedence and wildcards, image rules, whitelists and expiry, the default bundle.
+
+mod support;
+
+use fathom_policy::{default_bundle, glob, Action, Reason, Severity, Status};
+use serde_json::json;
+use support::*;
+
+fn mapped(mappings: serde_json::Value) -> fathom_policy::ValidatedBundle {
+    load(&json!({
+        "id": "b", "version": "1_0",
+        "policies": [
+            {"id": "stop", "rules": [{"id": "s", "gate": "always", "trigger": "always", "action": "STOP"}]},
+            {"id": "warn", "rules": [{"id": "w", "gate": "always", "trigger": "always", "action": "WARN"}]},
+            {"id": "go", "rules": []},
+        ],
+        "mappings": mappings,
+    }))
+}
+
+fn rule(
+    id: &str,
+    registry: &str,
+    repository: &str,
+    kind: &str,
+    value: &str,
+    policy: &str,
+) -> serde_json::Value {
+    json!({"id": id, "registry": registry, "repository": repository, "image": {"type": kind, "value": value}, "policy_id": policy})
+}
+
+#[test]
+fn glob_wildcards_match_whole_strings() {
+    for (p, t, want) in [
+        ("*", "", true),
+        ("*", "anything", true),
+        ("CVE-2023-1+*", "CVE-2023-1+openssl", true),
+        ("CVE-2023-1+*", "CVE-2023-12+openssl", false),
+        ("library/*", "library/nginx", true),
+        ("library/*", "other/nginx", false),
+        ("*-alpine", "3.20-alpine", true),
+        ("a*b*c", "aXbYbZc", true),
+        ("a*b*c", "aXbYbZ", false),
+        ("exact", "exact", true),
+        ("exact", "exactly", false),
+    ] {
+        assert_eq!(glob(p, t), want, "{p} ~ {t}");
+    }
+}
+
+#[test]
+fn first_matching_mapping_wins_and_no_mapping_is_stop() {
+    let b = mapped(json!([
+        rule("m-digest", "*", "*", "digest", "sha256:aaaa", "warn"),
+        rule("m-tag", "docker.io", "library/*", "tag", "1.*", "go"),
+        rule("m-all", "*", "*", "tag", "*", "stop"),
+    ]));
+    let mut facts = image();
+    let r = run(&b, &facts);
+    assert_eq!(
+        (
+            r.matched_mapping_rule.and_then(|m| m.id).as_deref(),
+            r.final_action
+        ),
+        (Some("m-digest"), Action::Warn)
+    );
+    facts.image.digest = "sha256:bbbb".into();
+    let r = run(&b, &facts);
+    assert_eq!(
+        (
+            r.matched_mapping_rule.and_then(|m| m.id).as_deref(),
+            r.final_action
+        ),
+        (Some("m-tag"), Action::Go)
+    );
+    facts.image.tag = Some("2.0".into());
+    let r = run(&b, &facts);
+    assert_eq!(
+        (
+            r.matched_mapping_rule.and_then(|m| m.id).as_deref(),
+            r.status
+        ),
+        (Some("m-all"), Status::Fail)
+    );
+    // anchore: a tag rule also selects the image whose id equals its value.
+    let by_id = mapped(json!([rule("m", "*", "*", "tag", "imageid1", "warn")]));
+    assert_eq!(run(&by_id, &image()).final_action, Action::Warn);
+    let none = mapped(json!([rule("m", "quay.io", "*", "tag", "*", "go")]));
+    let r = run(&none, &image());
+    assert_eq!(
+        (
+            r.matched_mapping_rule,
+            r.final_action,
+            r.final_action_reason
+        ),
+        (None, Action::Stop, Reason::PolicyEvaluation)
+    );
+}
+
+#[test]
+fn policy_ids_take_the_lowest_action() {
+    let mut m = rule("m", "*", "*", "tag", "*", "go");
+    m.as_object_mut().map(|o| o.remove("policy_id"));
+    m["policy_ids"] = json!(["go", "warn"]);
+    let r = run(&mapped(json!([m])), &image());
+    assert_eq!(r.final_action, Action::Warn);
+    assert_eq!(
+        r.policy_decisions
+            .iter()
+            .map(|d| d.action)
+            .collect::<Vec<_>>(),
+        [Action::Go, Action::Warn]
+    );
+}
+
+#[test]
+fn blacklisted_image_beats_whitelisted_image_beats_policy() {
+    let base = |white: bool, black: bool| {
+        let sel = json!({"registry": "docker.io", "repository": "library/app", "image": {"type": "tag", "value": "*"}});
+        load(&json!({
+            "id": "b", "version": "1_0",
+            "policies": [{"id": "p", "rules": [{"gate": "always", "trigger": "always", "action": "WARN"}]}],
+            "mappings": [rule("m", "*", "*", "tag", "*", "p")],
+            "whitelisted_images": if white { vec![sel.clone()] } else { vec![] },
+            "blacklisted_images": if black { vec![sel] } else { vec![] },
+        }))
+    };
+    let cases = [
+        (false, false, Action::Warn, Reason::PolicyEvaluation),
+        (true, false, Action::Go, Reason::Whitelisted),
+        (false, true, Action::Stop, Reason::Blacklisted),
+        (true, true, Action::Stop, Reason::Blacklisted),
+    ];
+    for (white, black, action, reason) in cases {
+        let r = run(&base(white, black), &image());
+        assert_eq!(
+            (r.final_action, r.final_action_reason),
+            (action, reason),
+            "white={white} black={black}"
+        );
+    }
+}
+
+fn with_whitelist(items: serde_json::Value) -> fathom_policy::ValidatedBundle {
+    load(&json!({
+        "id": "b", "version": "1_0",
+        "policies": [{"id": "p", "rules": [{"gate": "vulnerabilities", "trigger": "package", "action": "STOP",
+                       "params": [{"name": "package_type", "value": "all"}]}]}],
+        "whitelists": [{"id": "w", "name": "Team", "items": items}],
+        "mappings": [{"registry": "*", "repository": "*", "image": {"type": "tag", "value": "*"}, "policy_id": "p", "whitelist_ids": ["w"]}],
+    }))
+}
+
+fn vuln_facts() -> fathom_policy::ImageFacts {
+    let mut f = image();
+    let mut aliased = vuln("GHSA-1234", "requests", "python", Severity::High);
+    aliased.aliases = vec!["CVE-2023-32681".into()];
+    f.vulnerabilities = Some(vec![
+        vuln("CVE-2023-1234", "openssl", "dpkg", Severity::High),
+        aliased,
+    ]);
+    f
+}
+
+#[test]
+fn whitelist_items_match_trigger_ids_with_wildcards_and_aliases() {
+    let b = with_whitelist(json!([
+        {"id": "i1", "gate": "vulnerabilities", "trigger_id": "CVE-2023-1234+*"},
+        {"id": "i2", "gate": "vulnerabilities", "trigger_id": "CVE-2023-32681+requests"},
+    ]));
+    let r = run(&b, &vuln_facts());
+    let by: Vec<Option<String>> = r
+        .rows
+        .iter()
+        .map(|r| r.whitelisted.as_ref().map(|w| w.matched_rule_id.clone()))
+        .collect();
+    assert_eq!(by, [Some("i1".to_string()), Some("i2".to_string())]);
+    assert_eq!(r.final_action, Action::Go);
+    assert_eq!(
+        r.table.rows[0][7],
+        json!({"whitelist_id": "w", "whitelist_name": "Team", "matched_rule_id": "i1"})
+    );
+    // A whitelist item of another gate does not apply.
+    let other = with_whitelist(json!([{"id": "i", "gate": "dockerfile", "trigger_id": "*"}]));
+    assert_eq!(run(&other, &vuln_facts()).final_action, Action::Stop);
+}
+
+#[test]
+fn whitelist_expiry_at_the_boundary_as_anchore_expired_means_now_ge_expires_on() {
+    let at = |expires: &str| {
+        with_whitelist(json!([
+            {"id": "i", "gate": "vulnerabilities", "trigger_id": "*", "expires_on": expires},
+        ]))
+    };
+    // now() is 2024-06-01T00:00:00Z.
+    assert_eq!(
+        run(&at("2024-06-01T00:00:01Z"), &vuln_facts()).final_action,
+        Action::Go,
+        "one second before expiry"
+    );
+    assert_eq!(
+        run(&at("2024-06-01T00:00:00Z"), &vuln_facts()).final_action,
+        Action::Stop,
+        "at the instant"
+    );
+    assert_eq!(
+        run(&at("2024-05-31T23:59:59Z"), &vuln_facts()).final_action,
+        Action::Stop,
+        "after"
+    );
+    assert_eq!(
+        run(&at("2024-06-01T02:00:00+02:00"), &vuln_facts()).final_action,
+        Action::Stop,
+        "offsets honoured"
+    );
+}
+
+#[test]
+fn rows_are_ordered_independently_of_fact_order() {
+    let mut facts = generated(60, 80);
+    let a = run(default_bundle(), &facts);
+    if let Some(v) = facts.vulnerabilities.as_mut() {
+        v.reverse();
+    }
+    assert_eq!(a, run(default_bundle(), &facts));
+}
+
+#[test]
+fn default_bundle_on_generated_facts_matches_snapshot() {
+    let facts = generated(200, 60);
+    let result = run(default_bundle(), &facts);
+    let text = serde_json::to_string_pretty(&result).expect("serializes") + "\n";
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/snapshots/default_bundle_evaluation.json"
+    );
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(path, &text).expect("write snapshot");
+    }
+    let want =
+        std::fs::read_to_string(path).expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
+    assert_eq!(
+        text, want,
+        "evaluation changed; review and rerun with UPDATE_SNAPSHOTS=1"
+    );
+    // What the snapshot must show, independent of its text: exposed 22 and high/critical stop.
+    assert_eq!(result.final_action, Action::Stop);
+    assert!(result
+        .rows
+        .iter()
+        .any(|r| r.check_output.contains("(22/tcp)")));
+    assert!(result
+        .rows
+        .iter()
+        .any(|r| r.gate_action == Action::Warn && r.check_output.starts_with("MEDIUM")));
+    assert!(
+        result.rows.iter().any(|r| r.trigger == "instruction"),
+        "no HEALTHCHECK warns"
+    );
+}
