@@ -1,4 +1,4 @@
-//! Maven's ComparableVersion ordering: items split at `.`, `-` and digit/letter changes, nested lists
+//! Maven's ComparableVersion ordering (as of Maven 3.8): items split at `.`, `-` and digit/letter changes, nested lists
 //! after `-` and transitions, well-known qualifiers (`alpha` < `beta` < `milestone` < `rc` <
 //! `snapshot` < release < `sp`), unknown qualifiers after them in lexical order, trailing nulls dropped.
 
@@ -92,6 +92,10 @@ fn parse(version: &str) -> Vec<Item> {
             }
         } else if c.is_ascii_digit() {
             if !digit && i > start {
+                // Maven 3.8 reads `.X1` as `-X1` too.
+                if stack.last().is_some_and(|l| !l.is_empty()) {
+                    push_list(&mut stack);
+                }
                 if let Some(l) = stack.last_mut() {
                     l.push(string_item(&v[start..i], true));
                 }
@@ -111,6 +115,10 @@ fn parse(version: &str) -> Vec<Item> {
         }
     }
     if b.len() > start {
+        // Maven 3.8: a trailing `.X` qualifier is read as `-X` (1.0.0.x1 < 1.0.0-x2 otherwise surprises).
+        if !digit && stack.last().is_some_and(|l| !l.is_empty()) {
+            push_list(&mut stack);
+        }
         if let Some(l) = stack.last_mut() {
             l.push(parse_item(digit, false, &v[start..]));
         }
@@ -140,10 +148,12 @@ fn cmp_item(a: Option<&Item>, b: Option<&Item>) -> Ordering {
             }
         }
         (Some(Item::Str(s)), None) => qualifier_key(s).as_str().cmp(RELEASE),
-        (Some(Item::List(l)), None) => match l.first() {
-            None => Ordering::Equal,
-            Some(first) => cmp_item(Some(first), None),
-        },
+        // Maven 3.8 (MNG-6964): every item of the list counts against nothing, not just the first.
+        (Some(Item::List(l)), None) => l
+            .iter()
+            .map(|i| cmp_item(Some(i), None))
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or(Ordering::Equal),
         (Some(Item::Int(x)), Some(Item::Int(y))) => x.len().cmp(&y.len()).then_with(|| x.cmp(y)),
         (Some(Item::Int(_)), Some(_)) => Ordering::Greater,
         (Some(Item::Str(_)), Some(Item::Int(_))) => Ordering::Less,
