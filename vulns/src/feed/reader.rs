@@ -48,7 +48,9 @@ pub fn read_zip(
         if entry.is_dir() {
             continue;
         }
-        let name = entry.name().map_or_else(|_| format!("entry {i}"), |n| n.to_string());
+        let name = entry
+            .name()
+            .map_or_else(|_| format!("entry {i}"), |n| n.to_string());
         if entry.size() > max_entry_bytes {
             skip(
                 &mut stats,

@@ -15,11 +15,13 @@ use serde_json::{json, Value};
 /// A zip with one `<id>.json` entry per record (plus raw extra entries).
 pub fn osv_zip(records: &[Value], extra: &[(&str, &[u8])]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
     for r in records {
         let id = r["id"].as_str().unwrap_or("x");
         zip.start_file(format!("{id}.json"), opts).unwrap();
-        zip.write_all(serde_json::to_string(r).unwrap().as_bytes()).unwrap();
+        zip.write_all(serde_json::to_string(r).unwrap().as_bytes())
+            .unwrap();
     }
     for (name, bytes) in extra {
         zip.start_file(name.to_string(), opts).unwrap();
@@ -29,7 +31,13 @@ pub fn osv_zip(records: &[Value], extra: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 /// A record affecting one package with `introduced 0` and an optional fix.
-pub fn record(id: &str, aliases: &[&str], ecosystem: &str, name: &str, fixed: Option<&str>) -> Value {
+pub fn record(
+    id: &str,
+    aliases: &[&str],
+    ecosystem: &str,
+    name: &str,
+    fixed: Option<&str>,
+) -> Value {
     let mut events = vec![json!({"introduced": "0"})];
     if let Some(f) = fixed {
         events.push(json!({"fixed": f}));
@@ -72,12 +80,22 @@ impl FeedServer {
     }
 }
 
-async fn serve(State(s): State<FeedServer>, Path(path): Path<String>, headers: HeaderMap) -> Response {
+async fn serve(
+    State(s): State<FeedServer>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     s.requests.fetch_add(1, Ordering::SeqCst);
     let Some(bytes) = s.files.lock().unwrap().get(&path).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let etag = format!("\"{:x}-{}\"", bytes.iter().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b))), bytes.len());
+    let etag = format!(
+        "\"{:x}-{}\"",
+        bytes
+            .iter()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b))),
+        bytes.len()
+    );
     if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         s.not_modified.fetch_add(1, Ordering::SeqCst);
         return (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response();
