@@ -1,0 +1,8 @@
+//! The pure matching core: record model, version comparison, range evaluation, severities, ecosystems.
+//! Nothing here does IO, so the policy engine and the standalone scanner can use it directly.
+
+pub mod affected;
+pub mod ecosystem;
+pub mod osv;
+pub mod severity;
+pub mod version;

@@ -1,0 +1,23 @@
+//! fathom's vulnerability data and matching.
+//!
+//! Overview: [`core`] is pure (no IO): the OSV record model ([`core::osv::Record`]), one version
+//! comparator per ecosystem ([`core::version`]), range evaluation ([`core::affected`]), severities and
+//! CVSS base scores ([`core::severity`]) and the mapping from fathom packages to OSV ecosystems
+//! ([`core::ecosystem`]). [`feed`] fetches OSV bulk zips (conditional HTTP, streamed to disk) and reads
+//! them record by record. [`store`] keeps feed generations in Postgres ([`Feeds::sync`]), matches each
+//! distinct (ecosystem, name, version) of the fleet once ([`Matcher::rematch`]), and answers per-image
+//! and per-vulnerability questions ([`queries`]).
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod core;
+mod error;
+pub mod feed;
+pub mod store;
+
+pub use config::VulnsConfig;
+pub use error::{Error, Result};
+pub use feed::FeedConfig;
+pub use store::{
+    migrator, queries, FeedReport, Feeds, Matcher, Progress, RematchReport, SyncReport,
+};

@@ -1,0 +1,104 @@
+//! Shared test helpers: OSV zips generated in code, a real HTTP server that serves them with ETags and
+//! counts requests, and stored images written the way the worker writes them.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+/// A zip with one `<id>.json` entry per record (plus raw extra entries).
+pub fn osv_zip(records: &[Value], extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for r in records {
+        let id = r["id"].as_str().unwrap_or("x");
+        zip.start_file(format!("{id}.json"), opts).unwrap();
+        zip.write_all(serde_json::to_string(r).unwrap().as_bytes())
+            .unwrap();
+    }
+    for (name, bytes) in extra {
+        zip.start_file(name.to_string(), opts).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// A record affecting one package with `introduced 0` and an optional fix.
+pub fn record(
+    id: &str,
+    aliases: &[&str],
+    ecosystem: &str,
+    name: &str,
+    fixed: Option<&str>,
+) -> Value {
+    let mut events = vec![json!({"introduced": "0"})];
+    if let Some(f) = fixed {
+        events.push(json!({"fixed": f}));
+    }
+    json!({
+        "id": id, "modified": "2026-01-01T00:00:00Z", "aliases": aliases,
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+        "references": [{"type": "ADVISORY", "url": format!("https://example.test/{id}")}],
+        "affected": [{"package": {"ecosystem": ecosystem, "name": name},
+                      "ranges": [{"type": "ECOSYSTEM", "events": events}]}]
+    })
+}
+
+/// A feed server: files by path, each served with an ETag derived from its content; counts requests.
+#[derive(Clone, Default)]
+pub struct FeedServer {
+    pub files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    pub requests: Arc<AtomicUsize>,
+    pub not_modified: Arc<AtomicUsize>,
+}
+
+impl FeedServer {
+    pub fn put(&self, path: &str, bytes: Vec<u8>) {
+        self.files.lock().unwrap().insert(path.to_string(), bytes);
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Starts serving on 127.0.0.1; returns the base URL.
+    pub async fn start(&self) -> String {
+        let app = axum::Router::new()
+            .route("/{*path}", axum::routing::get(serve))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+}
+
+async fn serve(
+    State(s): State<FeedServer>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.requests.fetch_add(1, Ordering::SeqCst);
+    let Some(bytes) = s.files.lock().unwrap().get(&path).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let etag = format!(
+        "\"{:x}-{}\"",
+        bytes
+            .iter()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b))),
+        bytes.len()
+    );
+    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        s.not_modified.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response();
+    }
+    (StatusCode::OK, [("etag", etag)], bytes).into_response()
+}
