@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use fathom_queue::testing::TestDb;
+use fathom_testkit::pg::TestDb;
 use fathom_vulns::queries::{self, ImageFilter};
 use fathom_vulns::{Feeds, Matcher, VulnsConfig};
 use serde_json::json;
