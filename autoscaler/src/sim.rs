@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::decision::{decide, DecisionState, Override, Policy, QueueSnapshot};
 pub use keda::{
     KedaConfig, HPA_SCALE_DOWN_STABILIZATION_S, HPA_SCALE_UP_PERCENT, HPA_SCALE_UP_PERIOD_S,
-    HPA_SCALE_UP_PODS, HPA_SYNC_PERIOD_S, HPA_TOLERANCE, KEDA_ACTIVATION_VALUE,
+    HPA_SCALE_UP_PODS, HPA_SYNC_PERIOD_S, HPA_SYNC_PHASE_S, HPA_TOLERANCE, KEDA_ACTIVATION_VALUE,
     KEDA_COOLDOWN_PERIOD_S, KEDA_POLLING_INTERVAL_S,
 };
 pub use trace::Trace;

@@ -32,6 +32,12 @@ pub const KEDA_ACTIVATION_VALUE: u64 = 0;
 /// at every sync the HPA's request "is routed to KEDA Metrics Server, that by default queries the scaler".
 pub const HPA_SYNC_PERIOD_S: u64 = 15;
 
+/// Where the HPA's sync falls relative to KEDA's poll, in seconds after each poll tick: a modelling choice,
+/// not a documented value. The two loops run on independent clocks; at 7 s (about half the sync period)
+/// each wait in the model is its expected value: 7 s from a burst to the next sync (expected 7.5 s), and
+/// 7 s from an activation or a cache refresh at a poll to the sync that acts on it.
+pub const HPA_SYNC_PHASE_S: u64 = 7;
+
 /// The HPA's default tolerance. HPA page, "Algorithm details": "The control plane skips any scaling action
 /// if the ratio is sufficiently close to 1.0 (within a configurable tolerance, 0.1 by default)".
 pub const HPA_TOLERANCE: f64 = 0.1;
@@ -63,6 +69,8 @@ pub struct KedaConfig {
     pub use_cached_metrics: bool,
     /// HPA sync period in seconds.
     pub sync_s: u64,
+    /// Seconds after each poll tick at which a sync falls (taken modulo `sync_s`).
+    pub sync_phase_s: u64,
     /// The trigger's target (`AverageValue`): jobs per replica.
     pub target: u32,
     /// HPA `maxReplicas` (KEDA's `maxReplicaCount`).
@@ -88,6 +96,7 @@ impl KedaConfig {
             activation: KEDA_ACTIVATION_VALUE,
             use_cached_metrics: false,
             sync_s: HPA_SYNC_PERIOD_S,
+            sync_phase_s: HPA_SYNC_PHASE_S,
             target: target.max(1),
             max_replicas,
             tolerance: HPA_TOLERANCE,
@@ -133,8 +142,8 @@ impl Keda {
 
     /// The replica count at second `t`, given the queue's `depth` (queued + running) and `current`.
     ///
-    /// Polls fall on multiples of `poll_s`, syncs on multiples of `sync_s`; when both fall on the same
-    /// second the poll comes first (it may fill the cache the sync then reads).
+    /// Polls fall on multiples of `poll_s`, syncs `sync_phase_s` after multiples of `sync_s`; when both
+    /// fall on the same second the poll comes first (it may fill the cache the sync then reads).
     pub(super) fn desired(&mut self, t: u64, depth: u64, current: u32) -> u32 {
         if t % self.cfg.poll_s.max(1) == 0 {
             if let Some(n) = self.poll(t, depth, current) {
@@ -142,7 +151,8 @@ impl Keda {
             }
         }
         // At zero replicas the HPA does nothing (KEDA owns 0 ↔ 1).
-        if current == 0 || t % self.cfg.sync_s.max(1) != 0 {
+        let sync = self.cfg.sync_s.max(1);
+        if current == 0 || t % sync != self.cfg.sync_phase_s % sync {
             return current;
         }
         let metric = if self.cfg.use_cached_metrics {

@@ -56,9 +56,9 @@ impl Trace {
     /// minutes of quiet. The case where the baseline's poll interval matters least: no activation is
     /// needed, so only the HPA's sync (and, with cached metrics, the poll) stands between burst and scale.
     ///
-    /// Like [`Trace::burst`], the burst lands mid-way between two 30 s polls (the cached variant waits its
-    /// expected 15 s); it also lands on a 15 s sync, so the fresh-metric HPA sees it at once (its best case,
-    /// 7.5 s better than expected): any doubt goes to the baseline.
+    /// Like [`Trace::burst`], the burst lands mid-way between two 30 s polls, so the cached variant waits
+    /// its expected 15 s for the poll (then 7 s for the sync); the fresh-metric HPA waits 7 s for its next
+    /// sync (expected 7.5 s).
     pub fn burst_warm() -> Trace {
         let mut arrivals: Vec<u64> = (0..1200).step_by(20).collect();
         arrivals.extend([615; 240]);

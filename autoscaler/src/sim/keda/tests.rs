@@ -15,18 +15,27 @@ fn run(cfg: KedaConfig, mut current: u32, steps: &[(u64, u64)]) -> Vec<u32> {
         .collect()
 }
 
+/// The defaults with syncs on the poll ticks (phase 0), so the tables read on round numbers.
 fn fresh() -> KedaConfig {
-    KedaConfig::defaults(4, 20)
+    KedaConfig {
+        sync_phase_s: 0,
+        ..KedaConfig::defaults(4, 20)
+    }
 }
 
+/// [`fresh`] with `useCachedMetrics`.
 fn cached() -> KedaConfig {
-    KedaConfig::cached(4, 20)
+    KedaConfig {
+        sync_phase_s: 0,
+        ..KedaConfig::cached(4, 20)
+    }
 }
 
 #[test]
 fn defaults_are_the_documented_ones() {
-    let c = fresh();
+    let c = KedaConfig::defaults(4, 20);
     assert_eq!((c.poll_s, c.cooldown_s, c.activation), (30, 300, 0));
+    assert_eq!(c.sync_phase_s, 7);
     assert_eq!((c.sync_s, c.stabilization_s), (15, 300));
     assert_eq!(
         (c.scale_up_percent, c.scale_up_pods, c.scale_up_period_s),
@@ -65,6 +74,26 @@ fn one_to_n_follows_the_fresh_metric_and_the_cached_variant_lags_to_the_poll() {
 }
 
 #[test]
+fn with_the_default_phase_each_sync_falls_7_s_after_a_poll_tick() {
+    // Cold: activation at the poll (30), first HPA sync at 37, then every 15 s.
+    let steps = [(30, 240), (37, 240), (45, 240), (52, 240), (67, 240)];
+    assert_eq!(
+        run(KedaConfig::defaults(4, 20), 0, &steps),
+        [1, 5, 5, 10, 20]
+    );
+    // Warm: the burst is there at 15; the fresh HPA acts at 22, the cached one at 37 (after the 30 poll).
+    let steps = [(0, 2), (7, 2), (15, 242), (22, 242), (30, 242), (37, 242)];
+    assert_eq!(
+        run(KedaConfig::defaults(4, 20), 1, &steps),
+        [1, 1, 1, 5, 5, 10]
+    );
+    assert_eq!(
+        run(KedaConfig::cached(4, 20), 1, &steps),
+        [1, 1, 1, 1, 1, 5]
+    );
+}
+
+#[test]
 fn scale_up_is_capped_by_the_larger_policy() {
     // (current, depth, max replicas, one sync's answer): max(2 × current, current + 4), then max.
     let rows = [
@@ -84,7 +113,10 @@ fn scale_up_is_capped_by_the_larger_policy() {
 }
 
 fn fresh_with_max(max: u32) -> KedaConfig {
-    KedaConfig::defaults(4, max)
+    KedaConfig {
+        max_replicas: max,
+        ..fresh()
+    }
 }
 
 #[test]
