@@ -1,9 +1,9 @@
 //! A one-second-step simulation of a worker fleet under a load trace, driven by fathom's decision core or
-//! by a KEDA-like baseline, so policies can be compared on the same numbers.
+//! by a KEDA + HPA baseline at their documented defaults, so policies can be compared on the same numbers.
 //!
 //! The model: jobs arrive per the [`Trace`], wait in a FIFO queue, and are claimed by ready workers (up to
 //! `jobs_per_replica` each, workers polled in random order). A job takes `job_s` seconds. A new worker is
-//! ready `startup_s` after it is asked for. When a policy lowers the count, fathom removes starting and idle
+//! ready `startup_s` after it is asked for, whichever policy asked. When a policy lowers the count, fathom removes starting and idle
 //! workers first and lets a busy one drain (it claims nothing more and exits when its jobs finish, killed
 //! only after `drain_timeout_s`); the baseline removes pods the way a ReplicaSet without deletion costs
 //! does — starting pods first, then at random — and a removed busy pod loses its jobs (they are re-queued
@@ -17,7 +17,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::decision::{decide, DecisionState, Override, Policy, QueueSnapshot};
-pub use keda::KedaConfig;
+pub use keda::{
+    KedaConfig, HPA_SCALE_DOWN_STABILIZATION_S, HPA_SCALE_UP_PERCENT, HPA_SCALE_UP_PERIOD_S,
+    HPA_SCALE_UP_PODS, HPA_SYNC_PERIOD_S, HPA_SYNC_PHASE_S, HPA_TOLERANCE, KEDA_ACTIVATION_VALUE,
+    KEDA_COOLDOWN_PERIOD_S, KEDA_POLLING_INTERVAL_S,
+};
 pub use trace::Trace;
 
 /// The simulated fleet: worker speed and limits shared by every policy.
@@ -59,7 +63,7 @@ pub enum SimPolicy {
         /// Seconds a draining worker may keep its jobs before it is killed.
         drain_timeout_s: u64,
     },
-    /// KEDA polling the queue and an HPA acting on it.
+    /// KEDA polling the queue (0 ↔ 1) and an HPA reading KEDA's metrics server (1 ↔ N).
     Keda(KedaConfig),
 }
 
@@ -78,15 +82,30 @@ impl SimPolicy {
         }
     }
 
-    /// KEDA's and the HPA's defaults for this fleet.
+    /// KEDA's and the HPA's defaults for this fleet: the HPA reads a fresh metric at every sync.
     pub fn keda(cfg: &SimConfig) -> SimPolicy {
         SimPolicy::Keda(KedaConfig::defaults(cfg.jobs_per_replica, cfg.max_replicas))
+    }
+
+    /// The same with `useCachedMetrics: true`: the HPA reads the value of KEDA's last poll.
+    pub fn keda_cached(cfg: &SimConfig) -> SimPolicy {
+        SimPolicy::Keda(KedaConfig::cached(cfg.jobs_per_replica, cfg.max_replicas))
+    }
+
+    /// The policies the bench compares, in print order.
+    pub fn all(cfg: &SimConfig) -> Vec<SimPolicy> {
+        vec![
+            SimPolicy::fathom(cfg),
+            SimPolicy::keda(cfg),
+            SimPolicy::keda_cached(cfg),
+        ]
     }
 
     /// Short name printed in the bench line (`policy=...`).
     pub fn name(&self) -> &'static str {
         match self {
             SimPolicy::Fathom { .. } => "fathom",
+            SimPolicy::Keda(k) if k.use_cached_metrics => "keda-cached",
             SimPolicy::Keda(_) => "keda",
         }
     }

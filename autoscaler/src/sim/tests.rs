@@ -124,3 +124,37 @@ fn sine_load_is_followed_without_flapping() {
         r.reversals
     );
 }
+
+#[test]
+fn every_policy_finishes_every_trace_and_prints_its_name() {
+    let cfg = SimConfig::default();
+    let names: Vec<&str> = SimPolicy::all(&cfg).iter().map(SimPolicy::name).collect();
+    assert_eq!(names, ["fathom", "keda", "keda-cached"]);
+    for trace in Trace::all() {
+        for policy in SimPolicy::all(&cfg) {
+            let r = simulate(&trace, &cfg, &policy);
+            assert_eq!(r.jobs_done, trace.arrivals.len(), "{r}");
+            assert!(
+                r.to_string()
+                    .contains(&format!(" policy={} ", policy.name())),
+                "{r}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cached_metrics_never_scale_a_warm_burst_sooner() {
+    // With one replica up there is no activation: the fresh HPA reacts at its next sync, the cached one
+    // only after the next poll has refreshed the value it reads.
+    let cfg = SimConfig::default();
+    let trace = Trace::burst_warm();
+    let fresh = simulate(&trace, &cfg, &SimPolicy::keda(&cfg));
+    let cached = simulate(&trace, &cfg, &SimPolicy::keda_cached(&cfg));
+    let (f, c) = (
+        fresh.time_to_scale_s.unwrap_or(u64::MAX),
+        cached.time_to_scale_s.unwrap_or(u64::MAX),
+    );
+    assert!(f < c, "{fresh}\n{cached}");
+    assert!(fresh.wait_p95_s <= cached.wait_p95_s, "{fresh}\n{cached}");
+}

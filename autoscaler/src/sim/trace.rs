@@ -52,9 +52,32 @@ impl Trace {
         }
     }
 
-    /// The three traces the bench replays, in print order.
+    /// One job every 20 s for 20 minutes keeps one replica busy; 240 jobs land on it at t=615 s, then 10
+    /// minutes of quiet. The case where the baseline's poll interval matters least: no activation is
+    /// needed, so only the HPA's sync (and, with cached metrics, the poll) stands between burst and scale.
+    ///
+    /// Like [`Trace::burst`], the burst lands mid-way between two 30 s polls, so the cached variant waits
+    /// its expected 15 s for the poll (then 7 s for the sync); the fresh-metric HPA waits 7 s for its next
+    /// sync (expected 7.5 s).
+    pub fn burst_warm() -> Trace {
+        let mut arrivals: Vec<u64> = (0..1200).step_by(20).collect();
+        arrivals.extend([615; 240]);
+        arrivals.sort_unstable();
+        Trace {
+            name: "burst-warm",
+            arrivals,
+            duration_s: 1800,
+        }
+    }
+
+    /// The traces the bench replays, in print order.
     pub fn all() -> Vec<Trace> {
-        vec![Trace::burst(), Trace::sine(), Trace::spike_then_idle()]
+        vec![
+            Trace::burst(),
+            Trace::sine(),
+            Trace::spike_then_idle(),
+            Trace::burst_warm(),
+        ]
     }
 
     /// With unlimited workers (jobs start on arrival), the replicas needed at each second, capped at `max`.
@@ -90,6 +113,16 @@ mod tests {
             assert!(t.arrivals.windows(2).all(|w| w[0] <= w[1]), "{}", t.name);
             assert!(t.arrivals.iter().all(|&a| a < t.duration_s), "{}", t.name);
         }
+        // The warm burst: one replica's worth of load before it, 240 jobs on top.
+        let warm = Trace::burst_warm();
+        assert_eq!(warm.arrivals.len(), 60 + 240);
+        let ideal = warm.ideal_replicas(30, 4, 20);
+        assert!(
+            ideal[..615].iter().all(|&r| r <= 1),
+            "more than one replica before the burst"
+        );
+        assert_eq!(ideal[600], 1);
+        assert_eq!(ideal[615], 20);
         // 0.8 jobs/s on average over an hour.
         let n = Trace::sine().arrivals.len();
         assert!((2870..=2890).contains(&n), "sine has {n} jobs");
