@@ -86,6 +86,8 @@ pub struct ServicesConfig {
     pub autoscaler: AutoscalerServiceConfig,
     /// The core's external API (and queue maintenance).
     pub api: ApiServiceConfig,
+    /// Vulnerability feeds (OSV): where from, which ecosystems, how often the core syncs.
+    pub feeds: fathom_vulns::VulnsConfig,
 }
 
 /// `metrics`.
@@ -140,6 +142,13 @@ impl FathomConfig {
         self.services.analyzer.validate()?;
         self.services.autoscaler.validate()?;
         self.services.api.validate()?;
+        self.services
+            .feeds
+            .validate("services.feeds")
+            .map_err(|e| match e {
+                fathom_vulns::Error::Config { key, message } => ConfigError::new(key, message),
+                other => ConfigError::new("services.feeds", other.to_string()),
+            })?;
         if self.database.pool_size == 0 {
             return Err(ConfigError::new("database.pool_size", "must be at least 1"));
         }
@@ -426,7 +435,11 @@ mod documented {
                         (Ok(a), Ok(b)) if a == b && a > Duration::ZERO
                     )
             }
-            Value::Array(items) => items.is_empty() && doc == "[]",
+            Value::Array(items) if items.is_empty() => doc == "[]",
+            Value::Array(items) => {
+                let listed: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                listed.len() == items.len() && doc == listed.join(", ")
+            }
             Value::Object(_) => false,
         }
     }

@@ -44,6 +44,8 @@ enum Command {
     Status(cmd::status::StatusArgs),
     /// Print the stored analysis of an image in any scan output format.
     Results(cmd::results::ResultsArgs),
+    /// Vulnerabilities: sync OSV feeds, list feeds, query an image or a vulnerability across the fleet.
+    Vulns(cmd::vulns::VulnsArgs),
     /// Inspect the job queue.
     Queue(cmd::queue::QueueArgs),
 }
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cmd::status::run(args),
         Command::Results(args) => cmd::results::run(args),
         Command::Queue(args) => cmd::queue::run(args),
+        Command::Vulns(args) => cmd::vulns::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,4 @@
-//! `fathom migrate`: apply the embedded database migrations (queue, then results store).
+//! `fathom migrate`: apply the embedded database migrations (queue, results store, vulnerability feeds).
 
 use std::process::ExitCode;
 
@@ -12,6 +12,15 @@ pub struct MigrateArgs {
 
 /// Runs `fathom migrate`.
 pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    super::runtime()?.block_on(fathom_worker::store::migrate_all(&args.database_url))?;
+    super::runtime()?.block_on(async {
+        fathom_worker::store::migrate_all(&args.database_url).await?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&args.database_url)
+            .await?;
+        fathom_vulns::migrator().run(&pool).await?;
+        pool.close().await;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ pub mod scale;
 pub mod scan;
 pub mod status;
 pub mod submit;
+pub mod vulns;
 pub mod worker;
 
 /// A multi-threaded runtime for subcommands that talk to Postgres or serve.

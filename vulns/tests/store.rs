@@ -5,12 +5,12 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use fathom_analyzer::merge::{ImagePackage, LayerRef};
+use fathom_analyzer::model::{Distro, Location, Package, PackageType};
 use fathom_testkit::pg::TestDb;
 use fathom_vulns::queries::{self, ImageFilter, PackageScope};
 use fathom_vulns::store::sync::FeedOutcome;
 use fathom_vulns::{Feeds, Matcher, VulnsConfig};
-use fathom_analyzer::merge::{ImagePackage, LayerRef};
-use fathom_analyzer::model::{Distro, Location, Package, PackageType};
 use serde_json::json;
 use sqlx::PgPool;
 use support::{osv_zip, record, FeedServer};
