@@ -9,7 +9,7 @@
 //!   processes on this machine). [`StatsSource`] is the queue, implemented by the caller.
 //! - [`Autoscaler`] is the control loop over one target and one source: rounds on a poll interval or a
 //!   nudge, [`Metrics`] into a caller-given Prometheus registry, the last round as a [`Status`].
-//! - [`sim`] replays load traces against the core and against a KEDA-like baseline (the bench prints it).
+//! - [`sim`] replays load traces against the core and against a KEDA baseline modelled at its documented defaults (and a `useCachedMetrics` variant) (the bench prints it).
 //!
 //! Wiring, as the binary does it (the queue side is the caller's):
 //!
