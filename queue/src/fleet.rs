@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rand::Rng;
+
 /// Channel of membership notices (`join PID`, `leave PID`); only members listen to it.
 pub const MEMBERS_CHANNEL: &str = "fathom_listeners";
 
@@ -152,6 +154,12 @@ impl Fleet {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
+        if self.lock().own.is_none() {
+            // Not a member (poll-only, or the listener is down): nobody to take turns with, and a
+            // wall-clock turn would put every such process in lockstep. A jittered interval instead.
+            let period = own_min.max(fleet_gap);
+            return period.mul_f64(rand::rng().random_range(0.5..1.5));
+        }
         let (rank, size) = (self.rank(), self.size());
         turn_delay(rank, size, fleet_gap, own_min, now)
     }

@@ -62,7 +62,7 @@ pub async fn run_analyzer(
     let waker = if config.database.poll_only {
         Waker::poll_only()
     } else {
-        Waker::listen(database_url)?
+        Waker::join(database_url)?
     };
     let analyzer = Analyzer::new(
         crate::catalog::default_catalogers(),
