@@ -35,6 +35,8 @@ use crate::listener::{listen_forever, Command, Common};
 pub const CHANNEL: &str = "fathom_jobs";
 /// Fleet-wide gap between idle polls: the fleet as a whole makes about one idle claim per gap.
 pub const POLL_GAP: Duration = Duration::from_secs(1);
+/// How often an idle member looks whether the fleet changed while it waits for its turn (no query).
+const RECHECK: Duration = Duration::from_secs(1);
 /// How many times a busy winner's share is passed on before the last one keeps it for its next free slot.
 pub const MAX_HOPS: u8 = 3;
 
@@ -217,9 +219,17 @@ impl Waker {
 
     /// Waits for a wake-up newer than the last one seen by this handle, or `timeout`.
     pub async fn wait(&mut self, timeout: Duration) -> Wake {
+        match self.wait_for(timeout).await {
+            Some(wake) => wake,
+            None => self.woke(Wake::Timeout),
+        }
+    }
+
+    /// A wake-up, or `None` once `timeout` passed.
+    async fn wait_for(&mut self, timeout: Duration) -> Option<Wake> {
         let Some(shared) = self.shared.clone() else {
             tokio::time::sleep(timeout).await;
-            return self.woke(Wake::Timeout);
+            return None;
         };
         let _waiting = Waiting::enter(&shared.common.idle);
         match tokio::time::timeout(timeout, self.signal.changed()).await {
@@ -232,26 +242,45 @@ impl Waker {
                 };
                 self.seen = now;
                 self.pending = Some(pending);
-                now.reason.unwrap_or(Wake::Notified)
+                Some(now.reason.unwrap_or(Wake::Notified))
             }
             Ok(Err(_)) => {
                 // The listener is gone for good (left the fleet): fall back to polling.
                 tokio::time::sleep(timeout).await;
-                self.woke(Wake::Timeout)
+                None
             }
-            Err(_) => self.woke(Wake::Timeout),
+            Err(_) => None,
         }
     }
 
     /// Waits for a wake-up or this member's next polling turn: each member polls once per
     /// `max(poll_interval, members × POLL_GAP)`, at its own offset (observers and poll-only: every
-    /// `poll_interval`).
+    /// `poll_interval`). The turn is re-computed when the fleet changes meanwhile.
     pub async fn wait_idle(&mut self, poll_interval: Duration) -> Wake {
-        let timeout = match &self.shared {
-            Some(s) if s.common.member => s.common.fleet.until_turn(POLL_GAP, poll_interval),
-            _ => poll_interval,
+        let fleet = match &self.shared {
+            Some(s) if s.common.member => s.common.fleet.clone(),
+            _ => return self.wait(poll_interval).await,
         };
-        self.wait(timeout).await
+        let turn = |fleet: &Fleet| {
+            let view = (fleet.size(), fleet.rank());
+            let due = tokio::time::Instant::now() + fleet.until_turn(POLL_GAP, poll_interval);
+            (view, due)
+        };
+        let (mut view, mut due) = turn(&fleet);
+        loop {
+            let left = due.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return self.woke(Wake::Timeout);
+            }
+            // Looks at the fleet again now and then: a turn computed for another fleet size would
+            // poll off the fleet's rhythm.
+            if let Some(wake) = self.wait_for(left.min(RECHECK)).await {
+                return wake;
+            }
+            if (fleet.size(), fleet.rank()) != view {
+                (view, due) = turn(&fleet);
+            }
+        }
     }
 
     fn woke(&mut self, wake: Wake) -> Wake {
