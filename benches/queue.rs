@@ -3,11 +3,14 @@
 //! an idle worker woken by NOTIFY. Prints the contract lines:
 //! `queue batch=B workers=W jobs_per_s=X ceiling_jobs_per_s=Y ratio=R`
 //! `queue latency p50_ms=A p99_ms=B`
+//! `queue herd workers=W jobs=J claims_per_job=X idle_claims_per_s=Y p50_ms=Z` (W idle workers listening,
+//! J single-job enqueues: claim statements per job, fleet-wide idle claims per second, enqueue→claim p50)
 //! Uses `DATABASE_URL` when set, else a throwaway cluster (the test harness).
 
 use std::time::{Duration, Instant};
 
 use fathom_queue::{NewJob, Queue, QueueConfig, Wake, Waker};
+use fathom_testkit::herd::{Herd, HerdConfig};
 use fathom_testkit::pg::TestDb;
 use serde_json::json;
 use tokio_postgres::NoTls;
@@ -42,6 +45,55 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (p50, p99) = latency(db.url(), 300).await?;
     println!("queue latency p50_ms={p50:.2} p99_ms={p99:.2}");
+    for workers in [60usize, 100] {
+        herd(db.url(), workers, 100, Duration::from_secs(20)).await?;
+    }
+    Ok(())
+}
+
+/// `workers` idle workers (each its own listening connection and the worker's claim loop); `jobs`
+/// single-job enqueues a few milliseconds apart, then `idle` without work.
+async fn herd(
+    url: &str,
+    workers: usize,
+    jobs: usize,
+    idle: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let queue = Queue::connect(url, QueueConfig::default())?;
+    queue_admin(&queue).await?;
+    let herd = Herd::start(
+        url,
+        HerdConfig {
+            members: workers,
+            slots: 2,
+            poll_interval: Duration::from_secs(5),
+            kind: KIND.into(),
+        },
+    )
+    .await?;
+    let before = herd.counts();
+    for i in 0..jobs {
+        queue
+            .enqueue(NewJob::new(KIND, json!({ "herd": i })))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    herd.wait_for_jobs(jobs as u64, Duration::from_secs(120))
+        .await?;
+    herd.settle().await;
+    let burst = herd.counts().since(before);
+    let mut waits = herd.queue_waits();
+    waits.sort();
+    let p50 = waits[waits.len() / 2].as_secs_f64() * 1000.0;
+    let before = herd.counts();
+    tokio::time::sleep(idle).await;
+    let polled = herd.counts().since(before);
+    herd.stop().await;
+    println!(
+        "queue herd workers={workers} jobs={jobs} claims_per_job={:.2} idle_claims_per_s={:.2} p50_ms={p50:.2}",
+        burst.claims() as f64 / jobs as f64,
+        polled.claims() as f64 / idle.as_secs_f64(),
+    );
     Ok(())
 }
 

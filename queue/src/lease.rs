@@ -57,7 +57,7 @@ WITH released AS (
     RETURNING j.id
 ),
 woken AS (
-    SELECT pg_notify('fathom_jobs', count(*)::text) FROM released HAVING count(*) > 0
+    SELECT pg_notify('fathom_jobs', count(*)::text || ' ' || floor(random() * 2147483647)::bigint::text) FROM released HAVING count(*) > 0
 )
 SELECT released.id FROM released, (SELECT count(*) FROM woken) AS w
 "#;

@@ -5,7 +5,8 @@
 //! workers [`Queue::claim`] batches with `FOR UPDATE SKIP LOCKED`, each job leased to them with a fencing
 //! [`Lease`] token that [`Queue::heartbeat`] extends and [`Queue::complete`] / [`Queue::fail`] /
 //! [`Queue::release`] must present. Expired leases are rescued by any worker ([`Queue::rescue_expired`]).
-//! [`Waker`] turns LISTEN/NOTIFY into wake-ups with a polling fallback. [`Queue::stats`] feeds the
+//! [`Waker`] turns LISTEN/NOTIFY into wake-ups with a polling fallback; worker processes join a [`Fleet`]
+//! whose members wake one per job and take turns polling. [`Queue::stats`] feeds the
 //! autoscaler. [`tx`] runs enqueue and complete inside a caller's sqlx transaction. [`migrate()`] applies
 //! the schema.
 #![deny(missing_docs)]
@@ -13,8 +14,10 @@
 mod claim;
 mod enqueue;
 mod error;
+mod fleet;
 mod inspect;
 mod lease;
+mod listener;
 mod maintain;
 mod migrate;
 mod model;
@@ -24,10 +27,11 @@ pub mod sql;
 pub mod tx;
 
 pub use error::{is_unreachable, Error, Result};
+pub use fleet::{Fleet, MEMBERS_CHANNEL};
 pub use migrate::{migrate, migrator};
 pub use model::{
     ClaimedJob, Enqueued, FailOutcome, Failure, HeartbeatOutcome, JobRecord, JobState, Lease,
     NewJob, QueueStats,
 };
-pub use notify::{Wake, Waker, CHANNEL};
+pub use notify::{Wake, Waker, CHANNEL, MAX_HOPS, POLL_GAP};
 pub use queue::{Queue, QueueConfig, StatementMode};

@@ -32,7 +32,7 @@ rescued AS (
     RETURNING j.id, j.state
 ),
 woken AS (
-    SELECT pg_notify('fathom_jobs', count(*)::text) FROM rescued
+    SELECT pg_notify('fathom_jobs', count(*)::text || ' ' || floor(random() * 2147483647)::bigint::text) FROM rescued
     WHERE state = 'queued' HAVING count(*) > 0
 )
 SELECT rescued.id, rescued.state FROM rescued, (SELECT count(*) FROM woken) AS w

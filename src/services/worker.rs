@@ -43,7 +43,7 @@ pub async fn run_worker(
     let waker = if config.database.poll_only {
         Waker::poll_only()
     } else {
-        Waker::listen(database_url)?
+        Waker::join(database_url)?
     };
     let analyzer = Analyzer::new(
         fathom_analyzer::catalog::default_catalogers(),

@@ -2,13 +2,15 @@
 //! images described in code ([`samples`]), in-process image builders (OCI layouts, docker archives,
 //! registry pushes: [`image`], [`push`]), a local registry shared by all test processes of a run
 //! ([`registry`]), child-process measurement ([`measure`], [`floor`]), SBOM validators ([`validate`]) and
-//! throwaway PostgreSQL clusters with a database per test ([`pg`]).
+//! throwaway PostgreSQL clusters with a database per test ([`pg`]), and a simulated idle fleet of
+//! many workers for herd tests ([`herd`]).
 //!
 //! A crate of its own so that no production library carries test support in its public API: libraries
 //! take it as a dev-dependency; the binary only for `fathom demo` (cargo feature `demo`).
 #![deny(missing_docs)]
 
 pub mod floor;
+pub mod herd;
 pub mod image;
 pub mod measure;
 pub mod net;
@@ -38,6 +40,9 @@ pub enum Error {
     /// Applying a migration set to the template database failed.
     #[error("test harness migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A queue operation of a simulated fleet failed.
+    #[error("test harness queue: {0}")]
+    Queue(#[from] fathom_queue::Error),
     /// A file or process operation failed.
     #[error("test harness io: {0}")]
     Io(#[from] std::io::Error),

@@ -17,6 +17,13 @@ pub struct Metrics {
     registry: Registry,
     /// `fathom_worker_jobs_claimed_total`: jobs claimed from the queue.
     pub jobs_claimed: IntCounter,
+    /// `fathom_worker_claims_total{outcome}`: claim statements, by outcome: `jobs` (got some) or `empty`
+    /// (wasted: someone else took the work, or there was none).
+    pub claims: IntCounterVec,
+    /// `fathom_worker_wakeups_total{reason}`: why the idle job loop woke: `notified` (won the draw for new
+    /// jobs), `chained` (work a full batch left behind), `forwarded` (a busy winner's share),
+    /// `reconnected` (the listener (re)connected) or `poll` (its polling turn).
+    pub wakeups: IntCounterVec,
     /// `fathom_worker_jobs_completed_total{outcome}`: jobs completed (`analyzed`, or `reused` when the
     /// manifest was already analyzed with the same catalogers).
     pub jobs_completed: IntCounterVec,
@@ -63,6 +70,8 @@ const WAIT_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
 ];
 
+/// `outcome` of `fathom_worker_claims_total`.
+const CLAIM_OUTCOMES: [&str; 2] = ["jobs", "empty"];
 /// `outcome` of `fathom_worker_jobs_completed_total`.
 const COMPLETED_OUTCOMES: [&str; 2] = ["analyzed", "reused"];
 /// `outcome` of `fathom_worker_jobs_failed_total`: put back for another attempt, failed for good, or
@@ -90,6 +99,22 @@ impl Metrics {
             jobs_claimed: IntCounter::new(
                 "fathom_worker_jobs_claimed_total",
                 "Jobs claimed from the queue.",
+            )
+            .unwrap_or_else(unreachable_metric),
+            claims: IntCounterVec::new(
+                Opts::new(
+                    "fathom_worker_claims_total",
+                    "Claim statements, by outcome (jobs, empty).",
+                ),
+                &["outcome"],
+            )
+            .unwrap_or_else(unreachable_metric),
+            wakeups: IntCounterVec::new(
+                Opts::new(
+                    "fathom_worker_wakeups_total",
+                    "Wake-ups of the idle job loop, by reason (notified, chained, forwarded, reconnected, poll).",
+                ),
+                &["reason"],
             )
             .unwrap_or_else(unreachable_metric),
             jobs_completed: IntCounterVec::new(
@@ -197,6 +222,12 @@ impl Metrics {
         // Every series of a closed label set starts at zero, so a dashboard shows 0 instead of no data,
         // rate() sees the first increment, and a scrape of an idle worker names every family (the CI
         // check that dashboards use only exported names relies on it).
+        for outcome in CLAIM_OUTCOMES {
+            m.claims.with_label_values(&[outcome]);
+        }
+        for reason in fathom_queue::Wake::LABELS {
+            m.wakeups.with_label_values(&[reason]);
+        }
         for outcome in COMPLETED_OUTCOMES {
             m.jobs_completed.with_label_values(&[outcome]);
         }
@@ -221,6 +252,8 @@ impl Metrics {
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         vec![
             Box::new(self.jobs_claimed.clone()),
+            Box::new(self.claims.clone()),
+            Box::new(self.wakeups.clone()),
             Box::new(self.jobs_completed.clone()),
             Box::new(self.jobs_failed.clone()),
             Box::new(self.jobs_abandoned.clone()),
@@ -285,6 +318,8 @@ mod tests {
         let text = m.render();
         for name in [
             "fathom_worker_jobs_claimed_total",
+            "fathom_worker_claims_total{outcome=\"empty\"}",
+            "fathom_worker_wakeups_total{reason=\"poll\"}",
             "fathom_worker_jobs_completed_total{outcome=\"reused\"} 0",
             "fathom_worker_jobs_failed_total{outcome=\"dead\",reason=\"digest_mismatch\"} 0",
             "fathom_worker_jobs_failed_total{outcome=\"failed\",reason=\"invalid_job\"} 0",

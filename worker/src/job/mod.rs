@@ -1,9 +1,13 @@
 //! The worker service: claims analysis jobs, runs the analyzer, stores results and completes jobs.
 //!
 //! Overview: [`Worker::run`] is one loop that keeps up to `concurrency` jobs in flight, claiming batches
-//! sized to its free slots and sleeping on the queue's [`Waker`] when there is nothing to do. Next to it,
+//! sized to its free slots and sleeping on the queue's [`Waker`] when there is nothing to do: it claims
+//! after a wake-up, and after a job finishes only when its last batch came back full (otherwise the queue
+//! was empty then and a new job would have woken someone), so an idle fleet makes about one claim per
+//! job and polls only on its turn. Next to it,
 //! [`lease`] heartbeats every held lease every `lease_ttl / 3` and aborts jobs whose lease was lost, and a
-//! rescuer puts dead workers' expired leases back in the queue. Each job ([`process`]) resolves the image,
+//! rescuer puts dead workers' expired leases back in the queue (the fleet takes turns: one rescue per
+//! `rescue_interval` fleet-wide). Each job ([`process`]) resolves the image,
 //! skips the layers entirely when the manifest was analyzed with the same catalogers key, otherwise
 //! analyzes it against the Postgres layer cache, then stores the result and completes the job in one
 //! transaction. Shutdown stops claiming, lets in-flight jobs finish until `drain_timeout`, and releases
@@ -40,9 +44,10 @@ pub struct WorkerConfig {
     pub lease_ttl: Duration,
     /// How long in-flight jobs may run after shutdown begins before they are released.
     pub drain_timeout: Duration,
-    /// Longest idle sleep between claims without a notification.
+    /// Longest idle sleep between claims without a notification for a lone worker; in a fleet each
+    /// member polls once per `max(poll_interval, members × fathom_queue::POLL_GAP)`, in turn.
     pub poll_interval: Duration,
-    /// Mean interval between rescues of expired leases (jittered ±50 %).
+    /// Interval between rescues of expired leases, fleet-wide: members take turns.
     pub rescue_interval: Duration,
 }
 
@@ -125,15 +130,17 @@ impl Worker {
             .set(i64::try_from(ctx.config.concurrency).unwrap_or(i64::MAX));
         tracing::info!(worker = %ctx.config.worker_id, concurrency = ctx.config.concurrency, "worker started");
         let heartbeat = tokio::spawn(lease::heartbeat_loop(Arc::clone(&ctx)));
-        let rescuer = tokio::spawn(rescue_loop(Arc::clone(&ctx)));
+        let rescuer = tokio::spawn(rescue_loop(Arc::clone(&ctx), self.waker.fleet()));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        // Whether a claim is worth making: at start, after a wake-up, or while batches come back full.
+        let mut claim_due = true;
         while !*shutdown.borrow() {
             while let Some(done) = tasks.try_join_next() {
                 log_join(done);
             }
             let free = ctx.config.concurrency.saturating_sub(tasks.len());
-            if free > 0 {
+            if free > 0 && claim_due {
                 match ctx
                     .queue
                     .claim(
@@ -147,6 +154,9 @@ impl Worker {
                     Ok(jobs) => {
                         backoff.reset();
                         ctx.health.set_database_up(true);
+                        let outcome = if jobs.is_empty() { "empty" } else { "jobs" };
+                        metrics.claims.with_label_values(&[outcome]).inc();
+                        claim_due = self.waker.claimed(free, jobs.len());
                         for job in jobs {
                             metrics.jobs_claimed.inc();
                             metrics.queue_wait.observe(job.queue_wait().as_secs_f64());
@@ -184,12 +194,17 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.changed() => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => log_join(done),
-                _ = self.waker.wait(ctx.config.poll_interval), if has_free => {}
+                wake = self.waker.wait_idle(ctx.config.poll_interval), if has_free => {
+                    metrics.wakeups.with_label_values(&[wake.label()]).inc();
+                    claim_due = true;
+                }
             }
             metrics
                 .jobs_in_flight
                 .set(i64::try_from(tasks.len()).unwrap_or(i64::MAX));
         }
+        // Out of the draws at once: notifications go to workers that will take them.
+        self.waker.leave().await;
         drain(&ctx, &mut tasks).await;
         heartbeat.abort();
         rescuer.abort();
@@ -254,13 +269,14 @@ async fn drain(ctx: &Ctx, tasks: &mut JoinSet<()>) {
     }
 }
 
-/// Any worker rescues expired leases; the jitter keeps a fleet from doing it in lockstep.
-async fn rescue_loop(ctx: Arc<Ctx>) {
+/// Members take turns rescuing expired leases, so the fleet rescues once per `rescue_interval` whatever
+/// its size (a lone worker every `rescue_interval`; an expired lease waits about that long at most
+/// while members agree on who listens, one member's period `members × rescue_interval` at worst).
+async fn rescue_loop(ctx: Arc<Ctx>, fleet: fathom_queue::Fleet) {
     let metrics = Metrics::get();
     loop {
-        let base = ctx.config.rescue_interval.as_secs_f64();
-        let jittered = base * rand::rng().random_range(0.5..1.5);
-        tokio::time::sleep(Duration::from_secs_f64(jittered)).await;
+        let every = ctx.config.rescue_interval;
+        tokio::time::sleep(fleet.until_turn(every, every)).await;
         match ctx.queue.rescue_expired(100).await {
             Ok(rescued) if !rescued.is_empty() => {
                 metrics.rescued_jobs.inc_by(rescued.len() as u64);
