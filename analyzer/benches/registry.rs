@@ -109,7 +109,10 @@ fn run() -> Result<(), String> {
         runtime.block_on(pusher.push(&sample.name, "bench", &image))?;
         let proxy = runtime.block_on(rtt_proxy::Proxy::start(&registry.addr, RTT, None));
         let layers = sample.layers.len();
-        for (rtt_ms, addr) in [(RTT.as_millis(), proxy.addr.as_str()), (0, registry.addr.as_str())] {
+        for (rtt_ms, addr) in [
+            (RTT.as_millis(), proxy.addr.as_str()),
+            (0, registry.addr.as_str()),
+        ] {
             let reference = format!("{addr}/{}:bench", sample.name);
             let mut walls = Vec::new();
             let mut requests = Vec::new();
@@ -121,7 +124,12 @@ fn run() -> Result<(), String> {
                 requests.push(proxy.total());
             }
             let requests = if rtt_ms > 0 {
-                requests.iter().max().copied().unwrap_or_default().to_string()
+                requests
+                    .iter()
+                    .max()
+                    .copied()
+                    .unwrap_or_default()
+                    .to_string()
             } else {
                 "-".to_string()
             };
@@ -136,8 +144,20 @@ fn run() -> Result<(), String> {
                 for _ in 0..RUNS {
                     proxy.reset();
                     let mut cmd = Command::new(&trivy);
-                    cmd.args(["image", "--quiet", "--insecure", "--skip-db-update", "--offline-scan"])
-                        .args(["--scanners", "vuln", "--format", "json", &reference]);
+                    cmd.args([
+                        "image",
+                        "--quiet",
+                        "--insecure",
+                        "--skip-db-update",
+                        "--offline-scan",
+                    ])
+                    .args([
+                        "--scanners",
+                        "vuln",
+                        "--format",
+                        "json",
+                        &reference,
+                    ]);
                     walls.push(timed(cmd)?);
                     requests = requests.max(proxy.total());
                 }

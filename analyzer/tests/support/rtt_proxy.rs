@@ -83,7 +83,11 @@ impl Proxy {
 
     /// Every request so far (denied ones included).
     pub fn total(&self) -> usize {
-        self.counts().iter().filter(|(k, _)| **k != "denied").map(|(_, n)| n).sum()
+        self.counts()
+            .iter()
+            .filter(|(k, _)| **k != "denied")
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Forgets the counts.
@@ -156,11 +160,12 @@ fn check_token(shared: &Shared, bearer: BearerAuth, req: &Request, path: &str) -
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let valid = given.is_some_and(|t| {
-        shared.tokens.lock().unwrap().get(t).is_some_and(|(s, at)| {
-            Some(s) == scope.as_ref() && at.elapsed() < bearer.expires_in
-        })
-    });
+    let valid =
+        given.is_some_and(|t| {
+            shared.tokens.lock().unwrap().get(t).is_some_and(|(s, at)| {
+                Some(s) == scope.as_ref() && at.elapsed() < bearer.expires_in
+            })
+        });
     if valid {
         return None;
     }
