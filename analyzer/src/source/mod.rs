@@ -8,6 +8,7 @@ mod docker_archive;
 mod http;
 pub mod manifest;
 mod oci_dir;
+mod prefetch;
 pub mod reference;
 pub mod registry;
 mod registry_error;

@@ -3,18 +3,17 @@
 //! blocking reader through a small bounded channel (download overlaps decompression, and at most a few
 //! chunks per layer wait in memory).
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::auth::Credentials;
-use super::http::{Http, HttpError};
+use super::http::Http;
+use super::prefetch::{Pending, Prefetch};
 use super::manifest::{self, sha256_digest, ManifestDoc, Platform};
 use super::oci_dir::layer_infos;
 use super::reference::ImageRef;
@@ -53,22 +52,10 @@ pub(crate) struct Registry {
     http: Http,
 }
 
-type Pending = JoinHandle<std::result::Result<reqwest::Response, HttpError>>;
-
 /// A resolved registry image: its reference and the layer requests already under way.
 pub(crate) struct RemoteImage {
     reference: ImageRef,
-    prefetched: Mutex<HashMap<String, Pending>>,
-}
-
-impl Drop for RemoteImage {
-    fn drop(&mut self) {
-        // Layers never opened (cached, or the analysis failed): stop their requests.
-        let pending = self.prefetched.get_mut().unwrap_or_else(|e| e.into_inner());
-        for (_, task) in pending.drain() {
-            task.abort();
-        }
-    }
+    prefetch: Prefetch,
 }
 
 impl Registry {
@@ -122,7 +109,8 @@ impl Registry {
     }
 
     /// Fetches the manifest (selecting `platform` in an index), then the config, with the first
-    /// `prefetch` layers requested at the same time (they are analyzed next in any case).
+    /// `prefetch` layers requested at the same time; each layer opened later requests the next one, so
+    /// `prefetch` requests stay ahead of the pipeline (0: layers are requested when opened).
     pub(crate) async fn resolve(
         self: &Arc<Self>,
         reference_text: &str,
@@ -160,30 +148,16 @@ impl Registry {
             }
         };
         manifest::check_digest(&manifest.config.digest, "config")?;
+        let layer_digests = manifest
+            .layers
+            .iter()
+            .filter(|l| manifest::check_digest(&l.digest, "layer").is_ok())
+            .map(|l| l.digest.clone());
         let image = Arc::new(RemoteImage {
             reference,
-            prefetched: Mutex::default(),
+            prefetch: Prefetch::new(layer_digests, prefetch),
         });
-        {
-            let mut pending = image.prefetched.lock().unwrap_or_else(|e| e.into_inner());
-            for layer in manifest.layers.iter().take(prefetch) {
-                if manifest::check_digest(&layer.digest, "layer").is_err()
-                    || pending.contains_key(&layer.digest)
-                {
-                    continue;
-                }
-                let registry = Arc::clone(self);
-                let reference = image.reference.clone();
-                let path = format!("blobs/{}", layer.digest);
-                let task = tokio::spawn(async move {
-                    registry
-                        .http
-                        .get(&reference, &path, None, RequestKind::Blob)
-                        .await
-                });
-                pending.insert(layer.digest.clone(), task);
-            }
-        }
+        image.prefetch.top_up(|digest| self.start_blob(&image.reference, digest));
         let config_digest = manifest.config.digest.clone();
         let config_bytes = self
             .fetch(
@@ -218,10 +192,23 @@ impl Registry {
         })
     }
 
+    /// Requests a blob in a task of its own (the caller reads the body later).
+    fn start_blob(self: &Arc<Self>, reference: &ImageRef, digest: &str) -> Pending {
+        let registry = Arc::clone(self);
+        let reference = reference.clone();
+        let path = format!("blobs/{digest}");
+        tokio::spawn(async move {
+            registry
+                .http
+                .get(&reference, &path, None, RequestKind::Blob)
+                .await
+        })
+    }
+
     /// Starts downloading a layer blob (or takes the request resolve started); the returned reader yields
     /// its bytes as they arrive.
     pub(crate) async fn open_blob(
-        &self,
+        self: &Arc<Self>,
         image: &RemoteImage,
         layer: &LayerInfo,
     ) -> Result<BlobReader> {
@@ -229,10 +216,8 @@ impl Registry {
         let insecure = self.http.is_insecure(&reference.registry);
         let target = || Target::Blob("layer", &layer.digest);
         let pending = image
-            .prefetched
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&layer.digest);
+            .prefetch
+            .take(&layer.digest, |digest| self.start_blob(reference, digest));
         let response = match pending {
             Some(task) => task
                 .await

@@ -118,8 +118,8 @@ fn repository(path: &str) -> Option<&str> {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    tokio::time::sleep(shared.delay).await;
     let path = req.uri().path().to_string();
+    tokio::time::sleep(shared.delay).await;
     let kind = kind(&path);
     *shared.counts.lock().unwrap().entry(kind).or_default() += 1;
     if kind == "token" {
