@@ -182,3 +182,56 @@ async fn unknown_tag_is_one_request_and_classified() {
         counts(&[("denied", 1), ("manifest", 2), ("token", 1)])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_jobs_share_one_token_and_revoked_tokens_are_replaced() {
+    let reference = push(
+        "count-concurrent",
+        &image("concurrent", Platform::default()),
+    )
+    .await;
+    let proxy = start(Some(BearerAuth {
+        expires_in: Duration::from_secs(300),
+    }))
+    .await;
+    let analyzer = analyzer(&proxy);
+    let (a, b) = tokio::join!(
+        scan(&analyzer, &proxy, &reference),
+        scan(&analyzer, &proxy, &reference)
+    );
+    assert_eq!((a, b), (LAYERS, LAYERS));
+    // Both optimistic requests were refused; the second waited for the first one's token.
+    let counts_now = proxy.counts();
+    assert_eq!(counts_now.get("token"), Some(&1), "{counts_now:?}");
+    assert_eq!(counts_now.get("denied"), Some(&2), "{counts_now:?}");
+    proxy.reset();
+    // The token service forgot its tokens: the refused one is replaced once, then reused.
+    proxy.revoke_tokens();
+    assert_eq!(scan(&analyzer, &proxy, &reference).await, LAYERS);
+    assert_eq!(
+        proxy.counts(),
+        counts(&[
+            ("blob", LAYERS + 1),
+            ("denied", 1),
+            ("manifest", 2),
+            ("token", 1)
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_keeps_retry_after() {
+    let reference = push("count-limited", &image("limited", Platform::default())).await;
+    let proxy = start(None).await;
+    let analyzer = analyzer(&proxy);
+    proxy.refuse_next(429, "7");
+    let source: ImageSource = format!("{}/{reference}", proxy.addr).parse().unwrap();
+    let err = analyzer.analyze(&source, &NoCache).await.unwrap_err();
+    assert_eq!(err.reason(), "rate_limited", "{err}");
+    assert!(err.is_retryable());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    proxy.refuse_next(503, "2");
+    let err = analyzer.analyze(&source, &NoCache).await.unwrap_err();
+    assert_eq!(err.reason(), "registry_unavailable", "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+}

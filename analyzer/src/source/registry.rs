@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 
 use super::auth::Credentials;
 use super::http::Http;
-use super::prefetch::{Pending, Prefetch};
 use super::manifest::{self, sha256_digest, ManifestDoc, Platform};
 use super::oci_dir::layer_infos;
+use super::prefetch::{Pending, Prefetch};
 use super::reference::ImageRef;
 use super::registry_error::{classify, transport, Target};
 use super::requests::RequestKind;
@@ -157,7 +157,9 @@ impl Registry {
             reference,
             prefetch: Prefetch::new(layer_digests, prefetch),
         });
-        image.prefetch.top_up(|digest| self.start_blob(&image.reference, digest));
+        image
+            .prefetch
+            .top_up(|digest| self.start_blob(&image.reference, digest));
         let config_digest = manifest.config.digest.clone();
         let config_bytes = self
             .fetch(

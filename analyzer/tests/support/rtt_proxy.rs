@@ -40,6 +40,8 @@ struct Shared {
     /// Issued token → (scope, issued at).
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     next_token: AtomicU64,
+    /// The next registry request is answered with this status and `Retry-After` value.
+    refuse_next: Mutex<Option<(u16, String)>>,
 }
 
 impl Drop for Proxy {
@@ -62,6 +64,7 @@ impl Proxy {
             counts: Mutex::default(),
             tokens: Mutex::default(),
             next_token: AtomicU64::new(1),
+            refuse_next: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -88,6 +91,16 @@ impl Proxy {
             .filter(|(k, _)| **k != "denied")
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// Answers the next registry request with `status` and a `Retry-After: retry_after` header.
+    pub fn refuse_next(&self, status: u16, retry_after: &str) {
+        *self.shared.refuse_next.lock().unwrap() = Some((status, retry_after.to_string()));
+    }
+
+    /// Forgets every token issued so far (a token service restarted with a new key).
+    pub fn revoke_tokens(&self) {
+        self.shared.tokens.lock().unwrap().clear();
     }
 
     /// Forgets the counts.
@@ -124,6 +137,15 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     *shared.counts.lock().unwrap().entry(kind).or_default() += 1;
     if kind == "token" {
         return issue_token(&shared, req.uri().query().unwrap_or_default());
+    }
+    if let Some((status, retry_after)) = shared.refuse_next.lock().unwrap().take() {
+        let body = if status == 429 {
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#
+        } else {
+            r#"{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}"#
+        };
+        let status = StatusCode::from_u16(status).unwrap();
+        return (status, [("retry-after", retry_after)], body).into_response();
     }
     if let Some(bearer) = shared.bearer {
         if let Some(denied) = check_token(&shared, bearer, &req, &path) {
