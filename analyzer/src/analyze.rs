@@ -185,12 +185,22 @@ impl Analyzer {
     /// Reads the manifest and config only (no layer is touched), e.g. to look the manifest digest up in a
     /// results store before analyzing.
     pub async fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage> {
+        self.resolve_prefetching(source, 0).await
+    }
+
+    /// Resolves, and for a registry image requests the first `prefetch` layers together with the config
+    /// (when the caller analyzes right away, they are needed next anyway).
+    async fn resolve_prefetching(
+        &self,
+        source: &ImageSource,
+        prefetch: usize,
+    ) -> Result<ResolvedImage> {
         let platform = &self.inner.options.platform;
         match source {
             ImageSource::Registry { reference } => {
                 self.inner
                     .registry
-                    .resolve(reference, platform, &source.to_string())
+                    .resolve(reference, platform, &source.to_string(), prefetch)
                     .await
             }
             local => {
@@ -203,14 +213,17 @@ impl Analyzer {
         }
     }
 
-    /// Resolves and analyzes an image.
+    /// Resolves and analyzes an image. The config and the first `layers_in_flight` layers are requested
+    /// together right after the manifest; a prefetched layer the cache turns out to hold costs one
+    /// request whose body is never read.
     pub async fn analyze(
         &self,
         source: &ImageSource,
         cache: &dyn LayerCache,
     ) -> Result<ImageAnalysis> {
         let started = Instant::now();
-        let image = self.resolve(source).await?;
+        let prefetch = self.inner.options.layers_in_flight.max(1);
+        let image = self.resolve_prefetching(source, prefetch).await?;
         let resolve_ms = started.elapsed().as_millis() as u64;
         let mut analysis = self.analyze_resolved(&image, cache).await?;
         analysis.stats.resolve_ms = resolve_ms;

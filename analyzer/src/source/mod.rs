@@ -5,9 +5,15 @@
 
 pub mod auth;
 mod docker_archive;
+mod http;
 pub mod manifest;
 mod oci_dir;
+mod prefetch;
+pub mod reference;
 pub mod registry;
+mod registry_error;
+pub mod requests;
+mod token;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -161,7 +167,7 @@ impl std::fmt::Debug for ResolvedImage {
 /// How to open a layer blob of a resolved image.
 #[derive(Clone)]
 pub(crate) enum Fetcher {
-    Registry(Arc<registry::Registry>, Arc<oci_client::Reference>),
+    Registry(Arc<registry::Registry>, Arc<registry::RemoteImage>),
     OciDir(PathBuf),
     DockerArchive(Arc<docker_archive::Archive>),
 }
@@ -171,7 +177,7 @@ impl Fetcher {
     /// yields network errors mid-stream as `io::Error`s carrying an [`AnalyzeError`].
     pub(crate) async fn open(&self, layer: &LayerInfo) -> Result<BlobReader> {
         match self {
-            Fetcher::Registry(registry, reference) => registry.open_blob(reference, layer).await,
+            Fetcher::Registry(registry, image) => registry.open_blob(image, layer).await,
             Fetcher::OciDir(dir) => oci_dir::open_blob(dir, &layer.digest, "layer"),
             Fetcher::DockerArchive(archive) => archive.open_layer(layer),
         }

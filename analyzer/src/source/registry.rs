@@ -1,6 +1,7 @@
-//! Registry sources through `oci-client`: auth, manifest and platform resolution, and blob streams that
-//! feed a blocking reader through a small bounded channel (download overlaps decompression, and at most
-//! a few chunks per layer wait in memory).
+//! Registry sources over fathom's HTTP layer ([`super::http`]): manifest and platform resolution, the
+//! config and the first layers requested together right after the manifest, and blob streams that feed a
+//! blocking reader through a small bounded channel (download overlaps decompression, and at most a few
+//! chunks per layer wait in memory).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -8,15 +9,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use tokio::sync::mpsc;
 
 use super::auth::Credentials;
+use super::http::Http;
 use super::manifest::{self, sha256_digest, ManifestDoc, Platform};
 use super::oci_dir::layer_infos;
+use super::prefetch::{Pending, Prefetch};
+use super::reference::ImageRef;
+use super::registry_error::{classify, transport, Target};
+use super::requests::RequestKind;
 use super::{BlobReader, Fetcher, ImageInfo, LayerInfo, ResolvedImage};
 use crate::error::{AnalyzeError, Result};
 
@@ -44,60 +46,85 @@ impl Default for RegistryOptions {
     }
 }
 
-/// A registry client shared by every image an analyzer resolves (connections and tokens are reused).
+/// A registry client shared by every image an analyzer resolves: connections, what each registry asked
+/// for and bearer tokens are reused by every job of the process.
 pub(crate) struct Registry {
-    client: Client,
-    options: RegistryOptions,
+    http: Http,
 }
 
-/// What a failing request was after, to classify a 404.
-enum Target<'a> {
-    Manifest(&'a str),
-    Blob(&'a str, &'a str),
+/// A resolved registry image: its reference and the layer requests already under way.
+pub(crate) struct RemoteImage {
+    reference: ImageRef,
+    prefetch: Prefetch,
 }
 
 impl Registry {
     pub(crate) fn new(options: RegistryOptions) -> Self {
-        let config = oci_client::client::ClientConfig {
-            protocol: oci_client::client::ClientProtocol::HttpsExcept(options.insecure.clone()),
-            connect_timeout: Some(options.timeout),
-            read_timeout: Some(options.timeout),
-            ..Default::default()
-        };
         Registry {
-            client: Client::new(config),
-            options,
+            http: Http::new(options.insecure, options.credentials, options.timeout),
         }
     }
 
-    fn auth(&self, reference: &Reference) -> RegistryAuth {
-        match self.options.credentials.for_host(reference.registry()) {
-            Some(secret) => RegistryAuth::Basic(secret.username.clone(), secret.password.clone()),
-            None => RegistryAuth::Anonymous,
-        }
+    async fn fetch(
+        &self,
+        image: &ImageRef,
+        path: &str,
+        accept: Option<&str>,
+        kind: RequestKind,
+        target: Target<'_>,
+    ) -> Result<Bytes> {
+        let insecure = self.http.is_insecure(&image.registry);
+        let response = self
+            .http
+            .get(image, path, accept, kind)
+            .await
+            .map_err(|e| classify(e, insecure, target))?;
+        response
+            .bytes()
+            .await
+            .map_err(|e| transport(&e, &image.registry, insecure))
     }
 
-    /// Fetches the manifest (selecting `platform` in an index) and the config.
+    async fn manifest(&self, image: &ImageRef, what: &str) -> Result<(Bytes, String)> {
+        let accept = manifest::ACCEPTED.join(", ");
+        let path = format!("manifests/{}", image.manifest_key());
+        let bytes = self
+            .fetch(
+                image,
+                &path,
+                Some(&accept),
+                RequestKind::Manifest,
+                Target::Manifest(what),
+            )
+            .await?;
+        let digest = sha256_digest(&bytes);
+        if let Some(pinned) = image.digest.as_deref().filter(|d| *d != digest) {
+            return Err(AnalyzeError::DigestMismatch {
+                what: format!("manifest {what}"),
+                expected: pinned.to_string(),
+                actual: digest,
+            });
+        }
+        Ok((bytes, digest))
+    }
+
+    /// Fetches the manifest (selecting `platform` in an index), then the config, with the first
+    /// `prefetch` layers requested at the same time; each layer opened later requests the next one, so
+    /// `prefetch` requests stay ahead of the pipeline (0: layers are requested when opened).
     pub(crate) async fn resolve(
         self: &Arc<Self>,
         reference_text: &str,
         platform: &Platform,
         source_text: &str,
+        prefetch: usize,
     ) -> Result<ResolvedImage> {
-        let reference: Reference =
-            reference_text
-                .parse()
-                .map_err(|e: oci_client::ParseError| AnalyzeError::InvalidSource {
-                    source_text: source_text.to_string(),
-                    message: e.to_string(),
-                })?;
-        let auth = self.auth(&reference);
-        let whole = reference.whole();
-        let (mut bytes, mut digest) = self
-            .client
-            .pull_manifest_raw(&reference, &auth, &manifest::ACCEPTED)
-            .await
-            .map_err(|e| self.classify(e, &reference, Target::Manifest(&whole)))?;
+        let reference =
+            ImageRef::parse(reference_text).map_err(|message| AnalyzeError::InvalidSource {
+                source_text: source_text.to_string(),
+                message,
+            })?;
+        let whole = reference.to_string();
+        let (bytes, mut digest) = self.manifest(&reference, &whole).await?;
         let mut index_digest = None;
         let manifest = match manifest::parse_manifest(&bytes, &format!("manifest of {whole}"))? {
             ManifestDoc::Image(m) => m,
@@ -106,12 +133,9 @@ impl Registry {
                     manifest::select_platform(&index, platform, &format!("index of {whole}"))?;
                 manifest::check_digest(&chosen.digest, "manifest")?;
                 index_digest = Some(digest);
-                let by_digest = reference.clone_with_digest(chosen.digest.clone());
-                (bytes, digest) = self
-                    .client
-                    .pull_manifest_raw(&by_digest, &auth, &manifest::ACCEPTED)
-                    .await
-                    .map_err(|e| self.classify(e, &reference, Target::Manifest(&chosen.digest)))?;
+                let by_digest = reference.with_digest(&chosen.digest);
+                let bytes;
+                (bytes, digest) = self.manifest(&by_digest, &chosen.digest).await?;
                 match manifest::parse_manifest(&bytes, &format!("manifest {}", chosen.digest))? {
                     ManifestDoc::Image(m) => m,
                     ManifestDoc::Index(_) => {
@@ -124,27 +148,33 @@ impl Registry {
             }
         };
         manifest::check_digest(&manifest.config.digest, "config")?;
-        let config_desc = descriptor(
-            &manifest.config.digest,
-            manifest.config.size,
-            &manifest.config.media_type,
-        );
-        let mut config_bytes = Vec::new();
-        self.client
-            .pull_blob(&reference, &config_desc, &mut config_bytes)
-            .await
-            .map_err(|e| {
-                self.classify(
-                    e,
-                    &reference,
-                    Target::Blob("config", &manifest.config.digest),
-                )
-            })?;
+        let layer_digests = manifest
+            .layers
+            .iter()
+            .filter(|l| manifest::check_digest(&l.digest, "layer").is_ok())
+            .map(|l| l.digest.clone());
+        let image = Arc::new(RemoteImage {
+            reference,
+            prefetch: Prefetch::new(layer_digests, prefetch),
+        });
+        image
+            .prefetch
+            .top_up(|digest| self.start_blob(&image.reference, digest));
+        let config_digest = manifest.config.digest.clone();
+        let config_bytes = self
+            .fetch(
+                &image.reference,
+                &format!("blobs/{config_digest}"),
+                None,
+                RequestKind::Blob,
+                Target::Blob("config", &config_digest),
+            )
+            .await?;
         let actual = sha256_digest(&config_bytes);
-        if actual != manifest.config.digest {
+        if actual != config_digest {
             return Err(AnalyzeError::DigestMismatch {
                 what: "config".into(),
-                expected: manifest.config.digest.clone(),
+                expected: config_digest,
                 actual,
             });
         }
@@ -156,33 +186,65 @@ impl Registry {
                 reference: whole,
                 manifest_digest: digest,
                 index_digest,
-                config_digest: manifest.config.digest.clone(),
+                config_digest,
                 platform: config.platform(),
                 layers,
             },
-            fetcher: Fetcher::Registry(Arc::clone(self), Arc::new(reference)),
+            fetcher: Fetcher::Registry(Arc::clone(self), image),
         })
     }
 
-    /// Starts downloading a layer blob; the returned reader yields its bytes as they arrive.
+    /// Requests a blob in a task of its own (the caller reads the body later).
+    fn start_blob(self: &Arc<Self>, reference: &ImageRef, digest: &str) -> Pending {
+        let registry = Arc::clone(self);
+        let reference = reference.clone();
+        let path = format!("blobs/{digest}");
+        tokio::spawn(async move {
+            registry
+                .http
+                .get(&reference, &path, None, RequestKind::Blob)
+                .await
+        })
+    }
+
+    /// Starts downloading a layer blob (or takes the request resolve started); the returned reader yields
+    /// its bytes as they arrive.
     pub(crate) async fn open_blob(
-        &self,
-        reference: &Reference,
+        self: &Arc<Self>,
+        image: &RemoteImage,
         layer: &LayerInfo,
     ) -> Result<BlobReader> {
-        let desc = descriptor(&layer.digest, layer.size, &layer.media_type);
-        let stream = self
-            .client
-            .pull_blob_stream(reference, &desc)
-            .await
-            .map_err(|e| self.classify(e, reference, Target::Blob("layer", &layer.digest)))?;
+        let reference = &image.reference;
+        let insecure = self.http.is_insecure(&reference.registry);
+        let target = || Target::Blob("layer", &layer.digest);
+        let pending = image
+            .prefetch
+            .take(&layer.digest, |digest| self.start_blob(reference, digest));
+        let response = match pending {
+            Some(task) => task
+                .await
+                .map_err(|e| AnalyzeError::Internal(format!("layer request task: {e}")))?,
+            None => {
+                let path = format!("blobs/{}", layer.digest);
+                self.http
+                    .get(reference, &path, None, RequestKind::Blob)
+                    .await
+            }
+        }
+        .map_err(|e| classify(e, insecure, target()))?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let registry = reference.registry().to_string();
+        let registry = reference.registry.clone();
         let digest = layer.digest.clone();
         tokio::spawn(async move {
-            let mut stream = stream.stream;
+            let mut stream = response.bytes_stream();
             while let Some(item) = stream.next().await {
-                let item = item.map_err(|e| stream_error(e, &registry, &digest));
+                let item = item.map_err(|e| {
+                    let mut err = transport(&e, &registry, true);
+                    if let AnalyzeError::Connect { message, .. } = &mut err {
+                        *message = format!("downloading layer {digest}: {message}");
+                    }
+                    err
+                });
                 let failed = item.is_err();
                 // The reader hung up (the layer failed or was cancelled): stop downloading.
                 if tx.send(item).await.is_err() || failed {
@@ -194,171 +256,6 @@ impl Registry {
             rx,
             current: Bytes::new(),
         }))
-    }
-
-    fn classify(
-        &self,
-        err: OciDistributionError,
-        reference: &Reference,
-        target: Target<'_>,
-    ) -> AnalyzeError {
-        let registry = reference.registry().to_string();
-        let not_found = |message: String| match target {
-            Target::Manifest(r) => AnalyzeError::ManifestUnknown {
-                reference: r.to_string(),
-                message,
-            },
-            Target::Blob(what, digest) => AnalyzeError::BlobMissing {
-                what: what.to_string(),
-                digest: digest.to_string(),
-            },
-        };
-        match err {
-            OciDistributionError::RequestError(e) => {
-                let insecure = self.options.insecure.iter().any(|h| h == &registry);
-                request_error(e, &registry, insecure, not_found)
-            }
-            OciDistributionError::ServerError { code, url, message } => match code {
-                404 => not_found(message),
-                401 | 403 => AnalyzeError::Unauthorized { registry, message },
-                _ => AnalyzeError::RegistryStatus {
-                    status: code,
-                    url,
-                    message,
-                    retry_after: None,
-                },
-            },
-            OciDistributionError::RegistryError { envelope, url } => {
-                let message = envelope.to_string();
-                match envelope.errors.first().map(|e| &e.code) {
-                    Some(
-                        OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::NotFound,
-                    ) => not_found(message),
-                    Some(OciErrorCode::BlobUnknown) => not_found(message),
-                    Some(OciErrorCode::Unauthorized | OciErrorCode::Denied) => {
-                        AnalyzeError::Unauthorized { registry, message }
-                    }
-                    Some(OciErrorCode::Toomanyrequests) => AnalyzeError::RegistryStatus {
-                        status: 429,
-                        url,
-                        message,
-                        retry_after: None,
-                    },
-                    _ => AnalyzeError::RegistryStatus {
-                        status: 400,
-                        url,
-                        message,
-                        retry_after: None,
-                    },
-                }
-            }
-            OciDistributionError::UnauthorizedError { url } => AnalyzeError::Unauthorized {
-                registry,
-                message: format!("not authorized for {url}"),
-            },
-            OciDistributionError::AuthenticationFailure(message) => {
-                AnalyzeError::Unauthorized { registry, message }
-            }
-            OciDistributionError::ImageManifestNotFoundError(message) => not_found(message),
-            OciDistributionError::UnsupportedMediaTypeError(media_type) => {
-                AnalyzeError::UnsupportedMediaType {
-                    what: "manifest".into(),
-                    media_type,
-                }
-            }
-            OciDistributionError::DigestError(e) => AnalyzeError::DigestMismatch {
-                what: match target {
-                    Target::Manifest(r) => format!("manifest {r}"),
-                    Target::Blob(what, d) => format!("{what} {d}"),
-                },
-                expected: String::new(),
-                actual: e.to_string(),
-            },
-            other => AnalyzeError::invalid_image(format!("registry {registry}"), other),
-        }
-    }
-}
-
-fn descriptor(digest: &str, size: u64, media_type: &str) -> OciDescriptor {
-    OciDescriptor {
-        media_type: media_type.to_string(),
-        digest: digest.to_string(),
-        size: i64::try_from(size).unwrap_or(i64::MAX),
-        ..Default::default()
-    }
-}
-
-fn request_error(
-    e: reqwest::Error,
-    registry: &str,
-    insecure: bool,
-    not_found: impl FnOnce(String) -> AnalyzeError,
-) -> AnalyzeError {
-    if let Some(status) = e.status() {
-        return match status.as_u16() {
-            404 => not_found(e.to_string()),
-            401 | 403 => AnalyzeError::Unauthorized {
-                registry: registry.to_string(),
-                message: e.to_string(),
-            },
-            code => AnalyzeError::RegistryStatus {
-                status: code,
-                url: e.url().map(|u| u.to_string()).unwrap_or_default(),
-                message: e.to_string(),
-                retry_after: None,
-            },
-        };
-    }
-    let mut message = error_chain(&e);
-    if e.is_timeout() {
-        return AnalyzeError::Timeout {
-            registry: registry.to_string(),
-            message,
-        };
-    }
-    if !insecure {
-        message.push_str(&format!(
-            " (if {registry} serves plain HTTP, allow it with --insecure-registry {registry})"
-        ));
-    }
-    AnalyzeError::Connect {
-        registry: registry.to_string(),
-        message,
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// Mid-stream failures: a digest mismatch detected by oci-client is permanent; anything else is the
-/// network (retryable).
-fn stream_error(e: std::io::Error, registry: &str, digest: &str) -> AnalyzeError {
-    let text = error_chain(&e);
-    let is_digest = e
-        .get_ref()
-        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>())
-        || text.to_ascii_lowercase().contains("digest");
-    if is_digest {
-        AnalyzeError::DigestMismatch {
-            what: format!("layer {digest}"),
-            expected: digest.to_string(),
-            actual: text,
-        }
-    } else {
-        AnalyzeError::Connect {
-            registry: registry.to_string(),
-            message: format!("downloading layer {digest}: {text}"),
-        }
     }
 }
 
@@ -388,16 +285,16 @@ impl Read for ChannelReader {
 /// The canonical form of a registry reference (`alpine` → `docker.io/library/alpine:latest`), so one
 /// image submitted under two spellings is deduplicated as one. Errors say what does not parse.
 pub fn canonical_reference(reference: &str) -> Result<String, String> {
-    let parsed: Reference = reference.parse().map_err(|e| format!("{e}"))?;
+    let parsed = ImageRef::parse(reference)?;
     // The distribution spec allows only lowercase repository names; registries refuse the others later
     // with a less helpful message.
-    if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
+    if parsed.repository.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(format!(
             "repository name {:?} must be lowercase",
-            parsed.repository()
+            parsed.repository
         ));
     }
-    Ok(parsed.whole())
+    Ok(parsed.to_string())
 }
 
 #[cfg(test)]
