@@ -158,6 +158,7 @@ impl Registry {
                 index_digest,
                 config_digest: manifest.config.digest.clone(),
                 platform: config.platform(),
+                config: super::facts::ConfigFacts::from_config(&config_bytes),
                 layers,
             },
             fetcher: Fetcher::Registry(Arc::clone(self), Arc::new(reference)),
