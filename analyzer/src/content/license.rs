@@ -71,7 +71,10 @@ fn canonical(expr: &spdx::Expression) -> Option<String> {
 
 /// The text between two license ids with lax operators made strict (`/` and lower case).
 fn operators(between: &str) -> String {
-    let spaced = between.replace('/', " OR ").replace('(', " ( ").replace(')', " ) ");
+    let spaced = between
+        .replace('/', " OR ")
+        .replace('(', " ( ")
+        .replace(')', " ) ");
     let words: Vec<&str> = spaced
         .split_whitespace()
         .map(|w| match w {

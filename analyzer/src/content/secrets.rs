@@ -44,10 +44,7 @@ pub fn default_rules() -> Vec<SecretRule> {
             "PRIV_KEY",
             r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
         ),
-        rule(
-            "DOCKER_AUTH",
-            r#""auth"[ \t]*:[ \t]*"[A-Za-z0-9+/=]{8,}""#,
-        ),
+        rule("DOCKER_AUTH", r#""auth"[ \t]*:[ \t]*"[A-Za-z0-9+/=]{8,}""#),
         rule(
             "API_KEY",
             r#"(?i)api[-_]?key["']?[ \t]*[=:][ \t]*["']?[A-Za-z0-9]{20,60}\b"#,

@@ -30,7 +30,9 @@ fn debian_copyright_licenses_in_spdx_form() {
 #[test]
 fn copyright_paths() {
     assert!(is_copyright_path("/usr/share/doc/libc6/copyright"));
-    assert!(!is_copyright_path("/usr/share/doc/libc6/examples/copyright"));
+    assert!(!is_copyright_path(
+        "/usr/share/doc/libc6/examples/copyright"
+    ));
     assert!(!is_copyright_path("/usr/share/doc//copyright"));
     assert!(!is_copyright_path("/usr/share/doc/copyright"));
 }
@@ -49,7 +51,8 @@ fn licenses_parse_leniently_or_stay_raw() {
 }
 
 const AWS_KEY: &str = "AKIAZZZZEXAMPLEKEY42";
-const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7x\n-----END RSA PRIVATE KEY-----\n";
+const PEM: &str =
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7x\n-----END RSA PRIVATE KEY-----\n";
 
 #[test]
 fn secrets_report_line_and_rule_never_the_value() {

@@ -395,10 +395,7 @@ fn catalog_file<R: Read>(
     if meta.size > largest_cap {
         return Ok(found.sha256);
     }
-    let input = FileInput {
-        meta: *meta,
-        bytes,
-    };
+    let input = FileInput { meta: *meta, bytes };
     for &(i, cap) in interested {
         let cataloger = &ctx.catalogers[i];
         if meta.size > cap {

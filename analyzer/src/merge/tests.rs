@@ -150,5 +150,12 @@ fn secrets_and_copyrights_follow_whiteouts_and_overwrites() {
     assert_eq!(s[0].layer.digest, "sha256:a");
     assert!(v.files.is_empty());
     let inv = content::inventory(&[&base, &top]);
-    assert_eq!(inv.iter().find(|f| f.entry.path == "/app/.env").unwrap().layer.index, 1);
+    assert_eq!(
+        inv.iter()
+            .find(|f| f.entry.path == "/app/.env")
+            .unwrap()
+            .layer
+            .index,
+        1
+    );
 }

@@ -160,6 +160,9 @@ mod tests {
     fn healthcheck_none_is_no_healthcheck() {
         let f = ConfigFacts::from_config(br#"{"config":{"Healthcheck":{"Test":["NONE"]}}}"#);
         assert_eq!(f.healthcheck, None);
-        assert_eq!(ConfigFacts::from_config(b"not json"), ConfigFacts::default());
+        assert_eq!(
+            ConfigFacts::from_config(b"not json"),
+            ConfigFacts::default()
+        );
     }
 }
