@@ -150,3 +150,88 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// What the store pays for the inventory: each layer result is stored as zstd(JSON) at level 3 (as the
+/// worker's store does), so the cost per file is the compressed size with the inventory minus without.
+#[test]
+fn the_inventory_stays_compact_in_stored_layer_results() {
+    let mut files = 0usize;
+    let (mut with, mut without) = (0usize, 0usize);
+    for sample in sample_images() {
+        let built = BuiltImage::from_sample(&sample, Compress::Gzip).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let source = layout(dir.path(), &built);
+        let cache = fathom_analyzer::MemoryCache::new();
+        let analyzer = Analyzer::new(default_catalogers(), AnalyzerOptions::default());
+        let a = runtime()
+            .block_on(analyzer.analyze(&source, &cache))
+            .unwrap();
+        for layer in &a.image.layers {
+            let mut r = runtime()
+                .block_on(fathom_analyzer::LayerCache::get(
+                    &cache,
+                    &layer.digest,
+                    analyzer.cache_key(),
+                ))
+                .unwrap()
+                .unwrap();
+            let size = |r: &fathom_analyzer::layer::LayerResult| {
+                zstd::bulk::compress(&serde_json::to_vec(r).unwrap(), 3)
+                    .unwrap()
+                    .len()
+            };
+            files += r.files.len();
+            with += size(&r);
+            r.files.clear();
+            without += size(&r);
+        }
+    }
+    let per_file = (with - without) as f64 / files as f64;
+    eprintln!(
+        "inventory: {files} files, {per_file:.1} bytes/file compressed ({:.1} MB per million files)",
+        per_file
+    );
+    assert!(files > 2000, "{files}");
+    // A sha256 alone is 32 incompressible bytes; path, mode, owner and size compress to a few more.
+    assert!(per_file < 80.0, "{per_file} bytes per file");
+}
+
+#[test]
+fn image_config_facts_reach_the_document_without_env_values() {
+    let sample = sample_images().remove(3);
+    let mut built = BuiltImage::from_sample(&sample, Compress::Gzip).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&built.config).unwrap();
+    config["config"] = serde_json::json!({
+        "User": "1000:1000",
+        "ExposedPorts": {"8443/tcp": {}},
+        "Env": ["PATH=/usr/bin", "DB_PASSWORD=s3cr3t-value-xyz"],
+        "Healthcheck": {"Test": ["CMD-SHELL", "wget -q -O- localhost:8443/health"]},
+        "Entrypoint": ["/entry.sh"],
+        "Labels": {"org.opencontainers.image.source": "https://example.com/app"}
+    });
+    config["history"] = serde_json::json!([
+        {"created_by": "/bin/sh -c #(nop) ADD file:123 in / "},
+        {"created_by": "/bin/sh -c #(nop)  USER 1000:1000", "empty_layer": true}
+    ]);
+    built.config = config.to_string().into_bytes();
+    built.set_manifest(|_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let source = layout(dir.path(), &built);
+    let analyzer = Analyzer::new(default_catalogers(), AnalyzerOptions::default());
+    let a = runtime()
+        .block_on(analyzer.analyze(&source, &NoCache))
+        .unwrap();
+    let facts = &a.image.config;
+    assert_eq!(facts.user, "1000:1000");
+    assert_eq!(facts.exposed_ports, ["8443/tcp"]);
+    assert_eq!(facts.env_names, ["PATH", "DB_PASSWORD"]);
+    assert_eq!(facts.entrypoint, ["/entry.sh"]);
+    assert_eq!(
+        facts.history[1].created_by,
+        "/bin/sh -c #(nop)  USER 1000:1000"
+    );
+    assert!(facts.healthcheck.is_some());
+    assert_eq!(facts.architecture, "amd64");
+    let json = serde_json::to_string(&a).unwrap();
+    assert!(!json.contains("s3cr3t-value-xyz"));
+}

@@ -17,6 +17,9 @@ use crate::source::{BlobReader, LayerInfo};
 /// Bytes read from the stored blob per system call; large enough to keep the inflater busy.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// Largest file buffer kept between files (the content pass reads files up to 1 MiB by default).
+const KEEP_BUFFER: usize = 4 << 20;
+
 /// What one layer's analysis needs besides the blob.
 pub struct LayerContext<'a> {
     /// The layer.
@@ -323,6 +326,10 @@ fn walk_tar<R: Read>(
                     ctx,
                     result,
                 )?;
+            }
+            // A package database can be hundreds of MiB: do not hold that much for the rest of the layer.
+            if buffer.capacity() > KEEP_BUFFER {
+                buffer = Vec::new();
             }
         }
         let file_size = if kind == FileKind::File { size } else { 0 };
