@@ -3,6 +3,8 @@
 //! PATH or in $FATHOM_PEERS_DIR, and next to the floor (inflate + tar walk of the same layers in-process).
 //! One line per image and tool:
 //! `scan image=NAME tool=T wall_s=X peak_mib=Y packages=N` and `scan image=NAME tool=floor wall_s=X`.
+//! `tool=fathom` is the default run (content pass on); `tool=fathom-packages` runs with `--no-content`, and
+//! `scan image=NAME tool=fathom-content files=F secrets=S licensed=L` says what the default run found.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,6 +63,21 @@ fn measure(
         runs.push(m);
     }
     Ok((median(runs), packages))
+}
+
+/// Inventory entries, secrets and packages with licenses in a `fathom scan -o json` output.
+fn content_counts(bytes: &[u8]) -> Option<(usize, usize, usize)> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let len = |p: &str| {
+        v.pointer(p)
+            .and_then(|a| a.as_array())
+            .map_or(0, |a| a.len())
+    };
+    let licensed = v.pointer("/packages")?.as_array()?.iter();
+    let licensed = licensed
+        .filter(|p| p["licenses"].as_array().is_some_and(|l| !l.is_empty()))
+        .count();
+    Some((len("/files/entries"), len("/secrets"), licensed))
 }
 
 fn json_len(bytes: &[u8], pointer: &str) -> Option<usize> {
@@ -143,23 +160,42 @@ fn run() -> Result<(), String> {
             "image {name}: {layers} layers, {:.1} MB compressed",
             *compressed as f64 / 1e6
         );
+        let found = std::cell::Cell::new(None);
+        let scan = |extra: Option<&str>| {
+            let mut c = Command::new(fathom);
+            c.args([
+                "scan",
+                &format!("registry:{reference}"),
+                "--insecure-registry",
+                &registry.addr,
+            ]);
+            c.args(extra);
+            c
+        };
         report(
             name,
             "fathom",
             measure(
-                || {
-                    let mut c = Command::new(fathom);
-                    c.args([
-                        "scan",
-                        &format!("registry:{reference}"),
-                        "--insecure-registry",
-                        &registry.addr,
-                    ]);
-                    c
+                || scan(None),
+                |out| {
+                    found.set(content_counts(out));
+                    json_len(out, "/packages")
                 },
+            ),
+        );
+        report(
+            name,
+            "fathom-packages",
+            measure(
+                || scan(Some("--no-content")),
                 |out| json_len(out, "/packages"),
             ),
         );
+        if let Some((files, secrets, licensed)) = found.get() {
+            println!(
+                "scan image={name} tool=fathom-content files={files} secrets={secrets} licensed={licensed}"
+            );
+        }
         if let Some(syft) = &syft {
             report(
                 name,

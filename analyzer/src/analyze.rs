@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{LayerCache, LayerClaim};
 use crate::catalog::Cataloger;
+use crate::content::{ContentOptions, ContentPass};
 use crate::error::{AnalyzeError, Result};
 use crate::layer::{self, Compression, LayerContext, LayerResult, Limits};
-use crate::merge::{self, FilesSummary, ImagePackage};
+use crate::merge::{self, FilesSummary, ImagePackage, ImageSecret};
 use crate::model::Distro;
 use crate::source::manifest::check_digest;
 use crate::source::registry::{Registry, RegistryOptions};
@@ -41,6 +42,8 @@ pub struct AnalyzerOptions {
     pub max_image_inflated: u64,
     /// Layers downloaded and analyzed at once (each holds one inflater and a few chunks of download).
     pub layers_in_flight: usize,
+    /// The content pass (file digests, secret search, copyright licenses).
+    pub content: ContentOptions,
 }
 
 impl Default for AnalyzerOptions {
@@ -51,6 +54,7 @@ impl Default for AnalyzerOptions {
             limits: Limits::default(),
             max_image_inflated: 64 << 30,
             layers_in_flight: rayon::current_num_threads().max(2),
+            content: ContentOptions::default(),
         }
     }
 }
@@ -125,6 +129,9 @@ pub struct ImageAnalysis {
     pub files: FilesSummary,
     /// Per-layer facts.
     pub layers: Vec<LayerSummary>,
+    /// Secrets in visible files (path, line, rule, layer: never the value).
+    #[serde(default)]
+    pub secrets: Vec<ImageSecret>,
     /// Non-fatal problems, each naming its layer and file.
     pub warnings: Vec<String>,
     /// Counters and timings.
@@ -133,6 +140,7 @@ pub struct ImageAnalysis {
 
 struct Inner {
     catalogers: Vec<Box<dyn Cataloger>>,
+    content: std::result::Result<ContentPass, String>,
     options: AnalyzerOptions,
     registry: Arc<Registry>,
     cache_key: String,
@@ -155,9 +163,10 @@ pub fn catalogers_key(catalogers: &[Box<dyn Cataloger>], options: &AnalyzerOptio
         .collect();
     versions.sort();
     format!(
-        "pipeline={};files={};{}",
+        "pipeline={};files={};{};{}",
         layer::PIPELINE_VERSION,
         options.limits.max_recorded_files,
+        options.content.key(),
         versions.join(";")
     )
 }
@@ -167,9 +176,13 @@ impl Analyzer {
     pub fn new(catalogers: Vec<Box<dyn Cataloger>>, options: AnalyzerOptions) -> Self {
         let cache_key = catalogers_key(&catalogers, &options);
         let registry = Arc::new(Registry::new(options.registry.clone()));
+        // An invalid rule fails every analysis (naming it) rather than silently searching for nothing;
+        // configuration checks compile the same rules at start-up ([`ContentPass::new`]).
+        let content = ContentPass::new(options.content.clone());
         Analyzer {
             inner: Arc::new(Inner {
                 catalogers,
+                content,
                 options,
                 registry,
                 cache_key,
@@ -238,6 +251,9 @@ impl Analyzer {
         cache: &dyn LayerCache,
     ) -> Result<ImageAnalysis> {
         let inner = &self.inner;
+        if let Err(e) = &inner.content {
+            return Err(AnalyzeError::Internal(format!("content options: {e}")));
+        }
         for layer in &image.info.layers {
             check_digest(&layer.digest, "layer")?;
             if Compression::from_media_type(&layer.media_type).is_err() {
@@ -280,7 +296,25 @@ impl Analyzer {
         let results: Vec<(LayerResult, bool)> = results.into_iter().flatten().collect();
         let merge_started = Instant::now();
         let refs: Vec<&LayerResult> = results.iter().map(|(r, _)| r).collect();
-        let merged = merge::merge(&refs);
+        let mut merged = merge::merge(&refs);
+        let content = inner.options.content.enabled;
+        let visible =
+            merge::content::visible(&refs, content && inner.options.content.entries_in_document);
+        let secrets = merge::content::secrets(&refs, &visible);
+        if content {
+            merge::content::apply_licenses(&mut merged.packages, &visible);
+        }
+        merged.files.entries = visible
+            .files
+            .into_values()
+            .map(|(i, entry)| merge::ImageFile {
+                entry: entry.clone(),
+                layer: merge::LayerRef {
+                    index: i,
+                    digest: refs[i].digest.clone(),
+                },
+            })
+            .collect();
         let mut stats = AnalysisStats {
             layers_ms,
             merge_ms: merge_started.elapsed().as_millis() as u64,
@@ -328,6 +362,7 @@ impl Analyzer {
             packages: merged.packages,
             files: merged.files,
             layers: summaries,
+            secrets,
             warnings,
             stats,
         })
@@ -421,9 +456,14 @@ impl Analyzer {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let digest = layer.digest.clone();
         rayon::spawn(move || {
+            let Ok(content) = &inner.content else {
+                let _ = tx.send(Ok(Err(AnalyzeError::Internal("content options".into()))));
+                return;
+            };
             let ctx = LayerContext {
                 layer: &layer,
                 catalogers: &inner.catalogers,
+                content,
                 limits: &inner.options.limits,
                 image_inflated: &inflated,
                 image_cap: inner.options.max_image_inflated,

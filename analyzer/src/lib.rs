@@ -12,6 +12,7 @@
 pub mod analyze;
 pub mod cache;
 pub mod catalog;
+pub mod content;
 pub mod error;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::layer::{FileKind, LayerResult};
 use crate::model::{Distro, Package, PackageType};
 
+pub mod content;
+pub use content::{ImageFile, ImageSecret};
+
 /// A layer named by its position (0 = base) and digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRef {
@@ -53,6 +56,9 @@ pub struct FilesSummary {
     pub setgid: Vec<String>,
     /// True when a layer had more entries than were recorded, so the counts are lower bounds.
     pub truncated: bool,
+    /// The visible file inventory, when the analyzer was asked to put it in the document.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<ImageFile>,
 }
 
 /// The merged view of an image.
@@ -86,13 +92,13 @@ fn same_record(a: &Package, b: &Package) -> bool {
 }
 
 /// Removes `path` and everything below it.
-fn remove_tree<V>(map: &mut BTreeMap<String, V>, path: &str) {
+pub(crate) fn remove_tree<V>(map: &mut BTreeMap<String, V>, path: &str) {
     map.remove(path);
     remove_below(map, path);
 }
 
 /// Removes everything strictly below directory `dir`.
-fn remove_below<V>(map: &mut BTreeMap<String, V>, dir: &str) {
+pub(crate) fn remove_below<V>(map: &mut BTreeMap<String, V>, dir: &str) {
     let prefix = if dir == "/" {
         "/".to_string()
     } else {

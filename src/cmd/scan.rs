@@ -35,6 +35,21 @@ pub struct ScanArgs {
     /// Layers fetched and analyzed at once (default: number of CPUs, at least 2).
     #[arg(long)]
     pub layers_in_flight: Option<usize>,
+    /// Packages only: no file inventory digests, secret search or copyright licenses.
+    #[arg(long)]
+    pub no_content: bool,
+    /// No secret search.
+    #[arg(long)]
+    pub no_secrets: bool,
+    /// No licenses from Debian copyright files.
+    #[arg(long)]
+    pub no_licenses: bool,
+    /// No sha256 of files in the inventory.
+    #[arg(long)]
+    pub no_file_digests: bool,
+    /// Leave the file inventory (`files.entries`) out of the JSON output.
+    #[arg(long)]
+    pub no_file_entries: bool,
 }
 
 /// The flag (or `FATHOM_INSECURE_REGISTRIES`), plus `FATHOM_REGISTRY_INSECURE`, the name the config file's
@@ -68,6 +83,14 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.layers_in_flight {
         options.layers_in_flight = n.max(1);
     }
+    let content = &mut options.content;
+    content.enabled = !args.no_content;
+    content.secrets.enabled = !args.no_secrets;
+    content.licenses = !args.no_licenses;
+    if args.no_file_digests {
+        content.file_digest_max_bytes = 0;
+    }
+    content.entries_in_document = !args.no_file_entries;
     let analyzer = Analyzer::new(fathom_analyzer::catalog::default_catalogers(), options);
     let progress = std::io::stderr().is_terminal();
     if progress {

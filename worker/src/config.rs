@@ -12,7 +12,7 @@ use fathom_config::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// Keys only a file can set: lists of mappings.
-pub const FILE_ONLY: &[&str] = &["registry.credentials"];
+pub const FILE_ONLY: &[&str] = &["registry.credentials", "services.analyzer.secrets.rules"];
 
 /// Conventional variable names accepted besides the derived `FATHOM_<KEY>` ones: `fathom scan` has always
 /// read `FATHOM_INSECURE_REGISTRIES`, and every command that pulls images honours it.
@@ -48,6 +48,14 @@ pub struct AnalyzerServiceConfig {
     pub layers_in_flight: Option<usize>,
     /// Platform picked from multi-arch images (`os/arch[/variant]`).
     pub platform: String,
+    /// The content pass (file inventory digests, secrets, copyright licenses); off: packages only.
+    pub content: bool,
+    /// Regular files up to this size get a sha256 in the file inventory (0: none).
+    pub file_digest_max_bytes: u64,
+    /// Read Debian copyright files for deb package licenses.
+    pub licenses: bool,
+    /// Secret search.
+    pub secrets: crate::content_config::SecretsConfig,
 }
 
 impl Default for AnalyzerServiceConfig {
@@ -63,6 +71,10 @@ impl Default for AnalyzerServiceConfig {
             retry_backoff_cap: Duration::from_secs(600),
             layers_in_flight: None,
             platform: "linux/amd64".into(),
+            content: true,
+            file_digest_max_bytes: 1 << 20,
+            licenses: true,
+            secrets: Default::default(),
         }
     }
 }
@@ -149,6 +161,12 @@ impl AnalyzerServiceConfig {
         self.platform
             .parse::<Platform>()
             .map_err(|e| ConfigError::new("services.analyzer.platform", e.to_string()))?;
+        crate::content_config::content_options(
+            self.content,
+            self.file_digest_max_bytes,
+            self.licenses,
+            &self.secrets,
+        )?;
         Ok(())
     }
 }
@@ -201,6 +219,12 @@ pub fn analyzer_options(
             credentials,
             timeout: registry.timeout,
         },
+        content: crate::content_config::content_options(
+            analyzer.content,
+            analyzer.file_digest_max_bytes,
+            analyzer.licenses,
+            &analyzer.secrets,
+        )?,
         ..Default::default()
     };
     if let Some(n) = analyzer.layers_in_flight {

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod content_config;
 pub mod job;
 pub mod metrics;
 pub mod store;

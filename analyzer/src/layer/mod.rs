@@ -7,12 +7,13 @@ mod walk;
 
 use serde::{Deserialize, Serialize};
 
+use crate::content::{CopyrightRecord, SecretFinding};
 use crate::model::{Distro, Package};
 pub use decode::{Compression, NotALayer};
 pub use walk::{analyze_blob, LayerContext};
 
 /// Bumped whenever [`LayerResult`] for the same layer bytes would change (part of the cache key).
-pub const PIPELINE_VERSION: u32 = 1;
+pub const PIPELINE_VERSION: u32 = 2;
 
 /// What a tar entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +49,25 @@ pub struct FileEntry {
     /// Symlink target as written, or the normalized hard-link target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// Hex sha256 of a regular file's contents, when the content pass hashed it (files up to
+    /// `file_digest_max_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl FileEntry {
+    /// Setuid bit on a regular file.
+    pub fn setuid(&self) -> bool {
+        self.kind == FileKind::File && self.mode & 0o4000 != 0
+    }
+    /// Setgid bit on a regular file.
+    pub fn setgid(&self) -> bool {
+        self.kind == FileKind::File && self.mode & 0o2000 != 0
+    }
+    /// Writable by others (symlinks excluded: their mode means nothing).
+    pub fn world_writable(&self) -> bool {
+        self.kind != FileKind::Symlink && self.mode & 0o002 != 0
+    }
 }
 
 /// A distro record found in a layer, with the file it came from (the merge picks the visible one).
@@ -84,6 +104,12 @@ pub struct LayerResult {
     pub packages: Vec<Package>,
     /// os-release records found.
     pub distros: Vec<DistroRecord>,
+    /// Secrets the content pass found (file, line, rule: never the value).
+    #[serde(default)]
+    pub secrets: Vec<SecretFinding>,
+    /// Licenses named by Debian `copyright` files in this layer.
+    #[serde(default)]
+    pub copyrights: Vec<CopyrightRecord>,
     /// Non-fatal problems (malformed package databases, files over a cataloger's cap), naming the file.
     pub warnings: Vec<String>,
 }

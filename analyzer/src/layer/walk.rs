@@ -10,11 +10,15 @@ use super::decode::{Compression, InflateGuard, RawReader};
 use super::path::{join, normalize, split};
 use super::{DistroRecord, FileEntry, FileKind, LayerResult, Limits};
 use crate::catalog::{Cataloger, EntryMeta, FileInput, Want};
+use crate::content::{ContentPass, ContentWant};
 use crate::error::{AnalyzeError, Result};
 use crate::source::{BlobReader, LayerInfo};
 
 /// Bytes read from the stored blob per system call; large enough to keep the inflater busy.
 const READ_BUFFER: usize = 256 * 1024;
+
+/// Largest file buffer kept between files (the content pass reads files up to 1 MiB by default).
+const KEEP_BUFFER: usize = 4 << 20;
 
 /// What one layer's analysis needs besides the blob.
 pub struct LayerContext<'a> {
@@ -22,6 +26,8 @@ pub struct LayerContext<'a> {
     pub layer: &'a LayerInfo,
     /// Catalogers to offer files to.
     pub catalogers: &'a [Box<dyn Cataloger>],
+    /// The content pass (file digests, secrets, copyright licenses).
+    pub content: &'a ContentPass,
     /// Per-layer limits.
     pub limits: &'a Limits,
     /// Bytes inflated so far by every layer of the image (shared with the other layers).
@@ -62,6 +68,8 @@ pub fn analyze_blob(reader: BlobReader, ctx: &LayerContext<'_>) -> Result<LayerR
         opaque_dirs: Vec::new(),
         packages: Vec::new(),
         distros: Vec::new(),
+        secrets: Vec::new(),
+        copyrights: Vec::new(),
         warnings: Vec::new(),
     };
     let compressed = raw.read.clone();
@@ -228,6 +236,8 @@ fn walk_tar<R: Read>(
     let entries = archive.entries().map_err(|e| Stop::Io(e, None))?;
     let mut last: Option<String> = None;
     let mut interested: Vec<(usize, u64)> = Vec::with_capacity(ctx.catalogers.len());
+    // Reused for every buffered file: small files are the common case and each would otherwise allocate.
+    let mut buffer: Vec<u8> = Vec::new();
     for entry in entries {
         if ctx.cancel.load(Ordering::Relaxed) {
             return Err(Stop::Cancelled);
@@ -291,6 +301,7 @@ fn walk_tar<R: Read>(
             _ => (FileKind::Other, None),
         };
         let mut wanted = false;
+        let mut sha256 = None;
         if kind == FileKind::File {
             let meta = EntryMeta {
                 path: &path,
@@ -303,9 +314,22 @@ fn walk_tar<R: Read>(
                     interested.push((i, max_bytes));
                 }
             }
-            if !interested.is_empty() {
-                wanted = true;
-                catalog_file(&mut entry, &meta, &interested, ctx, result)?;
+            let content = ctx.content.wants(&path, size);
+            wanted = !interested.is_empty();
+            if wanted || content.any() {
+                sha256 = catalog_file(
+                    &mut entry,
+                    &meta,
+                    &interested,
+                    content,
+                    &mut buffer,
+                    ctx,
+                    result,
+                )?;
+            }
+            // A package database can be hundreds of MiB: do not hold that much for the rest of the layer.
+            if buffer.capacity() > KEEP_BUFFER {
+                buffer = Vec::new();
             }
         }
         let file_size = if kind == FileKind::File { size } else { 0 };
@@ -318,6 +342,7 @@ fn walk_tar<R: Read>(
                 gid,
                 size: file_size,
                 link,
+                sha256,
             });
         } else {
             result.files_truncated = true;
@@ -327,13 +352,18 @@ fn walk_tar<R: Read>(
     Ok(())
 }
 
+/// Buffers one file (once) for the catalogers that want it and the content pass; returns its sha256 when
+/// the content pass hashed it.
+#[allow(clippy::too_many_arguments)]
 fn catalog_file<R: Read>(
     entry: &mut R,
     meta: &EntryMeta<'_>,
     interested: &[(usize, u64)],
+    content: ContentWant,
+    bytes: &mut Vec<u8>,
     ctx: &LayerContext<'_>,
     result: &mut LayerResult,
-) -> std::result::Result<(), Stop> {
+) -> std::result::Result<Option<String>, Stop> {
     let digest = &ctx.layer.digest;
     let largest_cap = interested.iter().map(|&(_, cap)| cap).max().unwrap_or(0);
     let skip_warning = |name: &str, cap: u64| {
@@ -348,13 +378,17 @@ fn catalog_file<R: Read>(
                 .warnings
                 .push(skip_warning(ctx.catalogers[i].name(), cap));
         }
-        return Ok(());
+        if !content.any() {
+            return Ok(None);
+        }
     }
-    // The size is under a cataloger's cap, so this allocation is bounded by the caps, not by the tar header.
-    let mut bytes = Vec::with_capacity(meta.size as usize);
+    // The size is under a cataloger's or the content pass's cap (`wants` checked it), so this allocation
+    // is bounded by the caps, not by the tar header.
+    bytes.clear();
+    bytes.reserve(meta.size as usize);
     entry
         .take(meta.size)
-        .read_to_end(&mut bytes)
+        .read_to_end(bytes)
         .map_err(|e| Stop::Io(e, Some(meta.path.to_string())))?;
     if bytes.len() as u64 != meta.size {
         return Err(Stop::Corrupt(
@@ -362,10 +396,13 @@ fn catalog_file<R: Read>(
             Some(meta.path.to_string()),
         ));
     }
-    let input = FileInput {
-        meta: *meta,
-        bytes: &bytes,
-    };
+    let found = ctx.content.examine(meta.path, content, bytes);
+    result.secrets.extend(found.secrets);
+    result.copyrights.extend(found.copyright);
+    if meta.size > largest_cap {
+        return Ok(found.sha256);
+    }
+    let input = FileInput { meta: *meta, bytes };
     for &(i, cap) in interested {
         let cataloger = &ctx.catalogers[i];
         if meta.size > cap {
@@ -398,5 +435,5 @@ fn catalog_file<R: Read>(
             )),
         }
     }
-    Ok(())
+    Ok(found.sha256)
 }

@@ -24,11 +24,14 @@ fn layer(
                 gid: 0,
                 size: 1,
                 link: None,
+                sha256: None,
             })
             .collect(),
         files_truncated: false,
         whiteouts: whiteouts.iter().map(|s| s.to_string()).collect(),
         opaque_dirs: vec![],
+        secrets: vec![],
+        copyrights: vec![],
         packages: packages
             .iter()
             .map(|(name, version, path)| Package {
@@ -113,4 +116,46 @@ fn distro_prefers_etc_os_release_and_follows_whiteouts() {
     assert_eq!(merge(&[&l0]).distro, Some(custom));
     let l1 = layer("sha256:1", &[], &["/etc/os-release"], &[]);
     assert_eq!(merge(&[&l0, &l1]).distro, Some(debian));
+}
+
+#[test]
+fn secrets_and_copyrights_follow_whiteouts_and_overwrites() {
+    use crate::content::{CopyrightRecord, SecretFinding};
+    let finding = |path: &str| SecretFinding {
+        path: path.into(),
+        line: 3,
+        rule: "AWS_ACCESS_KEY".into(),
+    };
+    let mut base = layer(
+        "sha256:a",
+        &["/etc/key", "/app/.env", "/usr/share/doc/tar/copyright"],
+        &[],
+        &[],
+    );
+    base.secrets = vec![finding("/etc/key"), finding("/app/.env")];
+    base.copyrights = vec![CopyrightRecord {
+        path: "/usr/share/doc/tar/copyright".into(),
+        package: "tar".into(),
+        licenses: vec!["GPL-3.0-or-later".into()],
+    }];
+    // The second layer deletes one secret file and rewrites the other without a secret.
+    let top = layer("sha256:b", &["/app/.env"], &["/etc/key"], &[]);
+    let v = content::visible(&[&base, &top], true);
+    assert!(content::secrets(&[&base, &top], &v).is_empty());
+    assert_eq!(v.copyrights.len(), 1);
+    assert_eq!(v.files.len(), 2);
+    let v = content::visible(&[&base], false);
+    let s = content::secrets(&[&base], &v);
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0].layer.digest, "sha256:a");
+    assert!(v.files.is_empty());
+    let inv = content::inventory(&[&base, &top]);
+    assert_eq!(
+        inv.iter()
+            .find(|f| f.entry.path == "/app/.env")
+            .unwrap()
+            .layer
+            .index,
+        1
+    );
 }

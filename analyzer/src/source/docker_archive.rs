@@ -151,6 +151,7 @@ pub(super) fn resolve(path: &Path, source_text: &str) -> Result<ResolvedImage> {
             index_digest: None,
             config_digest,
             platform: config.platform(),
+            config: super::facts::ConfigFacts::from_config(&config_bytes),
             layers,
         },
         fetcher: Fetcher::DockerArchive(std::sync::Arc::new(archive)),

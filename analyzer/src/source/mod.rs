@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod docker_archive;
+pub mod facts;
 mod http;
 pub mod manifest;
 mod oci_dir;
@@ -143,6 +144,9 @@ pub struct ImageInfo {
     pub platform: Platform,
     /// Layers, base first.
     pub layers: Vec<LayerInfo>,
+    /// What the config says about running and building the image.
+    #[serde(default)]
+    pub config: facts::ConfigFacts,
 }
 
 /// A reader over one layer blob's stored (compressed) bytes.

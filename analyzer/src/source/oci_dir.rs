@@ -144,6 +144,7 @@ pub(super) fn resolve(
                         index_digest,
                         config_digest: m.config.digest.clone(),
                         platform: config.platform(),
+                        config: super::facts::ConfigFacts::from_config(&config_bytes),
                         layers,
                     },
                     fetcher: Fetcher::OciDir(dir.to_path_buf()),

@@ -188,6 +188,7 @@ impl Registry {
                 index_digest,
                 config_digest,
                 platform: config.platform(),
+                config: super::facts::ConfigFacts::from_config(&config_bytes),
                 layers,
             },
             fetcher: Fetcher::Registry(Arc::clone(self), image),

@@ -241,7 +241,7 @@ pub(super) async fn by_job(
 }
 
 /// The stored analysis of an analyzed image, or why there is none.
-async fn analysis(state: &ApiState, digest: &str) -> Result<ImageAnalysis, ApiError> {
+pub(super) async fn analysis(state: &ApiState, digest: &str) -> Result<ImageAnalysis, ApiError> {
     check_digest(digest)?;
     // Decompressing and parsing a large document is CPU work: a few at a time, off the async threads.
     let _permit = state

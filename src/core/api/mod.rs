@@ -6,6 +6,7 @@
 //! when `services.api.metrics_auth` is off. Every error is `{"error": {"code", "message"}}`.
 
 mod auth;
+mod content;
 mod error;
 mod extract;
 mod images;
@@ -73,6 +74,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/images/{digest}/packages"),
     ("GET", "/v1/images/{digest}/sbom"),
     ("GET", "/v1/images/{digest}/layers"),
+    ("GET", "/v1/images/{digest}/files"),
+    ("GET", "/v1/images/{digest}/secrets"),
     ("GET", "/v1/packages"),
     ("GET", "/v1/queue"),
     ("DELETE", "/v1/jobs/{id}"),
@@ -99,6 +102,8 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route("/v1/images/{digest}/packages", get(images::packages))
         .route("/v1/images/{digest}/sbom", get(images::sbom))
         .route("/v1/images/{digest}/layers", get(images::layers))
+        .route("/v1/images/{digest}/files", get(content::files))
+        .route("/v1/images/{digest}/secrets", get(content::secrets))
         .route("/v1/packages", get(queue::find))
         .route("/v1/queue", get(queue::stats))
         .route("/v1/jobs/{id}", delete(queue::cancel))

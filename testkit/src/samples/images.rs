@@ -216,6 +216,7 @@ pub(super) fn debian_python_npm() -> SampleImage {
         whiteout(&format!("{SITE}/rich-13.9.4.dist-info")),
         whiteout(&format!("{SITE}/rich")),
         whiteout("/app/node_modules/ms"),
+        whiteout("/app/old.env"),
         opaque("/usr/share/man"),
         file("/var/lib/dpkg/status", &dpkg_status(&kept)),
     ];
@@ -223,9 +224,11 @@ pub(super) fn debian_python_npm() -> SampleImage {
         deletions.push(whiteout(&format!("/usr/share/doc/{name}")));
         deletions.push(whiteout(&format!("/var/lib/dpkg/info/{name}.list")));
     }
+    let mut npm = npm_layer();
+    npm.extend(super::planted::planted_files());
     SampleImage {
         name: "debian-python-npm".into(),
-        layers: vec![debian_base_layer(), py, npm_layer(), deletions],
+        layers: vec![debian_base_layer(), py, npm, deletions],
     }
 }
 

@@ -14,6 +14,11 @@ mod images;
 pub use fathom_analyzer::fixtures::jar;
 mod large;
 mod other_images;
+mod planted;
+
+pub use planted::{
+    expected_secrets, PLANTED_AWS_KEY, PLANTED_PEM_BODY, PLANTED_SETGID, PLANTED_SETUID,
+};
 
 pub use large::{code_like_bytes, large_image};
 

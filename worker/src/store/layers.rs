@@ -181,6 +181,17 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if inserted.is_some() && !result.secrets.is_empty() {
+            let s = &result.secrets;
+            sqlx::query(super::content::PUT_SECRETS_SQL)
+                .bind(digest)
+                .bind(cache_key)
+                .bind(s.iter().map(|s| s.path.as_str()).collect::<Vec<_>>())
+                .bind(s.iter().map(|s| clamp(s.line)).collect::<Vec<_>>())
+                .bind(s.iter().map(|s| s.rule.as_str()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

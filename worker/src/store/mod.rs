@@ -10,6 +10,7 @@
 //! [`LayerResult`]: fathom_analyzer::layer::LayerResult
 //! [`LayerCache`]: fathom_analyzer::cache::LayerCache
 
+mod content;
 mod images;
 mod layers;
 mod status;
@@ -19,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+pub use content::{page, FilePage, FileQuery};
 pub use images::{
     add_reference_in, save_analysis_in, save_failure_in, ImageRecord, ImageStatus, Timings,
 };

@@ -1,0 +1,244 @@
+//! The content pass: facts for the `files`, `secret_scans` and `licenses` policy gates, collected from the
+//! same tar walk that feeds the catalogers (file digests, secret findings, Debian copyright licenses).
+//!
+//! Everything here is per layer and independent of the other layers, like packages: the merge decides what
+//! is visible. Its knobs are part of the layer cache key ([`ContentOptions::key`]), so changing a rule or a
+//! cap re-analyzes exactly the layers analyzed under the old settings.
+
+mod copyright;
+pub mod license;
+mod secrets;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use copyright::{is_copyright_path, parse_copyright};
+pub use secrets::{default_rules, SecretRule, SecretScanner};
+
+/// Bytes of a file the binary check looks at: a NUL among them means "binary, skip it" (git's rule).
+const BINARY_SNIFF: usize = 8000;
+
+/// Largest `/usr/share/doc/*/copyright` read (real ones are a few KiB; a few are ~1 MiB).
+pub const MAX_COPYRIGHT_BYTES: u64 = 4 << 20;
+
+/// What the content pass collects and how much it may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentOptions {
+    /// Whether the pass runs at all (off: the packages-only pipeline of before).
+    pub enabled: bool,
+    /// Regular files up to this size get a sha256 in the inventory (0: none).
+    pub file_digest_max_bytes: u64,
+    /// Secret search.
+    pub secrets: SecretOptions,
+    /// Read Debian `copyright` files for deb package licenses.
+    pub licenses: bool,
+    /// Put the merged file inventory into the analysis document (`files.entries`): on for `fathom scan`,
+    /// off for workers, whose store keeps the inventory per layer instead.
+    pub entries_in_document: bool,
+}
+
+/// Secret search settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretOptions {
+    /// Whether to search.
+    pub enabled: bool,
+    /// Named regexes (Rust `regex` syntax, matched against bytes, per line).
+    pub rules: Vec<SecretRule>,
+    /// Only files up to this size are searched.
+    pub max_file_bytes: u64,
+    /// Path regexes: when non-empty, only matching paths are searched.
+    pub include: Vec<String>,
+    /// Path regexes: matching paths are never searched.
+    pub exclude: Vec<String>,
+}
+
+impl Default for SecretOptions {
+    fn default() -> Self {
+        SecretOptions {
+            enabled: true,
+            rules: default_rules(),
+            max_file_bytes: 1 << 20,
+            include: Vec::new(),
+            exclude: default_exclude(),
+        }
+    }
+}
+
+/// Paths never worth searching by default: kernel pseudo-filesystems and the documentation trees whose
+/// examples are full of placeholder keys.
+pub fn default_exclude() -> Vec<String> {
+    // One prefix per entry (no alternations): the list is documented in a Markdown table.
+    [
+        "^/proc/",
+        "^/sys/",
+        "^/dev/",
+        "^/usr/share/doc/",
+        "^/usr/share/man/",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl Default for ContentOptions {
+    fn default() -> Self {
+        ContentOptions {
+            enabled: true,
+            file_digest_max_bytes: 1 << 20,
+            secrets: SecretOptions::default(),
+            licenses: true,
+            entries_in_document: false,
+        }
+    }
+}
+
+impl ContentOptions {
+    /// The packages-only pipeline.
+    pub fn off() -> Self {
+        ContentOptions {
+            enabled: false,
+            ..Default::default()
+        }
+    }
+
+    /// The part of the layer cache key these options decide: a short digest of every knob that changes a
+    /// layer result (`entries_in_document` does not: it only shapes the image document).
+    pub fn key(&self) -> String {
+        if !self.enabled {
+            return "content=off".into();
+        }
+        let mut h = Sha256::new();
+        h.update(format!(
+            "v{};digest={};licenses={};secrets={};max={}\n",
+            CONTENT_VERSION,
+            self.file_digest_max_bytes,
+            self.licenses,
+            self.secrets.enabled,
+            self.secrets.max_file_bytes
+        ));
+        if self.secrets.enabled {
+            for r in &self.secrets.rules {
+                h.update(format!("rule {}={}\n", r.name, r.pattern));
+            }
+            for p in &self.secrets.include {
+                h.update(format!("include {p}\n"));
+            }
+            for p in &self.secrets.exclude {
+                h.update(format!("exclude {p}\n"));
+            }
+        }
+        format!("content={}", &hex::encode(h.finalize())[..16])
+    }
+}
+
+/// Bumped whenever the content pass's output for the same bytes and options changes.
+pub const CONTENT_VERSION: u32 = 1;
+
+/// One secret found in a file: where, and which rule matched. Never the matched text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SecretFinding {
+    /// File path.
+    pub path: String,
+    /// 1-based line of the match start.
+    pub line: u64,
+    /// Name of the rule that matched.
+    pub rule: String,
+}
+
+/// Licenses a Debian `copyright` file names, for the package its directory is named after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyrightRecord {
+    /// The copyright file (`/usr/share/doc/<pkg>/copyright`).
+    pub path: String,
+    /// Package name (the directory).
+    pub package: String,
+    /// License identifiers, sorted and unique.
+    pub licenses: Vec<String>,
+}
+
+/// The content pass of one layer, compiled once per analyzer and shared by the layer threads.
+#[derive(Debug)]
+pub struct ContentPass {
+    /// The options it was built from.
+    pub options: ContentOptions,
+    secrets: Option<SecretScanner>,
+}
+
+/// What the content pass wants of one regular file, decided from its path and size only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContentWant {
+    /// Hash it.
+    pub digest: bool,
+    /// Search it for secrets.
+    pub secrets: bool,
+    /// Parse it as a Debian copyright file.
+    pub copyright: bool,
+}
+
+impl ContentWant {
+    /// Whether any of them needs the file's bytes.
+    pub fn any(self) -> bool {
+        self.digest || self.secrets || self.copyright
+    }
+}
+
+/// What the content pass found in one file.
+#[derive(Debug, Default)]
+pub struct ContentFound {
+    /// Hex sha256 of the file.
+    pub sha256: Option<String>,
+    /// Secret findings.
+    pub secrets: Vec<SecretFinding>,
+    /// Copyright licenses.
+    pub copyright: Option<CopyrightRecord>,
+}
+
+impl ContentPass {
+    /// Compiles the rules. Fails on a rule or path pattern that is not a valid regex, naming it.
+    pub fn new(options: ContentOptions) -> Result<Self, String> {
+        let secrets = if options.enabled && options.secrets.enabled {
+            Some(SecretScanner::new(&options.secrets)?)
+        } else {
+            None
+        };
+        Ok(ContentPass { options, secrets })
+    }
+
+    /// What the pass wants of a regular file (no IO).
+    pub fn wants(&self, path: &str, size: u64) -> ContentWant {
+        if !self.options.enabled {
+            return ContentWant::default();
+        }
+        ContentWant {
+            digest: size <= self.options.file_digest_max_bytes,
+            secrets: self.secrets.as_ref().is_some_and(|s| s.wants(path, size)),
+            copyright: self.options.licenses
+                && size <= MAX_COPYRIGHT_BYTES
+                && is_copyright_path(path),
+        }
+    }
+
+    /// Examines a file's whole contents.
+    pub fn examine(&self, path: &str, want: ContentWant, bytes: &[u8]) -> ContentFound {
+        let mut found = ContentFound::default();
+        if want.digest {
+            found.sha256 = Some(hex::encode(Sha256::digest(bytes)));
+        }
+        if want.secrets && !is_binary(bytes) {
+            if let Some(scanner) = &self.secrets {
+                found.secrets = scanner.scan(path, bytes);
+            }
+        }
+        if want.copyright {
+            found.copyright = parse_copyright(path, bytes);
+        }
+        found
+    }
+}
+
+/// A NUL byte near the start means binary (executables, images, archives): not searched.
+pub fn is_binary(bytes: &[u8]) -> bool {
+    bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,150 @@
+//! Secret search: named regexes over a file's bytes, reporting file, line and rule — never the match.
+
+use regex::bytes::{Regex, RegexSet};
+use serde::{Deserialize, Serialize};
+
+use super::{SecretFinding, SecretOptions};
+
+/// Findings kept per file: a file of a million fake keys must not make a million rows.
+const MAX_FINDINGS_PER_FILE: usize = 64;
+
+/// Bounds a hostile pattern's compiled size (the default rules need well under 1 MiB).
+const REGEX_SIZE_LIMIT: usize = 8 << 20;
+
+/// A named secret pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRule {
+    /// Name reported with each finding (`AWS_ACCESS_KEY`).
+    pub name: String,
+    /// Rust `regex` syntax, matched against the file's bytes.
+    pub pattern: String,
+}
+
+fn rule(name: &str, pattern: &str) -> SecretRule {
+    SecretRule {
+        name: name.into(),
+        pattern: pattern.into(),
+    }
+}
+
+/// anchore's default secret rules, rewritten without look-around (which Rust's regex, built for linear
+/// time on hostile input, does not have), plus GitHub, GitLab and Slack tokens.
+pub fn default_rules() -> Vec<SecretRule> {
+    vec![
+        rule(
+            "AWS_ACCESS_KEY",
+            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b",
+        ),
+        rule(
+            "AWS_SECRET_KEY",
+            r#"(?i)aws_secret_access_key[ \t]*[=:][ \t]*["']?[A-Za-z0-9/+=]{40}\b"#,
+        ),
+        rule(
+            "PRIV_KEY",
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+        ),
+        rule("DOCKER_AUTH", r#""auth"[ \t]*:[ \t]*"[A-Za-z0-9+/=]{8,}""#),
+        rule(
+            "API_KEY",
+            r#"(?i)api[-_]?key["']?[ \t]*[=:][ \t]*["']?[A-Za-z0-9]{20,60}\b"#,
+        ),
+        rule("GITHUB_TOKEN", r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b"),
+        rule("GITLAB_TOKEN", r"\bglpat-[A-Za-z0-9_-]{20,}"),
+        rule("SLACK_TOKEN", r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    ]
+}
+
+/// Compiled rules and path filters.
+#[derive(Debug)]
+pub struct SecretScanner {
+    names: Vec<String>,
+    set: RegexSet,
+    rules: Vec<Regex>,
+    include: Option<RegexSet>,
+    exclude: Option<RegexSet>,
+    max_file_bytes: u64,
+}
+
+fn compile_set(what: &str, patterns: &[String]) -> Result<Option<RegexSet>, String> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    regex::bytes::RegexSetBuilder::new(patterns)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map(Some)
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+impl SecretScanner {
+    /// Compiles the options' rules and filters; an invalid one is an error naming it.
+    pub fn new(options: &SecretOptions) -> Result<Self, String> {
+        let mut rules = Vec::with_capacity(options.rules.len());
+        for r in &options.rules {
+            if r.name.is_empty() {
+                return Err("secret rule with an empty name".into());
+            }
+            rules.push(
+                regex::bytes::RegexBuilder::new(&r.pattern)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| format!("secret rule {}: {e}", r.name))?,
+            );
+        }
+        let patterns: Vec<String> = options.rules.iter().map(|r| r.pattern.clone()).collect();
+        let set = regex::bytes::RegexSetBuilder::new(&patterns)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| format!("secret rules: {e}"))?;
+        Ok(SecretScanner {
+            names: options.rules.iter().map(|r| r.name.clone()).collect(),
+            set,
+            rules,
+            include: compile_set("secret include pattern", &options.include)?,
+            exclude: compile_set("secret exclude pattern", &options.exclude)?,
+            max_file_bytes: options.max_file_bytes,
+        })
+    }
+
+    /// Whether a file of this path and size is searched.
+    pub fn wants(&self, path: &str, size: u64) -> bool {
+        size > 0
+            && size <= self.max_file_bytes
+            && !self.rules.is_empty()
+            && self
+                .include
+                .as_ref()
+                .is_none_or(|s| s.is_match(path.as_bytes()))
+            && !self
+                .exclude
+                .as_ref()
+                .is_some_and(|s| s.is_match(path.as_bytes()))
+    }
+
+    /// Findings in a text file, sorted by line then rule. Only the match's position is kept.
+    pub fn scan(&self, path: &str, bytes: &[u8]) -> Vec<SecretFinding> {
+        // One pass of the set rejects the common clean file; only matching rules are run again.
+        let matched = self.set.matches(bytes);
+        let mut found = Vec::new();
+        for i in matched.iter() {
+            let mut line = 1u64;
+            let mut at = 0usize;
+            for m in self.rules[i].find_iter(bytes) {
+                if found.len() >= MAX_FINDINGS_PER_FILE {
+                    break;
+                }
+                line += bytes[at..m.start()].iter().filter(|&&b| b == b'\n').count() as u64;
+                at = m.start();
+                found.push(SecretFinding {
+                    path: path.to_string(),
+                    line,
+                    rule: self.names[i].clone(),
+                });
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+}

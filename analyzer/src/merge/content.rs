@@ -1,0 +1,136 @@
+//! The merge of the content pass: which files, secrets and copyright files are visible in the final image
+//! (same whiteout and overwrite rules as packages), and deb package licenses from the visible copyrights.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{remove_below, remove_tree, ImagePackage, LayerRef};
+use crate::content::{license, CopyrightRecord, SecretFinding};
+use crate::layer::{FileEntry, FileKind, LayerResult};
+use crate::model::PackageType;
+
+/// A file visible in the final image, with the layer that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFile {
+    /// The entry as its layer recorded it.
+    #[serde(flatten)]
+    pub entry: FileEntry,
+    /// The layer holding the visible copy.
+    pub layer: LayerRef,
+}
+
+/// A secret in a visible file: where and which rule, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSecret {
+    /// File path.
+    pub path: String,
+    /// 1-based line.
+    pub line: u64,
+    /// Rule name.
+    pub rule: String,
+    /// Layer holding the file.
+    pub layer: LayerRef,
+}
+
+/// What the content pass leaves visible in the final image.
+#[derive(Debug, Default)]
+pub struct Visible<'a> {
+    /// Files by path (only when asked for: building it costs a map of every path).
+    pub files: BTreeMap<String, (usize, &'a FileEntry)>,
+    /// Secret findings by file.
+    pub secrets: BTreeMap<String, (usize, Vec<&'a SecretFinding>)>,
+    /// Copyright records by file.
+    pub copyrights: BTreeMap<String, &'a CopyrightRecord>,
+}
+
+/// Applies the layers in order, keeping the file map only when `with_files`.
+pub fn visible<'a>(layers: &[&'a LayerResult], with_files: bool) -> Visible<'a> {
+    let mut v = Visible::default();
+    for (index, layer) in layers.iter().enumerate() {
+        for dir in &layer.opaque_dirs {
+            remove_below(&mut v.files, dir);
+            remove_below(&mut v.secrets, dir);
+            remove_below(&mut v.copyrights, dir);
+        }
+        for path in &layer.whiteouts {
+            remove_tree(&mut v.files, path);
+            remove_tree(&mut v.secrets, path);
+            remove_tree(&mut v.copyrights, path);
+        }
+        for entry in &layer.files {
+            if entry.kind != FileKind::Dir {
+                remove_below(&mut v.files, &entry.path);
+                remove_below(&mut v.secrets, &entry.path);
+                remove_below(&mut v.copyrights, &entry.path);
+            }
+            v.secrets.remove(&entry.path);
+            v.copyrights.remove(&entry.path);
+            if with_files {
+                v.files.insert(entry.path.clone(), (index, entry));
+            }
+        }
+        for s in &layer.secrets {
+            v.secrets
+                .entry(s.path.clone())
+                .or_insert_with(|| (index, Vec::new()))
+                .1
+                .push(s);
+        }
+        for c in &layer.copyrights {
+            v.copyrights.insert(c.path.clone(), c);
+        }
+    }
+    v
+}
+
+fn layer_ref(layers: &[&LayerResult], index: usize) -> LayerRef {
+    LayerRef {
+        index,
+        digest: layers[index].digest.clone(),
+    }
+}
+
+/// The visible file inventory, sorted by path.
+pub fn inventory(layers: &[&LayerResult]) -> Vec<ImageFile> {
+    visible(layers, true)
+        .files
+        .into_values()
+        .map(|(i, entry)| ImageFile {
+            entry: entry.clone(),
+            layer: layer_ref(layers, i),
+        })
+        .collect()
+}
+
+/// Visible secrets, sorted by path and line.
+pub fn secrets(layers: &[&LayerResult], v: &Visible<'_>) -> Vec<ImageSecret> {
+    v.secrets
+        .values()
+        .flat_map(|(i, found)| {
+            found.iter().map(move |s| ImageSecret {
+                path: s.path.clone(),
+                line: s.line,
+                rule: s.rule.clone(),
+                layer: layer_ref(layers, *i),
+            })
+        })
+        .collect()
+}
+
+/// Fills deb packages' licenses from their visible `copyright` file (dpkg records none) and writes every
+/// package's licenses in SPDX form where they parse.
+pub fn apply_licenses(packages: &mut [ImagePackage], v: &Visible<'_>) {
+    for p in packages {
+        let pkg = &mut p.package;
+        if pkg.package_type == PackageType::Deb && pkg.licenses.is_empty() {
+            let path = format!("/usr/share/doc/{}/copyright", pkg.name);
+            if let Some(c) = v.copyrights.get(&path) {
+                pkg.licenses = c.licenses.clone();
+            }
+        }
+        for l in &mut pkg.licenses {
+            *l = license::normalize(l);
+        }
+    }
+}
