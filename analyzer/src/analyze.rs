@@ -226,16 +226,17 @@ impl Analyzer {
         }
     }
 
-    /// Resolves and analyzes an image. The config and the first `layers_in_flight` layers are requested
-    /// together right after the manifest; a prefetched layer the cache turns out to hold costs one
-    /// request whose body is never read.
+    /// Resolves and analyzes an image. The config and the first `2 × layers_in_flight` layers are
+    /// requested together right after the manifest, and as many stay ahead of the pipeline; a prefetched
+    /// layer the cache turns out to hold costs one request whose body is never read.
     pub async fn analyze(
         &self,
         source: &ImageSource,
         cache: &dyn LayerCache,
     ) -> Result<ImageAnalysis> {
         let started = Instant::now();
-        let prefetch = self.inner.options.layers_in_flight.max(1);
+        // Twice the layers analyzed at once: the next wave's round trips overlap the current one's work.
+        let prefetch = 2 * self.inner.options.layers_in_flight.max(1);
         let image = self.resolve_prefetching(source, prefetch).await?;
         let resolve_ms = started.elapsed().as_millis() as u64;
         let mut analysis = self.analyze_resolved(&image, cache).await?;

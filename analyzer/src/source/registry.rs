@@ -25,6 +25,10 @@ use crate::error::{AnalyzeError, Result};
 /// Chunks (typically 8–64 KiB each) buffered between the download task and the decompressor.
 const CHANNEL_CHUNKS: usize = 32;
 
+/// Largest manifest or config read (distribution registries accept manifests up to 4 MiB; configs of
+/// images with thousands of history entries reach a few MiB).
+const MAX_DOCUMENT: usize = 16 << 20;
+
 /// How to talk to registries.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
@@ -74,15 +78,36 @@ impl Registry {
         target: Target<'_>,
     ) -> Result<Bytes> {
         let insecure = self.http.is_insecure(&image.registry);
-        let response = self
+        let what = match &target {
+            Target::Manifest(r) => format!("manifest {r}"),
+            Target::Blob(what, digest) => format!("{what} {digest}"),
+        };
+        let mut response = self
             .http
             .get(image, path, accept, kind)
             .await
             .map_err(|e| classify(e, insecure, target))?;
-        response
-            .bytes()
+        // Manifests and configs are read whole: a hostile registry must not make that unbounded.
+        let too_big =
+            || AnalyzeError::invalid_image(&what, format!("larger than {MAX_DOCUMENT} bytes"));
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT as u64)
+        {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| transport(&e, &image.registry, insecure))
+            .map_err(|e| transport(&e, &image.registry, insecure))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
     }
 
     async fn manifest(&self, image: &ImageRef, what: &str) -> Result<(Bytes, String)> {
