@@ -59,19 +59,26 @@ pub async fn run(store: &Store, references: &[String], scratch: &Path) -> anyhow
         for m in &matches {
             *by_severity.entry(m.severity.as_str()).or_default() += 1;
         }
-        let counts: Vec<String> = by_severity.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let counts: Vec<String> = by_severity
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
         let ids: Vec<String> = matches
             .iter()
             .map(|m| format!("{} ({} {})", m.id, m.package.name, m.package.version))
             .collect();
-        let name = entry.reference.rsplit(':').next().unwrap_or(&entry.reference);
+        let name = entry
+            .reference
+            .rsplit(':')
+            .next()
+            .unwrap_or(&entry.reference);
         println!(
-            "    {name:<28} {:>2} {}{}",
+            "    {name:<28} {} {}{}",
             matches.len(),
             if counts.is_empty() {
-                "none".to_string()
+                "matches".to_string()
             } else {
-                counts.join(", ")
+                format!("matches ({})", counts.join(", "))
             },
             if ids.is_empty() {
                 String::new()

@@ -241,7 +241,11 @@ async fn locked_round(
 }
 
 /// Sets age and records of every configured feed; returns whether a sync is due.
-async fn refresh(pool: &PgPool, config: &VulnsConfig, metrics: &FeedMetrics) -> anyhow::Result<bool> {
+async fn refresh(
+    pool: &PgPool,
+    config: &VulnsConfig,
+    metrics: &FeedMetrics,
+) -> anyhow::Result<bool> {
     let rows: Vec<(String, Option<f64>, Option<f64>, i64)> = sqlx::query_as(STATE_SQL)
         .bind(&config.ecosystems)
         .fetch_all(pool)
@@ -259,4 +263,3 @@ async fn refresh(pool: &PgPool, config: &VulnsConfig, metrics: &FeedMetrics) -> 
     }
     Ok(due)
 }
-

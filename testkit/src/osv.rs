@@ -102,7 +102,8 @@ pub fn sample_records(second_edition: bool) -> Vec<(&'static str, Vec<Value>)> {
 
 /// Writes the sample feed directory into `dir` (replacing an earlier edition's files).
 pub fn write_sample_feed(dir: &Path, second_edition: bool) -> Result<()> {
-    let io = |what: &str, e: &dyn std::fmt::Display| Error::Harness(format!("sample feed {what}: {e}"));
+    let io =
+        |what: &str, e: &dyn std::fmt::Display| Error::Harness(format!("sample feed {what}: {e}"));
     std::fs::write(dir.join("ecosystems.txt"), SAMPLE_FEEDS.join("\n") + "\n")
         .map_err(|e| io("ecosystems.txt", &e))?;
     for (feed, records) in sample_records(second_edition) {

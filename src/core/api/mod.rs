@@ -106,11 +106,11 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route("/v1/packages", get(queue::find))
         .route("/v1/queue", get(queue::stats))
         .route("/v1/jobs/{id}", delete(queue::cancel))
+        .route("/v1/images/{digest}/vulnerabilities", get(vulns::for_image))
         .route(
-            "/v1/images/{digest}/vulnerabilities",
-            get(vulns::for_image),
+            "/v1/vulnerabilities/{id}/images",
+            get(vulns::images_by_vuln),
         )
-        .route("/v1/vulnerabilities/{id}/images", get(vulns::images_by_vuln))
         .route("/v1/feeds", get(vulns::feeds))
         .route(
             "/v1/openapi.json",

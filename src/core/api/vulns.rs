@@ -16,12 +16,9 @@ use super::ApiState;
 impl From<fathom_vulns::Error> for ApiError {
     fn from(e: fathom_vulns::Error) -> Self {
         match &e {
-            fathom_vulns::Error::Database(db)
-                if matches!(
-                    db,
-                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-                ) =>
-            {
+            fathom_vulns::Error::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+            ) => {
                 tracing::warn!(error = %e, "database unreachable");
                 ApiError::unavailable("the database cannot be reached; retry shortly")
             }
@@ -48,13 +45,20 @@ pub struct ImageVulnsQuery {
 #[derive(Debug, Serialize)]
 pub struct ImageVulns {
     digest: String,
-    /// Whether the image has been indexed for matching yet (false right after its analysis, until the
-    /// core's next re-match round or `fathom vulns sync`).
-    indexed: bool,
+    /// Whether every package of the image has been matched against the current feed generations (false
+    /// right after its analysis or a feed update, until the core's next round or `fathom vulns sync`).
+    matched: bool,
     vulnerabilities: Vec<VulnMatch>,
 }
 
-const INDEXED_SQL: &str = "SELECT EXISTS (SELECT 1 FROM fathom_vuln_images WHERE manifest_digest = $1)";
+const MATCHED_SQL: &str = r#"
+SELECT EXISTS (SELECT 1 FROM fathom_vuln_images WHERE manifest_digest = $1)
+   AND NOT EXISTS (
+       SELECT 1 FROM fathom_vuln_image_packages p
+       JOIN fathom_vuln_keys k ON k.ecosystem = p.ecosystem AND k.name = p.name AND k.version = p.version
+       WHERE p.manifest_digest = $1
+         AND k.matched_stamp < (SELECT coalesce(max(generation), 0) FROM fathom_vuln_feeds))
+"#;
 
 pub(super) async fn for_image(
     State(state): State<Arc<ApiState>>,
@@ -73,7 +77,7 @@ pub(super) async fn for_image(
         return Err(ApiError::not_found(format!("no image {digest} is stored")));
     }
     let pool = state.store.pool();
-    let indexed: bool = sqlx::query_scalar(INDEXED_SQL)
+    let matched: bool = sqlx::query_scalar(MATCHED_SQL)
         .bind(&digest)
         .fetch_one(pool)
         .await
@@ -86,7 +90,7 @@ pub(super) async fn for_image(
     let vulnerabilities = queries::vulns_for_image(pool, &digest, &filter).await?;
     Ok(axum::Json(ImageVulns {
         digest,
-        indexed,
+        matched,
         vulnerabilities,
     }))
 }
