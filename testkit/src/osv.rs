@@ -109,12 +109,11 @@ pub fn write_sample_feed(dir: &Path, second_edition: bool) -> Result<()> {
     for (feed, records) in sample_records(second_edition) {
         let folder = dir.join(feed);
         std::fs::create_dir_all(&folder).map_err(|e| io(feed, &e))?;
-        // Written aside and renamed, so a reader never sees half a zip.
-        let part = folder.join("all.zip.part");
-        let file = std::fs::File::create(&part).map_err(|e| io(feed, &e))?;
-        let mut zip = zip::ZipWriter::new(file);
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        // A fixed entry time keeps the bytes of an unchanged feed identical across editions.
         let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(zip::DateTime::default());
         for r in &records {
             let id = r["id"].as_str().unwrap_or("record");
             zip.start_file(format!("{id}.json"), options)
@@ -122,8 +121,16 @@ pub fn write_sample_feed(dir: &Path, second_edition: bool) -> Result<()> {
             zip.write_all(r.to_string().as_bytes())
                 .map_err(|e| io(feed, &e))?;
         }
-        zip.finish().map_err(|e| io(feed, &e))?;
-        std::fs::rename(&part, folder.join("all.zip")).map_err(|e| io(feed, &e))?;
+        let bytes = zip.finish().map_err(|e| io(feed, &e))?.into_inner();
+        let target = folder.join("all.zip");
+        // Like a mirror: an unchanged feed keeps its file (and mtime), so a sync finds it unchanged.
+        if std::fs::read(&target).is_ok_and(|old| old == bytes) {
+            continue;
+        }
+        // Written aside and renamed, so a reader never sees half a zip.
+        let part = folder.join("all.zip.part");
+        std::fs::write(&part, &bytes).map_err(|e| io(feed, &e))?;
+        std::fs::rename(&part, &target).map_err(|e| io(feed, &e))?;
     }
     Ok(())
 }
