@@ -34,7 +34,8 @@ pub struct VulnsArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum VulnsCommand {
     /// Fetch every configured OSV feed (conditionally: an unchanged feed costs one request), store it
-    /// as a new generation, then match the whole fleet again.
+    /// as a new generation, then match the whole fleet again. Waits for a core's running feed round
+    /// (both take the same Postgres advisory lock).
     Sync {
         /// Feed base URL or directory laid out like OSV's bucket (`ecosystems.txt`, `<ECOSYSTEM>/all.zip`);
         /// default `services.feeds.base_url`.
