@@ -108,7 +108,10 @@ fn start_processes(dir: &Path, url: &str) -> Vec<Running> {
         .arg(repo().join("deploy/base/core-config.yaml"))
         .env("DATABASE_URL", url)
         .env("FATHOM_SERVICES_API_ADDRESS", &core)
-        .env("FATHOM_SERVICES_API_TOKENS", "metric-names-test-token");
+        .env("FATHOM_SERVICES_API_TOKENS", "metric-names-test-token")
+        // The deployment's feed cycle is on; with no network here it reads an empty directory (each
+        // feed's sync fails, counted) instead of OSV's bucket.
+        .env("FATHOM_SERVICES_FEEDS_BASE_URL", dir.join("no-feeds"));
     let worker = free_addr();
     let mut worker_cmd = fathom();
     worker_cmd

@@ -1,7 +1,8 @@
 //! `fathom demo`: the whole fleet on one machine, from nothing. A throwaway PostgreSQL, sample images built
 //! in-process (shared base layers, real-format package databases), a burst of analysis jobs, and the
 //! autoscaler running real `fathom worker` processes: they scale up, drain the queue, and scale back to
-//! zero. Everything started here is stopped on exit or Ctrl-C.
+//! zero. Then a generated sample OSV feed is synced and each image's vulnerabilities are listed
+//! ([`super::demo_vulns`]). Everything started here is stopped on exit or Ctrl-C.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -184,6 +185,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     drop(queue);
     let events = outcome?;
     summarize(&store, &references, &events, started).await?;
+    super::demo_vulns::run(&store, &references, &scratch).await?;
     // Close every pool before the server goes away, so nothing logs a lost connection on the way out.
     store.pool().close().await;
     drop(store);

@@ -5,6 +5,8 @@ pub mod backend;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
+pub mod demo_vulns;
 pub mod migrate;
 pub mod queue;
 pub mod results;

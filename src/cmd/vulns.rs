@@ -10,6 +10,7 @@ use fathom_vulns::queries::{self, ImageFilter, PackageScope};
 use fathom_vulns::{Feeds, Matcher, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::postgres::PgPoolOptions;
+use sqlx::Connection;
 
 use crate::config::FathomConfig;
 
@@ -33,7 +34,8 @@ pub struct VulnsArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum VulnsCommand {
     /// Fetch every configured OSV feed (conditionally: an unchanged feed costs one request), store it
-    /// as a new generation, then match the whole fleet again.
+    /// as a new generation, then match the whole fleet again. Waits for a core's running feed round
+    /// (both take the same Postgres advisory lock).
     Sync {
         /// Feed base URL or directory laid out like OSV's bucket (`ecosystems.txt`, `<ECOSYSTEM>/all.zip`);
         /// default `services.feeds.base_url`.
@@ -85,7 +87,7 @@ pub fn run(args: VulnsArgs) -> anyhow::Result<ExitCode> {
                 if !ecosystems.is_empty() {
                     feeds.ecosystems = ecosystems;
                 }
-                sync(&pool, &feeds, args.json).await
+                sync(&pool, &url, &feeds, args.json).await
             }
             VulnsCommand::Feeds => {
                 let feeds = queries::feeds(&pool).await?;
@@ -157,6 +159,7 @@ pub fn run(args: VulnsArgs) -> anyhow::Result<ExitCode> {
 /// Syncs with a spinner on a terminal and one line per feed when piped, then re-matches the fleet.
 async fn sync(
     pool: &sqlx::PgPool,
+    url: &str,
     feeds: &fathom_vulns::VulnsConfig,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -178,11 +181,23 @@ async fn sync(
         }
         _ => {}
     };
+    // The core's feed cycle takes the same lock: one syncer and matcher at a time, fleet-wide.
+    let mut lock = sqlx::PgConnection::connect(url)
+        .await
+        .context("connecting for the feed lock")?;
+    if !crate::core::feeds::try_lock(&mut lock).await? {
+        if let Some(bar) = &bar {
+            bar.set_message("waiting for a core's feed round to finish");
+        }
+        crate::core::feeds::lock(&mut lock).await?;
+    }
     let report = Feeds::sync(pool, feeds, &progress).await?;
     if let Some(bar) = &bar {
         bar.set_message("matching the fleet");
     }
     let rematch = Matcher::rematch(pool).await?;
+    // Closing the session releases the lock.
+    lock.close().await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

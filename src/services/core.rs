@@ -1,5 +1,5 @@
 //! The core's runner: the external API and, beside it, the queue maintenance (rescue of dead workers'
-//! leases, pruning of finished jobs).
+//! leases, pruning of finished jobs) and, when `services.feeds.enabled`, the feed cycle.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::FathomConfig;
 use crate::core::api::{self, ApiMetrics, ApiState, Tokens, DOCUMENTS_AT_ONCE};
+use crate::core::feeds::FeedMetrics;
 
 /// Runs the API service (and the queue maintenance beside it) until `shutdown` turns true: binds
 /// `services.api.address` first so a taken port fails at once, then serves with graceful shutdown.
@@ -53,6 +54,25 @@ pub async fn run_core(
         metrics.clone(),
         shutdown.clone(),
     ));
+    let feeds = config.services.feeds.clone();
+    let feed_cycle = if feeds.enabled {
+        let feed_metrics = FeedMetrics::register(metrics.registry(), &feeds.ecosystems)?;
+        let pool = state.store.pool().clone();
+        tracing::info!(
+            interval = %humantime::format_duration(feeds.interval),
+            rematch_interval = %humantime::format_duration(feeds.rematch_interval),
+            "feed cycle on"
+        );
+        Some(tokio::spawn(crate::core::feeds::run(
+            pool,
+            database_url.to_string(),
+            feeds,
+            feed_metrics,
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
     let app = api::router(state, tokens, metrics)?;
     tracing::info!(address = %bound, auth = api.auth, "API listening");
     // Printed for scripts and tests that bind port 0.
@@ -65,5 +85,8 @@ pub async fn run_core(
         .await
         .context("API server")?;
     maintenance.abort();
+    if let Some(cycle) = feed_cycle {
+        cycle.abort();
+    }
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! images described in code ([`samples`]), in-process image builders (OCI layouts, docker archives,
 //! registry pushes: [`image`], [`push`]), a local registry shared by all test processes of a run
 //! ([`registry`]), child-process measurement ([`measure`], [`floor`]), SBOM validators ([`validate`]) and
-//! throwaway PostgreSQL clusters with a database per test ([`pg`]), and a simulated idle fleet of
-//! many workers for herd tests ([`herd`]).
+//! throwaway PostgreSQL clusters with a database per test ([`pg`]), a simulated idle fleet of many
+//! workers for herd tests ([`herd`]), and a sample OSV feed matching the sample images ([`osv`]).
 //!
 //! A crate of its own so that no production library carries test support in its public API: libraries
 //! take it as a dev-dependency; the binary only for `fathom demo` (cargo feature `demo`).
@@ -14,6 +14,7 @@ pub mod herd;
 pub mod image;
 pub mod measure;
 pub mod net;
+pub mod osv;
 pub mod pg;
 pub mod push;
 pub mod registry;

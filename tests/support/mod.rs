@@ -23,7 +23,11 @@ pub use proxy::Proxy;
 
 /// The `fathom` binary under test.
 pub fn fathom() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fathom"));
+    // `FATHOM_TEST_BIN` runs a copy instead: with a target directory shared by several checkouts, another
+    // checkout's build can replace `CARGO_BIN_EXE_fathom` while these tests run.
+    let bin =
+        std::env::var_os("FATHOM_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_fathom").into());
+    let mut cmd = Command::new(bin);
     cmd.env_remove("DATABASE_URL").stdin(Stdio::null());
     cmd
 }

@@ -30,6 +30,8 @@ pub const DEFAULT_ECOSYSTEMS: [&str; 12] = [
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VulnsConfig {
+    /// Whether the core (`fathom run` with `services.api`) runs the periodic sync and fleet matching.
+    pub enabled: bool,
     /// Base URL (`https://...`, `http://...`, `file:///dir`) or a plain directory laid out like OSV's
     /// bucket: `ecosystems.txt` and `<ECOSYSTEM>/all.zip`.
     pub base_url: String,
@@ -38,6 +40,9 @@ pub struct VulnsConfig {
     /// Time between syncs (humantime: `6h`, `30m`).
     #[serde(with = "humantime_serde_compat")]
     pub interval: Duration,
+    /// How often the core matches newly analyzed images between syncs (cheap when nothing changed).
+    #[serde(with = "humantime_serde_compat")]
+    pub rematch_interval: Duration,
     /// Largest single record accepted (bytes, inflated); larger entries are skipped and counted.
     pub max_entry_bytes: u64,
     /// Largest `all.zip` downloaded (bytes); a larger body fails that ecosystem's sync.
@@ -50,9 +55,11 @@ pub struct VulnsConfig {
 impl Default for VulnsConfig {
     fn default() -> Self {
         VulnsConfig {
+            enabled: false,
             base_url: DEFAULT_BASE_URL.to_string(),
             ecosystems: DEFAULT_ECOSYSTEMS.iter().map(|s| s.to_string()).collect(),
             interval: Duration::from_secs(6 * 3600),
+            rematch_interval: Duration::from_secs(30),
             max_entry_bytes: 4 << 20,
             max_download_bytes: 2 << 30,
             timeout: Duration::from_secs(600),
@@ -91,6 +98,9 @@ impl VulnsConfig {
         }
         if self.interval < Duration::from_secs(60) {
             return Err(bad("interval", "must be at least 1m".into()));
+        }
+        if self.rematch_interval < Duration::from_secs(1) {
+            return Err(bad("rematch_interval", "must be at least 1s".into()));
         }
         if self.max_entry_bytes < 1024 {
             return Err(bad("max_entry_bytes", "must be at least 1024".into()));

@@ -82,6 +82,11 @@ impl ApiMetrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// The registry, for metrics of the core's other loops (the feed cycle) to join.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> Response {
         crate::server::metrics_response(&self.registry)

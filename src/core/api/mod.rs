@@ -13,6 +13,7 @@ mod images;
 pub(crate) mod maintenance;
 mod metrics;
 mod queue;
+mod vulns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/queue"),
     ("DELETE", "/v1/jobs/{id}"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/images/{digest}/vulnerabilities"),
+    ("GET", "/v1/vulnerabilities/{id}/images"),
+    ("GET", "/v1/feeds"),
 ];
 
 /// The OpenAPI 3 document, written by hand next to the handlers and checked against [`ROUTES`] by tests.
@@ -107,6 +111,12 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route("/v1/packages", get(queue::find))
         .route("/v1/queue", get(queue::stats))
         .route("/v1/jobs/{id}", delete(queue::cancel))
+        .route("/v1/images/{digest}/vulnerabilities", get(vulns::for_image))
+        .route(
+            "/v1/vulnerabilities/{id}/images",
+            get(vulns::images_by_vuln),
+        )
+        .route("/v1/feeds", get(vulns::feeds))
         .route(
             "/v1/openapi.json",
             get(move || {
