@@ -77,6 +77,39 @@ impl Registry {
         }
     }
 
+    /// The digest of the image manifest `reference_text` names for `platform` (in an index: the chosen
+    /// entry's digest, the one an analysis is stored under), from one manifest request: no config, no
+    /// layers.
+    pub(crate) async fn manifest_digest(
+        &self,
+        reference_text: &str,
+        platform: &Platform,
+    ) -> Result<String> {
+        let reference: Reference =
+            reference_text
+                .parse()
+                .map_err(|e: oci_client::ParseError| AnalyzeError::InvalidSource {
+                    source_text: reference_text.to_string(),
+                    message: e.to_string(),
+                })?;
+        let auth = self.auth(&reference);
+        let whole = reference.whole();
+        let (bytes, digest) = self
+            .client
+            .pull_manifest_raw(&reference, &auth, &manifest::ACCEPTED)
+            .await
+            .map_err(|e| self.classify(e, &reference, Target::Manifest(&whole)))?;
+        match manifest::parse_manifest(&bytes, &format!("manifest of {whole}"))? {
+            ManifestDoc::Image(_) => Ok(digest),
+            ManifestDoc::Index(index) => {
+                let chosen =
+                    manifest::select_platform(&index, platform, &format!("index of {whole}"))?;
+                manifest::check_digest(&chosen.digest, "manifest")?;
+                Ok(chosen.digest.clone())
+            }
+        }
+    }
+
     /// Fetches the manifest (selecting `platform` in an index) and the config.
     pub(crate) async fn resolve(
         self: &Arc<Self>,
@@ -278,6 +311,41 @@ impl Registry {
             },
             other => AnalyzeError::invalid_image(format!("registry {registry}"), other),
         }
+    }
+}
+
+/// Resolves references to manifest digests with a shared client (connections and tokens reused), for
+/// callers that need an image's identity but not its contents (the admission webhook).
+#[derive(Clone)]
+pub struct DigestResolver {
+    registry: Arc<Registry>,
+    platform: Platform,
+}
+
+impl std::fmt::Debug for DigestResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestResolver")
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DigestResolver {
+    /// A resolver with these registry options, picking `platform` from multi-arch indexes (as the
+    /// analyzer does, so the digest is the one its analysis is stored under).
+    pub fn new(options: RegistryOptions, platform: Platform) -> Self {
+        DigestResolver {
+            registry: Arc::new(Registry::new(options)),
+            platform,
+        }
+    }
+
+    /// The manifest digest (`sha256:...`) of `reference` (`host/repo:tag`); a 404 is
+    /// [`AnalyzeError::ManifestUnknown`].
+    pub async fn manifest_digest(&self, reference: &str) -> Result<String> {
+        self.registry
+            .manifest_digest(reference, &self.platform)
+            .await
     }
 }
 

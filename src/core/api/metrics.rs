@@ -82,6 +82,12 @@ impl ApiMetrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// The registry `/metrics` renders: other parts of the core (the admission webhook) register theirs
+    /// here so one scrape sees them all.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> Response {
         crate::server::metrics_response(&self.registry)
