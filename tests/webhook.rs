@@ -297,4 +297,15 @@ fn the_webhook_needs_the_core_and_its_own_port() {
     );
     assert!(err.contains("services.webhook.address"), "{err}");
     assert!(err.contains("services.api.address"), "{err}");
+    // No certificate (the Secret not mounted): the core does not start, and says which file is missing.
+    let missing = dir.path().join("absent/tls.crt");
+    let err = check(&format!(
+        "services: {{api: {{enabled: true, auth: false, address: '{}'}}, \
+         webhook: {{enabled: true, address: '{}', cert_file: '{}'}}}}",
+        free_addr(),
+        free_addr(),
+        missing.display()
+    ));
+    assert!(err.contains("starting services.webhook"), "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
 }
