@@ -51,8 +51,9 @@ impl PolicyCheck for NoPolicyEngine {
 }
 
 /// The core's policy engine for the webhook. THE plug: return the engine's [`PolicyCheck`] here once it
-/// is wired into the core; until then [`NoPolicyEngine`].
-pub fn policy_check(_config: &crate::config::FathomConfig) -> Arc<dyn PolicyCheck> {
+/// is wired into the core (it gets the configuration and the results store, where the analyzed
+/// documents are); until then [`NoPolicyEngine`].
+pub fn policy_check(_config: &crate::config::FathomConfig, _store: &Store) -> Arc<dyn PolicyCheck> {
     Arc::new(NoPolicyEngine)
 }
 

@@ -32,10 +32,11 @@ pub async fn start(
     let mut registry_options = options.registry.clone();
     registry_options.timeout = registry_options.timeout.min(hook.timeout);
     let resolver = DigestResolver::new(registry_options, options.platform.clone());
+    let policy = policy_check(config, &store);
     let oracle = StoreOracle::new(
         store,
         resolver,
-        policy_check(config),
+        policy,
         cache_key,
         config.services.api.max_attempts,
     );
