@@ -2,7 +2,9 @@
 //! results store and the queue, resolves tags through the analyzer's registry client, and evaluates
 //! policy through [`PolicyCheck`], the one place a policy engine plugs in.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fathom_analyzer::source::registry::DigestResolver;
@@ -13,6 +15,10 @@ use fathom_worker::store::{ImageStatus, Store, StoreError, SubmissionFilter, Sub
 /// Queue priority of analyses the webhook asks for (lower runs first; submissions default to 0): a
 /// deployment is waiting on them, so they overtake bulk submissions.
 pub const ADMISSION_PRIORITY: i16 = -100;
+
+/// Digests remembered as analyzed at most (the map is emptied when full: a burst of distinct images
+/// costs store lookups again, never unbounded memory).
+const ANALYZED_CACHE_ENTRIES: usize = 10_000;
 
 /// The message of the verdict given while no policy engine is wired.
 pub const NO_POLICY_ENGINE: &str = "policy engine not configured";
@@ -65,17 +71,23 @@ pub struct StoreOracle {
     /// Submissions: the current catalogers key (an image analyzed under it needs no job) and attempts.
     cache_key: String,
     max_attempts: i32,
+    /// Digests seen analyzed, and when: an analysis is not undone, so admissions of the images a
+    /// cluster runs answer without a store round trip for `analyzed_ttl`.
+    analyzed: Mutex<HashMap<String, Instant>>,
+    analyzed_ttl: Duration,
 }
 
 impl StoreOracle {
     /// An oracle on `store`, resolving tags with `resolver`, evaluating with `policy`; analyses it queues
-    /// get `max_attempts` attempts and skip images analyzed under `cache_key`.
+    /// get `max_attempts` attempts and skip images analyzed under `cache_key`. An image found analyzed
+    /// is remembered for `analyzed_ttl` (0: always ask the store).
     pub fn new(
         store: Store,
         resolver: DigestResolver,
         policy: Arc<dyn PolicyCheck>,
         cache_key: String,
         max_attempts: i32,
+        analyzed_ttl: Duration,
     ) -> Self {
         StoreOracle {
             store,
@@ -83,6 +95,28 @@ impl StoreOracle {
             policy,
             cache_key,
             max_attempts,
+            analyzed: Mutex::new(HashMap::new()),
+            analyzed_ttl,
+        }
+    }
+
+    fn known_analyzed(&self, digest: &str) -> bool {
+        let Ok(map) = self.analyzed.lock() else {
+            return false;
+        };
+        map.get(digest)
+            .is_some_and(|seen| seen.elapsed() < self.analyzed_ttl)
+    }
+
+    fn remember_analyzed(&self, digest: &str) {
+        if self.analyzed_ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut map) = self.analyzed.lock() {
+            if map.len() >= ANALYZED_CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(digest.to_owned(), Instant::now());
         }
     }
 }
@@ -105,6 +139,9 @@ impl ImageOracle for StoreOracle {
     }
 
     async fn analysis_state(&self, image: &ImageId) -> Result<AnalysisState, OracleError> {
+        if self.known_analyzed(&image.digest) {
+            return Ok(AnalysisState::Analyzed);
+        }
         // Stored results are keyed by manifest digest, whatever reference they were submitted under.
         if let Some(stored) = self
             .store
@@ -113,7 +150,10 @@ impl ImageOracle for StoreOracle {
             .map_err(|e| unavailable("reading the store", e))?
         {
             return Ok(match stored.status {
-                ImageStatus::Analyzed => AnalysisState::Analyzed,
+                ImageStatus::Analyzed => {
+                    self.remember_analyzed(&image.digest);
+                    AnalysisState::Analyzed
+                }
                 ImageStatus::Failed => AnalysisState::Failed {
                     reason: stored.error.unwrap_or_else(|| "no reason recorded".into()),
                 },

@@ -39,6 +39,7 @@ pub async fn start(
         policy,
         cache_key,
         config.services.api.max_attempts,
+        hook.cache_ttl,
     );
     let server = WebhookServer::bind(hook, Arc::new(oracle), registry)
         .await
