@@ -25,6 +25,9 @@
 //!   insecure: [registry.local:5000]   # also FATHOM_INSECURE_REGISTRIES=a:5000,b
 //!   credentials:
 //!     - { registry: ghcr.io, username: bot, password_env: GHCR_TOKEN }
+//!   webhook:              # webhook/src/config.rs
+//!     enabled: false      # needs services.api (it is served by the core)
+//!     address: 0.0.0.0:8443
 //! metrics:
 //!   address: 0.0.0.0:9464
 //! ```
@@ -35,10 +38,14 @@ use std::path::Path;
 use fathom_autoscaler::AutoscalerServiceConfig;
 use fathom_config::env::{keys, overlay};
 pub use fathom_config::ConfigError;
-use fathom_worker::config::{AnalyzerServiceConfig, RegistryConfig, ENV_ALIASES, FILE_ONLY};
+use fathom_worker::config::{AnalyzerServiceConfig, RegistryConfig, ENV_ALIASES};
 use serde::{Deserialize, Serialize};
 
 use crate::core::config::ApiServiceConfig;
+
+/// Keys only the file can set: lists of mappings, whose empty defaults cannot show that they are not
+/// lists of strings.
+pub const FILE_ONLY: &[&str] = &["registry.credentials", "services.webhook.selectors"];
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -88,6 +95,8 @@ pub struct ServicesConfig {
     pub api: ApiServiceConfig,
     /// Vulnerability feeds (OSV): where from, which ecosystems, how often the core syncs.
     pub feeds: fathom_vulns::VulnsConfig,
+    /// The Kubernetes admission webhook, served by the core (webhook/src/config.rs).
+    pub webhook: fathom_webhook::WebhookConfig,
 }
 
 /// `metrics`.
@@ -149,6 +158,11 @@ impl FathomConfig {
                 fathom_vulns::Error::Config { key, message } => ConfigError::new(key, message),
                 other => ConfigError::new("services.feeds", other.to_string()),
             })?;
+        match self.services.webhook.validate() {
+            Ok(_) => {}
+            Err(fathom_webhook::Error::Config(e)) => return Err(e),
+            Err(other) => return Err(ConfigError::new("services.webhook", other.to_string())),
+        }
         if self.database.pool_size == 0 {
             return Err(ConfigError::new("database.pool_size", "must be at least 1"));
         }
@@ -324,6 +338,10 @@ mod tests {
         }
         // Lists of mappings stay file-only.
         assert!(!keys.iter().any(|k| k.starts_with("registry.credentials")));
+        assert!(!keys
+            .iter()
+            .any(|k| k.starts_with("services.webhook.selectors")));
+        assert!(keys.iter().any(|k| k == "services.webhook.failure_policy"));
     }
 
     #[test]
@@ -363,6 +381,33 @@ mod tests {
         assert_eq!(e.key, "test.yaml");
         let e = load("registry: {credentials: [{registry: r, username: u}]}", &[]).unwrap_err();
         assert_eq!(e.key, "registry.credentials[0]");
+    }
+
+    #[test]
+    fn the_webhook_section_is_read_and_its_errors_name_the_key() {
+        let c = load(
+            "services:\n  webhook:\n    enabled: true\n    timeout: 2s\n    selectors:\n      \
+             - {namespace: '^dev-', mode: breakglass}\n",
+            &[("FATHOM_SERVICES_WEBHOOK_FAILURE_POLICY", "deny")],
+        )
+        .unwrap();
+        assert!(c.services.webhook.enabled);
+        assert_eq!(c.services.webhook.timeout, Duration::from_secs(2));
+        assert_eq!(
+            c.services.webhook.failure_policy,
+            fathom_webhook::FailurePolicy::Deny
+        );
+        assert_eq!(c.services.webhook.selectors.len(), 1);
+        let e = load("services: {webhook: {timeout: 31s}}", &[]).unwrap_err();
+        assert_eq!(e.key, "services.webhook.timeout");
+        let e = load("services: {webhook: {timeout: soon}}", &[]).unwrap_err();
+        assert_eq!(e.key, "services.webhook.timeout");
+        let e = load(
+            "services: {webhook: {selectors: [{namespace: '(', mode: policy}]}}",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "services.webhook.selectors[0].namespace");
     }
 
     #[test]

@@ -48,6 +48,8 @@ enum Command {
     Vulns(cmd::vulns::VulnsArgs),
     /// Inspect the job queue.
     Queue(cmd::queue::QueueArgs),
+    /// The admission webhook: `certs` makes its TLS material without cert-manager.
+    Webhook(cmd::webhook::WebhookArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Results(args) => cmd::results::run(args),
         Command::Queue(args) => cmd::queue::run(args),
         Command::Vulns(args) => cmd::vulns::run(args),
+        Command::Webhook(args) => cmd::webhook::run(args),
     };
     match result {
         Ok(code) => code,

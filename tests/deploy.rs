@@ -248,3 +248,57 @@ fn scrape_annotations_probes_and_services_point_at_the_configured_ports() {
         "the core takes its tokens from the Secret fathom-api-tokens"
     );
 }
+
+#[test]
+fn the_webhook_is_served_by_the_core_on_its_configured_port_with_the_mounted_certificate() {
+    let rendered = render(&repo().join("deploy/base"));
+    let env = [("FATHOM_SERVICES_API_TOKENS", "0123456789abcdef0123")];
+    let config = effective(&repo().join("deploy/base/core-config.yaml"), &env).unwrap();
+    let hook = &config["services"]["webhook"];
+    assert_eq!(
+        hook["enabled"], true,
+        "core-config.yaml enables the webhook"
+    );
+    let port = port_of(&hook["address"]);
+    let core = object(&rendered, "Deployment", "fathom-core");
+    let lines: Vec<&str> = core.lines().map(str::trim).collect();
+    let named = lines
+        .windows(2)
+        .any(|w| w[0] == format!("- containerPort: {port}") && w[1] == "name: webhook");
+    assert!(
+        named,
+        "fathom-core: container port {port} named webhook\n{core}"
+    );
+    // The certificate and key the config names live in the mounted Secret.
+    let mount = "mountPath: /etc/fathom/webhook-tls";
+    assert!(
+        core.contains(mount),
+        "fathom-core mounts the webhook TLS Secret"
+    );
+    assert!(core.contains("secretName: fathom-webhook-tls"), "{core}");
+    for key in ["cert_file", "key_file"] {
+        let file = hook[key].as_str().expect("a path");
+        assert!(
+            file.starts_with("/etc/fathom/webhook-tls/"),
+            "services.webhook.{key} {file} is not in the mounted Secret"
+        );
+    }
+    // The Service the ValidatingWebhookConfiguration calls reaches that port on the core pods.
+    let service = object(&rendered, "Service", "fathom-webhook");
+    for line in [
+        format!("targetPort: {port}"),
+        "app.kubernetes.io/name: fathom-core".into(),
+        "port: 443".into(),
+    ] {
+        assert!(
+            service.contains(&line),
+            "Service fathom-webhook: {line}\n{service}"
+        );
+    }
+    let vwc = object(
+        &rendered,
+        "ValidatingWebhookConfiguration",
+        "fathom-image-admission",
+    );
+    assert!(vwc.contains("name: fathom-webhook"), "{vwc}");
+}

@@ -102,6 +102,22 @@ impl Drop for Running {
 /// zero at registration, as Prometheus recommends for known label sets.
 fn start_processes(dir: &Path, url: &str) -> Vec<Running> {
     let core = free_addr();
+    // The core's admission webhook serves the certificate the pod mounts from a Secret: made here.
+    let tls = dir.join("webhook-tls");
+    let certs = fathom()
+        .args([
+            "webhook",
+            "certs",
+            "--service",
+            "fathom-webhook",
+            "--namespace",
+            "fathom",
+        ])
+        .arg("--out")
+        .arg(&tls)
+        .output()
+        .expect("run fathom webhook certs");
+    assert!(certs.status.success(), "{certs:?}");
     let mut core_cmd = fathom();
     core_cmd
         .args(["run", "--config"])
@@ -111,7 +127,10 @@ fn start_processes(dir: &Path, url: &str) -> Vec<Running> {
         .env("FATHOM_SERVICES_API_TOKENS", "metric-names-test-token")
         // The deployment's feed cycle is on; with no network here it reads an empty directory (each
         // feed's sync fails, counted) instead of OSV's bucket.
-        .env("FATHOM_SERVICES_FEEDS_BASE_URL", dir.join("no-feeds"));
+        .env("FATHOM_SERVICES_FEEDS_BASE_URL", dir.join("no-feeds"))
+        .env("FATHOM_SERVICES_WEBHOOK_ADDRESS", free_addr())
+        .env("FATHOM_SERVICES_WEBHOOK_CERT_FILE", tls.join("tls.crt"))
+        .env("FATHOM_SERVICES_WEBHOOK_KEY_FILE", tls.join("tls.key"));
     let worker = free_addr();
     let mut worker_cmd = fathom();
     worker_cmd

@@ -309,3 +309,42 @@ fn registry_basic_auth() {
         .unwrap();
     assert_eq!(names(&a), ["base", "libc", "secret"]);
 }
+
+#[test]
+fn the_digest_resolver_answers_the_manifest_an_analysis_is_stored_under() {
+    use fathom_analyzer::source::registry::DigestResolver;
+    let reg = shared();
+    let rt = runtime();
+    let pusher = Pusher::new(&reg.addr, None);
+    let (amd, arm) = multi_arch();
+    let index = rt
+        .block_on(pusher.push_index("sources-resolve-multi", "v1", &[&amd, &arm]))
+        .unwrap();
+    let single = rt
+        .block_on(pusher.push("sources-resolve-one", "v1", &amd))
+        .unwrap();
+    let options = registry_options(&reg.addr).registry;
+    let resolve = |platform: &str, reference: &str| {
+        let resolver = DigestResolver::new(options.clone(), platform.parse().unwrap());
+        rt.block_on(resolver.manifest_digest(reference))
+    };
+    // An index: the platform's entry (what the analyzer stores), not the index's own digest.
+    assert_eq!(
+        resolve("linux/arm64", &index).unwrap(),
+        arm.manifest_digest()
+    );
+    assert_eq!(
+        resolve("linux/amd64", &index).unwrap(),
+        amd.manifest_digest()
+    );
+    assert_eq!(
+        resolve("linux/amd64", &single).unwrap(),
+        amd.manifest_digest()
+    );
+    let missing = format!("{}/sources-resolve-none/app:v1", reg.addr);
+    let err = resolve("linux/amd64", &missing).unwrap_err();
+    assert!(
+        matches!(err, fathom_analyzer::AnalyzeError::ManifestUnknown { .. }),
+        "{err:?}"
+    );
+}

@@ -20,9 +20,7 @@ pub struct ConfigArgs {
 /// Runs `fathom config`.
 pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     if args.env_keys {
-        for key in
-            fathom_config::env::keys(&FathomConfig::default(), fathom_worker::config::FILE_ONLY)?
-        {
+        for key in fathom_config::env::keys(&FathomConfig::default(), crate::config::FILE_ONLY)? {
             let list = if key.list { " (comma-separated)" } else { "" };
             println!(
                 "{}\t{}{list}",

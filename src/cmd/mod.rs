@@ -16,6 +16,7 @@ pub mod scan;
 pub mod status;
 pub mod submit;
 pub mod vulns;
+pub mod webhook;
 pub mod worker;
 
 /// A multi-threaded runtime for subcommands that talk to Postgres or serve.

@@ -37,6 +37,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !services.analyzer.enabled && !services.autoscaler.enabled && !services.api.enabled {
         anyhow::bail!("invalid configuration: services: no service is enabled");
     }
+    if services.webhook.enabled && !services.api.enabled {
+        anyhow::bail!(
+            "invalid configuration: services.webhook.enabled: the webhook is served by the core; \
+             enable services.api too"
+        );
+    }
+    let webhook_address = services.webhook.address.to_string();
     let listeners = [
         (
             services.analyzer.enabled,
@@ -52,6 +59,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             services.api.enabled,
             "services.api.address",
             services.api.address.as_str(),
+        ),
+        (
+            services.webhook.enabled,
+            "services.webhook.address",
+            webhook_address.as_str(),
         ),
     ];
     for (i, (on, key, addr)) in listeners.iter().enumerate() {

@@ -8,3 +8,4 @@
 pub mod api;
 pub mod config;
 pub mod feeds;
+pub mod oracle;

@@ -1,5 +1,6 @@
 //! The core's runner: the external API and, beside it, the queue maintenance (rescue of dead workers'
-//! leases, pruning of finished jobs) and, when `services.feeds.enabled`, the feed cycle.
+//! leases, pruning of finished jobs), the feed cycle when `services.feeds.enabled`, and the admission
+//! webhook when `services.webhook.enabled`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,16 @@ pub async fn run_core(
         cache_key,
         documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
     });
+    // The admission webhook beside the API, on its own HTTPS port, its metrics on the API's /metrics.
+    // Bound before the API serves so a taken port or a missing certificate fails the start.
+    let webhook = super::webhook::start(
+        config,
+        state.store.clone(),
+        state.cache_key.clone(),
+        metrics.registry(),
+        shutdown.clone(),
+    )
+    .await?;
     let maintenance = tokio::spawn(api::maintenance::run(
         queue,
         api.clone(),
@@ -87,6 +98,9 @@ pub async fn run_core(
     maintenance.abort();
     if let Some(cycle) = feed_cycle {
         cycle.abort();
+    }
+    if let Some(webhook) = webhook {
+        webhook.await.context("webhook task")??;
     }
     Ok(())
 }

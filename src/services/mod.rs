@@ -4,4 +4,5 @@
 pub mod autoscaler;
 mod autoscaler_http;
 pub mod core;
+pub mod webhook;
 pub mod worker;

@@ -83,7 +83,7 @@ pub struct WebhookConfig {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
     /// How often the certificate and key files are checked for a rotation.
-    #[serde(with = "human_duration")]
+    #[serde(with = "fathom_config::duration")]
     pub cert_reload_interval: Duration,
     /// Mode of workloads no selector matches.
     pub default_mode: Mode,
@@ -93,16 +93,16 @@ pub struct WebhookConfig {
     pub selectors: Vec<SelectorConfig>,
     /// Every answer is sent within this (keep it below the ValidatingWebhookConfiguration's
     /// `timeoutSeconds`).
-    #[serde(with = "human_duration")]
+    #[serde(with = "fathom_config::duration")]
     pub timeout: Duration,
     /// How long an image seen for the first time may take to be analyzed before it is denied (0: deny at
     /// once). Must be shorter than `timeout`.
-    #[serde(with = "human_duration")]
+    #[serde(with = "fathom_config::duration")]
     pub analysis_wait: Duration,
     /// The answer when no decision is possible in time or the store cannot be reached.
     pub failure_policy: FailurePolicy,
     /// How long a tag → digest resolution (and a namespace's labels) is reused (0: not cached).
-    #[serde(with = "human_duration")]
+    #[serde(with = "fathom_config::duration")]
     pub cache_ttl: Duration,
     /// Larger AdmissionReview bodies are refused (the API server itself sends at most ~3 MiB objects,
     /// twice on UPDATE).
@@ -191,32 +191,6 @@ impl WebhookConfig {
             config: self.clone(),
             selectors,
         })
-    }
-}
-
-/// Durations as humantime strings (`3s`, `250ms`) or whole seconds, as in the other `services.*` sections.
-mod human_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Duration::from_secs(s)),
-            Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
-                serde::de::Error::custom(format!("{t:?} is not a duration like 3s or 250ms ({e})"))
-            }),
-        }
     }
 }
 

@@ -6,14 +6,10 @@ use std::path::PathBuf;
 /// fail: a bad request or an oracle outage becomes an AdmissionReview answer, not an `Error`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A configuration key holds a value the webhook cannot use.
-    #[error("{key}: {message}")]
-    Config {
-        /// The full key, e.g. `services.webhook.timeout`.
-        key: String,
-        /// What is wrong and what would be accepted.
-        message: String,
-    },
+    /// A configuration key holds a value the webhook cannot use (the key is in full, e.g.
+    /// `services.webhook.timeout`, as every section of fathom's configuration reports it).
+    #[error("{}: {}", .0.key, .0.message)]
+    Config(fathom_config::ConfigError),
     /// The serving certificate or key cannot be read or used.
     #[error("TLS material {path}: {message}")]
     Tls {
@@ -40,10 +36,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config {
-            key: key.into(),
-            message: message.into(),
-        }
+        Error::Config(fathom_config::ConfigError::new(key, message))
     }
 }
 

@@ -23,7 +23,34 @@ pub struct Metrics {
     pub cert_reloads: IntCounterVec,
 }
 
+/// `(result, mode, reason)` series created at zero, so dashboards and alert ratios see zeros instead of
+/// absent series before the first admission: the common answers of each mode.
+const PRIMED_DECISIONS: &[(&str, &str, &str)] = &[
+    ("allowed", "policy", "go"),
+    ("allowed", "policy", "warn"),
+    ("denied", "policy", "stop"),
+    ("denied", "policy", "unanalyzed"),
+    ("denied", "policy", "queued"),
+    ("allowed", "analysis", "analyzed"),
+    ("denied", "analysis", "unanalyzed"),
+    ("denied", "analysis", "queued"),
+    ("allowed", "breakglass", "breakglass"),
+];
+
 impl Metrics {
+    fn prime(&self) {
+        for labels in PRIMED_DECISIONS {
+            self.decisions
+                .with_label_values(&[labels.0, labels.1, labels.2]);
+        }
+        for result in ["hit", "miss"] {
+            self.tag_cache.with_label_values(&[result]);
+        }
+        for result in ["ok", "error"] {
+            self.cert_reloads.with_label_values(&[result]);
+        }
+    }
+
     /// Creates the metrics and registers them in `registry` (fails if they are registered there already).
     pub fn register(registry: &Registry) -> Result<Self> {
         let m = Metrics {
@@ -72,6 +99,7 @@ impl Metrics {
         registry.register(Box::new(m.enqueued.clone()))?;
         registry.register(Box::new(m.tag_cache.clone()))?;
         registry.register(Box::new(m.cert_reloads.clone()))?;
+        m.prime();
         Ok(m)
     }
 }

@@ -133,6 +133,32 @@ impl Registry {
         Ok((bytes, digest))
     }
 
+    /// The digest of the image manifest `reference_text` names for `platform` (in an index: the chosen
+    /// entry's digest, the one an analysis is stored under), from one manifest request: no config, no
+    /// layers.
+    pub(crate) async fn manifest_digest(
+        &self,
+        reference_text: &str,
+        platform: &Platform,
+    ) -> Result<String> {
+        let reference =
+            ImageRef::parse(reference_text).map_err(|message| AnalyzeError::InvalidSource {
+                source_text: reference_text.to_string(),
+                message,
+            })?;
+        let whole = reference.to_string();
+        let (bytes, digest) = self.manifest(&reference, &whole).await?;
+        match manifest::parse_manifest(&bytes, &format!("manifest of {whole}"))? {
+            ManifestDoc::Image(_) => Ok(digest),
+            ManifestDoc::Index(index) => {
+                let chosen =
+                    manifest::select_platform(&index, platform, &format!("index of {whole}"))?;
+                manifest::check_digest(&chosen.digest, "manifest")?;
+                Ok(chosen.digest.clone())
+            }
+        }
+    }
+
     /// Fetches the manifest (selecting `platform` in an index), then the config, with the first
     /// `prefetch` layers requested at the same time; each layer opened later requests the next one, so
     /// `prefetch` requests stay ahead of the pipeline (0: layers are requested when opened).
@@ -305,6 +331,41 @@ impl Read for ChannelReader {
         buf[..n].copy_from_slice(&self.current[..n]);
         let _ = self.current.split_to(n);
         Ok(n)
+    }
+}
+
+/// Resolves references to manifest digests with a shared client (connections and tokens reused), for
+/// callers that need an image's identity but not its contents (the admission webhook).
+#[derive(Clone)]
+pub struct DigestResolver {
+    registry: Arc<Registry>,
+    platform: Platform,
+}
+
+impl std::fmt::Debug for DigestResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestResolver")
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DigestResolver {
+    /// A resolver with these registry options, picking `platform` from multi-arch indexes (as the
+    /// analyzer does, so the digest is the one its analysis is stored under).
+    pub fn new(options: RegistryOptions, platform: Platform) -> Self {
+        DigestResolver {
+            registry: Arc::new(Registry::new(options)),
+            platform,
+        }
+    }
+
+    /// The manifest digest (`sha256:...`) of `reference` (`host/repo:tag`); a 404 is
+    /// [`AnalyzeError::ManifestUnknown`].
+    pub async fn manifest_digest(&self, reference: &str) -> Result<String> {
+        self.registry
+            .manifest_digest(reference, &self.platform)
+            .await
     }
 }
 

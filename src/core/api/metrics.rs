@@ -82,7 +82,8 @@ impl ApiMetrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// The registry, for metrics of the core's other loops (the feed cycle) to join.
+    /// The registry `/metrics` renders: the core's other parts (the feed cycle, the admission webhook)
+    /// register theirs here so one scrape sees them all.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -1,0 +1,236 @@
+//! The admission webhook's view of fathom: [`StoreOracle`] answers `fathom_webhook::ImageOracle` from the
+//! results store and the queue, resolves tags through the analyzer's registry client, and evaluates
+//! policy through [`PolicyCheck`], the one place a policy engine plugs in.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fathom_analyzer::source::registry::DigestResolver;
+use fathom_analyzer::AnalyzeError;
+use fathom_webhook::{AnalysisState, Finding, ImageId, ImageOracle, OracleError, Outcome, Verdict};
+use fathom_worker::store::{ImageStatus, Store, StoreError, SubmissionFilter, SubmitOptions};
+
+/// Queue priority of analyses the webhook asks for (lower runs first; submissions default to 0): a
+/// deployment is waiting on them, so they overtake bulk submissions.
+pub const ADMISSION_PRIORITY: i16 = -100;
+
+/// Digests remembered as analyzed at most (the map is emptied when full: a burst of distinct images
+/// costs store lookups again, never unbounded memory).
+const ANALYZED_CACHE_ENTRIES: usize = 10_000;
+
+/// The message of the verdict given while no policy engine is wired.
+pub const NO_POLICY_ENGINE: &str = "policy engine not configured";
+
+/// Evaluates an analyzed image against a policy bundle (`None`: the active bundle). The policy engine
+/// implements this; [`NoPolicyEngine`] stands in until it is wired.
+#[async_trait]
+pub trait PolicyCheck: Send + Sync + 'static {
+    /// The verdict for `image`.
+    async fn evaluate(&self, image: &ImageId, bundle: Option<&str>)
+        -> Result<Verdict, OracleError>;
+}
+
+/// The stand-in while no policy engine is wired: every analyzed image is GO, with a finding that says
+/// why (so `mode: policy` acts like `mode: analysis`, and the audit trail shows it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPolicyEngine;
+
+#[async_trait]
+impl PolicyCheck for NoPolicyEngine {
+    async fn evaluate(
+        &self,
+        _image: &ImageId,
+        bundle: Option<&str>,
+    ) -> Result<Verdict, OracleError> {
+        Ok(Verdict {
+            outcome: Outcome::Go,
+            bundle: bundle.unwrap_or("none").to_owned(),
+            findings: vec![Finding {
+                trigger: "policy".into(),
+                outcome: Outcome::Go,
+                message: NO_POLICY_ENGINE.into(),
+            }],
+        })
+    }
+}
+
+/// The core's policy engine for the webhook. THE plug: return the engine's [`PolicyCheck`] here once it
+/// is wired into the core (it gets the configuration and the results store, where the analyzed
+/// documents are); until then [`NoPolicyEngine`].
+pub fn policy_check(_config: &crate::config::FathomConfig, _store: &Store) -> Arc<dyn PolicyCheck> {
+    Arc::new(NoPolicyEngine)
+}
+
+/// `ImageOracle` over the store, the queue (through the store's submissions) and the registry.
+pub struct StoreOracle {
+    store: Store,
+    resolver: DigestResolver,
+    policy: Arc<dyn PolicyCheck>,
+    /// Submissions: the current catalogers key (an image analyzed under it needs no job) and attempts.
+    cache_key: String,
+    max_attempts: i32,
+    /// Digests seen analyzed, and when: an analysis is not undone, so admissions of the images a
+    /// cluster runs answer without a store round trip for `analyzed_ttl`.
+    analyzed: Mutex<HashMap<String, Instant>>,
+    analyzed_ttl: Duration,
+}
+
+impl StoreOracle {
+    /// An oracle on `store`, resolving tags with `resolver`, evaluating with `policy`; analyses it queues
+    /// get `max_attempts` attempts and skip images analyzed under `cache_key`. An image found analyzed
+    /// is remembered for `analyzed_ttl` (0: always ask the store).
+    pub fn new(
+        store: Store,
+        resolver: DigestResolver,
+        policy: Arc<dyn PolicyCheck>,
+        cache_key: String,
+        max_attempts: i32,
+        analyzed_ttl: Duration,
+    ) -> Self {
+        StoreOracle {
+            store,
+            resolver,
+            policy,
+            cache_key,
+            max_attempts,
+            analyzed: Mutex::new(HashMap::new()),
+            analyzed_ttl,
+        }
+    }
+
+    fn known_analyzed(&self, digest: &str) -> bool {
+        let Ok(map) = self.analyzed.lock() else {
+            return false;
+        };
+        map.get(digest)
+            .is_some_and(|seen| seen.elapsed() < self.analyzed_ttl)
+    }
+
+    fn remember_analyzed(&self, digest: &str) {
+        if self.analyzed_ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut map) = self.analyzed.lock() {
+            if map.len() >= ANALYZED_CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(digest.to_owned(), Instant::now());
+        }
+    }
+}
+
+fn unavailable(what: &str, e: StoreError) -> OracleError {
+    OracleError::Unavailable(format!("{what}: {e}"))
+}
+
+#[async_trait]
+impl ImageOracle for StoreOracle {
+    async fn resolve(&self, reference: &str) -> Result<String, OracleError> {
+        self.resolver
+            .manifest_digest(reference)
+            .await
+            .map_err(|e| match e {
+                // The workload names an image that does not exist: it could never start.
+                AnalyzeError::ManifestUnknown { .. } => OracleError::NotFound(e.to_string()),
+                other => OracleError::Unavailable(other.to_string()),
+            })
+    }
+
+    async fn analysis_state(&self, image: &ImageId) -> Result<AnalysisState, OracleError> {
+        if self.known_analyzed(&image.digest) {
+            return Ok(AnalysisState::Analyzed);
+        }
+        // Stored results are keyed by manifest digest, whatever reference they were submitted under.
+        if let Some(stored) = self
+            .store
+            .image(&image.digest)
+            .await
+            .map_err(|e| unavailable("reading the store", e))?
+        {
+            return Ok(match stored.status {
+                ImageStatus::Analyzed => {
+                    self.remember_analyzed(&image.digest);
+                    AnalysisState::Analyzed
+                }
+                ImageStatus::Failed => AnalysisState::Failed {
+                    reason: stored.error.unwrap_or_else(|| "no reason recorded".into()),
+                },
+            });
+        }
+        // Not stored: a live job for the pinned reference (ours) or the tag (a user's) answers soon.
+        let pinned = image.pinned();
+        let mut references = vec![pinned.clone()];
+        if image.reference != pinned {
+            references.push(image.reference.clone());
+        }
+        let entries = self
+            .store
+            .submissions(&SubmissionFilter {
+                references: Some(references),
+                limit: 2,
+                ..SubmissionFilter::default()
+            })
+            .await
+            .map_err(|e| unavailable("reading submissions", e))?;
+        for entry in &entries {
+            match entry.status.as_str() {
+                "queued" | "analyzing" => return Ok(AnalysisState::Queued),
+                // Only a failure of this very digest says something about it; a tag's failed job may
+                // have been another digest. Failed jobs are not retried from here: the user resubmits.
+                "failed" if entry.reference == pinned => {
+                    return Ok(AnalysisState::Failed {
+                        reason: entry
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| "no reason recorded".into()),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(AnalysisState::Unknown)
+    }
+
+    async fn evaluate(
+        &self,
+        image: &ImageId,
+        bundle: Option<&str>,
+    ) -> Result<Verdict, OracleError> {
+        self.policy.evaluate(image, bundle).await
+    }
+
+    async fn enqueue(&self, image: &ImageId) -> Result<(), OracleError> {
+        // The pinned reference: the analysis is of the digest the workload was checked against, even
+        // if the tag moves meanwhile. The store deduplicates against live jobs of the same reference.
+        let options = SubmitOptions {
+            priority: ADMISSION_PRIORITY,
+            max_attempts: self.max_attempts,
+            force: false,
+            cache_key: Some(self.cache_key.clone()),
+        };
+        self.store
+            .submit_with(&[image.pinned()], &options)
+            .await
+            .map_err(|e| unavailable("queueing the analysis", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_a_policy_engine_every_image_is_go_and_says_why() {
+        let id = ImageId {
+            reference: "r.test/app:1".into(),
+            digest: "sha256:ab".into(),
+        };
+        let v = NoPolicyEngine.evaluate(&id, Some("strict")).await.unwrap();
+        assert_eq!(v.outcome, Outcome::Go);
+        assert_eq!(v.bundle, "strict");
+        assert_eq!(v.findings[0].message, NO_POLICY_ENGINE);
+    }
+}

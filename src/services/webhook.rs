@@ -1,0 +1,60 @@
+//! The admission webhook inside the core (`services.webhook`): its oracle over the core's store and the
+//! analyzer's registry client, its HTTPS server, its metrics in the core's registry.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use fathom_analyzer::source::registry::DigestResolver;
+use fathom_webhook::WebhookServer;
+use fathom_worker::store::Store;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::FathomConfig;
+use crate::core::oracle::{policy_check, StoreOracle};
+
+/// Binds the webhook when `services.webhook.enabled` and serves it in a task until `shutdown` turns
+/// true; `None` when it is off. Errors (certificate, port, configuration) surface here, before serving.
+pub async fn start(
+    config: &FathomConfig,
+    store: Store,
+    cache_key: String,
+    registry: &prometheus::Registry,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<JoinHandle<anyhow::Result<()>>>> {
+    let hook = &config.services.webhook;
+    if !hook.enabled {
+        return Ok(None);
+    }
+    let options =
+        fathom_worker::config::analyzer_options(&config.services.analyzer, &config.registry)?;
+    // Tag lookups share the time budget of the whole answer: never wait on a registry longer than it.
+    let mut registry_options = options.registry.clone();
+    registry_options.timeout = registry_options.timeout.min(hook.timeout);
+    let resolver = DigestResolver::new(registry_options, options.platform.clone());
+    let policy = policy_check(config, &store);
+    let oracle = StoreOracle::new(
+        store,
+        resolver,
+        policy,
+        cache_key,
+        config.services.api.max_attempts,
+        hook.cache_ttl,
+    );
+    let server = WebhookServer::bind(hook, Arc::new(oracle), registry)
+        .await
+        .context("starting services.webhook")?;
+    let bound = server.local_addr()?;
+    tracing::info!(address = %bound, mode = hook.default_mode.as_str(), "admission webhook listening");
+    // Printed for scripts and tests that bind port 0.
+    println!("fathom webhook listening on https://{bound}");
+    let mut stop = shutdown;
+    Ok(Some(tokio::spawn(async move {
+        server
+            .run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .context("webhook server")
+    })))
+}

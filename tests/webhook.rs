@@ -1,0 +1,311 @@
+//! The admission webhook inside a real `fathom run` (API + webhook) on a throwaway Postgres, over real
+//! HTTPS with a certificate from `fathom webhook certs`, answering real AdmissionReview documents about
+//! images in the test registry that a real worker analyzes.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use support::api::Api;
+use support::{fathom, free_addr, http_get, metric, ok, Fleet};
+
+/// The Service name the certificate is made for (deploy/base/webhook.yaml's).
+const HOST: &str = "fathom-webhook.fathom.svc";
+
+/// A workload of `kind` in `ns` running `containers` and `init` (`(name, image)`).
+fn workload(kind: &str, ns: &str, containers: &[(&str, &str)], init: &[(&str, &str)]) -> Value {
+    let list = |cs: &[(&str, &str)]| -> Vec<Value> {
+        cs.iter()
+            .map(|(n, i)| json!({"name": n, "image": i, "imagePullPolicy": "IfNotPresent"}))
+            .collect()
+    };
+    let spec = json!({"containers": list(containers), "initContainers": list(init)});
+    let meta = json!({"name": "app", "namespace": ns, "labels": {"app": "app"}});
+    match kind {
+        "Pod" => json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}),
+        _ => json!({"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "app"}},
+            "template": {"metadata": {"labels": {"app": "app"}}, "spec": spec}
+        }}),
+    }
+}
+
+/// The AdmissionReview the API server sends for CREATE of `object`.
+fn review(uid: &str, object: &Value, dry_run: bool) -> Value {
+    let kind = object["kind"].as_str().unwrap();
+    let (group, resource) = match kind {
+        "Pod" => ("", "pods"),
+        _ => ("apps", "deployments"),
+    };
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": resource},
+            "name": "app",
+            "namespace": object["metadata"]["namespace"],
+            "operation": "CREATE",
+            "userInfo": {"username": "admin", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+struct Hook {
+    client: reqwest::Client,
+    port: u16,
+}
+
+impl Hook {
+    /// POSTs `review` to /validate; the `response` of the answer, after checking it echoes `uid`.
+    async fn admit(&self, review: &Value) -> Value {
+        let answer: Value = self
+            .client
+            .post(format!("https://{HOST}:{}/validate", self.port))
+            .json(review)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{answer}");
+        assert_eq!(
+            answer["response"]["uid"], review["request"]["uid"],
+            "{answer}"
+        );
+        answer["response"].clone()
+    }
+}
+
+fn message(response: &Value) -> String {
+    response["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_honours_breakglass() {
+    let fleet = Fleet::direct(&["alpine-apk", "rocky-rpm"]).await;
+    let host = fleet.host.clone();
+
+    // TLS as an operator without cert-manager makes it.
+    let tls = fleet.path().join("tls");
+    let out = fathom()
+        .args([
+            "webhook",
+            "certs",
+            "--service",
+            "fathom-webhook",
+            "--namespace",
+            "fathom",
+        ])
+        .arg("--out")
+        .arg(&tls)
+        .output()
+        .unwrap();
+    let patch: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    let ca_pem = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
+    assert_eq!(patch[0]["path"], "/webhooks/0/clientConfig/caBundle");
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(patch[0]["value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bundle, ca_pem.as_bytes(), "the patch carries ca.crt");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tls.join("tls.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "tls.key is private: {mode:o}");
+    }
+
+    let hook_addr = free_addr();
+    let port: u16 = hook_addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let extra = format!(
+        "  webhook:\n    enabled: true\n    address: '{hook_addr}'\n    \
+         cert_file: '{}'\n    key_file: '{}'\n    timeout: 5s\n    selectors:\n      \
+         - {{name: emergency, namespace: '^breakglass$', mode: breakglass}}\n\
+         registry:\n  insecure: ['{host}']\n  timeout: 10s\n",
+        tls.join("tls.crt").display(),
+        tls.join("tls.key").display(),
+    );
+    let api = Api::start(fleet.path(), fleet.url(), &extra);
+    let hook = Hook {
+        client: reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .resolve(HOST, ([127, 0, 0, 1], port).into())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+        port,
+    };
+    let _worker = fleet.worker("w1", &fleet.spec());
+
+    // An analyzed image, by tag in a container and by digest in an init container: admitted.
+    let analyzed = fleet.refs[0].clone();
+    fleet.submit(std::slice::from_ref(&analyzed), 3).await;
+    fleet
+        .wait_analyzed(std::slice::from_ref(&analyzed), Duration::from_secs(120))
+        .await;
+    let repo0 = analyzed.rsplit_once(':').unwrap().0;
+    let by_digest = format!("{repo0}@{}", fleet.digest(0));
+    let deployment = workload(
+        "Deployment",
+        "shop",
+        &[("web", &analyzed)],
+        &[("init", &by_digest)],
+    );
+    let r = hook.admit(&review("u-analyzed", &deployment, false)).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["auditAnnotations"]["mode"], "policy", "{r}");
+
+    // An image fathom never saw, as a dry run: denied, and nothing is queued.
+    let unknown = fleet.refs[1].clone();
+    let repo1 = unknown.rsplit_once(':').unwrap().0;
+    let pinned = format!("{repo1}@{}", fleet.digest(1));
+    let pod = workload("Pod", "shop", &[("db", &unknown)], &[]);
+    let r = hook.admit(&review("u-dry", &pod, true)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        message(&r).contains("dry run: no analysis was queued"),
+        "{r}"
+    );
+    for reference in [&pinned, &unknown] {
+        let entries = fleet.db.store.status(Some(reference), 5).await.unwrap();
+        assert!(
+            entries.is_empty(),
+            "a dry run queued {reference}: {entries:?}"
+        );
+    }
+
+    // The same for real: denied, and its analysis queued at high priority under the pinned digest.
+    let r = hook.admit(&review("u-unknown", &pod, false)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        message(&r).contains("analysis was queued at high priority"),
+        "{r}"
+    );
+    assert!(message(&r).contains(&pinned), "{r}");
+    let entry = fleet.db.status(&pinned).await;
+    let job = fleet
+        .db
+        .queue
+        .job(entry.job_id.expect("a job"))
+        .await
+        .unwrap()
+        .expect("the queued job");
+    assert!(
+        job.priority < 0,
+        "admission analyses jump the queue: {job:?}"
+    );
+    assert_eq!(job.payload["reference"], pinned.as_str());
+    // Once the worker has analyzed it, the same workload is admitted (by tag, resolved to that digest).
+    fleet
+        .wait_analyzed(std::slice::from_ref(&pinned), Duration::from_secs(120))
+        .await;
+    let r = hook.admit(&review("u-later", &pod, false)).await;
+    assert_eq!(r["allowed"], true, "{r}");
+
+    // A tag that does not exist: denied, named.
+    let missing = format!("{host}/nowhere/none:v1");
+    let pod = workload("Pod", "shop", &[("x", &missing)], &[]);
+    let r = hook.admit(&review("u-missing", &pod, false)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(message(&r).contains("was not found in its registry"), "{r}");
+
+    // Breakglass by namespace: admitted unchecked, with a warning, and nothing queued.
+    let pod = workload("Pod", "breakglass", &[("x", &missing)], &[]);
+    let r = hook.admit(&review("u-breakglass", &pod, false)).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(
+        r["warnings"][0].as_str().unwrap().contains("breakglass"),
+        "{r}"
+    );
+    assert_eq!(r["auditAnnotations"]["selector"], "emergency", "{r}");
+
+    // The webhook's metrics on the core's /metrics, beside the API's.
+    let (status, text) = http_get(&api.addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let decided = |result: &str, mode: &str, reason: &str| {
+        metric(
+            &text,
+            &format!(
+                "fathom_webhook_decisions_total{{mode=\"{mode}\",reason=\"{reason}\",result=\"{result}\"}}"
+            ),
+        )
+    };
+    assert_eq!(decided("allowed", "policy", "go"), 2.0, "{text}");
+    assert_eq!(decided("denied", "policy", "unanalyzed"), 2.0, "{text}");
+    assert_eq!(decided("denied", "policy", "not_found"), 1.0, "{text}");
+    assert_eq!(
+        decided("allowed", "breakglass", "breakglass"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "fathom_webhook_enqueued_total"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "fathom_webhook_request_duration_seconds_count"),
+        6.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "fathom_webhook_tag_cache_total{result=\"miss\"}") >= 3.0,
+        "{text}"
+    );
+    for name in ["fathom_webhook_timeouts_total", "fathom_api_requests_total"] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+}
+
+#[test]
+fn the_webhook_needs_the_core_and_its_own_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |yaml: &str| {
+        let config = dir.path().join("run.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let out = fathom()
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = check("services: {webhook: {enabled: true}, analyzer: {enabled: true}}");
+    assert!(err.contains("services.webhook.enabled"), "{err}");
+    let err = check(
+        "services: {api: {enabled: true, auth: false, address: '127.0.0.1:9443'}, \
+         webhook: {enabled: true, address: '127.0.0.1:9443'}}",
+    );
+    assert!(err.contains("services.webhook.address"), "{err}");
+    assert!(err.contains("services.api.address"), "{err}");
+    // No certificate (the Secret not mounted): the core does not start, and says which file is missing.
+    let missing = dir.path().join("absent/tls.crt");
+    let err = check(&format!(
+        "services: {{api: {{enabled: true, auth: false, address: '{}'}}, \
+         webhook: {{enabled: true, address: '{}', cert_file: '{}'}}}}",
+        free_addr(),
+        free_addr(),
+        missing.display()
+    ));
+    assert!(err.contains("starting services.webhook"), "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}
