@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod migrate;
 pub mod queue;
+pub mod queue_retry;
 pub mod results;
 pub mod run;
 pub mod scale;

@@ -12,6 +12,7 @@ mod images;
 pub(crate) mod maintenance;
 mod metrics;
 mod queue;
+mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use fathom_queue::Queue;
 use fathom_worker::store::Store;
@@ -76,6 +77,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/packages"),
     ("GET", "/v1/queue"),
     ("DELETE", "/v1/jobs/{id}"),
+    ("POST", "/v1/jobs/{id}/retry"),
+    ("POST", "/v1/jobs/retry"),
     ("GET", "/v1/openapi.json"),
 ];
 
@@ -102,6 +105,8 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route("/v1/packages", get(queue::find))
         .route("/v1/queue", get(queue::stats))
         .route("/v1/jobs/{id}", delete(queue::cancel))
+        .route("/v1/jobs/{id}/retry", post(retry::retry_one))
+        .route("/v1/jobs/retry", post(retry::retry_batch))
         .route(
             "/v1/openapi.json",
             get(move || {
