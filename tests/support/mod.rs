@@ -98,6 +98,14 @@ pub struct WorkerSpec {
     pub rescue_interval: &'static str,
     pub retry_backoff_base: &'static str,
     pub insecure: Vec<String>,
+    /// `registry.max_concurrent_per_host`.
+    pub max_concurrent_per_host: usize,
+    /// `registry.breaker_failures`.
+    pub breaker_failures: u32,
+    /// `registry.breaker_probe_interval`.
+    pub breaker_probe_interval: &'static str,
+    /// `services.analyzer.layers_in_flight` (CPUs when unset).
+    pub layers_in_flight: Option<usize>,
 }
 
 impl Default for WorkerSpec {
@@ -109,6 +117,10 @@ impl Default for WorkerSpec {
             rescue_interval: "1s",
             retry_backoff_base: "200ms",
             insecure: vec![registry()],
+            max_concurrent_per_host: 32,
+            breaker_failures: 5,
+            breaker_probe_interval: "5s",
+            layers_in_flight: None,
         }
     }
 }
@@ -132,15 +144,22 @@ impl WorkerProc {
             format!(
                 "database:\n  url: '{database_url}'\n  pool_size: 2\n\
                  services:\n  analyzer:\n    concurrency: {}\n    lease_ttl: {}\n    drain_timeout: {}\n    \
-                 rescue_interval: {}\n    retry_backoff_base: {}\n    poll_interval: 1s\n\
-                 registry:\n  insecure: [{}]\n  timeout: 10s\n\
+                 rescue_interval: {}\n    retry_backoff_base: {}\n    poll_interval: 1s\n{}\
+                 registry:\n  insecure: [{}]\n  timeout: 10s\n  max_concurrent_per_host: {}\n  \
+                 breaker_failures: {}\n  breaker_probe_interval: {}\n\
                  metrics:\n  address: '{metrics}'\n",
                 spec.concurrency,
                 spec.lease_ttl,
                 spec.drain_timeout,
                 spec.rescue_interval,
                 spec.retry_backoff_base,
+                spec.layers_in_flight
+                    .map(|n| format!("    layers_in_flight: {n}\n"))
+                    .unwrap_or_default(),
                 insecure.join(", "),
+                spec.max_concurrent_per_host,
+                spec.breaker_failures,
+                spec.breaker_probe_interval,
             ),
         )
         .unwrap();

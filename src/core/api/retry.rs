@@ -78,8 +78,9 @@ pub(super) async fn retry_batch(
         .since
         .as_deref()
         .map(|t| {
-            humantime::parse_rfc3339_weak(t)
-                .map_err(|e| ApiError::invalid(format!("since: {t:?} is not an RFC 3339 time: {e}")))
+            humantime::parse_rfc3339_weak(t).map_err(|e| {
+                ApiError::invalid(format!("since: {t:?} is not an RFC 3339 time: {e}"))
+            })
         })
         .transpose()?;
     let requeued = state
