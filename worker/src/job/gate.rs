@@ -151,11 +151,13 @@ async fn defer(
         {
             Ok(outcome) => {
                 if outcome.state == JobState::Dead {
-                    // The time budget ran out while the registry stayed down.
-                    metrics
-                        .jobs_failed
-                        .with_label_values(&["dead", "connect"])
-                        .inc();
+                    // The time budget ran out while the registry stayed down (or kept rate limiting).
+                    let label = if reason == "rate_limited" {
+                        "rate_limited"
+                    } else {
+                        "registry_unavailable"
+                    };
+                    metrics.jobs_failed.with_label_values(&["dead", label]).inc();
                     tracing::warn!(
                         job = job.id(),
                         host,
