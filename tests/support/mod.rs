@@ -24,8 +24,8 @@ pub use proxy::Proxy;
 /// The `fathom` binary under test: cargo's, or `FATHOM_TEST_BIN` when set (a copy taken right after the
 /// build, for a target directory other builds write to as well).
 pub fn fathom() -> Command {
-    let bin = std::env::var_os("FATHOM_TEST_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_fathom").into());
+    let bin =
+        std::env::var_os("FATHOM_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_fathom").into());
     let mut cmd = Command::new(bin);
     cmd.env_remove("DATABASE_URL").stdin(Stdio::null());
     cmd

@@ -157,7 +157,10 @@ async fn defer(
                     } else {
                         "registry_unavailable"
                     };
-                    metrics.jobs_failed.with_label_values(&["dead", label]).inc();
+                    metrics
+                        .jobs_failed
+                        .with_label_values(&["dead", label])
+                        .inc();
                     tracing::warn!(
                         job = job.id(),
                         host,
