@@ -3,7 +3,11 @@
 //! database) and warm cache (the same layers already analyzed, new manifests on top).
 //!
 //! Prints exactly one line per case on stdout:
-//! `worker case=NAME workers=W images=N images_per_min=X cache_hit_ratio=R`.
+//! `worker case=NAME workers=W images=N images_per_min=X cache_hit_ratio=R`, and for the outage case
+//! (the registry answers 503 for `outage_s` seconds right after submission, longer than the old
+//! five-attempt budget; R is from the registry's return to the last image analyzed):
+//! `worker case=outage images=N outage_s=S analyzed=A dead=D recovery_s=R`.
+//! `cargo bench --bench worker -- outage` runs only the cases whose name contains `outage`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -13,7 +17,7 @@ use std::time::{Duration, Instant};
 use fathom_testkit::image::layer_tar;
 use fathom_testkit::samples::{sample_images, SampleEntry, SampleKind};
 use fathom_testkit::{BuiltImage, BuiltLayer, Compress};
-use support::{Db, WorkerProc, WorkerSpec};
+use support::{Db, Proxy, WorkerProc, WorkerSpec};
 
 /// Variants per sample image and case: 4 samples × 6 = 24 images per case.
 const VARIANTS: usize = 6;
@@ -106,6 +110,61 @@ async fn run_case(url: &str, case: &str, workers: usize, set: &str) {
     );
 }
 
+/// Seconds the registry stays down in the outage case: twice the old budget (5 attempts, 2 s doubling,
+/// dead after ~30 s).
+const OUTAGE_S: u64 = 60;
+
+async fn outage_case(url: &str) {
+    let images: Vec<BuiltImage> = image_set("o").into_iter().step_by(3).collect();
+    let proxy = Proxy::start(&support::registry()).await;
+    let mut refs = Vec::new();
+    for image in &images {
+        let repo = support::push_image(&format!("bench-out-{}", image.name), image).await;
+        refs.push(format!("{}/{repo}", proxy.addr));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Production defaults for backoff and breaker; two workers of two slots.
+    let spec = WorkerSpec {
+        concurrency: 2,
+        retry_backoff_base: "2s",
+        insecure: vec![proxy.addr.clone()],
+        ..Default::default()
+    };
+    proxy
+        .rules
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let procs: Vec<WorkerProc> = (0..2)
+        .map(|i| WorkerProc::start(dir.path(), &format!("bench-outage-{i}"), url, &spec))
+        .collect();
+    let db = Db::new(url);
+    db.store.submit(&refs, 5).await.expect("submit");
+    tokio::time::sleep(Duration::from_secs(OUTAGE_S)).await;
+    proxy
+        .rules
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(600);
+    let stats = loop {
+        let stats = db.queue.stats().await.expect("stats");
+        if stats.succeeded + stats.failed + stats.dead >= refs.len() as i64
+            || Instant::now() > deadline
+        {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let recovery = back.elapsed().as_secs_f64();
+    drop(procs);
+    println!(
+        "worker case=outage images={} outage_s={OUTAGE_S} analyzed={} dead={} recovery_s={recovery:.1}",
+        refs.len(),
+        stats.succeeded,
+        stats.dead
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; anything else (e.g. `cargo test --benches`) only checks it builds.
     if !std::env::args().any(|a| a == "--bench") {
@@ -115,11 +174,24 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // Names after `--` (not flags) pick the cases to run.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted =
+        |case: &str| filters.is_empty() || filters.iter().any(|f| case.contains(f.as_str()));
     runtime.block_on(async {
-        for workers in [1, 2] {
+        if wanted("cold") || wanted("warm") {
+            for workers in [1, 2] {
+                let db = support::test_db().await;
+                run_case(db.url(), "cold", workers, &format!("c{workers}")).await;
+                run_case(db.url(), "warm", workers, &format!("w{workers}")).await;
+            }
+        }
+        if wanted("outage") {
             let db = support::test_db().await;
-            run_case(db.url(), "cold", workers, &format!("c{workers}")).await;
-            run_case(db.url(), "warm", workers, &format!("w{workers}")).await;
+            outage_case(db.url()).await;
         }
     });
 }

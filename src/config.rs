@@ -226,6 +226,7 @@ impl FathomConfig {
             },
             backoff_base: self.services.analyzer.retry_backoff_base,
             backoff_cap: self.services.analyzer.retry_backoff_cap,
+            deadline: self.services.analyzer.retry_deadline,
             ..fathom_queue::QueueConfig::default()
         }
     }

@@ -28,21 +28,33 @@ WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
 RETURNING j.id
 "#;
 
-/// Permanent → `failed`; out of attempts → `dead`; otherwise back to `queued` after a capped exponential
-/// backoff with jitter (half to full delay), never sooner than the remote side's Retry-After.
+/// Permanent → `failed`; out of attempts, or past the time budget (`$8` seconds since the first attempt or
+/// the last requeue) → `dead`; otherwise back to `queued` after a capped exponential backoff with jitter
+/// (half to full delay), never sooner than the remote side's Retry-After.
 pub(crate) const FAIL_SQL: &str = r#"
-UPDATE fathom_jobs SET
-    state = CASE WHEN $3 THEN 'failed' WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-    run_at = CASE WHEN $3 OR attempt >= max_attempts THEN run_at
+WITH cur AS (
+    SELECT id, CASE
+        WHEN $3 THEN 'failed'
+        WHEN attempt >= max_attempts
+          OR now() >= coalesce(requeued_at, first_claimed_at, now()) + make_interval(secs => $8) THEN 'dead'
+        ELSE 'queued' END AS next
+    FROM fathom_jobs
+    WHERE id = $1 AND lease_token = $2 AND state = 'running'
+    FOR UPDATE
+)
+UPDATE fathom_jobs j SET
+    state = cur.next,
+    run_at = CASE WHEN cur.next <> 'queued' THEN j.run_at
              ELSE now() + make_interval(secs => greatest(
                  coalesce($6::float8, 0),
-                 least($5::float8, $4::float8 * power(2, least(attempt - 1, 60))) * (0.5 + random() * 0.5)))
+                 least($5::float8, $4::float8 * power(2, least(j.attempt - 1, 60))) * (0.5 + random() * 0.5)))
              END,
-    finished_at = CASE WHEN $3 OR attempt >= max_attempts THEN now() END,
-    last_error = $7,
+    finished_at = CASE WHEN cur.next <> 'queued' THEN now() END,
+    last_error = $7, last_error_kind = $9, deferred_for = NULL,
     lease_token = NULL, lease_expires_at = NULL
-WHERE id = $1 AND lease_token = $2 AND state = 'running'
-RETURNING state, run_at
+FROM cur
+WHERE j.id = cur.id
+RETURNING j.state, j.run_at
 "#;
 
 /// Puts running jobs straight back (graceful shutdown): not counted as an attempt, claimable at once,
@@ -61,6 +73,17 @@ woken AS (
 )
 SELECT released.id FROM released, (SELECT count(*) FROM woken) AS w
 "#;
+
+/// The (state, run_at) a fail or defer statement returned, or [`Error::LeaseLost`] when it matched nothing.
+pub(crate) fn outcome(row: Option<&tokio_postgres::Row>, job_id: i64) -> Result<FailOutcome> {
+    let row = row.ok_or(Error::LeaseLost { job_id })?;
+    let state: String = row.try_get("state")?;
+    let run_at: SystemTime = row.try_get("run_at")?;
+    Ok(FailOutcome {
+        state: JobState::parse(&state).unwrap_or(JobState::Failed),
+        run_at,
+    })
+}
 
 fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
     leases.iter().map(|l| (l.job_id, l.token)).unzip()
@@ -134,6 +157,18 @@ impl Queue {
 
     /// Records a failed attempt. [`Error::LeaseLost`] if the lease is no longer ours.
     pub async fn fail(&self, lease: Lease, failure: Failure, error: &str) -> Result<FailOutcome> {
+        self.fail_as(lease, failure, None, error).await
+    }
+
+    /// [`Queue::fail`] recording the failure's kind (a stable reason label, e.g. `manifest_unknown`) too,
+    /// so dead jobs can be counted by kind ([`Queue::dead_by_kind`]).
+    pub async fn fail_as(
+        &self,
+        lease: Lease,
+        failure: Failure,
+        kind: Option<&str>,
+        error: &str,
+    ) -> Result<FailOutcome> {
         let permanent = matches!(failure, Failure::Permanent);
         let retry_after = match failure {
             Failure::Retryable { retry_after } => retry_after.map(secs),
@@ -141,6 +176,7 @@ impl Queue {
         };
         let base = secs(self.config.backoff_base);
         let cap = secs(self.config.backoff_cap);
+        let deadline = secs(self.config.deadline);
         let rows = self
             .query(
                 FAIL_SQL,
@@ -152,18 +188,12 @@ impl Queue {
                     (&cap, Type::FLOAT8),
                     (&retry_after, Type::FLOAT8),
                     (&error, Type::TEXT),
+                    (&deadline, Type::FLOAT8),
+                    (&kind, Type::TEXT),
                 ],
             )
             .await?;
-        let row = rows.first().ok_or(Error::LeaseLost {
-            job_id: lease.job_id,
-        })?;
-        let state: String = row.try_get("state")?;
-        let run_at: SystemTime = row.try_get("run_at")?;
-        Ok(FailOutcome {
-            state: JobState::parse(&state).unwrap_or(JobState::Failed),
-            run_at,
-        })
+        outcome(rows.first(), lease.job_id)
     }
 
     /// Puts running jobs back in the queue at once (graceful shutdown); returns the ids released.

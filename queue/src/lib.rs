@@ -7,7 +7,8 @@
 //! [`Queue::release`] must present. Expired leases are rescued by any worker ([`Queue::rescue_expired`]).
 //! [`Waker`] turns LISTEN/NOTIFY into wake-ups with a polling fallback; worker processes join a [`Fleet`]
 //! whose members wake one per job and take turns polling. [`Queue::stats`] feeds the
-//! autoscaler. [`tx`] runs enqueue and complete inside a caller's sqlx transaction. [`migrate()`] applies
+//! autoscaler. Outages: [`Queue::defer`] parks a job for a resource without charging an attempt and
+//! [`Queue::resume`] releases the group; [`Queue::requeue`] brings finished jobs back. [`tx`] runs enqueue and complete inside a caller's sqlx transaction. [`migrate()`] applies
 //! the schema.
 #![deny(missing_docs)]
 
@@ -23,6 +24,7 @@ mod migrate;
 mod model;
 mod notify;
 mod queue;
+mod recover;
 pub mod sql;
 pub mod tx;
 
@@ -35,3 +37,4 @@ pub use model::{
 };
 pub use notify::{Wake, Waker, CHANNEL, MAX_HOPS, POLL_GAP};
 pub use queue::{Queue, QueueConfig, StatementMode};
+pub use recover::Requeue;

@@ -26,6 +26,7 @@ rescued AS (
         run_at = now(),
         last_error = format('lease expired: worker %s stopped heartbeating during attempt %s',
                             coalesce(j.lease_owner, '?'), j.attempt),
+        last_error_kind = 'lease_expired',
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
     FROM expired
     WHERE j.id = expired.id

@@ -32,6 +32,9 @@ pub struct QueueConfig {
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_cap: Duration,
+    /// Time budget of a job: a retryable failure this long after its first attempt (or its last requeue)
+    /// makes it `dead`, whatever attempts remain.
+    pub deadline: Duration,
     /// Give up connecting (or waiting for a pooled connection) after this long.
     pub connect_timeout: Duration,
 }
@@ -43,6 +46,7 @@ impl Default for QueueConfig {
             statement_mode: StatementMode::Prepared,
             backoff_base: Duration::from_secs(2),
             backoff_cap: Duration::from_secs(600),
+            deadline: Duration::from_secs(24 * 3600),
             connect_timeout: Duration::from_secs(5),
         }
     }

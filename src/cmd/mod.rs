@@ -9,6 +9,7 @@ pub mod demo;
 pub mod demo_vulns;
 pub mod migrate;
 pub mod queue;
+pub mod queue_retry;
 pub mod results;
 pub mod run;
 pub mod scale;

@@ -1,4 +1,5 @@
-//! `fathom queue stats`: the queue's depth and age (the autoscaler's input), for people and scripts.
+//! `fathom queue stats`: the queue's depth and age (the autoscaler's input) and dead jobs by last error
+//! kind, for people and scripts; `fathom queue retry` ([`super::queue_retry`]).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -23,12 +24,17 @@ enum QueueCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Requeues dead or failed jobs, keeping their history.
+    Retry(super::queue_retry::RetryArgs),
 }
 
 /// Runs `fathom queue`.
 pub fn run(args: QueueArgs) -> anyhow::Result<ExitCode> {
-    let QueueCommand::Stats { database_url, json } = args.command;
-    let (stats, owners) = super::runtime()?.block_on(async {
+    let (database_url, json) = match args.command {
+        QueueCommand::Stats { database_url, json } => (database_url, json),
+        QueueCommand::Retry(retry) => return super::queue_retry::run(retry),
+    };
+    let (stats, owners, dead_by_kind) = super::runtime()?.block_on(async {
         let queue = Queue::connect(
             &database_url,
             QueueConfig {
@@ -36,12 +42,17 @@ pub fn run(args: QueueArgs) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             },
         )?;
-        anyhow::Ok((queue.stats().await?, queue.lease_owners().await?))
+        anyhow::Ok((
+            queue.stats().await?,
+            queue.lease_owners().await?,
+            queue.dead_by_kind().await?,
+        ))
     })?;
     let mut out = std::io::stdout().lock();
     if json {
         let mut value = serde_json::to_value(&stats)?;
         value["workers"] = serde_json::to_value(&owners)?;
+        value["dead_by_kind"] = serde_json::to_value(&dead_by_kind)?;
         serde_json::to_writer_pretty(&mut out, &value)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
@@ -52,6 +63,9 @@ pub fn run(args: QueueArgs) -> anyhow::Result<ExitCode> {
     writeln!(out, "succeeded  {}", stats.succeeded)?;
     writeln!(out, "failed     {}", stats.failed)?;
     writeln!(out, "dead       {}", stats.dead)?;
+    for (kind, n) in &dead_by_kind {
+        writeln!(out, "  {kind}  {n}")?;
+    }
     writeln!(out, "cancelled  {}", stats.cancelled)?;
     writeln!(out, "oldest ready age  {:.1} s", stats.oldest_ready_age_s)?;
     for (worker, jobs) in &owners {

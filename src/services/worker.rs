@@ -25,6 +25,8 @@ pub fn worker_config(config: &FathomConfig) -> WorkerConfig {
         drain_timeout: a.drain_timeout,
         poll_interval: a.poll_interval,
         rescue_interval: a.rescue_interval,
+        breaker: fathom_worker::config::breaker_config(&config.registry),
+        max_concurrent_per_host: config.registry.max_concurrent_per_host,
     }
 }
 

@@ -21,10 +21,9 @@ use fathom_worker::store::{StatusEntry, Store};
 pub use fleet::Fleet;
 pub use proxy::Proxy;
 
-/// The `fathom` binary under test.
+/// The `fathom` binary under test: cargo's, or `FATHOM_TEST_BIN` when set (a copy taken right after the
+/// build, for a target directory other builds write to as well).
 pub fn fathom() -> Command {
-    // `FATHOM_TEST_BIN` runs a copy instead: with a target directory shared by several checkouts, another
-    // checkout's build can replace `CARGO_BIN_EXE_fathom` while these tests run.
     let bin =
         std::env::var_os("FATHOM_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_fathom").into());
     let mut cmd = Command::new(bin);
@@ -102,6 +101,14 @@ pub struct WorkerSpec {
     pub rescue_interval: &'static str,
     pub retry_backoff_base: &'static str,
     pub insecure: Vec<String>,
+    /// `registry.max_concurrent_per_host`.
+    pub max_concurrent_per_host: usize,
+    /// `registry.breaker_failures`.
+    pub breaker_failures: u32,
+    /// `registry.breaker_probe_interval`.
+    pub breaker_probe_interval: &'static str,
+    /// `services.analyzer.layers_in_flight` (CPUs when unset).
+    pub layers_in_flight: Option<usize>,
 }
 
 impl Default for WorkerSpec {
@@ -113,6 +120,10 @@ impl Default for WorkerSpec {
             rescue_interval: "1s",
             retry_backoff_base: "200ms",
             insecure: vec![registry()],
+            max_concurrent_per_host: 32,
+            breaker_failures: 5,
+            breaker_probe_interval: "5s",
+            layers_in_flight: None,
         }
     }
 }
@@ -136,15 +147,22 @@ impl WorkerProc {
             format!(
                 "database:\n  url: '{database_url}'\n  pool_size: 2\n\
                  services:\n  analyzer:\n    concurrency: {}\n    lease_ttl: {}\n    drain_timeout: {}\n    \
-                 rescue_interval: {}\n    retry_backoff_base: {}\n    poll_interval: 1s\n\
-                 registry:\n  insecure: [{}]\n  timeout: 10s\n\
+                 rescue_interval: {}\n    retry_backoff_base: {}\n    poll_interval: 1s\n{}\
+                 registry:\n  insecure: [{}]\n  timeout: 10s\n  max_concurrent_per_host: {}\n  \
+                 breaker_failures: {}\n  breaker_probe_interval: {}\n\
                  metrics:\n  address: '{metrics}'\n",
                 spec.concurrency,
                 spec.lease_ttl,
                 spec.drain_timeout,
                 spec.rescue_interval,
                 spec.retry_backoff_base,
+                spec.layers_in_flight
+                    .map(|n| format!("    layers_in_flight: {n}\n"))
+                    .unwrap_or_default(),
                 insecure.join(", "),
+                spec.max_concurrent_per_host,
+                spec.breaker_failures,
+                spec.breaker_probe_interval,
             ),
         )
         .unwrap();

@@ -1,11 +1,12 @@
-//! A tiny HTTP proxy in front of the real test registry that counts blob downloads and injects faults
-//! (500s, slow blobs), so tests can watch what the worker fetches and how it copes.
+//! A tiny HTTP proxy in front of the real test registry that counts blob downloads and concurrent requests
+//! and injects faults (500s, an outage, 429 with Retry-After, slow requests), so tests can watch what the
+//! worker fetches and how it copes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -19,8 +20,20 @@ pub struct Rules {
     pub fail_next: AtomicUsize,
     /// Delay before each blob GET is forwarded, in milliseconds.
     pub blob_delay_ms: AtomicU64,
+    /// Every request delayed by this many milliseconds before it is forwarded (counted as in flight).
+    pub delay_ms: AtomicU64,
+    /// While true the registry is "down": every request answers 503 without a Retry-After.
+    pub down: AtomicBool,
+    /// Answer the next N requests with 429 and `Retry-After: retry_after_s`.
+    pub rate_limit_next: AtomicUsize,
+    /// The Retry-After, in seconds, of injected 429s.
+    pub retry_after_s: AtomicU64,
     blob_gets: Mutex<HashMap<String, usize>>,
     requests: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// When each request arrived and what it was answered by the fault rules (`None`: forwarded).
+    log: Mutex<Vec<(Instant, Option<u16>)>>,
 }
 
 impl Rules {
@@ -32,6 +45,33 @@ impl Rules {
     /// Requests seen (failed ones included).
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Most requests in flight at once so far.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Every request's arrival and its injected status, if any, in order.
+    pub fn log(&self) -> Vec<(Instant, Option<u16>)> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a Rules);
+
+impl<'a> InFlight<'a> {
+    fn enter(rules: &'a Rules) -> InFlight<'a> {
+        let now = rules.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        rules.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(rules)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -82,6 +122,35 @@ impl Proxy {
 async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let rules = &shared.rules;
     rules.requests.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight::enter(rules);
+    let arrived = Instant::now();
+    let delay = rules.delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if rules.down.load(Ordering::SeqCst) {
+        rules.log.lock().unwrap().push((arrived, Some(503)));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"errors":[{"code":"UNAVAILABLE","message":"registry down (injected)"}]}"#,
+        )
+            .into_response();
+    }
+    let limited = rules
+        .rate_limit_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if limited {
+        rules.log.lock().unwrap().push((arrived, Some(429)));
+        let after = rules.retry_after_s.load(Ordering::SeqCst).to_string();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", after)],
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down (injected)"}]}"#,
+        )
+            .into_response();
+    }
+    rules.log.lock().unwrap().push((arrived, None));
     let injected = rules
         .fail_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

@@ -44,6 +44,10 @@ pub struct AnalyzerServiceConfig {
     /// Longest retry delay.
     #[serde(with = "fathom_config::duration")]
     pub retry_backoff_cap: Duration,
+    /// Time budget of a job: transient failures retry until this long after its first attempt (or its
+    /// last requeue), then it goes `dead`; `max_attempts` caps it too.
+    #[serde(with = "fathom_config::duration")]
+    pub retry_deadline: Duration,
     /// Layers of one image fetched and analyzed at once (default: CPUs).
     pub layers_in_flight: Option<usize>,
     /// Platform picked from multi-arch images (`os/arch[/variant]`).
@@ -69,6 +73,7 @@ impl Default for AnalyzerServiceConfig {
             rescue_interval: Duration::from_secs(10),
             retry_backoff_base: Duration::from_secs(2),
             retry_backoff_cap: Duration::from_secs(600),
+            retry_deadline: Duration::from_secs(24 * 3600),
             layers_in_flight: None,
             platform: "linux/amd64".into(),
             content: true,
@@ -90,6 +95,14 @@ pub struct RegistryConfig {
     pub timeout: Duration,
     /// Credentials by registry (in addition to `~/.docker/config.json`).
     pub credentials: Vec<RegistryCredential>,
+    /// Jobs talking to one registry host at once, fleet-wide (each worker takes an even share, at least
+    /// one); 0 for no limit.
+    pub max_concurrent_per_host: usize,
+    /// Consecutive transient failures at a registry that open its breaker (0: no breaker).
+    pub breaker_failures: u32,
+    /// While a registry's breaker is open, time between probes.
+    #[serde(with = "fathom_config::duration")]
+    pub breaker_probe_interval: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -98,6 +111,9 @@ impl Default for RegistryConfig {
             insecure: Vec::new(),
             timeout: Duration::from_secs(30),
             credentials: Vec::new(),
+            max_concurrent_per_host: 32,
+            breaker_failures: 5,
+            breaker_probe_interval: Duration::from_secs(5),
         }
     }
 }
@@ -141,6 +157,7 @@ impl AnalyzerServiceConfig {
                 "services.analyzer.retry_backoff_base",
                 self.retry_backoff_base,
             ),
+            ("services.analyzer.retry_deadline", self.retry_deadline),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::new(key, "must be greater than 0"));
@@ -172,8 +189,14 @@ impl AnalyzerServiceConfig {
 }
 
 impl RegistryConfig {
-    /// Checks the credentials entries, naming the one at fault.
+    /// Checks the credentials entries, naming the one at fault, and the breaker's probe interval.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.breaker_probe_interval.is_zero() {
+            return Err(ConfigError::new(
+                "registry.breaker_probe_interval",
+                "must be greater than 0",
+            ));
+        }
         for (i, c) in self.credentials.iter().enumerate() {
             if c.password.is_some() == c.password_env.is_some() {
                 return Err(ConfigError::new(
@@ -183,6 +206,16 @@ impl RegistryConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The worker's registry guards: the breaker (its probe may take as long as a registry request) and the
+/// per-host limit.
+pub fn breaker_config(registry: &RegistryConfig) -> crate::job::breaker::BreakerConfig {
+    crate::job::breaker::BreakerConfig {
+        failures: registry.breaker_failures,
+        probe_interval: registry.breaker_probe_interval,
+        probe_timeout: registry.timeout.max(registry.breaker_probe_interval),
     }
 }
 

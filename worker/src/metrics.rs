@@ -59,7 +59,21 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// `fathom_build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
+    /// `fathom_worker_registry_breakers{state}`: registry hosts per breaker state (`closed`, `open`,
+    /// `half_open`), as this worker last read the fleet's shared breakers.
+    pub registry_breakers: IntGaugeVec,
+    /// `fathom_worker_registry_breaker{host,state}`: 1 for each known host's current breaker state, 0 for
+    /// the others. Hosts appear once they first fail, so it is not part of the idle scrape.
+    pub registry_breaker: IntGaugeVec,
+    /// `fathom_worker_jobs_deferred_total{reason}`: jobs given back without charging an attempt:
+    /// `breaker_open` (their registry's breaker was open), `rate_limited` (the registry asked to wait).
+    pub jobs_deferred: IntCounterVec,
+    /// `fathom_worker_registry_slot_waits_total`: jobs that waited for a per-host concurrency slot.
+    pub registry_slot_waits: IntCounter,
 }
+
+/// `reason` of `fathom_worker_jobs_deferred_total`.
+pub const DEFERRED_REASONS: [&str; 2] = ["breaker_open", "rate_limited"];
 
 /// Analysis durations span cached manifests (milliseconds) to multi-GiB images (minutes).
 const DURATION_BUCKETS: &[f64] = &[
@@ -209,9 +223,38 @@ impl Metrics {
                 &["version"],
             )
             .unwrap_or_else(unreachable_metric),
+            registry_breakers: IntGaugeVec::new(
+                Opts::new(
+                    "fathom_worker_registry_breakers",
+                    "Registry hosts per breaker state (closed, open, half_open), fleet-wide as last read.",
+                ),
+                &["state"],
+            )
+            .unwrap_or_else(unreachable_metric),
+            registry_breaker: IntGaugeVec::new(
+                Opts::new(
+                    "fathom_worker_registry_breaker",
+                    "1 for a registry host's current breaker state, 0 for its other states.",
+                ),
+                &["host", "state"],
+            )
+            .unwrap_or_else(unreachable_metric),
+            jobs_deferred: IntCounterVec::new(
+                Opts::new(
+                    "fathom_worker_jobs_deferred_total",
+                    "Jobs given back without charging an attempt, by reason (breaker_open, rate_limited).",
+                ),
+                &["reason"],
+            )
+            .unwrap_or_else(unreachable_metric),
+            registry_slot_waits: IntCounter::new(
+                "fathom_worker_registry_slot_waits_total",
+                "Jobs that waited for a per-registry-host concurrency slot.",
+            )
+            .unwrap_or_else(unreachable_metric),
             registry,
         };
-        for c in m.collectors() {
+        for c in m.collectors().into_iter().chain(m.per_host_collectors()) {
             if let Err(err) = m.registry.register(c) {
                 tracing::error!(%err, "metric registration failed");
             }
@@ -245,7 +288,36 @@ impl Metrics {
         for operation in DATABASE_OPERATIONS {
             m.database_errors.with_label_values(&[operation]);
         }
+        for state in crate::job::breaker::STATES {
+            m.registry_breakers.with_label_values(&[state]);
+        }
+        for reason in DEFERRED_REASONS {
+            m.jobs_deferred.with_label_values(&[reason]);
+        }
         m
+    }
+
+    /// Families whose series appear per registry host, once one is known.
+    fn per_host_collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![Box::new(self.registry_breaker.clone())]
+    }
+
+    /// Sets the breaker gauges from the fleet's breakers, `(host, state)` each.
+    pub fn set_breakers(&self, breakers: &[(String, String)]) {
+        self.registry_breaker.reset();
+        for state in crate::job::breaker::STATES {
+            let n = breakers.iter().filter(|(_, s)| s == state).count();
+            self.registry_breakers
+                .with_label_values(&[state])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        for (host, current) in breakers {
+            for state in crate::job::breaker::STATES {
+                self.registry_breaker
+                    .with_label_values(&[host, state])
+                    .set(i64::from(current == state));
+            }
+        }
     }
 
     /// Every family, for registration (and the test that each is exported before first use).
@@ -270,6 +342,9 @@ impl Metrics {
             Box::new(self.database_up.clone()),
             Box::new(self.draining.clone()),
             Box::new(self.build_info.clone()),
+            Box::new(self.registry_breakers.clone()),
+            Box::new(self.jobs_deferred.clone()),
+            Box::new(self.registry_slot_waits.clone()),
         ]
     }
 

@@ -13,6 +13,7 @@ mod images;
 pub(crate) mod maintenance;
 mod metrics;
 mod queue;
+mod retry;
 mod vulns;
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use fathom_queue::Queue;
 use fathom_worker::store::Store;
@@ -80,6 +81,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/packages"),
     ("GET", "/v1/queue"),
     ("DELETE", "/v1/jobs/{id}"),
+    ("POST", "/v1/jobs/{id}/retry"),
+    ("POST", "/v1/jobs/retry"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/v1/images/{digest}/vulnerabilities"),
     ("GET", "/v1/vulnerabilities/{id}/images"),
@@ -117,6 +120,8 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
             get(vulns::images_by_vuln),
         )
         .route("/v1/feeds", get(vulns::feeds))
+        .route("/v1/jobs/{id}/retry", post(retry::retry_one))
+        .route("/v1/jobs/retry", post(retry::retry_batch))
         .route(
             "/v1/openapi.json",
             get(move || {

@@ -11,11 +11,16 @@
 //! skips the layers entirely when the manifest was analyzed with the same catalogers key, otherwise
 //! analyzes it against the Postgres layer cache, then stores the result and completes the job in one
 //! transaction. Shutdown stops claiming, lets in-flight jobs finish until `drain_timeout`, and releases
-//! the rest to the queue at once. [`health`] is the readiness the
+//! the rest to the queue at once. Registry outages: [`breaker`] keeps the fleet off a failing registry
+//! (jobs deferred without charge, one probe at a time) and [`limit`] bounds jobs per registry host.
+//! [`health`] is the readiness the
 //! binary's health endpoint reports.
 
+pub mod breaker;
+mod gate;
 pub mod health;
 pub mod lease;
+pub mod limit;
 mod process;
 
 use std::sync::Arc;
@@ -29,9 +34,11 @@ use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
 use crate::store::{Store, ANALYZE_KIND};
+use breaker::{Breaker, BreakerConfig};
 use fathom_analyzer::Analyzer;
 use health::Health;
 use lease::Held;
+use limit::HostLimits;
 
 /// How the worker runs.
 #[derive(Debug, Clone)]
@@ -49,6 +56,10 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// Interval between rescues of expired leases, fleet-wide: members take turns.
     pub rescue_interval: Duration,
+    /// The per-registry breaker shared by the fleet.
+    pub breaker: BreakerConfig,
+    /// Jobs talking to one registry host at once, fleet-wide (0: no limit); see [`limit`].
+    pub max_concurrent_per_host: usize,
 }
 
 impl Default for WorkerConfig {
@@ -60,6 +71,8 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(25),
             poll_interval: Duration::from_secs(5),
             rescue_interval: Duration::from_secs(10),
+            breaker: BreakerConfig::default(),
+            max_concurrent_per_host: 0,
         }
     }
 }
@@ -88,6 +101,8 @@ pub(crate) struct Ctx {
     pub store: Store,
     pub held: Held,
     pub health: Arc<Health>,
+    pub breaker: Breaker,
+    pub limits: Arc<HostLimits>,
 }
 
 /// The analyzer service.
@@ -107,6 +122,8 @@ impl Worker {
         waker: Waker,
         health: Arc<Health>,
     ) -> Worker {
+        let breaker = Breaker::new(store.pool().clone(), config.breaker);
+        let limits = HostLimits::new(config.max_concurrent_per_host, waker.fleet());
         Worker {
             ctx: Arc::new(Ctx {
                 config,
@@ -115,6 +132,8 @@ impl Worker {
                 store,
                 held: Held::default(),
                 health,
+                breaker,
+                limits,
             }),
             waker,
         }
@@ -131,6 +150,7 @@ impl Worker {
         tracing::info!(worker = %ctx.config.worker_id, concurrency = ctx.config.concurrency, "worker started");
         let heartbeat = tokio::spawn(lease::heartbeat_loop(Arc::clone(&ctx)));
         let rescuer = tokio::spawn(rescue_loop(Arc::clone(&ctx), self.waker.fleet()));
+        let breakers = tokio::spawn(breaker_metrics_loop(Arc::clone(&ctx)));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         // Whether a claim is worth making: at start, after a wake-up, or while batches come back full.
@@ -208,6 +228,7 @@ impl Worker {
         drain(&ctx, &mut tasks).await;
         heartbeat.abort();
         rescuer.abort();
+        breakers.abort();
         metrics.jobs_in_flight.set(0);
         tracing::info!(worker = %ctx.config.worker_id, "worker stopped");
     }
@@ -288,6 +309,17 @@ async fn rescue_loop(ctx: Arc<Ctx>, fleet: fathom_queue::Fleet) {
                 tracing::debug!(%err, "rescue failed");
             }
         }
+    }
+}
+
+/// Keeps the breaker gauges in step with the fleet's shared breakers (a read of a tiny table).
+async fn breaker_metrics_loop(ctx: Arc<Ctx>) {
+    loop {
+        match ctx.breaker.all().await {
+            Ok(all) => Metrics::get().set_breakers(&all),
+            Err(err) => tracing::debug!(%err, "reading registry breakers failed"),
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 

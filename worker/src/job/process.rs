@@ -8,7 +8,8 @@ use fathom_queue::{ClaimedJob, Failure, JobState};
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
-use super::{Backoff, Ctx};
+use super::breaker::host_of;
+use super::{gate, Backoff, Ctx};
 use crate::metrics::Metrics;
 use crate::store::{self, StoreError, Timings};
 use fathom_analyzer::analyze::ImageAnalysis;
@@ -43,8 +44,24 @@ pub(crate) async fn run(ctx: Arc<Ctx>, job: ClaimedJob, mut lost: watch::Receive
     let metrics = Metrics::get();
     let started = Instant::now();
     let job_id = job.id();
+    let host = job
+        .payload
+        .get("reference")
+        .and_then(|r| r.as_str())
+        .and_then(host_of);
+    // Held until the job ends: the per-host concurrency slot.
+    let mut _slot = None;
+    if let Some(host) = &host {
+        match gate::admit(&ctx, &job, host, &lost).await {
+            gate::Gate::Go(slot) => _slot = Some(slot),
+            gate::Gate::Done => {
+                ctx.held.remove(job_id);
+                return;
+            }
+        }
+    }
     let outcome = tokio::select! {
-        outcome = work(&ctx, &job, started, lost.clone()) => outcome,
+        outcome = work(&ctx, &job, host.as_deref(), started, lost.clone()) => outcome,
         _ = lost.wait_for(|l| *l) => Err(Stop::LeaseLost),
     };
     match outcome {
@@ -65,6 +82,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, job: ClaimedJob, mut lost: watch::Receive
                 .with_label_values(&["lease_lost"])
                 .inc();
             tracing::warn!(job = job_id, "lease lost; result dropped");
+        }
+        Err(Stop::Analyze(err)) if gate::defers(&ctx, &job, host.as_deref(), &err, &lost).await => {
         }
         Err(Stop::Analyze(err)) => {
             let failure = if err.is_retryable() {
@@ -98,6 +117,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, job: ClaimedJob, mut lost: watch::Receive
 async fn work(
     ctx: &Ctx,
     job: &ClaimedJob,
+    host: Option<&str>,
     started: Instant,
     lost: watch::Receiver<bool>,
 ) -> Result<Done, Stop> {
@@ -117,6 +137,9 @@ async fn work(
     let force = job.payload.get("force").and_then(|f| f.as_bool()) == Some(true);
     let source: ImageSource = reference.parse()?;
     let image = ctx.analyzer.resolve(&source).await?;
+    if let Some(host) = host {
+        gate::answered(ctx, host).await;
+    }
     let digest = image.info.manifest_digest.clone();
     let key = ctx.analyzer.cache_key().to_string();
 
@@ -323,7 +346,11 @@ async fn fail(
     let metrics = Metrics::get();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        match ctx.queue.fail(job.lease, failure, message).await {
+        match ctx
+            .queue
+            .fail_as(job.lease, failure, Some(reason), message)
+            .await
+        {
             Ok(outcome) => {
                 let label = match outcome.state {
                     JobState::Queued => "retry",
