@@ -7,3 +7,5 @@
 
 pub mod api;
 pub mod config;
+pub mod facts;
+pub mod policy;

@@ -198,7 +198,7 @@ pub(super) async fn list(
     Ok(axum::Json(Page { items, next }))
 }
 
-fn check_digest(digest: &str) -> Result<(), ApiError> {
+pub(super) fn check_digest(digest: &str) -> Result<(), ApiError> {
     let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
         h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     });

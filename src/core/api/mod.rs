@@ -11,6 +11,7 @@ mod extract;
 mod images;
 pub(crate) mod maintenance;
 mod metrics;
+mod policies;
 mod queue;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct ApiState {
     /// Stored documents decoded at once (each can be large): bounds the memory and CPU of SBOM,
     /// package and layer requests.
     pub documents: tokio::sync::Semaphore,
+    /// Policy bundles and checks (`services.policy_engine`).
+    pub policy: Arc<crate::core::policy::PolicyEngine>,
 }
 
 impl ApiState {
@@ -77,6 +80,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/queue"),
     ("DELETE", "/v1/jobs/{id}"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/policies"),
+    ("POST", "/v1/policies"),
+    ("GET", "/v1/policies/{id}"),
+    ("PUT", "/v1/policies/{id}"),
+    ("DELETE", "/v1/policies/{id}"),
+    ("GET", "/v1/images/{digest}/check"),
 ];
 
 /// The OpenAPI 3 document, written by hand next to the handlers and checked against [`ROUTES`] by tests.
@@ -102,6 +111,17 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route("/v1/packages", get(queue::find))
         .route("/v1/queue", get(queue::stats))
         .route("/v1/jobs/{id}", delete(queue::cancel))
+        .route(
+            "/v1/policies",
+            get(policies::list).post(policies::create),
+        )
+        .route(
+            "/v1/policies/{id}",
+            get(policies::get)
+                .put(policies::replace)
+                .delete(policies::delete),
+        )
+        .route("/v1/images/{digest}/check", get(policies::check))
         .route(
             "/v1/openapi.json",
             get(move || {
