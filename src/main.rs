@@ -48,6 +48,10 @@ enum Command {
     Vulns(cmd::vulns::VulnsArgs),
     /// Inspect the job queue.
     Queue(cmd::queue::QueueArgs),
+    /// Evaluate a stored image against a policy bundle: exit 0 pass, 1 fail (STOP), 2 error.
+    Check(cmd::check::CheckArgs),
+    /// Policy bundles: validate a file (every problem with its JSON path).
+    Policy(cmd::policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,8 @@ fn main() -> ExitCode {
         Command::Results(args) => cmd::results::run(args),
         Command::Queue(args) => cmd::queue::run(args),
         Command::Vulns(args) => cmd::vulns::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Policy(args) => cmd::policy::run(args),
     };
     match result {
         Ok(code) => code,

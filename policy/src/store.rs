@@ -125,9 +125,7 @@ pub async fn put(
         activate_in(&mut tx, &raw.id).await?;
     }
     tx.commit().await?;
-    let stored = get(pool, &raw.id)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+    let stored = get(pool, &raw.id).await?.ok_or(sqlx::Error::RowNotFound)?;
     Ok((stored, created))
 }
 

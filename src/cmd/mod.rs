@@ -2,10 +2,12 @@
 
 pub mod autoscaler;
 pub mod backend;
+pub mod check;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod migrate;
+pub mod policy;
 pub mod queue;
 pub mod results;
 pub mod run;

@@ -30,7 +30,11 @@ pub fn split_reference(reference: &str) -> (String, String, Option<String>) {
 }
 
 /// Identity, platform and packages from the store's record and document.
-pub fn from_document(record: &ImageRecord, reference: Option<&str>, doc: &ImageAnalysis) -> ImageFacts {
+pub fn from_document(
+    record: &ImageRecord,
+    reference: Option<&str>,
+    doc: &ImageAnalysis,
+) -> ImageFacts {
     let (registry, repository, tag) = reference.map(split_reference).unwrap_or_default();
     let distro = doc.distro.as_ref();
     let image = ImageInfo {
@@ -87,7 +91,10 @@ const INDEXED_SQL: &str =
 /// Fills in the vulnerability side: matches when a feed has data and the image was matched (else `None`,
 /// so `vulnerability_data_unavailable` fires), the oldest successful sync, and whether the image's distro
 /// has a feed.
-pub async fn add_vulnerabilities(pool: &PgPool, facts: &mut ImageFacts) -> fathom_vulns::Result<()> {
+pub async fn add_vulnerabilities(
+    pool: &PgPool,
+    facts: &mut ImageFacts,
+) -> fathom_vulns::Result<()> {
     let feeds = queries::feeds(pool).await?;
     let live: Vec<_> = feeds.iter().filter(|f| f.generation.is_some()).collect();
     // The stalest feed decides: one fresh feed does not make another's data current.
@@ -115,7 +122,8 @@ pub async fn add_vulnerabilities(pool: &PgPool, facts: &mut ImageFacts) -> fatho
         facts.vulnerabilities = None;
         return Ok(());
     }
-    let matches = queries::vulns_for_image(pool, &facts.image.digest, &ImageFilter::default()).await?;
+    let matches =
+        queries::vulns_for_image(pool, &facts.image.digest, &ImageFilter::default()).await?;
     facts.vulnerabilities = Some(matches.into_iter().map(vuln_match).collect());
     Ok(())
 }
@@ -145,7 +153,11 @@ fn vuln_match(m: queries::VulnMatch) -> VulnMatch {
             impact: -1.0,
         }),
         vendor_cvss_v3: None,
-        fix_version: if fixed { m.fix.versions.first().cloned() } else { None },
+        fix_version: if fixed {
+            m.fix.versions.first().cloned()
+        } else {
+            None
+        },
         fix_first_seen: m.fix_observed_at.and_then(|t| t.parse().ok()),
         created_at: None,
         will_not_fix: m.fix.state == "wont-fix",
@@ -181,11 +193,19 @@ mod tests {
     fn references_split_into_registry_repository_and_tag() {
         assert_eq!(
             split_reference("docker.io/library/debian:12"),
-            ("docker.io".into(), "library/debian".into(), Some("12".into()))
+            (
+                "docker.io".into(),
+                "library/debian".into(),
+                Some("12".into())
+            )
         );
         assert_eq!(
             split_reference("127.0.0.1:5000/team/app:1.0"),
-            ("127.0.0.1:5000".into(), "team/app".into(), Some("1.0".into()))
+            (
+                "127.0.0.1:5000".into(),
+                "team/app".into(),
+                Some("1.0".into())
+            )
         );
         assert_eq!(
             split_reference("127.0.0.1:5000/team/app@sha256:abc"),

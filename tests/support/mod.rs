@@ -21,9 +21,12 @@ use fathom_worker::store::{StatusEntry, Store};
 pub use fleet::Fleet;
 pub use proxy::Proxy;
 
-/// The `fathom` binary under test.
+/// The `fathom` binary under test; `FATHOM_TEST_BIN` overrides it (a copy of the build's binary, when a
+/// target directory shared by several checkouts may replace the built one mid-run).
 pub fn fathom() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fathom"));
+    let bin =
+        std::env::var_os("FATHOM_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_fathom").into());
+    let mut cmd = Command::new(bin);
     cmd.env_remove("DATABASE_URL").stdin(Stdio::null());
     cmd
 }

@@ -111,10 +111,7 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route("/v1/packages", get(queue::find))
         .route("/v1/queue", get(queue::stats))
         .route("/v1/jobs/{id}", delete(queue::cancel))
-        .route(
-            "/v1/policies",
-            get(policies::list).post(policies::create),
-        )
+        .route("/v1/policies", get(policies::list).post(policies::create))
         .route(
             "/v1/policies/{id}",
             get(policies::get)

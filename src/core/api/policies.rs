@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fathom_analyzer::source::registry::canonical_reference;
-use fathom_policy::{ValidatedBundle, ValidationError};
 use fathom_policy::store::StoredBundle;
+use fathom_policy::{ValidatedBundle, ValidationError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -31,7 +31,8 @@ impl IntoResponse for InvalidBundle {
             ),
             [] => "invalid policy bundle".to_string(),
         };
-        let body = json!({"error": {"code": "invalid_bundle", "message": message, "problems": self.0}});
+        let body =
+            json!({"error": {"code": "invalid_bundle", "message": message, "problems": self.0}});
         (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
     }
 }
@@ -202,8 +203,9 @@ pub(super) async fn check(
         .tag
         .as_deref()
         .map(|t| {
-            canonical_reference(t.trim().strip_prefix("registry:").unwrap_or(t.trim()))
-                .map_err(|e| ApiError::invalid(format!("tag: {t:?} is not an image reference: {e}")))
+            canonical_reference(t.trim().strip_prefix("registry:").unwrap_or(t.trim())).map_err(
+                |e| ApiError::invalid(format!("tag: {t:?} is not an image reference: {e}")),
+            )
         })
         .transpose()?;
     let bundle = engine.bundle(query.policy_id.as_deref()).await?;

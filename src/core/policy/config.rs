@@ -40,7 +40,11 @@ impl Default for PolicyEngineConfig {
 impl PolicyEngineConfig {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.bundle_file.as_deref().is_some_and(|f| f.trim().is_empty()) {
+        if self
+            .bundle_file
+            .as_deref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
             return Err(ConfigError::new(
                 "services.policy_engine.bundle_file",
                 "empty; remove the key to use the stored or built-in bundle",
@@ -85,10 +89,22 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         for (text, key) in [
-            ("services: {policy_engine: {bundle_file: ''}}", "services.policy_engine.bundle_file"),
-            ("services: {policy_engine: {cache_ttl: 0s}}", "services.policy_engine.cache_ttl"),
-            ("services: {policy_engine: {cache_entries: 0}}", "services.policy_engine.cache_entries"),
-            ("services: {policy_engine: {cach: true}}", "services.policy_engine.cach"),
+            (
+                "services: {policy_engine: {bundle_file: ''}}",
+                "services.policy_engine.bundle_file",
+            ),
+            (
+                "services: {policy_engine: {cache_ttl: 0s}}",
+                "services.policy_engine.cache_ttl",
+            ),
+            (
+                "services: {policy_engine: {cache_entries: 0}}",
+                "services.policy_engine.cache_entries",
+            ),
+            (
+                "services: {policy_engine: {cach: true}}",
+                "services.policy_engine.cach",
+            ),
         ] {
             assert_eq!(load(text, &[]).unwrap_err().key, key, "{text}");
         }

@@ -220,7 +220,9 @@ impl PolicyEngine {
             .map_err(|e| anyhow::anyhow!("services.policy_engine.bundle_file: {e}"))?;
         let (stored, _) = bundles::put(self.pool(), &bundle, true)
             .await
-            .map_err(|e| anyhow::anyhow!("services.policy_engine.bundle_file: storing {path}: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!("services.policy_engine.bundle_file: storing {path}: {e}")
+            })?;
         Ok(stored)
     }
 }
@@ -231,7 +233,11 @@ pub fn read_bundle_file(path: &std::path::Path) -> anyhow::Result<ValidatedBundl
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     parse_bundle(&text).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-        anyhow::anyhow!("{} is not a valid bundle:\n{}", path.display(), lines.join("\n"))
+        anyhow::anyhow!(
+            "{} is not a valid bundle:\n{}",
+            path.display(),
+            lines.join("\n")
+        )
     })
 }
 
