@@ -262,6 +262,10 @@ fn db_error(e: sqlx::Error) -> ApiError {
             tracing::warn!(error = %e, "database unreachable");
             ApiError::unavailable("the database cannot be reached; retry shortly")
         }
+        // The one-active index refused a second active bundle: two activations raced.
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+            ApiError::conflict("another bundle was activated concurrently; retry the request")
+        }
         e => {
             tracing::error!(error = %e, "policy store error");
             ApiError::internal("internal error; the server log has the details")
