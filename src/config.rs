@@ -21,6 +21,8 @@
 //!     enabled: false
 //!     address: 0.0.0.0:8228
 //!     tokens: []          # FATHOM_SERVICES_API_TOKENS=tok1,tok2
+//!   policy_engine:        # src/core/policy/config.rs
+//!     bundle_file: /etc/fathom/bundle.json   # stored and activated at start
 //! registry:               # worker/src/config.rs
 //!   insecure: [registry.local:5000]   # also FATHOM_INSECURE_REGISTRIES=a:5000,b
 //!   credentials:
@@ -97,6 +99,8 @@ pub struct ServicesConfig {
     pub feeds: fathom_vulns::VulnsConfig,
     /// The Kubernetes admission webhook, served by the core (webhook/src/config.rs).
     pub webhook: fathom_webhook::WebhookConfig,
+    /// Policy checks: enabled, the bundle to activate at start, the evaluation cache.
+    pub policy_engine: crate::core::policy::config::PolicyEngineConfig,
 }
 
 /// `metrics`.
@@ -151,6 +155,7 @@ impl FathomConfig {
         self.services.analyzer.validate()?;
         self.services.autoscaler.validate()?;
         self.services.api.validate()?;
+        self.services.policy_engine.validate()?;
         self.services
             .feeds
             .validate("services.feeds")

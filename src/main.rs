@@ -50,6 +50,10 @@ enum Command {
     Queue(cmd::queue::QueueArgs),
     /// The admission webhook: `certs` makes its TLS material without cert-manager.
     Webhook(cmd::webhook::WebhookArgs),
+    /// Evaluate a stored image against a policy bundle: exit 0 pass, 1 fail (STOP), 2 error.
+    Check(cmd::check::CheckArgs),
+    /// Policy bundles: validate a file (every problem with its JSON path).
+    Policy(cmd::policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,8 @@ fn main() -> ExitCode {
         Command::Queue(args) => cmd::queue::run(args),
         Command::Vulns(args) => cmd::vulns::run(args),
         Command::Webhook(args) => cmd::webhook::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Policy(args) => cmd::policy::run(args),
     };
     match result {
         Ok(code) => code,

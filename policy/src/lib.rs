@@ -7,6 +7,7 @@
 //!   key caches on. [`default_bundle`] is the built-in bundle.
 //! - [`ImageFacts`] is what the engine knows about one image: identity and config, packages, files,
 //!   content and secret findings, vulnerability matches and feed freshness. The caller maps its store into it.
+//! - `store` (feature `store`): bundles kept in Postgres, one of them active.
 //! - [`evaluate`] takes the bundle, the facts and the clock and returns an [`Evaluation`]: anchore's final
 //!   action and reason, matched mapping and image rules, per-policy decisions and the result table.
 //!
@@ -38,6 +39,8 @@ mod matching;
 pub mod model;
 mod params;
 mod result;
+#[cfg(feature = "store")]
+pub mod store;
 mod validated;
 pub mod version;
 

@@ -249,6 +249,17 @@ impl ApiClient {
         serde_json::from_slice(&bytes).with_context(|| format!("{what}: decoding the answer"))
     }
 
+    /// `GET path?query`, decoded; `what` names the command in errors.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+    ) -> anyhow::Result<T> {
+        self.send(self.request(reqwest::Method::GET, path).query(query), what)
+            .await
+    }
+
     async fn submit(
         &self,
         references: &[String],

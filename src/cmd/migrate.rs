@@ -1,4 +1,4 @@
-//! `fathom migrate`: apply the embedded database migrations (queue, results store, vulnerability feeds).
+//! `fathom migrate`: apply the embedded database migrations (queue, results store, vulnerability feeds, policy bundles).
 
 use std::process::ExitCode;
 
@@ -19,6 +19,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             .connect(&args.database_url)
             .await?;
         fathom_vulns::migrator().run(&pool).await?;
+        fathom_policy::store::migrator().run(&pool).await?;
         pool.close().await;
         anyhow::Ok(())
     })?;

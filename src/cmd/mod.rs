@@ -2,12 +2,14 @@
 
 pub mod autoscaler;
 pub mod backend;
+pub mod check;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 #[cfg(feature = "demo")]
 pub mod demo_vulns;
 pub mod migrate;
+pub mod policy;
 pub mod queue;
 pub mod queue_retry;
 pub mod results;

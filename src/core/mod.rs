@@ -9,3 +9,5 @@ pub mod api;
 pub mod config;
 pub mod feeds;
 pub mod oracle;
+pub mod facts;
+pub mod policy;

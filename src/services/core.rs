@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::config::FathomConfig;
 use crate::core::api::{self, ApiMetrics, ApiState, Tokens, DOCUMENTS_AT_ONCE};
 use crate::core::feeds::FeedMetrics;
+use crate::core::policy::PolicyEngine;
 
 /// Runs the API service (and the queue maintenance beside it) until `shutdown` turns true: binds
 /// `services.api.address` first so a taken port fails at once, then serves with graceful shutdown.
@@ -40,6 +41,14 @@ pub async fn run_core(
         &fathom_analyzer::catalog::default_catalogers(),
         &options,
     );
+    let policy = PolicyEngine::new(store.clone(), config.services.policy_engine.clone())?;
+    if let (true, Some(file)) = (
+        config.services.policy_engine.enabled,
+        config.services.policy_engine.bundle_file.as_deref(),
+    ) {
+        let stored = policy.seed(file).await?;
+        tracing::info!(id = %stored.id, digest = %stored.digest, "policy bundle activated from {file}");
+    }
     let tokens = Tokens::from_config(&api.tokens)?;
     let metrics = ApiMetrics::new()?;
     let state = Arc::new(ApiState {
@@ -48,6 +57,7 @@ pub async fn run_core(
         config: api.clone(),
         cache_key,
         documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
+        policy: Arc::new(policy),
     });
     // The admission webhook beside the API, on its own HTTPS port, its metrics on the API's /metrics.
     // Bound before the API serves so a taken port or a missing certificate fails the start.

@@ -12,6 +12,7 @@ mod extract;
 mod images;
 pub(crate) mod maintenance;
 mod metrics;
+mod policies;
 mod queue;
 mod retry;
 mod vulns;
@@ -47,6 +48,8 @@ pub struct ApiState {
     /// Stored documents decoded at once (each can be large): bounds the memory and CPU of SBOM,
     /// package and layer requests.
     pub documents: tokio::sync::Semaphore,
+    /// Policy bundles and checks (`services.policy_engine`).
+    pub policy: Arc<crate::core::policy::PolicyEngine>,
 }
 
 impl ApiState {
@@ -87,6 +90,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/images/{digest}/vulnerabilities"),
     ("GET", "/v1/vulnerabilities/{id}/images"),
     ("GET", "/v1/feeds"),
+    ("GET", "/v1/policies"),
+    ("POST", "/v1/policies"),
+    ("GET", "/v1/policies/{id}"),
+    ("PUT", "/v1/policies/{id}"),
+    ("DELETE", "/v1/policies/{id}"),
+    ("GET", "/v1/images/{digest}/check"),
 ];
 
 /// The OpenAPI 3 document, written by hand next to the handlers and checked against [`ROUTES`] by tests.
@@ -122,6 +131,14 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route("/v1/feeds", get(vulns::feeds))
         .route("/v1/jobs/{id}/retry", post(retry::retry_one))
         .route("/v1/jobs/retry", post(retry::retry_batch))
+        .route("/v1/policies", get(policies::list).post(policies::create))
+        .route(
+            "/v1/policies/{id}",
+            get(policies::get)
+                .put(policies::replace)
+                .delete(policies::delete),
+        )
+        .route("/v1/images/{digest}/check", get(policies::check))
         .route(
             "/v1/openapi.json",
             get(move || {

@@ -1,0 +1,219 @@
+//! What the policy engine knows about a stored image: its record and analysis document from the results
+//! store, its vulnerability matches and the feeds' freshness from fathom-vulns, mapped into `ImageFacts`.
+//!
+//! Data the analyzer does not record yet (file inventory, secret findings, content matches, the image
+//! config and history) stays empty or `None`, so the rules that need it report "unavailable" (WARN)
+//! instead of passing silently.
+
+use fathom_analyzer::ImageAnalysis;
+use fathom_policy::{Cvss, FeedStatus, ImageFacts, ImageInfo, Package, Severity, VulnMatch};
+use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
+use fathom_vulns::queries::{self, ImageFilter};
+use fathom_worker::store::ImageRecord;
+use jiff::Timestamp;
+use sqlx::PgPool;
+
+/// `registry/repository[:tag]` of a canonical reference (`docker.io/library/debian:12`).
+pub fn split_reference(reference: &str) -> (String, String, Option<String>) {
+    let (name, tag) = match reference.split_once('@') {
+        Some((name, _digest)) => (name, None),
+        None => match reference.rsplit_once(':') {
+            // A colon after the last slash is a tag; before it, a registry port.
+            Some((name, tag)) if !tag.contains('/') => (name, Some(tag.to_string())),
+            _ => (reference, None),
+        },
+    };
+    match name.split_once('/') {
+        Some((registry, repository)) => (registry.to_string(), repository.to_string(), tag),
+        None => (String::new(), name.to_string(), tag),
+    }
+}
+
+/// Identity, platform and packages from the store's record and document.
+pub fn from_document(
+    record: &ImageRecord,
+    reference: Option<&str>,
+    doc: &ImageAnalysis,
+) -> ImageFacts {
+    let (registry, repository, tag) = reference.map(split_reference).unwrap_or_default();
+    let distro = doc.distro.as_ref();
+    let image = ImageInfo {
+        digest: record.manifest_digest.clone(),
+        // anchore's Image_Id is the config digest's hex.
+        id: record
+            .config_digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&record.config_digest)
+            .to_string(),
+        registry,
+        repository,
+        tag,
+        distro: distro.map(|d| d.id.clone()),
+        distro_version: distro
+            .map(|d| d.version_id.clone())
+            .filter(|v| !v.is_empty()),
+        like_distro: distro
+            .map(|d| d.id_like.join(" "))
+            .filter(|v| !v.is_empty()),
+        architecture: Some(doc.image.platform.architecture.clone()),
+        os_type: Some(doc.image.platform.os.clone()),
+        // The stored (compressed) size, what registries and anchore report as the image size.
+        size: doc.image.layers.iter().map(|l| l.size).sum(),
+        layer_count: doc.image.layers.len() as u64,
+        config: Default::default(),
+    };
+    let packages = doc
+        .packages
+        .iter()
+        .map(|p| Package {
+            pkg_type: p.package.package_type.as_str().to_string(),
+            name: p.package.name.clone(),
+            version: p.package.version.clone(),
+            paths: p.package.locations.iter().map(|l| l.path.clone()).collect(),
+            licenses: p.package.licenses.clone(),
+            files: Vec::new(),
+        })
+        .collect();
+    ImageFacts {
+        image,
+        packages,
+        files: None,
+        content_matches: None,
+        secrets: None,
+        vulnerabilities: None,
+        feed: FeedStatus::default(),
+    }
+}
+
+const INDEXED_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM fathom_vuln_images WHERE manifest_digest = $1)";
+
+/// Fills in the vulnerability side: matches when a feed has data and the image was matched (else `None`,
+/// so `vulnerability_data_unavailable` fires), the oldest successful sync, and whether the image's distro
+/// has a feed.
+pub async fn add_vulnerabilities(
+    pool: &PgPool,
+    facts: &mut ImageFacts,
+) -> fathom_vulns::Result<()> {
+    let feeds = queries::feeds(pool).await?;
+    let live: Vec<_> = feeds.iter().filter(|f| f.generation.is_some()).collect();
+    // The stalest feed decides: one fresh feed does not make another's data current.
+    facts.feed.last_sync = live
+        .iter()
+        .filter_map(|f| f.last_success_at.as_deref())
+        .filter_map(|t| t.parse::<Timestamp>().ok())
+        .min();
+    let distro_feed = facts.image.distro.as_ref().and_then(|id| {
+        let version_id = facts.image.distro_version.clone().unwrap_or_default();
+        distro_ecosystem(&DistroRef {
+            id: id.clone(),
+            version_id,
+        })
+    });
+    facts.feed.distro_data = distro_feed.is_some_and(|eco| {
+        let feed = eco.split(':').next().unwrap_or_default();
+        live.iter().any(|f| f.feed == feed)
+    });
+    let indexed: bool = sqlx::query_scalar(INDEXED_SQL)
+        .bind(&facts.image.digest)
+        .fetch_one(pool)
+        .await?;
+    if live.is_empty() || !indexed {
+        facts.vulnerabilities = None;
+        return Ok(());
+    }
+    let matches =
+        queries::vulns_for_image(pool, &facts.image.digest, &ImageFilter::default()).await?;
+    facts.vulnerabilities = Some(matches.into_iter().map(vuln_match).collect());
+    Ok(())
+}
+
+fn vuln_match(m: queries::VulnMatch) -> VulnMatch {
+    let severity = match m.severity.trim().to_ascii_lowercase().as_str() {
+        "critical" => Severity::Critical,
+        "high" | "important" => Severity::High,
+        "medium" | "moderate" => Severity::Medium,
+        "low" => Severity::Low,
+        "negligible" | "unimportant" => Severity::Negligible,
+        _ => Severity::Unknown,
+    };
+    let fixed = m.fix.state == "fixed";
+    VulnMatch {
+        id: m.id,
+        aliases: m.aliases,
+        package_name: m.package.name,
+        package_type: m.package.package_type,
+        package_version: m.package.version,
+        package_path: None,
+        severity,
+        // Only the base score is stored; anchore writes -1 for scores it does not have.
+        cvss_v3: m.cvss_score.map(|base| Cvss {
+            base,
+            exploitability: -1.0,
+            impact: -1.0,
+        }),
+        vendor_cvss_v3: None,
+        fix_version: if fixed {
+            m.fix.versions.first().cloned()
+        } else {
+            None
+        },
+        fix_first_seen: m.fix_observed_at.and_then(|t| t.parse().ok()),
+        created_at: None,
+        will_not_fix: m.fix.state == "wont-fix",
+        link: m.urls.into_iter().next(),
+    }
+}
+
+const FEED_STATE_SQL: &str = r#"
+SELECT coalesce((SELECT string_agg(feed || '=' || generation || '@' || coalesce(to_char(last_success_at, 'YYYYMMDDHH24MISS'), ''), ',' ORDER BY feed)
+                   FROM fathom_vuln_feeds WHERE generation IS NOT NULL), '')
+    || ';' || coalesce((SELECT to_char(analyzed_at, 'YYYYMMDDHH24MISSUS') FROM fathom_vuln_images WHERE manifest_digest = $1), '-')
+    || ';' || coalesce((SELECT min(k.matched_stamp) || '-' || max(k.matched_stamp)
+                          FROM fathom_vuln_image_packages p
+                          JOIN fathom_vuln_keys k ON k.ecosystem = p.ecosystem AND k.name = p.name AND k.version = p.version
+                         WHERE p.manifest_digest = $1), '-')
+"#;
+
+/// The vulnerability data an image's evaluation depends on, as one string: each feed's generation and
+/// last sync, when the image was indexed and the generations its packages were matched at. Equal strings
+/// mean equal matches and freshness, so cached evaluations are keyed on it.
+pub async fn feed_state(pool: &PgPool, digest: &str) -> sqlx::Result<String> {
+    sqlx::query_scalar(FEED_STATE_SQL)
+        .bind(digest)
+        .fetch_one(pool)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reference;
+
+    #[test]
+    fn references_split_into_registry_repository_and_tag() {
+        assert_eq!(
+            split_reference("docker.io/library/debian:12"),
+            (
+                "docker.io".into(),
+                "library/debian".into(),
+                Some("12".into())
+            )
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/team/app:1.0"),
+            (
+                "127.0.0.1:5000".into(),
+                "team/app".into(),
+                Some("1.0".into())
+            )
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/team/app@sha256:abc"),
+            ("127.0.0.1:5000".into(), "team/app".into(), None)
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/team/app"),
+            ("127.0.0.1:5000".into(), "team/app".into(), None)
+        );
+    }
+}
