@@ -68,3 +68,23 @@ fn libraries_do_not_depend_on_the_test_kit() {
         );
     }
 }
+
+#[test]
+fn migration_versions_are_unique_across_crates() {
+    // One `_sqlx_migrations` table holds every crate's migrations: a version used twice makes the second
+    // crate's migrator fail with a version mismatch on any database the first one migrated.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for crate_dir in ["queue", "worker", "vulns", "policy"] {
+        let dir = root.join(crate_dir).join("migrations");
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let version = name.split('_').next().unwrap_or_default().to_string();
+            let here = format!("{crate_dir}/migrations/{name}");
+            if let Some(other) = seen.insert(version.clone(), here.clone()) {
+                panic!("migration version {version} is used by {other} and {here}");
+            }
+        }
+    }
+    assert!(seen.len() >= 8, "{seen:?}");
+}

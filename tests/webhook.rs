@@ -171,6 +171,7 @@ async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_hono
     let r = hook.admit(&review("u-analyzed", &deployment, false)).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(r["auditAnnotations"]["mode"], "policy", "{r}");
+    assert!(r["warnings"].as_array().is_some_and(|w| !w.is_empty()), "the default bundle warns: {r}");
 
     // An image fathom never saw, as a dry run: denied, and nothing is queued.
     let unknown = fleet.refs[1].clone();
@@ -247,7 +248,8 @@ async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_hono
             ),
         )
     };
-    assert_eq!(decided("allowed", "policy", "go"), 2.0, "{text}");
+    // The built-in default bundle WARNs (no vulnerability feed here, no HEALTHCHECK): admitted with warnings.
+    assert_eq!(decided("allowed", "policy", "warn"), 2.0, "{text}");
     assert_eq!(decided("denied", "policy", "unanalyzed"), 2.0, "{text}");
     assert_eq!(decided("denied", "policy", "not_found"), 1.0, "{text}");
     assert_eq!(
@@ -272,6 +274,28 @@ async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_hono
     for name in ["fathom_webhook_timeouts_total", "fathom_api_requests_total"] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+
+    // Policy mode asks the core's policy engine: a bundle that STOPs on a package the analyzed image
+    // carries denies it, naming the trigger; the built-in default bundle admitted it above.
+    let stop = serde_json::json!({
+        "id": "no-musl", "version": "1_0", "name": "no-musl",
+        "policies": [{"id": "p", "version": "1_0", "rules": [
+            {"id": "no-pkg", "gate": "packages", "trigger": "blacklist", "action": "STOP",
+             "params": [{"name": "name", "value": "musl"}]}]}],
+        "whitelists": [],
+        "mappings": [{"id": "all", "registry": "*", "repository": "*",
+                      "image": {"type": "tag", "value": "*"}, "policy_ids": ["p"], "whitelist_ids": []}],
+        "whitelisted_images": [], "blacklisted_images": []
+    });
+    let (status, body) = api.client().post("/v1/policies?active=true", stop).await;
+    assert!(status.is_success(), "{status} {body}");
+    let r = hook.admit(&review("u-stopped", &deployment, false)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let why = message(&r);
+    assert!(
+        why.contains("no-musl") && why.contains("packages.blacklist"),
+        "{r}"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 pub mod api;
 pub mod config;
+pub mod facts;
 pub mod feeds;
 pub mod oracle;
-pub mod facts;
 pub mod policy;

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::core::policy::PolicyEngine;
 use async_trait::async_trait;
 use fathom_analyzer::source::registry::DigestResolver;
 use fathom_analyzer::AnalyzeError;
+use fathom_policy::{Action, Evaluation};
 use fathom_webhook::{AnalysisState, Finding, ImageId, ImageOracle, OracleError, Outcome, Verdict};
 use fathom_worker::store::{ImageStatus, Store, StoreError, SubmissionFilter, SubmitOptions};
 
@@ -24,7 +26,7 @@ const ANALYZED_CACHE_ENTRIES: usize = 10_000;
 pub const NO_POLICY_ENGINE: &str = "policy engine not configured";
 
 /// Evaluates an analyzed image against a policy bundle (`None`: the active bundle). The policy engine
-/// implements this; [`NoPolicyEngine`] stands in until it is wired.
+/// implements this; [`NoPolicyEngine`] stands in when `services.policy_engine` is off.
 #[async_trait]
 pub trait PolicyCheck: Send + Sync + 'static {
     /// The verdict for `image`.
@@ -56,11 +58,74 @@ impl PolicyCheck for NoPolicyEngine {
     }
 }
 
-/// The core's policy engine for the webhook. THE plug: return the engine's [`PolicyCheck`] here once it
-/// is wired into the core (it gets the configuration and the results store, where the analyzed
-/// documents are); until then [`NoPolicyEngine`].
-pub fn policy_check(_config: &crate::config::FathomConfig, _store: &Store) -> Arc<dyn PolicyCheck> {
-    Arc::new(NoPolicyEngine)
+/// The core's policy engine for the webhook, or [`NoPolicyEngine`] when `services.policy_engine` is off.
+pub fn policy_check(engine: Option<Arc<PolicyEngine>>) -> Arc<dyn PolicyCheck> {
+    match engine {
+        Some(engine) if engine.enabled() => Arc::new(EnginePolicy { engine }),
+        _ => Arc::new(NoPolicyEngine),
+    }
+}
+
+/// [`PolicyCheck`] through the core's policy engine: the same bundle choice, facts and evaluation cache
+/// as `GET /v1/images/{digest}/check`.
+struct EnginePolicy {
+    engine: Arc<PolicyEngine>,
+}
+
+#[async_trait]
+impl PolicyCheck for EnginePolicy {
+    async fn evaluate(
+        &self,
+        image: &ImageId,
+        bundle: Option<&str>,
+    ) -> Result<Verdict, OracleError> {
+        let unavailable = |e: crate::core::api::ApiError| match e.status.as_u16() {
+            404 => OracleError::NotFound(e.message),
+            _ => OracleError::Unavailable(e.message),
+        };
+        let compiled = self.engine.bundle(bundle).await.map_err(unavailable)?;
+        // Mappings select by registry/repository/tag: evaluate under the reference being admitted when the
+        // image was analyzed under it, else under the reference it was last seen under.
+        let checked = match self
+            .engine
+            .check(&image.digest, Some(&image.reference), &compiled)
+            .await
+        {
+            Err(e) if e.status.as_u16() == 404 => self
+                .engine
+                .check(&image.digest, None, &compiled)
+                .await
+                .map_err(unavailable)?,
+            other => other.map_err(unavailable)?,
+        };
+        Ok(verdict(&checked.evaluation))
+    }
+}
+
+fn outcome(action: Action) -> Outcome {
+    match action {
+        Action::Stop => Outcome::Stop,
+        Action::Warn => Outcome::Warn,
+        Action::Go => Outcome::Go,
+    }
+}
+
+/// The webhook's view of an evaluation: the final action and the rows that were not whitelisted.
+fn verdict(evaluation: &Evaluation) -> Verdict {
+    Verdict {
+        outcome: outcome(evaluation.final_action),
+        bundle: evaluation.bundle_id.clone(),
+        findings: evaluation
+            .rows
+            .iter()
+            .filter(|r| r.whitelisted.is_none() && r.gate_action != Action::Go)
+            .map(|r| Finding {
+                trigger: format!("{}.{}", r.gate, r.trigger),
+                outcome: outcome(r.gate_action),
+                message: r.check_output.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// `ImageOracle` over the store, the queue (through the store's submissions) and the registry.

@@ -65,6 +65,7 @@ pub async fn run_core(
         config,
         state.store.clone(),
         state.cache_key.clone(),
+        Some(Arc::clone(&state.policy)),
         metrics.registry(),
         shutdown.clone(),
     )

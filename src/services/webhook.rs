@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::FathomConfig;
 use crate::core::oracle::{policy_check, StoreOracle};
+use crate::core::policy::PolicyEngine;
 
 /// Binds the webhook when `services.webhook.enabled` and serves it in a task until `shutdown` turns
 /// true; `None` when it is off. Errors (certificate, port, configuration) surface here, before serving.
@@ -19,6 +20,7 @@ pub async fn start(
     config: &FathomConfig,
     store: Store,
     cache_key: String,
+    policy: Option<Arc<PolicyEngine>>,
     registry: &prometheus::Registry,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<JoinHandle<anyhow::Result<()>>>> {
@@ -32,7 +34,7 @@ pub async fn start(
     let mut registry_options = options.registry.clone();
     registry_options.timeout = registry_options.timeout.min(hook.timeout);
     let resolver = DigestResolver::new(registry_options, options.platform.clone());
-    let policy = policy_check(config, &store);
+    let policy = policy_check(policy);
     let oracle = StoreOracle::new(
         store,
         resolver,

@@ -33,9 +33,15 @@ pub fn fathom() -> Command {
 
 /// A fresh database with the queue's and the store's migrations.
 pub async fn test_db() -> TestDb {
-    TestDb::create(&[&fathom_queue::migrator(), &fathom_worker::store::migrator()])
-        .await
-        .expect("test database")
+    // Every table `fathom migrate` makes: the core's checks and the webhook read the feed and bundle tables.
+    TestDb::create(&[
+        &fathom_queue::migrator(),
+        &fathom_worker::store::migrator(),
+        &fathom_vulns::migrator(),
+        &fathom_policy::store::migrator(),
+    ])
+    .await
+    .expect("test database")
 }
 
 /// The run's shared registry (`127.0.0.1:PORT`).
