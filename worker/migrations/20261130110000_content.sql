@@ -1,7 +1,8 @@
 -- The content pass (file inventory, secrets, licenses). The file inventory stays inside each layer's
--- zstd-compressed result (`fathom_layers.result`, ~35 bytes per file with its sha256): a row per file
--- would cost ~10x that across a fleet. Secrets get rows, so "which images carry an AWS key" is one query;
--- they hold the file, line and rule of a finding, never the matched text.
+-- zstd-compressed result (`fathom_layers.result`, ~41 bytes per file with its sha256, measured on the
+-- sample images): a row per file would cost several times that across a fleet. Secrets get rows, so
+-- "which images carry an AWS key" is one query; they hold the file, line and rule of a finding, never the
+-- matched text.
 CREATE TABLE IF NOT EXISTS fathom_layer_secrets (
     layer_digest text   NOT NULL,
     cache_key    text   NOT NULL,

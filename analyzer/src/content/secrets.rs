@@ -29,16 +29,17 @@ fn rule(name: &str, pattern: &str) -> SecretRule {
 }
 
 /// anchore's default secret rules, rewritten without look-around (which Rust's regex, built for linear
-/// time on hostile input, does not have), plus GitHub, GitLab and Slack tokens.
+/// time on hostile input, does not have), plus GitHub, GitLab and Slack tokens. Word boundaries are ASCII
+/// (`(?-u:\b)`): a Unicode `\b` makes the fast DFA give up on the first non-ASCII byte of a file.
 pub fn default_rules() -> Vec<SecretRule> {
     vec![
         rule(
             "AWS_ACCESS_KEY",
-            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b",
+            r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}(?-u:\b)",
         ),
         rule(
             "AWS_SECRET_KEY",
-            r#"(?i)aws_secret_access_key[ \t]*[=:][ \t]*["']?[A-Za-z0-9/+=]{40}\b"#,
+            r#"(?i)aws_secret_access_key[ \t]*[=:][ \t]*["']?[A-Za-z0-9/+=]{40}(?-u:\b)"#,
         ),
         rule(
             "PRIV_KEY",
@@ -47,11 +48,11 @@ pub fn default_rules() -> Vec<SecretRule> {
         rule("DOCKER_AUTH", r#""auth"[ \t]*:[ \t]*"[A-Za-z0-9+/=]{8,}""#),
         rule(
             "API_KEY",
-            r#"(?i)api[-_]?key["']?[ \t]*[=:][ \t]*["']?[A-Za-z0-9]{20,60}\b"#,
+            r#"(?i)api[-_]?key["']?[ \t]*[=:][ \t]*["']?[A-Za-z0-9]{20,60}(?-u:\b)"#,
         ),
-        rule("GITHUB_TOKEN", r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b"),
-        rule("GITLAB_TOKEN", r"\bglpat-[A-Za-z0-9_-]{20,}"),
-        rule("SLACK_TOKEN", r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+        rule("GITHUB_TOKEN", r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,255}(?-u:\b)"),
+        rule("GITLAB_TOKEN", r"(?-u:\b)glpat-[A-Za-z0-9_-]{20,}"),
+        rule("SLACK_TOKEN", r"(?-u:\b)xox[abprs]-[A-Za-z0-9-]{10,}"),
     ]
 }
 
