@@ -171,7 +171,10 @@ async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_hono
     let r = hook.admit(&review("u-analyzed", &deployment, false)).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(r["auditAnnotations"]["mode"], "policy", "{r}");
-    assert!(r["warnings"].as_array().is_some_and(|w| !w.is_empty()), "the default bundle warns: {r}");
+    assert!(
+        r["warnings"].as_array().is_some_and(|w| !w.is_empty()),
+        "the default bundle warns: {r}"
+    );
 
     // An image fathom never saw, as a dry run: denied, and nothing is queued.
     let unknown = fleet.refs[1].clone();

@@ -186,6 +186,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let events = outcome?;
     summarize(&store, &references, &events, started).await?;
     super::demo_vulns::run(&store, &references, &scratch).await?;
+    let cache_key = fathom_analyzer::analyze::catalogers_key(
+        &fathom_analyzer::catalog::default_catalogers(),
+        &fathom_analyzer::AnalyzerOptions::default(),
+    );
+    super::demo_gate::run(&store, &references, &cache_key).await?;
     // Close every pool before the server goes away, so nothing logs a lost connection on the way out.
     store.pool().close().await;
     drop(store);

@@ -7,6 +7,8 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 #[cfg(feature = "demo")]
+mod demo_gate;
+#[cfg(feature = "demo")]
 pub mod demo_vulns;
 pub mod migrate;
 pub mod policy;

@@ -50,7 +50,10 @@ pub fn default_rules() -> Vec<SecretRule> {
             "API_KEY",
             r#"(?i)api[-_]?key["']?[ \t]*[=:][ \t]*["']?[A-Za-z0-9]{20,60}(?-u:\b)"#,
         ),
-        rule("GITHUB_TOKEN", r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,255}(?-u:\b)"),
+        rule(
+            "GITHUB_TOKEN",
+            r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,255}(?-u:\b)",
+        ),
         rule("GITLAB_TOKEN", r"(?-u:\b)glpat-[A-Za-z0-9_-]{20,}"),
         rule("SLACK_TOKEN", r"(?-u:\b)xox[abprs]-[A-Za-z0-9-]{10,}"),
     ]
