@@ -194,8 +194,17 @@ async fn registry_errors_are_retried_and_missing_images_fail_clearly() {
 
     let good = fleet.refs[0].clone();
     let missing = fleet.reference(&(support::unique_repo("nothing-here") + ":v1"));
+    // The missing image goes in after the injected 500s are spent: every registry request is a manifest or
+    // blob request now (no pings to absorb them), and a 500 on its manifest would rightly cost an attempt.
+    fleet.submit(std::slice::from_ref(&good), 5).await;
+    fleet
+        .db
+        .wait_for(std::slice::from_ref(&good), Duration::from_secs(60), |s| {
+            matches!(s.status.as_str(), "analyzed" | "failed")
+        })
+        .await;
+    fleet.submit(std::slice::from_ref(&missing), 5).await;
     let both = [good, missing];
-    fleet.submit(&both, 5).await;
     let done = fleet
         .db
         .wait_for(&both, Duration::from_secs(60), |s| {
