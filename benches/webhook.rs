@@ -42,20 +42,7 @@ async fn run() {
     let db = support::test_db().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let tls = dir.path().join("tls");
-    let out = support::fathom()
-        .args([
-            "webhook",
-            "certs",
-            "--service",
-            "fathom-webhook",
-            "--namespace",
-            "fathom",
-        ])
-        .arg("--out")
-        .arg(&tls)
-        .output()
-        .expect("fathom webhook certs");
-    assert!(out.status.success(), "{out:?}");
+    support::webhook_certs(&tls);
     let hook = support::free_addr();
     let port: u16 = hook
         .rsplit_once(':')

@@ -15,7 +15,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use promql::{selectors, Selector};
-use support::{fathom, free_addr, http_get, test_db};
+use support::{fathom, free_addr, http_get, test_db, webhook_certs};
 
 /// Names no fathom process exports, each with why that is right. Empty today: every expression selects
 /// only fathom's own metrics (an entry such as `("up", "Prometheus' own scrape health")` goes here).
@@ -104,20 +104,7 @@ fn start_processes(dir: &Path, url: &str) -> Vec<Running> {
     let core = free_addr();
     // The core's admission webhook serves the certificate the pod mounts from a Secret: made here.
     let tls = dir.join("webhook-tls");
-    let certs = fathom()
-        .args([
-            "webhook",
-            "certs",
-            "--service",
-            "fathom-webhook",
-            "--namespace",
-            "fathom",
-        ])
-        .arg("--out")
-        .arg(&tls)
-        .output()
-        .expect("run fathom webhook certs");
-    assert!(certs.status.success(), "{certs:?}");
+    webhook_certs(&tls);
     let mut core_cmd = fathom();
     core_cmd
         .args(["run", "--config"])

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 use support::api::Api;
-use support::{fathom, free_addr, http_get, metric, ok, Fleet};
+use support::{fathom, free_addr, http_get, metric, webhook_certs, Fleet};
 
 /// The Service name the certificate is made for (deploy/base/webhook.yaml's).
 const HOST: &str = "fathom-webhook.fathom.svc";
@@ -100,20 +100,7 @@ async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_hono
 
     // TLS as an operator without cert-manager makes it.
     let tls = fleet.path().join("tls");
-    let out = fathom()
-        .args([
-            "webhook",
-            "certs",
-            "--service",
-            "fathom-webhook",
-            "--namespace",
-            "fathom",
-        ])
-        .arg("--out")
-        .arg(&tls)
-        .output()
-        .unwrap();
-    let patch: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    let patch: Value = serde_json::from_str(webhook_certs(&tls).trim()).unwrap();
     let ca_pem = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
     assert_eq!(patch[0]["path"], "/webhooks/0/clientConfig/caBundle");
     let bundle = base64::engine::general_purpose::STANDARD

@@ -287,6 +287,26 @@ pub fn metric(text: &str, series: &str) -> f64 {
 }
 
 /// The stdout of a `fathom` run, after asserting it succeeded (else its output in the message).
+/// `fathom webhook certs` for the Service `fathom-webhook` in namespace `fathom`, written to `out`
+/// (`ca.crt`, `tls.crt`, `tls.key`), as an operator without cert-manager makes them; its stdout (the
+/// caBundle patch).
+pub fn webhook_certs(out: &Path) -> String {
+    let run = fathom()
+        .args([
+            "webhook",
+            "certs",
+            "--service",
+            "fathom-webhook",
+            "--namespace",
+            "fathom",
+        ])
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run fathom webhook certs");
+    ok(&run)
+}
+
 pub fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
