@@ -358,6 +358,18 @@ async fn metrics_pass_promtool_and_health_answers() {
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+    // What the job cost the registry: one manifest, the config and every layer, no token or ping.
+    let host = fleet.refs[0].split('/').next().unwrap();
+    let requests = |kind: &str| {
+        metric(
+            &text,
+            &format!("fathom_worker_registry_requests_total{{host=\"{host}\",kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(requests("manifest"), 1.0, "{text}");
+    let blobs = fleet.images[0].1.layers.len() as f64 + 1.0;
+    assert_eq!(requests("blob"), blobs, "{text}");
+    assert_eq!(requests("token"), 0.0, "{text}");
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

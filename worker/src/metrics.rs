@@ -70,6 +70,10 @@ pub struct Metrics {
     pub jobs_deferred: IntCounterVec,
     /// `fathom_worker_registry_slot_waits_total`: jobs that waited for a per-host concurrency slot.
     pub registry_slot_waits: IntCounter,
+    /// `fathom_worker_registry_requests_total{host,kind}`: requests this process sent to each registry,
+    /// by kind (`manifest`, `blob`, `token`), so an operator sees what the fleet costs each registry.
+    /// Copied from the engine's process-wide counts at scrape time (the engine has no metrics registry).
+    pub registry_requests: IntCounterVec,
 }
 
 /// `reason` of `fathom_worker_jobs_deferred_total`.
@@ -252,6 +256,14 @@ impl Metrics {
                 "Jobs that waited for a per-registry-host concurrency slot.",
             )
             .unwrap_or_else(unreachable_metric),
+            registry_requests: IntCounterVec::new(
+                Opts::new(
+                    "fathom_worker_registry_requests_total",
+                    "Requests sent to each registry host, by kind (manifest, blob, token).",
+                ),
+                &["host", "kind"],
+            )
+            .unwrap_or_else(unreachable_metric),
             registry,
         };
         for c in m.collectors().into_iter().chain(m.per_host_collectors()) {
@@ -299,7 +311,24 @@ impl Metrics {
 
     /// Families whose series appear per registry host, once one is known.
     fn per_host_collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
-        vec![Box::new(self.registry_breaker.clone())]
+        vec![
+            Box::new(self.registry_breaker.clone()),
+            Box::new(self.registry_requests.clone()),
+        ]
+    }
+
+    /// Brings `fathom_worker_registry_requests_total` up to the engine's counts. Both only grow, so
+    /// adding the difference keeps the counter exact without a second copy of the state.
+    fn sync_registry_requests(&self) {
+        for count in fathom_analyzer::source::requests::registry_requests() {
+            let counter = self
+                .registry_requests
+                .with_label_values(&[&count.host, count.kind.as_str()]);
+            let behind = count.count.saturating_sub(counter.get());
+            if behind > 0 {
+                counter.inc_by(behind);
+            }
+        }
     }
 
     /// Sets the breaker gauges from the fleet's breakers, `(host, state)` each.
@@ -350,6 +379,7 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        self.sync_registry_requests();
         let mut out = Vec::new();
         if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(%err, "metric encoding failed");
