@@ -231,3 +231,73 @@ async fn a_broken_feed_fails_naming_it_and_spdx_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SPDX"));
 }
+
+/// The standalone matcher and the Postgres fleet matcher answer the same for the same image and feed:
+/// the sample images are scanned standalone, their documents stored, the feed synced and the fleet
+/// matched, and `vulns_for_image` compared with the standalone `vulnerabilities` (`fix_observed_at` aside,
+/// which only the database knows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_matches_equal_the_fleet_matchers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let feed = FeedServer::start(&tmp.path().join("feed")).await;
+    let db = support::test_db().await;
+    let store = fathom_worker::store::Store::connect_lazy(db.url(), 2).unwrap();
+    let mut standalone = Vec::new();
+    for name in [
+        "debian-python-npm",
+        "debian-java-go",
+        "alpine-apk",
+        "rocky-rpm",
+    ] {
+        let source = oci_dir(&tmp.path().join(name), &sample(name));
+        let doc: Value =
+            serde_json::from_slice(ok(&scan(&source, &feed.dir.display().to_string(), "json")))
+                .unwrap();
+        let analysis: fathom_analyzer::ImageAnalysis = serde_json::from_value(doc.clone()).unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        fathom_worker::store::save_analysis_in(
+            &mut conn,
+            &analysis,
+            &format!("example.invalid/{name}:v1"),
+            fathom_worker::store::Timings {
+                queue_wait: std::time::Duration::ZERO,
+                analysis: std::time::Duration::ZERO,
+            },
+        )
+        .await
+        .unwrap();
+        standalone.push((name, analysis.image.manifest_digest.clone(), doc));
+    }
+    let config = fathom_vulns::VulnsConfig {
+        base_url: feed.dir.display().to_string(),
+        ecosystems: fathom_testkit::osv::SAMPLE_FEEDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ..fathom_vulns::VulnsConfig::default()
+    };
+    let synced = fathom_vulns::Feeds::sync(store.pool(), &config, &|_| {})
+        .await
+        .unwrap();
+    assert!(!synced.failed(), "{synced:?}");
+    fathom_vulns::Matcher::rematch(store.pool()).await.unwrap();
+    let mut total = 0;
+    for (name, digest, doc) in standalone {
+        let stored = fathom_vulns::queries::vulns_for_image(
+            store.pool(),
+            &digest,
+            &fathom_vulns::queries::ImageFilter::default(),
+        )
+        .await
+        .unwrap();
+        let mut stored = serde_json::to_value(stored).unwrap();
+        for m in stored.as_array_mut().unwrap() {
+            assert!(m["fix"]["state"] != "fixed" || m["fix_observed_at"].is_string());
+            m["fix_observed_at"] = Value::Null;
+        }
+        assert_eq!(doc["vulnerabilities"], stored, "{name}");
+        total += stored.as_array().unwrap().len();
+    }
+    // debian-python-npm 4, debian-java-go 2 (glibc), alpine-apk 2 (openssl), rocky-rpm none.
+    assert_eq!(total, 8);
+}
