@@ -140,6 +140,7 @@ async fn cyclonedx_vulnerabilities_validate_and_affect_the_matched_components() 
     assert_eq!(v["id"], OPENSSL);
     assert_eq!(v["ratings"][0]["severity"], "high");
     assert_eq!(v["references"][0]["id"], alias(OPENSSL));
+    assert_eq!(v["references"][0]["source"]["name"], "NVD");
     // libssl3 and libcrypto3 both come from openssl: each affect points at its own component.
     let components = bom["components"].as_array().unwrap();
     let mut affected = BTreeSet::new();

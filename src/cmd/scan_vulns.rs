@@ -197,7 +197,7 @@ fn cyclonedx(matches: &LocalMatches) -> Vec<Value> {
                     first
                         .aliases
                         .iter()
-                        .map(|a| json!({"id": a, "source": {"name": "alias"}}))
+                        .map(|a| json!({"id": a, "source": alias_source(a)}))
                         .collect(),
                 );
             }
@@ -216,6 +216,17 @@ fn cyclonedx(matches: &LocalMatches) -> Vec<Value> {
             v
         })
         .collect()
+}
+
+/// Where an alias is published: CVE ids at NVD, GHSA ids in GitHub's database, the rest at OSV.
+fn alias_source(id: &str) -> Value {
+    if id.starts_with("CVE-") {
+        json!({"name": "NVD", "url": format!("https://nvd.nist.gov/vuln/detail/{id}")})
+    } else if id.starts_with("GHSA-") {
+        json!({"name": "GitHub", "url": format!("https://github.com/advisories/{id}")})
+    } else {
+        json!({"name": "OSV", "url": format!("https://osv.dev/vulnerability/{id}")})
+    }
 }
 
 /// ID / PACKAGE / INSTALLED / FIXED IN / SEVERITY, aligned.
