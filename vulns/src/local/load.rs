@@ -143,3 +143,88 @@ impl LocalFeed {
         self.by_key.values().map(Vec::len).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn zip(records: &[serde_json::Value]) -> Vec<u8> {
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (i, r) in records.iter().enumerate() {
+            z.start_file(
+                format!("{i}.json"),
+                zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
+            z.write_all(r.to_string().as_bytes()).unwrap();
+        }
+        z.finish().unwrap().into_inner()
+    }
+
+    fn record(id: &str, name: &str, withdrawn: bool) -> serde_json::Value {
+        let mut r = serde_json::json!({"id": id, "affected": [{"package": {"ecosystem": "PyPI", "name": name},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]});
+        if withdrawn {
+            r["withdrawn"] = "2024-01-01T00:00:00Z".into();
+        }
+        r
+    }
+
+    #[tokio::test]
+    async fn keeps_only_wanted_records_of_needed_listed_feeds() {
+        let dir = tempfile::tempdir().unwrap();
+        // npm is listed but has no zip: fetching it would fail, so the test fails if it is fetched.
+        std::fs::write(dir.path().join("ecosystems.txt"), "PyPI\nnpm\n").unwrap();
+        std::fs::create_dir(dir.path().join("PyPI")).unwrap();
+        let records = [
+            record("A", "Pygments", false),
+            record("B", "django", false),
+            record("C", "pygments", true),
+            serde_json::json!({"id": "D", "affected": "not a list"}),
+        ];
+        std::fs::write(dir.path().join("PyPI/all.zip"), zip(&records)).unwrap();
+        let config = VulnsConfig {
+            base_url: dir.path().display().to_string(),
+            ..VulnsConfig::default()
+        };
+        let wanted: Wanted = [("PyPI", "pygments"), ("Go", "golang.org/x/net")]
+            .iter()
+            .map(|(e, n)| (e.to_string(), n.to_string()))
+            .collect();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let feed = LocalFeed::load(&config, &wanted, &|p| {
+            seen.lock().unwrap().push(format!("{p:?}"));
+        })
+        .await
+        .unwrap();
+        assert_eq!(feed.missing, ["Go"]);
+        assert_eq!(
+            feed.feeds,
+            [LoadedFeed {
+                feed: "PyPI".into(),
+                bytes: std::fs::metadata(dir.path().join("PyPI/all.zip"))
+                    .unwrap()
+                    .len(),
+                records: 3,
+                kept: 1,
+                malformed: 1,
+            }]
+        );
+        assert_eq!(feed.candidates(), 1);
+        assert!(feed.has_feed("PyPI") && !feed.has_feed("npm"));
+        let seen = seen.into_inner().unwrap();
+        assert!(
+            seen.iter().any(|s| s.starts_with("Missing(\"Go\")")),
+            "{seen:?}"
+        );
+
+        // A feed that is not a zip fails, naming it.
+        std::fs::write(dir.path().join("PyPI/all.zip"), b"nope").unwrap();
+        let err = LocalFeed::load(&config, &wanted, &|_| {})
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("feed PyPI:"), "{err}");
+    }
+}
