@@ -75,9 +75,17 @@ pub async fn load(analysis: &ImageAnalysis, from: &str) -> anyhow::Result<Standa
             LoadProgress::Downloading(f) => {
                 bar.set_message(format!("vulnerability feeds: downloading {f}"))
             }
+            LoadProgress::Downloaded(f, n, total) => bar.set_message(match total {
+                Some(t) => format!(
+                    "vulnerability feeds: downloading {f}: {} of {}",
+                    human_bytes(n),
+                    human_bytes(t)
+                ),
+                None => format!("vulnerability feeds: downloading {f}: {}", human_bytes(n)),
+            }),
             LoadProgress::Reading(f, bytes) => bar.set_message(format!(
-                "vulnerability feeds: reading {f} ({:.1} MiB)",
-                bytes as f64 / (1 << 20) as f64
+                "vulnerability feeds: reading {f} ({})",
+                human_bytes(bytes)
             )),
             LoadProgress::Done(f) => bar.println(format!(
                 "fathom: feed {}: {} of {} records name a package of this image",
@@ -105,6 +113,10 @@ pub async fn load(analysis: &ImageAnalysis, from: &str) -> anyhow::Result<Standa
         feed,
         matches,
     })
+}
+
+fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
 }
 
 /// Writes the SBOM in `format` with the matches added.

@@ -34,6 +34,8 @@ pub enum LoadProgress<'a> {
     Listing,
     /// Downloading a feed.
     Downloading(&'a str),
+    /// Bytes of a feed's download so far, and the announced length (HTTP sources only).
+    Downloaded(&'a str, u64, Option<u64>),
     /// Downloaded; reading this many bytes of zip.
     Reading(&'a str, u64),
     /// A feed is loaded.
@@ -83,8 +85,14 @@ impl LocalFeed {
                 continue;
             }
             progress(LoadProgress::Downloading(name));
+            let on_bytes = |n, total| progress(LoadProgress::Downloaded(name, n, total));
             let Fetched::Fresh { file, bytes, .. } = source
-                .fetch(name, &Validators::default(), config.max_download_bytes)
+                .fetch_with_progress(
+                    name,
+                    &Validators::default(),
+                    config.max_download_bytes,
+                    &on_bytes,
+                )
                 .await?
             else {
                 return Err(Error::feed(
