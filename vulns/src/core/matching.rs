@@ -36,6 +36,12 @@ pub struct Candidate {
 
 /// The candidates a record contributes: one per `affected` entry naming a package; none when withdrawn.
 pub fn candidates(record: &Record) -> Vec<Candidate> {
+    candidates_where(record, |_, _| true)
+}
+
+/// [`candidates`] for the entries whose normalized (ecosystem, name) `keep` accepts; the others are not
+/// rated (scoring CVSS vectors is most of the cost of reading a feed nobody matches against).
+pub fn candidates_where(record: &Record, keep: impl Fn(&str, &str) -> bool) -> Vec<Candidate> {
     if record.withdrawn.is_some() {
         return Vec::new();
     }
@@ -51,9 +57,13 @@ pub fn candidates(record: &Record) -> Vec<Candidate> {
         .filter_map(|a| {
             let p = a.package.as_ref()?;
             let ecosystem = normalize_ecosystem(&p.ecosystem);
+            let name = normalize_name_for(&ecosystem, &p.name);
+            if !keep(&ecosystem, &name) {
+                return None;
+            }
             let rated = rate(record, a);
             Some(Candidate {
-                name: normalize_name_for(&ecosystem, &p.name),
+                name,
                 ecosystem,
                 vuln_id: record.id.clone(),
                 aliases: record.aliases.clone(),

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
 use crate::config::VulnsConfig;
-use crate::core::matching::{candidates, feed_of, Candidate};
+use crate::core::matching::{candidates_where, feed_of, Candidate};
 use crate::error::{Error, Result};
 use crate::feed::{read_zip, Fetched, Source, Validators};
 
@@ -109,11 +109,9 @@ impl LocalFeed {
                 let mut records = 0u64;
                 let stats = read_zip(&file, &owned, max_entry, |record| {
                     let before = kept.len();
-                    kept.extend(
-                        candidates(&record)
-                            .into_iter()
-                            .filter(|c| wanted.contains(&(c.ecosystem.clone(), c.name.clone()))),
-                    );
+                    kept.extend(candidates_where(&record, |e, n| {
+                        wanted.contains(&(e.to_string(), n.to_string()))
+                    }));
                     records += u64::from(kept.len() > before);
                     true
                 });
