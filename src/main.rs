@@ -50,7 +50,8 @@ enum Command {
     Queue(cmd::queue::QueueArgs),
     /// The admission webhook: `certs` makes its TLS material without cert-manager.
     Webhook(cmd::webhook::WebhookArgs),
-    /// Evaluate a stored image against a policy bundle: exit 0 pass, 1 fail (STOP), 2 error.
+    /// Evaluate an image against a policy bundle: a stored one, or with --policy any scan source analyzed
+    /// now without a database. Exit 0 pass (GO/WARN), 1 fail (STOP), 2 error.
     Check(cmd::check::CheckArgs),
     /// Policy bundles: validate a file (every problem with its JSON path).
     Policy(cmd::policy::PolicyArgs),

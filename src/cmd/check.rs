@@ -1,5 +1,7 @@
-//! `fathom check IMAGE`: evaluate a stored image against a policy bundle, for CI pipelines. Exit 0 on
-//! pass (GO or WARN), 1 on fail (STOP), 2 when no verdict could be reached.
+//! `fathom check IMAGE`: evaluate an image against a policy bundle, for CI pipelines. Exit 0 on pass (GO
+//! or WARN), 1 on fail (STOP), 2 when no verdict could be reached. With `--policy BUNDLE` the image is any
+//! scan source, analyzed now and evaluated without a database ([`super::check_local`]); without it, a
+//! stored image is evaluated through the database or the API.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,16 +18,43 @@ use crate::core::policy::{read_bundle_file, PolicyEngine};
 
 /// Arguments of `fathom check`.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Standalone or stored: with --policy, IMAGE is a `fathom scan` source \
+(registry:REF, oci-dir:PATH[:REF], docker-archive:PATH) analyzed now and evaluated without a database \
+(--vulns-from adds vulnerability matches; without it the vulnerabilities gate reports its data as \
+unavailable). Without --policy, IMAGE is a stored image (digest or reference) evaluated through \
+--database-url or --api.\n\nExit codes: 0 GO or WARN, 1 STOP, 2 error."
+)]
 pub struct CheckArgs {
-    /// Manifest digest (`sha256:...`), or a reference the image was analyzed under.
+    /// Stored: manifest digest (`sha256:...`) or a reference the image was analyzed under. With
+    /// --policy: a scan source (`registry:REF`, `oci-dir:PATH[:REF]`, `docker-archive:PATH`).
     pub image: String,
+    /// Standalone: analyze IMAGE now and evaluate this bundle file (JSON or YAML); no database or API.
+    #[arg(long, value_name = "BUNDLE", conflicts_with_all = ["bundle", "policy_id"])]
+    pub policy: Option<PathBuf>,
+    /// Standalone: match vulnerabilities from this OSV feed source (base URL, `file://` or directory).
+    #[arg(long = "vulns-from", value_name = "URL_OR_DIR", requires = "policy")]
+    pub vulns_from: Option<String>,
+    /// Output: `table` (anchore-cli's check detail) or `json` (the whole evaluation).
+    #[arg(short = 'o', long = "output", value_parser = ["table", "json"], conflicts_with = "json")]
+    pub output: Option<String>,
+    /// Standalone: platform to pick from a multi-arch image (OS/ARCH[/VARIANT]).
+    #[arg(long, default_value = "linux/amd64")]
+    pub platform: String,
+    /// Standalone: registry (HOST:PORT) to reach over plain HTTP; repeatable or comma-separated.
+    #[arg(
+        long = "insecure-registry",
+        env = "FATHOM_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
     /// Evaluate this bundle file (JSON or YAML) instead of a stored one (needs the database).
     #[arg(long, conflicts_with = "policy_id")]
     pub bundle: Option<PathBuf>,
     /// A stored bundle's id (default: the active bundle, else the built-in default bundle).
     #[arg(long)]
     pub policy_id: Option<String>,
-    /// Print the whole evaluation as JSON instead of a table.
+    /// Same as `-o json`.
     #[arg(long)]
     pub json: bool,
     /// Where to read: the database or the API.
@@ -35,7 +64,13 @@ pub struct CheckArgs {
 
 /// Runs `fathom check`; its errors are exit code 2, so they never read as a STOP.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let result = super::runtime().and_then(|rt| rt.block_on(evaluate(&args)));
+    let result = super::runtime().and_then(|rt| {
+        if args.policy.is_some() {
+            rt.block_on(super::check_local::evaluate(&args))
+        } else {
+            rt.block_on(evaluate(&args))
+        }
+    });
     let evaluation = match result {
         Ok(e) => e,
         Err(err) => {
@@ -44,7 +79,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if args.json {
+    if args.json || args.output.as_deref() == Some("json") {
         serde_json::to_writer_pretty(&mut out, &evaluation)?;
         writeln!(out)?;
     } else {

@@ -3,6 +3,7 @@
 pub mod autoscaler;
 pub mod backend;
 pub mod check;
+mod check_local;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -18,6 +19,7 @@ pub mod results;
 pub mod run;
 pub mod scale;
 pub mod scan;
+pub mod scan_vulns;
 pub mod status;
 pub mod submit;
 pub mod vulns;

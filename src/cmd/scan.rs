@@ -9,7 +9,7 @@ use anyhow::Context;
 use fathom_analyzer::sbom::{self, Format};
 use fathom_analyzer::source::auth::Credentials;
 use fathom_analyzer::source::registry::RegistryOptions;
-use fathom_analyzer::{Analyzer, AnalyzerOptions, ImageSource, NoCache};
+use fathom_analyzer::{Analyzer, AnalyzerOptions, ImageAnalysis, ImageSource, NoCache};
 
 /// Arguments of `fathom scan`.
 #[derive(clap::Args, Debug)]
@@ -50,11 +50,17 @@ pub struct ScanArgs {
     /// Leave the file inventory (`files.entries`) out of the JSON output.
     #[arg(long)]
     pub no_file_entries: bool,
+    /// Match vulnerabilities without a database: an OSV feed source (base URL, `file://` or directory laid
+    /// out like OSV's bucket: `ecosystems.txt`, `<ECOSYSTEM>/all.zip`). Only the ecosystems the image has
+    /// packages in are downloaded, and only records naming its packages are kept. Adds `vulnerabilities`
+    /// to json and cyclonedx-json; makes the table list ID, PACKAGE, INSTALLED, FIXED IN, SEVERITY.
+    #[arg(long = "vulns-from", value_name = "URL_OR_DIR")]
+    pub vulns_from: Option<String>,
 }
 
 /// The flag (or `FATHOM_INSECURE_REGISTRIES`), plus `FATHOM_REGISTRY_INSECURE`, the name the config file's
 /// `registry.insecure` key takes in the environment: the same variables work for `scan` and for workers.
-fn insecure_registries(from_flag: Vec<String>) -> Vec<String> {
+pub(crate) fn insecure_registries(from_flag: Vec<String>) -> Vec<String> {
     let from_key = std::env::var("FATHOM_REGISTRY_INSECURE").unwrap_or_default();
     from_flag
         .into_iter()
@@ -67,41 +73,36 @@ fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
 }
 
-/// Runs `fathom scan`.
-pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let source: ImageSource = args.source.parse()?;
+/// Analyzer options for a source given on the command line (platform, plain-HTTP registries, the
+/// registry credentials of the environment); content options stay at their defaults.
+pub(crate) fn analyzer_options(
+    platform: &str,
+    insecure: Vec<String>,
+) -> anyhow::Result<AnalyzerOptions> {
     let credentials = Credentials::from_env().map_err(anyhow::Error::msg)?;
-    let mut options = AnalyzerOptions {
-        platform: args.platform.parse()?,
+    Ok(AnalyzerOptions {
+        platform: platform.parse()?,
         registry: RegistryOptions {
-            insecure: insecure_registries(args.insecure_registries),
+            insecure: insecure_registries(insecure),
             credentials,
             ..Default::default()
         },
         ..Default::default()
-    };
-    if let Some(n) = args.layers_in_flight {
-        options.layers_in_flight = n.max(1);
-    }
-    let content = &mut options.content;
-    content.enabled = !args.no_content;
-    content.secrets.enabled = !args.no_secrets;
-    content.licenses = !args.no_licenses;
-    if args.no_file_digests {
-        content.file_digest_max_bytes = 0;
-    }
-    content.entries_in_document = !args.no_file_entries;
+    })
+}
+
+/// Analyzes `source`, with a one-line progress note on a terminal.
+pub(crate) async fn analyze(
+    source: &ImageSource,
+    options: AnalyzerOptions,
+) -> anyhow::Result<ImageAnalysis> {
     let analyzer = Analyzer::new(fathom_analyzer::catalog::default_catalogers(), options);
     let progress = std::io::stderr().is_terminal();
     if progress {
         eprint!("fathom: scanning {source} …");
     }
     let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let analysis = runtime.block_on(analyzer.analyze(&source, &NoCache));
+    let analysis = analyzer.analyze(source, &NoCache).await;
     if progress {
         eprint!("\r\x1b[2K");
     }
@@ -117,17 +118,53 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     for warning in &analysis.warnings {
         tracing::warn!("{warning}");
     }
+    Ok(analysis)
+}
+
+/// Runs `fathom scan`.
+pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let source: ImageSource = args.source.parse()?;
+    let mut options = analyzer_options(&args.platform, args.insecure_registries)?;
+    if let Some(n) = args.layers_in_flight {
+        options.layers_in_flight = n.max(1);
+    }
+    let content = &mut options.content;
+    content.enabled = !args.no_content;
+    content.secrets.enabled = !args.no_secrets;
+    content.licenses = !args.no_licenses;
+    if args.no_file_digests {
+        content.file_digest_max_bytes = 0;
+    }
+    content.entries_in_document = !args.no_file_entries;
+    if args.vulns_from.is_some() && args.output == Format::SpdxJson {
+        anyhow::bail!("--vulns-from writes json, cyclonedx-json or table; SPDX 2.3 has no place for vulnerabilities");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let analysis = runtime.block_on(analyze(&source, options))?;
+    let found = match &args.vulns_from {
+        Some(from) => Some(runtime.block_on(super::scan_vulns::load(&analysis, from))?),
+        None => None,
+    };
+    let write = |out: &mut dyn Write| -> anyhow::Result<()> {
+        match &found {
+            Some(found) => super::scan_vulns::write(&analysis, args.output, found, out),
+            None => Ok(sbom::write(&analysis, args.output, out)?),
+        }
+    };
     match &args.file {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            sbom::write(&analysis, args.output, std::io::BufWriter::new(file))
+            write(&mut std::io::BufWriter::new(file))
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         None => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            sbom::write(&analysis, args.output, &mut out)?;
+            write(&mut out)?;
             out.flush()?;
         }
     }

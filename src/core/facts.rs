@@ -128,7 +128,8 @@ pub async fn add_vulnerabilities(
     Ok(())
 }
 
-fn vuln_match(m: queries::VulnMatch) -> VulnMatch {
+/// A stored (or standalone) match as the policy engine reads it.
+pub fn vuln_match(m: queries::VulnMatch) -> VulnMatch {
     let severity = match m.severity.trim().to_ascii_lowercase().as_str() {
         "critical" => Severity::Critical,
         "high" | "important" => Severity::High,

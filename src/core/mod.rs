@@ -8,6 +8,7 @@
 pub mod api;
 pub mod config;
 pub mod facts;
+pub mod facts_local;
 pub mod feeds;
 pub mod oracle;
 pub mod policy;

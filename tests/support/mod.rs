@@ -6,6 +6,7 @@
 pub mod api;
 pub mod autoscaler;
 pub mod fleet;
+pub mod osv_server;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

@@ -6,13 +6,15 @@
 //! ([`core::ecosystem`]). [`feed`] fetches OSV bulk zips (conditional HTTP, streamed to disk) and reads
 //! them record by record. [`store`] keeps feed generations in Postgres ([`Feeds::sync`]), matches each
 //! distinct (ecosystem, name, version) of the fleet once ([`Matcher::rematch`]), and answers per-image
-//! and per-vulnerability questions ([`queries`]).
+//! and per-vulnerability questions ([`queries`]). [`local`] matches one image without a database, loading
+//! only the feed records naming its packages (`fathom scan --vulns-from`, `fathom check --policy`).
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod core;
 mod error;
 pub mod feed;
+pub mod local;
 pub mod store;
 
 pub use config::VulnsConfig;

@@ -3,6 +3,7 @@
 
 pub mod affected;
 pub mod ecosystem;
+pub mod matching;
 pub mod osv;
 pub mod severity;
 pub mod version;

@@ -120,6 +120,18 @@ impl Source {
         previous: &Validators,
         max_bytes: u64,
     ) -> Result<Fetched> {
+        self.fetch_with_progress(ecosystem, previous, max_bytes, &|_, _| {})
+            .await
+    }
+
+    /// [`Source::fetch`], calling `progress(bytes so far, announced length)` as an HTTP body arrives.
+    pub async fn fetch_with_progress(
+        &self,
+        ecosystem: &str,
+        previous: &Validators,
+        max_bytes: u64,
+        progress: &(dyn Fn(u64, Option<u64>) + Sync),
+    ) -> Result<Fetched> {
         match self {
             Source::Dir(dir) => {
                 fetch_file(
@@ -164,6 +176,7 @@ impl Source {
                 };
                 let (file, path) = temp(ecosystem)?;
                 let mut out = tokio::fs::File::from_std(file);
+                let total = resp.content_length();
                 let mut body = resp.bytes_stream();
                 let mut bytes = 0u64;
                 while let Some(chunk) = body.next().await {
@@ -179,6 +192,7 @@ impl Source {
                     out.write_all(&chunk)
                         .await
                         .map_err(|e| Error::feed(ecosystem, e))?;
+                    progress(bytes, total);
                 }
                 out.flush().await.map_err(|e| Error::feed(ecosystem, e))?;
                 Ok(Fetched::Fresh {

@@ -1,0 +1,275 @@
+//! What the policy engine knows about an image analyzed just now, without a database (`fathom check
+//! SOURCE --policy BUNDLE`): identity, packages, config facts, file inventory and secret findings from the
+//! analysis, vulnerability matches from a feed loaded for this image ([`fathom_vulns::local`]).
+
+use fathom_analyzer::layer::FileKind;
+use fathom_analyzer::source::facts::ConfigFacts;
+use fathom_analyzer::source::registry::canonical_reference;
+use fathom_analyzer::ImageAnalysis;
+use fathom_policy::{
+    DockerfileMode, FeedStatus, FileEntry, FileType, ImageConfig, ImageFacts, ImageInfo, Package,
+    SecretFinding,
+};
+use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
+use fathom_vulns::core::matching::feed_of;
+use fathom_vulns::local::{LocalFeed, LocalMatches};
+use jiff::Timestamp;
+
+use super::facts::{split_reference, vuln_match};
+
+/// Which content data the analysis was asked for: a pass that did not run is "unavailable" to the gates,
+/// not "nothing found".
+#[derive(Debug, Clone, Copy)]
+pub struct ContentRan {
+    /// The file inventory is in the document (`files.entries`).
+    pub files: bool,
+    /// Secret search ran.
+    pub secrets: bool,
+}
+
+/// Facts from an analysis and, when a feed was loaded, its matches (else vulnerability data is `None`,
+/// so `vulnerability_data_unavailable` fires). The feed's "last sync" is the time of its download.
+pub fn from_analysis(
+    doc: &ImageAnalysis,
+    content: ContentRan,
+    vulns: Option<(&LocalFeed, &LocalMatches)>,
+) -> ImageFacts {
+    let (registry, repository, tag) = identity(&doc.image.reference);
+    let distro = doc.distro.as_ref();
+    let config = &doc.image.config;
+    let image = ImageInfo {
+        digest: doc.image.manifest_digest.clone(),
+        id: doc
+            .image
+            .config_digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&doc.image.config_digest)
+            .to_string(),
+        registry,
+        repository,
+        tag,
+        distro: distro.map(|d| d.id.clone()),
+        distro_version: distro
+            .map(|d| d.version_id.clone())
+            .filter(|v| !v.is_empty()),
+        like_distro: distro
+            .map(|d| d.id_like.join(" "))
+            .filter(|v| !v.is_empty()),
+        architecture: Some(doc.image.platform.architecture.clone()),
+        os_type: Some(doc.image.platform.os.clone()),
+        // The stored (compressed) size, as the database-backed facts report it.
+        size: doc.image.layers.iter().map(|l| l.size).sum(),
+        layer_count: doc.image.layers.len() as u64,
+        config: image_config(config),
+    };
+    let packages = doc
+        .packages
+        .iter()
+        .map(|p| Package {
+            pkg_type: p.package.package_type.as_str().to_string(),
+            name: p.package.name.clone(),
+            version: p.package.version.clone(),
+            paths: p.package.locations.iter().map(|l| l.path.clone()).collect(),
+            licenses: p.package.licenses.clone(),
+            files: Vec::new(),
+        })
+        .collect();
+    let files = content.files.then(|| {
+        doc.files
+            .entries
+            .iter()
+            .map(|f| {
+                let e = &f.entry;
+                FileEntry {
+                    path: e.path.clone(),
+                    file_type: match e.kind {
+                        FileKind::File => FileType::File,
+                        FileKind::Dir => FileType::Dir,
+                        FileKind::Symlink => FileType::Symlink,
+                        FileKind::HardLink | FileKind::Other => FileType::Other,
+                    },
+                    mode: e.mode,
+                    uid: u32::try_from(e.uid).unwrap_or(u32::MAX),
+                    gid: u32::try_from(e.gid).unwrap_or(u32::MAX),
+                    size: e.size,
+                    suid: e.setuid(),
+                    sgid: e.setgid(),
+                    sha256: e.sha256.clone(),
+                }
+            })
+            .collect()
+    });
+    let secrets = content.secrets.then(|| {
+        doc.secrets
+            .iter()
+            .map(|s| SecretFinding {
+                path: s.path.clone(),
+                line: s.line,
+                regex_name: s.rule.clone(),
+            })
+            .collect()
+    });
+    let mut facts = ImageFacts {
+        image,
+        packages,
+        files,
+        content_matches: None,
+        secrets,
+        vulnerabilities: None,
+        feed: FeedStatus::default(),
+    };
+    if let Some((feed, matches)) = vulns {
+        facts.feed.last_sync = Timestamp::try_from(feed.loaded_at).ok();
+        facts.feed.distro_data = distro
+            .and_then(|d| {
+                distro_ecosystem(&DistroRef {
+                    id: d.id.clone(),
+                    version_id: d.version_id.clone(),
+                })
+            })
+            .is_some_and(|eco| feed.has_feed(feed_of(&eco)));
+        facts.vulnerabilities = Some(
+            matches
+                .matches
+                .iter()
+                .map(|m| vuln_match(m.vuln.clone()))
+                .collect(),
+        );
+    }
+    facts
+}
+
+/// Registry, repository and tag for the mappings: a registry reference or a docker-archive's repo tag in
+/// canonical form (`docker.io/library/debian:12`); an oci-dir's bare ref name (`v1`) is a tag alone.
+fn identity(reference: &str) -> (String, String, Option<String>) {
+    let r = reference.trim();
+    if r.is_empty() {
+        return (String::new(), String::new(), None);
+    }
+    if !r.contains('/') && !r.contains(':') {
+        return (String::new(), String::new(), Some(r.to_string()));
+    }
+    match canonical_reference(r) {
+        Ok(canonical) => split_reference(&canonical),
+        Err(_) => (String::new(), String::new(), None),
+    }
+}
+
+/// The config as the dockerfile gate reads it: history as guessed Dockerfile lines (anchore's rule:
+/// `#(nop)` lines are the instruction itself, other shell lines are `RUN`), plus user, ports, healthcheck,
+/// environment names and labels.
+fn image_config(c: &ConfigFacts) -> ImageConfig {
+    ImageConfig {
+        dockerfile_mode: DockerfileMode::Guessed,
+        instructions: c
+            .history
+            .iter()
+            .filter_map(|h| instruction(&h.created_by))
+            .collect(),
+        exposed_ports: c.exposed_ports.clone(),
+        user: Some(c.user.clone()).filter(|u| !u.is_empty()),
+        healthcheck: c.healthcheck.as_ref().map(|t| healthcheck(t)),
+        env: c.env_names.clone(),
+        labels: c.labels.clone(),
+    }
+}
+
+const DIRECTIVES: [&str; 17] = [
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+];
+
+/// One history `created_by` as a Dockerfile line. BuildKit writes the directive itself (`USER app`,
+/// `EXPOSE map[80/tcp:{}]`), the classic builder `/bin/sh -c #(nop)  USER app` or a bare shell command.
+fn instruction(created_by: &str) -> Option<String> {
+    let line = created_by.trim();
+    if line.is_empty() {
+        return None;
+    }
+    let line = match line.split_once("#(nop)") {
+        Some((_, rest)) => rest.trim().to_string(),
+        None => {
+            let word = line.split_whitespace().next().unwrap_or_default();
+            if DIRECTIVES.contains(&word) {
+                line.to_string()
+            } else {
+                format!("RUN {line}")
+            }
+        }
+    };
+    // BuildKit prints EXPOSE's port set as a Go map.
+    if let Some(ports) = line
+        .strip_prefix("EXPOSE map[")
+        .and_then(|r| r.strip_suffix(']'))
+    {
+        let ports: Vec<&str> = ports
+            .split_whitespace()
+            .map(|p| p.trim_end_matches(":{}"))
+            .collect();
+        return Some(format!("EXPOSE {}", ports.join(" ")));
+    }
+    Some(line)
+}
+
+/// `["CMD", "curl", "-f", "x"]` → `CMD curl -f x`; `["CMD-SHELL", "curl -f x"]` → `CMD curl -f x`.
+fn healthcheck(test: &[String]) -> String {
+    match test.split_first() {
+        Some((kind, rest)) if kind == "CMD" || kind == "CMD-SHELL" => {
+            format!("CMD {}", rest.join(" "))
+        }
+        _ => test.join(" "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_lines_become_dockerfile_lines() {
+        let cases = [
+            ("/bin/sh -c #(nop)  USER app", Some("USER app")),
+            (
+                "/bin/sh -c #(nop) ADD file:abc in / ",
+                Some("ADD file:abc in /"),
+            ),
+            (
+                "/bin/sh -c apt-get update",
+                Some("RUN /bin/sh -c apt-get update"),
+            ),
+            (
+                "RUN /bin/sh -c make # buildkit",
+                Some("RUN /bin/sh -c make # buildkit"),
+            ),
+            (
+                "EXPOSE map[80/tcp:{} 443/tcp:{}]",
+                Some("EXPOSE 80/tcp 443/tcp"),
+            ),
+            ("USER 1000:1000", Some("USER 1000:1000")),
+            ("   ", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(instruction(input).as_deref(), want, "{input}");
+        }
+        assert_eq!(
+            healthcheck(&["CMD-SHELL".into(), "curl -f localhost".into()]),
+            "CMD curl -f localhost"
+        );
+        assert_eq!(healthcheck(&["CMD".into(), "true".into()]), "CMD true");
+    }
+}
