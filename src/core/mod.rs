@@ -11,3 +11,4 @@ pub mod facts;
 pub mod feeds;
 pub mod oracle;
 pub mod policy;
+pub mod verdicts;

@@ -63,9 +63,9 @@ impl KubeNamespaces {
             }
             None => match Config::incluster() {
                 Ok(config) => config,
-                Err(in_cluster) => Config::infer().await.map_err(|e| {
-                    Error::Kube(format!("not in a pod ({in_cluster}), and {e}"))
-                })?,
+                Err(in_cluster) => Config::infer()
+                    .await
+                    .map_err(|e| Error::Kube(format!("not in a pod ({in_cluster}), and {e}")))?,
             },
         };
         config.connect_timeout = Some(timeout);
@@ -91,9 +91,7 @@ impl NamespaceSource for KubeNamespaces {
                     status.code, status.message
                 )))
             }
-            Err(e) => Err(OracleError::Unavailable(format!(
-                "the Kubernetes API: {e}"
-            ))),
+            Err(e) => Err(OracleError::Unavailable(format!("the Kubernetes API: {e}"))),
         }
     }
 }
@@ -174,7 +172,10 @@ mod tests {
         assert_eq!(labels.len(), 2);
         assert_eq!(source.labels("gone").await.unwrap(), None);
         let err = source.labels("secret").await.unwrap_err().to_string();
-        assert!(err.contains("403") && err.contains("core-rbac.yaml"), "{err}");
+        assert!(
+            err.contains("403") && err.contains("core-rbac.yaml"),
+            "{err}"
+        );
         server.await.unwrap();
     }
 }

@@ -40,7 +40,11 @@ pub(crate) struct NamespaceCache {
 }
 
 impl NamespaceCache {
-    pub(crate) fn new(source: Arc<dyn NamespaceSource>, ttl: Duration, call_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        source: Arc<dyn NamespaceSource>,
+        ttl: Duration,
+        call_timeout: Duration,
+    ) -> Self {
         NamespaceCache {
             source,
             ttl,
@@ -54,7 +58,14 @@ impl NamespaceCache {
         match pending.peek() {
             // In flight: join it.
             None => true,
-            Some(f) => f.at.elapsed() < if f.ok { self.ttl } else { self.ttl.min(RETRY_AFTER) },
+            Some(f) => {
+                f.at.elapsed()
+                    < if f.ok {
+                        self.ttl
+                    } else {
+                        self.ttl.min(RETRY_AFTER)
+                    }
+            }
         }
     }
 
@@ -80,7 +91,10 @@ impl NamespaceCache {
         match tokio::time::timeout(budget, pending).await {
             Ok(fetched) => fetched.labels,
             Err(_) => {
-                tracing::debug!(namespace, "namespace labels not back within the request's budget");
+                tracing::debug!(
+                    namespace,
+                    "namespace labels not back within the request's budget"
+                );
                 None
             }
         }
@@ -92,7 +106,10 @@ impl NamespaceCache {
         let task = tokio::spawn(async move {
             let result = match tokio::time::timeout(limit, source.labels(&name)).await {
                 Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {}", humantime::format_duration(limit))),
+                Err(_) => Err(format!(
+                    "no answer within {}",
+                    humantime::format_duration(limit)
+                )),
             };
             match result {
                 Ok(labels) => {
@@ -152,7 +169,10 @@ mod tests {
             if self.fail.load(Ordering::SeqCst) {
                 return Err(OracleError::Unavailable("down".into()));
             }
-            Ok(Some(BTreeMap::from([("ns".to_owned(), namespace.to_owned())])))
+            Ok(Some(BTreeMap::from([(
+                "ns".to_owned(),
+                namespace.to_owned(),
+            )])))
         }
     }
 
