@@ -92,3 +92,67 @@ impl VerdictCache {
         entries.insert(key, (Instant::now(), verdict));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fathom_policy::{Bundle, DEFAULT_BUNDLE_JSON};
+    use fathom_testkit::pg::TestDb;
+    use fathom_webhook::Outcome;
+
+    fn verdict(bundle: &str) -> Verdict {
+        Verdict {
+            outcome: Outcome::Go,
+            bundle: bundle.into(),
+            findings: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_verdict_is_reused_until_the_bundle_it_was_evaluated_under_changes() {
+        let db = TestDb::create(&[&fathom_vulns::migrator(), &fathom_policy::store::migrator()])
+            .await
+            .unwrap();
+        let pool = PgPool::connect(db.url()).await.unwrap();
+        let cache = VerdictCache::new(pool.clone(), &PolicyEngineConfig::default()).unwrap();
+        let image = ImageId {
+            reference: "r.test/app:1".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+        };
+        let miss = |l: Lookup| match l {
+            Lookup::Miss(key) => *key,
+            Lookup::Hit(v) => panic!("unexpected hit: {v:?}"),
+        };
+        let key = miss(cache.lookup(&image, None).await.unwrap());
+        cache.insert(key, verdict("default"));
+        match cache.lookup(&image, None).await.unwrap() {
+            Lookup::Hit(v) => assert_eq!(v, verdict("default")),
+            Lookup::Miss(_) => panic!("the stored verdict is current"),
+        }
+        // Another reference of the same digest, or a bundle asked for by name: not that verdict.
+        let other = ImageId {
+            reference: "r.test/app:2".into(),
+            ..image.clone()
+        };
+        miss(cache.lookup(&other, None).await.unwrap());
+        miss(cache.lookup(&image, Some("strict")).await.unwrap());
+        // A bundle activated: the active bundle's digest is part of the key, so it is evaluated anew.
+        let bundle = Bundle::from_json(DEFAULT_BUNDLE_JSON).unwrap();
+        fathom_policy::store::put(&pool, &bundle, true)
+            .await
+            .unwrap();
+        miss(cache.lookup(&image, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn off_when_the_policy_engines_cache_is() {
+        let config = PolicyEngineConfig {
+            cache: false,
+            ..PolicyEngineConfig::default()
+        };
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        assert!(VerdictCache::new(pool, &config).is_none());
+    }
+}
