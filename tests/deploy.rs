@@ -302,3 +302,157 @@ fn the_webhook_is_served_by_the_core_on_its_configured_port_with_the_mounted_cer
     );
     assert!(vwc.contains("name: fathom-webhook"), "{vwc}");
 }
+
+/// The rendered objects of `dir`, parsed.
+fn objects(dir: &str) -> Vec<serde_yaml::Value> {
+    serde_yaml::Deserializer::from_str(&render(&repo().join(dir)))
+        .map(|d| serde::Deserialize::deserialize(d).expect("rendered YAML"))
+        .collect()
+}
+
+fn find<'a>(objects: &'a [serde_yaml::Value], kind: &str, name: &str) -> &'a serde_yaml::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn text(v: &serde_yaml::Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}"))
+}
+
+/// The webhook's Service (name, namespace) as the ValidatingWebhookConfiguration calls it, after
+/// checking its namespaceSelector still exempts the control plane, fathom itself and opted-out ones.
+fn webhook_service(objects: &[serde_yaml::Value]) -> (String, String) {
+    let vwc = find(
+        objects,
+        "ValidatingWebhookConfiguration",
+        "fathom-image-admission",
+    );
+    let hook = &vwc["webhooks"][0];
+    let service = &hook["clientConfig"]["service"];
+    let (name, ns) = (text(&service["name"]), text(&service["namespace"]));
+    let selector = serde_yaml::to_string(&hook["namespaceSelector"]).unwrap();
+    for exempt in ["kube-system", ns, "fathom.dev/admission", "disabled"] {
+        assert!(
+            selector.contains(exempt),
+            "namespaceSelector lost {exempt}: {selector}"
+        );
+    }
+    find(objects, "Service", name);
+    (name.to_string(), ns.to_string())
+}
+
+/// The Secret the core mounts at the webhook's certificate directory.
+fn mounted_tls_secret(objects: &[serde_yaml::Value]) -> String {
+    let core = &find(objects, "Deployment", "fathom-core")["spec"]["template"]["spec"];
+    let mounts = core["containers"][0]["volumeMounts"].as_sequence().unwrap();
+    let mount = mounts
+        .iter()
+        .find(|m| m["mountPath"] == "/etc/fathom/webhook-tls")
+        .expect("the core mounts /etc/fathom/webhook-tls");
+    let volume = core["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    text(&volume["secret"]["secretName"]).to_string()
+}
+
+#[test]
+fn the_core_may_read_namespaces_for_the_webhooks_label_selectors() {
+    for dir in ["deploy/base", "deploy/overlays/cert-manager"] {
+        let objects = objects(dir);
+        let (_, ns) = webhook_service(&objects);
+        let pod = &find(&objects, "Deployment", "fathom-core")["spec"]["template"]["spec"];
+        let account = text(&pod["serviceAccountName"]);
+        assert_eq!(
+            pod["automountServiceAccountToken"], true,
+            "{dir}: the token is mounted"
+        );
+        find(&objects, "ServiceAccount", account);
+        let binding = objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "ClusterRoleBinding"
+                    && o["subjects"].as_sequence().is_some_and(|s| {
+                        s.iter()
+                            .any(|s| s["name"] == account && s["namespace"] == ns.as_str())
+                    })
+            })
+            .unwrap_or_else(|| panic!("{dir}: no ClusterRoleBinding for {ns}/{account}"));
+        let role = find(&objects, "ClusterRole", text(&binding["roleRef"]["name"]));
+        let grants = role["rules"].as_sequence().unwrap().iter().any(|r| {
+            r["resources"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|x| x == "namespaces")
+                && r["verbs"].as_sequence().unwrap().iter().any(|v| v == "get")
+        });
+        assert!(grants, "{dir}: get on namespaces: {role:?}");
+    }
+}
+
+#[test]
+fn the_cert_manager_overlay_issues_the_mounted_secret_for_the_called_service_and_injects_its_ca() {
+    let objects = objects("deploy/overlays/cert-manager");
+    let (service, ns) = webhook_service(&objects);
+    // The annotation names the serving Certificate (in the Service's namespace) ...
+    let vwc = find(
+        &objects,
+        "ValidatingWebhookConfiguration",
+        "fathom-image-admission",
+    );
+    let inject = text(&vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]);
+    let (cert_ns, cert_name) = inject.split_once('/').expect("namespace/name");
+    assert_eq!(cert_ns, ns, "the Certificate lives beside the Service");
+    let serving = find(&objects, "Certificate", cert_name);
+    // ... which is for the name the API server calls, into the Secret the core mounts ...
+    let names: Vec<&str> = serving["spec"]["dnsNames"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    assert!(
+        names.contains(&format!("{service}.{ns}.svc").as_str()),
+        "{names:?}"
+    );
+    assert_eq!(
+        text(&serving["spec"]["secretName"]),
+        mounted_tls_secret(&objects)
+    );
+    // ... signed by a CA Issuer whose CA Certificate a self-signed Issuer signs.
+    let ca_issuer = find(
+        &objects,
+        "Issuer",
+        text(&serving["spec"]["issuerRef"]["name"]),
+    );
+    let ca_secret = text(&ca_issuer["spec"]["ca"]["secretName"]);
+    let ca_cert = objects
+        .iter()
+        .find(|o| o["kind"] == "Certificate" && o["spec"]["secretName"] == ca_secret)
+        .expect("the CA Certificate writing the CA Issuer's Secret");
+    assert_eq!(ca_cert["spec"]["isCA"], true);
+    let root = find(
+        &objects,
+        "Issuer",
+        text(&ca_cert["spec"]["issuerRef"]["name"]),
+    );
+    assert!(root["spec"]["selfSigned"].is_mapping(), "{root:?}");
+    // The base, for `fathom webhook certs`, carries no cainjector annotation (its caBundle is patched).
+    let base = objects_of_base();
+    let vwc = find(
+        &base,
+        "ValidatingWebhookConfiguration",
+        "fathom-image-admission",
+    );
+    assert!(vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_null());
+    assert!(!base.iter().any(|o| o["kind"] == "Certificate"));
+}
+
+fn objects_of_base() -> Vec<serde_yaml::Value> {
+    objects("deploy/base")
+}

@@ -323,3 +323,136 @@ fn the_webhook_needs_the_core_and_its_own_port() {
     assert!(err.contains("starting services.webhook"), "{err}");
     assert!(err.contains(&missing.display().to_string()), "{err}");
 }
+
+/// Requests the stand-in API server saw: (namespace, Authorization header).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// (namespace, label key, label value) the stand-in API server knows.
+type NsLabels = &'static [(&'static str, &'static str, &'static str)];
+
+/// A stand-in for the API server's namespace endpoint: `GET /api/v1/namespaces/{name}` answers the
+/// Namespace with its labels (a 404 Status for others) and records each request.
+async fn namespace_server(labels: NsLabels) -> (String, Seen) {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    async fn get(
+        State((labels, seen)): State<(NsLabels, Seen)>,
+        headers: HeaderMap,
+        Path(name): Path<String>,
+    ) -> (StatusCode, axum::Json<Value>) {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        seen.lock().unwrap().push((name.clone(), auth));
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .filter(|(ns, _, _)| *ns == name)
+            .map(|(_, k, v)| (k.to_string(), json!(v)))
+            .collect();
+        if labels.is_empty() {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                "reason": "NotFound", "code": 404,
+                                "message": format!("namespaces \"{name}\" not found")});
+            return (StatusCode::NOT_FOUND, axum::Json(status));
+        }
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": name, "labels": labels}});
+        (StatusCode::OK, axum::Json(ns))
+    }
+    let seen: Seen = Default::default();
+    let app = axum::Router::new()
+        .route("/api/v1/namespaces/{name}", axum::routing::get(get))
+        .with_state((labels, seen.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_label_selector_picks_the_mode_from_the_namespace_in_the_kubernetes_api() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (api_server, seen) = namespace_server(&[
+        ("team-a", "fathom.dev/tier", "incident"),
+        ("team-b", "fathom.dev/tier", "regular"),
+    ])
+    .await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+             clusters: [{{name: test, cluster: {{server: '{api_server}'}}}}]\n\
+             users: [{{name: test, user: {{token: s3cret}}}}]\n\
+             contexts: [{{name: test, context: {{cluster: test, user: test}}}}]\n"
+        ),
+    )
+    .unwrap();
+    let tls = dir.path().join("tls");
+    webhook_certs(&tls);
+    let ca_pem = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
+    let hook_addr = free_addr();
+    let port: u16 = hook_addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let extra = format!(
+        "  webhook:\n    enabled: true\n    address: '{hook_addr}'\n    \
+         cert_file: '{}'\n    key_file: '{}'\n    kubeconfig: '{}'\n    namespace_cache_ttl: 1h\n    \
+         selectors:\n      \
+         - {{name: incident, namespace_labels: {{fathom.dev/tier: '^incident$'}}, mode: breakglass}}\n",
+        tls.join("tls.crt").display(),
+        tls.join("tls.key").display(),
+        kubeconfig.display(),
+    );
+    let _api = Api::start(dir.path(), db.url(), &extra);
+    let hook = Hook {
+        client: reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .resolve(HOST, ([127, 0, 0, 1], port).into())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+        port,
+    };
+    // An image fathom never saw, as dry runs (nothing queued): only the mode differs per namespace.
+    let image = format!("registry.test/app@sha256:{}", "ab".repeat(32));
+    let in_ns =
+        |ns: &str, uid: &str| review(uid, &workload("Pod", ns, &[("app", &image)], &[]), true);
+
+    // team-a is labelled fathom.dev/tier=incident: breakglass, by that selector.
+    let r = hook.admit(&in_ns("team-a", "a1")).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["auditAnnotations"]["selector"], "incident", "{r}");
+    // team-b's label does not match, nor does a namespace the API server does not know: the default.
+    for (ns, uid) in [("team-b", "b1"), ("unknown", "u1")] {
+        let r = hook.admit(&in_ns(ns, uid)).await;
+        assert_eq!(r["allowed"], false, "{ns}: {r}");
+        assert_eq!(r["auditAnnotations"]["mode"], "policy", "{ns}: {r}");
+        assert!(message(&r).contains("dry run"), "{ns}: {r}");
+    }
+    // Again, concurrently: the labels are cached (namespace_cache_ttl), no further API request.
+    let again: Vec<_> = (0..8)
+        .map(|i| {
+            let (client, doc) = (hook.client.clone(), in_ns("team-a", &format!("a{}", i + 2)));
+            tokio::spawn(async move { Hook { client, port }.admit(&doc).await })
+        })
+        .collect();
+    for r in again {
+        let r = r.await.unwrap();
+        assert_eq!(r["auditAnnotations"]["selector"], "incident", "{r}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    let asked = |ns: &str| seen.iter().filter(|(n, _)| n == ns).count();
+    assert_eq!(
+        (asked("team-a"), asked("team-b"), asked("unknown")),
+        (1, 1, 1),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, auth)| auth == "Bearer s3cret"),
+        "the kubeconfig's credentials: {seen:?}"
+    );
+}

@@ -166,7 +166,7 @@ pub fn vuln_match(m: queries::VulnMatch) -> VulnMatch {
     }
 }
 
-const FEED_STATE_SQL: &str = r#"
+pub(crate) const FEED_STATE_SQL: &str = r#"
 SELECT coalesce((SELECT string_agg(feed || '=' || generation || '@' || coalesce(to_char(last_success_at, 'YYYYMMDDHH24MISS'), ''), ',' ORDER BY feed)
                    FROM fathom_vuln_feeds WHERE generation IS NOT NULL), '')
     || ';' || coalesce((SELECT to_char(analyzed_at, 'YYYYMMDDHH24MISSUS') FROM fathom_vuln_images WHERE manifest_digest = $1), '-')

@@ -12,3 +12,4 @@ pub mod facts_local;
 pub mod feeds;
 pub mod oracle;
 pub mod policy;
+pub mod verdicts;

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::core::policy::config::PolicyEngineConfig;
 use crate::core::policy::PolicyEngine;
+use crate::core::verdicts::{Lookup, VerdictCache};
 use async_trait::async_trait;
 use fathom_analyzer::source::registry::DigestResolver;
 use fathom_analyzer::AnalyzeError;
@@ -61,7 +63,26 @@ impl PolicyCheck for NoPolicyEngine {
 /// The core's policy engine for the webhook, or [`NoPolicyEngine`] when `services.policy_engine` is off.
 pub fn policy_check(engine: Option<Arc<PolicyEngine>>) -> Arc<dyn PolicyCheck> {
     match engine {
-        Some(engine) if engine.enabled() => Arc::new(EnginePolicy { engine }),
+        Some(engine) if engine.enabled() => Arc::new(EnginePolicy {
+            engine,
+            verdicts: None,
+        }),
+        _ => Arc::new(NoPolicyEngine),
+    }
+}
+
+/// [`policy_check`] with its verdicts cached in a [`VerdictCache`] (when `config.cache`): an admission
+/// of an image already evaluated costs one query.
+pub fn cached_policy_check(
+    engine: Option<Arc<PolicyEngine>>,
+    pool: sqlx::PgPool,
+    config: &PolicyEngineConfig,
+) -> Arc<dyn PolicyCheck> {
+    match engine {
+        Some(engine) if engine.enabled() => Arc::new(EnginePolicy {
+            engine,
+            verdicts: VerdictCache::new(pool, config),
+        }),
         _ => Arc::new(NoPolicyEngine),
     }
 }
@@ -70,11 +91,32 @@ pub fn policy_check(engine: Option<Arc<PolicyEngine>>) -> Arc<dyn PolicyCheck> {
 /// as `GET /v1/images/{digest}/check`.
 struct EnginePolicy {
     engine: Arc<PolicyEngine>,
+    verdicts: Option<VerdictCache>,
 }
 
 #[async_trait]
 impl PolicyCheck for EnginePolicy {
     async fn evaluate(
+        &self,
+        image: &ImageId,
+        bundle: Option<&str>,
+    ) -> Result<Verdict, OracleError> {
+        let Some(cache) = &self.verdicts else {
+            return self.evaluate_now(image, bundle).await;
+        };
+        match cache.lookup(image, bundle).await? {
+            Lookup::Hit(verdict) => Ok(verdict),
+            Lookup::Miss(key) => {
+                let verdict = self.evaluate_now(image, bundle).await?;
+                cache.insert(*key, verdict.clone());
+                Ok(verdict)
+            }
+        }
+    }
+}
+
+impl EnginePolicy {
+    async fn evaluate_now(
         &self,
         image: &ImageId,
         bundle: Option<&str>,

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fathom_analyzer::source::registry::DigestResolver;
-use fathom_webhook::WebhookServer;
+use fathom_webhook::{KubeNamespaces, NamespaceSource, WebhookServer};
 use fathom_worker::store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::FathomConfig;
-use crate::core::oracle::{policy_check, StoreOracle};
+use crate::core::oracle::{cached_policy_check, StoreOracle};
 use crate::core::policy::PolicyEngine;
 
 /// Binds the webhook when `services.webhook.enabled` and serves it in a task until `shutdown` turns
@@ -34,7 +34,7 @@ pub async fn start(
     let mut registry_options = options.registry.clone();
     registry_options.timeout = registry_options.timeout.min(hook.timeout);
     let resolver = DigestResolver::new(registry_options, options.platform.clone());
-    let policy = policy_check(policy);
+    let policy = cached_policy_check(policy, store.pool().clone(), &config.services.policy_engine);
     let oracle = StoreOracle::new(
         store,
         resolver,
@@ -43,7 +43,12 @@ pub async fn start(
         config.services.api.max_attempts,
         hook.cache_ttl,
     );
-    let server = WebhookServer::bind(hook, Arc::new(oracle), registry)
+    // Selectors on namespace labels: the labels come from the Kubernetes API (in-cluster by default).
+    let namespaces = KubeNamespaces::for_config(hook)
+        .await
+        .context("starting services.webhook")?
+        .map(|k| Arc::new(k) as Arc<dyn NamespaceSource>);
+    let server = WebhookServer::bind_with(hook, Arc::new(oracle), namespaces, registry)
         .await
         .context("starting services.webhook")?;
     let bound = server.local_addr()?;

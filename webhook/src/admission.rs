@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
 use tokio::time::Instant;
@@ -10,9 +11,11 @@ use tokio::time::Instant;
 use crate::answer::{clip, describe};
 use crate::cache::TtlCache;
 use crate::check::{CheckContext, ImageVerdict, Reason};
+use crate::cluster::{NamespaceSource, OracleNamespaces};
 use crate::config::{FailurePolicy, Mode, Settings};
 use crate::images::{self, ImageUse};
 use crate::metrics::Metrics;
+use crate::namespaces::NamespaceCache;
 use crate::oracle::ImageOracle;
 use crate::review::{self, Invalid, Request, Response, Status};
 use crate::selector::Subject;
@@ -36,19 +39,32 @@ pub struct Admission {
     pub(crate) oracle: Arc<dyn ImageOracle>,
     pub(crate) metrics: Metrics,
     pub(crate) tags: TtlCache<String, String>,
-    namespaces: TtlCache<String, Option<BTreeMap<String, String>>>,
+    namespaces: NamespaceCache,
 }
 
 impl Admission {
-    /// A core over `oracle`, counting into `metrics`.
+    /// A core over `oracle`, counting into `metrics`; namespace labels come from the oracle.
     pub fn new(settings: Settings, oracle: Arc<dyn ImageOracle>, metrics: Metrics) -> Self {
-        let ttl = settings.config.cache_ttl;
+        let source = Arc::new(OracleNamespaces(Arc::clone(&oracle)));
+        Self::with_namespaces(settings, oracle, source, metrics)
+    }
+
+    /// A core over `oracle` with namespace labels from `namespaces` (the Kubernetes API in a cluster).
+    pub fn with_namespaces(
+        settings: Settings,
+        oracle: Arc<dyn ImageOracle>,
+        namespaces: Arc<dyn NamespaceSource>,
+        metrics: Metrics,
+    ) -> Self {
+        let config = &settings.config;
+        let namespaces =
+            NamespaceCache::new(namespaces, config.namespace_cache_ttl, config.timeout);
         Admission {
+            tags: TtlCache::new(config.cache_ttl),
+            namespaces,
             settings,
             oracle,
             metrics,
-            tags: TtlCache::new(ttl),
-            namespaces: TtlCache::new(ttl),
         }
     }
 
@@ -58,7 +74,8 @@ impl Admission {
             Err(invalid) => return self.invalid(invalid),
             Ok(request) => {
                 let mut mode = None;
-                match tokio::time::timeout_at(deadline, self.decide(&request, &mut mode)).await {
+                let decision = self.decide(&request, deadline, &mut mode);
+                match tokio::time::timeout_at(deadline, decision).await {
                     Ok(answer) => answer,
                     Err(_) => {
                         self.metrics.timeouts.inc();
@@ -203,7 +220,12 @@ impl Admission {
 
     /// The decision for a readable request; sets `mode_out` as soon as the mode is known so that a
     /// timeout answer can still name it.
-    async fn decide(&self, req: &Request, mode_out: &mut Option<Mode>) -> Answer {
+    async fn decide(
+        &self,
+        req: &Request,
+        deadline: Instant,
+        mode_out: &mut Option<Mode>,
+    ) -> Answer {
         let op_checked = matches!(req.operation.as_str(), "CREATE" | "UPDATE");
         let sub_checked = req
             .sub_resource
@@ -223,7 +245,7 @@ impl Admission {
         }
         let namespace = req.namespace.as_deref().unwrap_or("");
         let object_labels = images::labels(&req.object);
-        let namespace_labels = self.namespace_labels(namespace).await;
+        let namespace_labels = self.namespace_labels(namespace, deadline).await;
         let selected = self.settings.selectors.first_match(Subject {
             namespace,
             namespace_labels: namespace_labels.as_ref(),
@@ -292,23 +314,19 @@ impl Admission {
         answer
     }
 
-    async fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
-        if !self.settings.selectors.need_namespace_labels() || namespace.is_empty() {
+    /// The namespace's labels when a selector needs them; half the remaining budget at most, so that
+    /// the images can still be checked when the lookup is slow (then: no labels).
+    async fn namespace_labels(
+        &self,
+        namespace: &str,
+        deadline: Instant,
+    ) -> Option<BTreeMap<String, String>> {
+        if !self.settings.looks_up_namespaces() || namespace.is_empty() {
             return None;
         }
-        if let Some(labels) = self.namespaces.get(&namespace.to_owned()) {
-            return labels;
-        }
-        match self.oracle.namespace_labels(namespace).await {
-            Ok(labels) => {
-                self.namespaces.insert(namespace.to_owned(), labels.clone());
-                labels
-            }
-            Err(e) => {
-                // Selectors on namespace labels then do not match; the default mode applies.
-                tracing::warn!(namespace, "namespace labels unavailable: {e}");
-                None
-            }
-        }
+        let budget = deadline.saturating_duration_since(Instant::now()) / 2;
+        self.namespaces
+            .labels(namespace, budget.max(Duration::from_millis(1)))
+            .await
     }
 }

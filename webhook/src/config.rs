@@ -101,9 +101,20 @@ pub struct WebhookConfig {
     pub analysis_wait: Duration,
     /// The answer when no decision is possible in time or the store cannot be reached.
     pub failure_policy: FailurePolicy,
-    /// How long a tag → digest resolution (and a namespace's labels) is reused (0: not cached).
+    /// How long a tag → digest resolution is reused (0: not cached).
     #[serde(with = "fathom_config::duration")]
     pub cache_ttl: Duration,
+    /// Whether selectors with `namespace_labels` get the namespace's labels from the Kubernetes API
+    /// (`GET /api/v1/namespaces/NAME`; the AdmissionReview names the namespace only). Off, such
+    /// selectors never match. Only used when some selector has `namespace_labels`.
+    pub namespace_labels: bool,
+    /// How long a namespace's labels are reused: one API request per namespace per TTL (0: every
+    /// request asks, concurrent ones still share one call).
+    #[serde(with = "fathom_config::duration")]
+    pub namespace_cache_ttl: Duration,
+    /// A kubeconfig file for the namespace lookups; none: the pod's in-cluster configuration (service
+    /// account token), else the usual `KUBECONFIG` / `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
     /// Larger AdmissionReview bodies are refused (the API server itself sends at most ~3 MiB objects,
     /// twice on UPDATE).
     pub max_request_bytes: usize,
@@ -126,6 +137,9 @@ impl Default for WebhookConfig {
             analysis_wait: Duration::ZERO,
             failure_policy: FailurePolicy::Allow,
             cache_ttl: Duration::from_secs(60),
+            namespace_labels: true,
+            namespace_cache_ttl: Duration::from_secs(60),
+            kubeconfig: None,
             max_request_bytes: 8 << 20,
             image_concurrency: 16,
         }
@@ -139,6 +153,13 @@ pub struct Settings {
     pub config: WebhookConfig,
     /// The compiled selectors.
     pub selectors: Selectors,
+}
+
+impl Settings {
+    /// Whether namespace labels are looked up in the Kubernetes API: enabled and wanted by a selector.
+    pub fn looks_up_namespaces(&self) -> bool {
+        self.config.namespace_labels && self.selectors.need_namespace_labels()
+    }
 }
 
 impl WebhookConfig {
@@ -184,6 +205,16 @@ impl WebhookConfig {
             return Err(Error::config(
                 format!("{KEY}.image_concurrency"),
                 format!("must be between 1 and 256, got {}", self.image_concurrency),
+            ));
+        }
+        if self
+            .kubeconfig
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(Error::config(
+                format!("{KEY}.kubeconfig"),
+                "must name a kubeconfig file (or be left out for the in-cluster configuration)",
             ));
         }
         let selectors = Selectors::compile(&self.selectors, &format!("{KEY}.selectors"))?;

@@ -29,6 +29,10 @@ pub enum Error {
     /// A metric could not be registered (usually: registered twice in one registry).
     #[error("registering webhook metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// No Kubernetes client could be configured for the namespace label lookups.
+    #[error("services.webhook.namespace_labels: no Kubernetes API client ({0}); set \
+             services.webhook.kubeconfig, run in a pod with a service account, or set namespace_labels: false")]
+    Kube(String),
     /// Generating certificates failed.
     #[error("generating certificates: {0}")]
     Certs(#[from] rcgen::Error),

@@ -4,7 +4,9 @@
 //! `POST /validate` and hands it to [`Admission`], the pure core, which extracts the images of Pods and
 //! pod templates ([`images`]), picks a [`Mode`] by the first matching selector, and asks an
 //! [`ImageOracle`] (fathom's store, registry client, policy engine and queue, wired in by the core) about
-//! each image, answering within [`WebhookConfig::timeout`] or by [`FailurePolicy`]. [`certs`] makes a
+//! each image, answering within [`WebhookConfig::timeout`] or by [`FailurePolicy`]. Selectors on
+//! namespace labels get them from a [`NamespaceSource`] ([`KubeNamespaces`]: the Kubernetes API),
+//! cached per namespace. [`certs`] makes a
 //! self-signed CA and serving certificate for clusters without cert-manager.
 #![deny(missing_docs)]
 
@@ -13,10 +15,12 @@ mod answer;
 mod cache;
 pub mod certs;
 mod check;
+mod cluster;
 mod config;
 mod error;
 pub mod images;
 mod metrics;
+mod namespaces;
 mod oracle;
 pub mod review;
 mod selector;
@@ -25,6 +29,7 @@ mod tls;
 
 pub use admission::{Admission, Answer};
 pub use check::Reason;
+pub use cluster::{KubeNamespaces, Labels, NamespaceSource};
 pub use config::{FailurePolicy, Mode, SelectorConfig, Settings, WebhookConfig};
 pub use error::{Error, Result};
 pub use metrics::Metrics;

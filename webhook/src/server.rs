@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{Admission, Answer};
+use crate::cluster::NamespaceSource;
 use crate::config::WebhookConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -62,10 +63,22 @@ pub async fn serve(
 }
 
 impl WebhookServer {
-    /// Everything [`serve`] does before serving; errors name the key or file at fault.
+    /// Everything [`serve`] does before serving; errors name the key or file at fault. Namespace labels
+    /// come from the oracle.
     pub async fn bind(
         config: &WebhookConfig,
         oracle: Arc<dyn ImageOracle>,
+        registry: &Registry,
+    ) -> Result<Self> {
+        Self::bind_with(config, oracle, None, registry).await
+    }
+
+    /// [`bind`](Self::bind), with namespace labels from `namespaces` when given (see
+    /// [`KubeNamespaces::for_config`](crate::KubeNamespaces::for_config)).
+    pub async fn bind_with(
+        config: &WebhookConfig,
+        oracle: Arc<dyn ImageOracle>,
+        namespaces: Option<Arc<dyn NamespaceSource>>,
         registry: &Registry,
     ) -> Result<Self> {
         let settings = config.validate()?;
@@ -81,7 +94,12 @@ impl WebhookServer {
             listener,
             certs,
             state: AppState {
-                admission: Arc::new(Admission::new(settings, oracle, metrics.clone())),
+                admission: Arc::new(match namespaces {
+                    Some(source) => {
+                        Admission::with_namespaces(settings, oracle, source, metrics.clone())
+                    }
+                    None => Admission::new(settings, oracle, metrics.clone()),
+                }),
                 metrics,
                 timeout: config.timeout,
                 max_request_bytes: config.max_request_bytes,

@@ -1,0 +1,158 @@
+//! The webhook's verdict cache: a policy verdict reused while nothing it depends on changed, checked by
+//! one small query per admission instead of the policy engine's bundle, image and feed reads.
+//!
+//! The key is what the policy engine's own evaluation cache is keyed on, (image digest, reference,
+//! bundle digest, feed state), plus the bundle asked for; the bundle digest and feed state come from one
+//! round trip ([`STAMP_SQL`]). A hit skips reading and decoding the bundle document and the image
+//! record, and converting the evaluation. Entries live `services.policy_engine.cache_ttl`, like the
+//! engine's.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use fathom_webhook::{ImageId, OracleError, Verdict};
+use sqlx::PgPool;
+
+use crate::core::facts::FEED_STATE_SQL;
+use crate::core::policy::config::PolicyEngineConfig;
+
+/// The digest of the bundle a check would use (`$2`: asked for by id; NULL: the active one; a NULL
+/// result: none stored, the built-in default) and the image's feed state (`$1`), in one round trip.
+const STAMP_SQL: &str = "SELECT (SELECT digest FROM fathom_policy_bundles \
+     WHERE CASE WHEN $2::text IS NULL THEN active ELSE id = $2 END), ";
+
+/// (digest, reference, bundle asked for, bundle digest, feed state).
+type Key = (String, String, Option<String>, Option<String>, String);
+
+/// Verdicts by everything they depend on.
+pub struct VerdictCache {
+    pool: PgPool,
+    ttl: Duration,
+    max_entries: usize,
+    sql: String,
+    entries: Mutex<HashMap<Key, (Instant, Verdict)>>,
+}
+
+/// Where a lookup stands: a hit, or the key to store the fresh verdict under.
+pub enum Lookup {
+    /// Cached and current.
+    Hit(Verdict),
+    /// Evaluate, then [`VerdictCache::insert`] under this key.
+    Miss(Box<Key>),
+}
+
+impl VerdictCache {
+    /// A cache on `pool` with `services.policy_engine`'s rules; `None` when its cache is off.
+    pub fn new(pool: PgPool, config: &PolicyEngineConfig) -> Option<Self> {
+        config.cache.then(|| VerdictCache {
+            pool,
+            ttl: config.cache_ttl,
+            max_entries: config.cache_entries.max(1),
+            sql: format!("{STAMP_SQL}({})", FEED_STATE_SQL.trim()),
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The cached verdict for `image` under `bundle`, if nothing it depends on changed.
+    pub async fn lookup(
+        &self,
+        image: &ImageId,
+        bundle: Option<&str>,
+    ) -> Result<Lookup, OracleError> {
+        let (bundle_digest, feed_state): (Option<String>, String) = sqlx::query_as(&self.sql)
+            .bind(&image.digest)
+            .bind(bundle)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| OracleError::Unavailable(format!("reading the policy state: {e}")))?;
+        let key = (
+            image.digest.clone(),
+            image.reference.clone(),
+            bundle.map(str::to_owned),
+            bundle_digest,
+            feed_state,
+        );
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(match entries.get(&key) {
+            Some((at, verdict)) if at.elapsed() < self.ttl => Lookup::Hit(verdict.clone()),
+            _ => Lookup::Miss(Box::new(key)),
+        })
+    }
+
+    /// Stores the verdict evaluated after a [`Lookup::Miss`].
+    pub fn insert(&self, key: Key, verdict: Verdict) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.max_entries {
+            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            if entries.len() >= self.max_entries {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), verdict));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fathom_policy::{Bundle, DEFAULT_BUNDLE_JSON};
+    use fathom_testkit::pg::TestDb;
+    use fathom_webhook::Outcome;
+
+    fn verdict(bundle: &str) -> Verdict {
+        Verdict {
+            outcome: Outcome::Go,
+            bundle: bundle.into(),
+            findings: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_verdict_is_reused_until_the_bundle_it_was_evaluated_under_changes() {
+        let db = TestDb::create(&[&fathom_vulns::migrator(), &fathom_policy::store::migrator()])
+            .await
+            .unwrap();
+        let pool = PgPool::connect(db.url()).await.unwrap();
+        let cache = VerdictCache::new(pool.clone(), &PolicyEngineConfig::default()).unwrap();
+        let image = ImageId {
+            reference: "r.test/app:1".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+        };
+        let miss = |l: Lookup| match l {
+            Lookup::Miss(key) => *key,
+            Lookup::Hit(v) => panic!("unexpected hit: {v:?}"),
+        };
+        let key = miss(cache.lookup(&image, None).await.unwrap());
+        cache.insert(key, verdict("default"));
+        match cache.lookup(&image, None).await.unwrap() {
+            Lookup::Hit(v) => assert_eq!(v, verdict("default")),
+            Lookup::Miss(_) => panic!("the stored verdict is current"),
+        }
+        // Another reference of the same digest, or a bundle asked for by name: not that verdict.
+        let other = ImageId {
+            reference: "r.test/app:2".into(),
+            ..image.clone()
+        };
+        miss(cache.lookup(&other, None).await.unwrap());
+        miss(cache.lookup(&image, Some("strict")).await.unwrap());
+        // A bundle activated: the active bundle's digest is part of the key, so it is evaluated anew.
+        let bundle = Bundle::from_json(DEFAULT_BUNDLE_JSON).unwrap();
+        fathom_policy::store::put(&pool, &bundle, true)
+            .await
+            .unwrap();
+        miss(cache.lookup(&image, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn off_when_the_policy_engines_cache_is() {
+        let config = PolicyEngineConfig {
+            cache: false,
+            ..PolicyEngineConfig::default()
+        };
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        assert!(VerdictCache::new(pool, &config).is_none());
+    }
+}
