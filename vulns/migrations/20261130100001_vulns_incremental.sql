@@ -32,3 +32,7 @@ CREATE INDEX IF NOT EXISTS fathom_vuln_fix_seen_name ON fathom_vuln_fix_seen (ec
 CREATE INDEX IF NOT EXISTS fathom_vuln_image_packages_key_digest ON fathom_vuln_image_packages
     (ecosystem, name, version, manifest_digest) INCLUDE (package_name, package_version);
 DROP INDEX IF EXISTS fathom_vuln_image_packages_key;
+
+-- Packages are written by COPY, hundreds of thousands per batch: a foreign key would fire a check per
+-- row. Indexing deletes an image's packages itself, in the transaction that rewrites them.
+ALTER TABLE fathom_vuln_image_packages DROP CONSTRAINT IF EXISTS fathom_vuln_image_packages_manifest_digest_fkey;

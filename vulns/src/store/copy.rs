@@ -99,33 +99,40 @@ impl CopyRows {
     }
 }
 
-/// Runs `statement` (a `COPY table (cols) FROM STDIN`) on `conn`, feeding it the rows `fill` writes;
-/// `fill` is called with a fresh buffer until it returns false, each buffer sent as one chunk.
+/// Runs `statement` (a `COPY table (cols) FROM STDIN`) on `conn`, sending each buffer as one chunk.
+/// Buffers are owned and encoded beforehand: a future that holds borrowing iterators across the awaits
+/// here would not be `Send` for every lifetime, which a spawned task needs.
 pub(crate) async fn copy_in(
     conn: &mut PgConnection,
     statement: &str,
-    mut fill: impl FnMut(&mut CopyRows) -> bool,
+    buffers: Vec<CopyRows>,
 ) -> Result<u64> {
     let mut copy = conn.copy_in_raw(statement).await?;
-    loop {
-        let mut rows = CopyRows::new();
-        let more = fill(&mut rows);
-        if !rows.buf.is_empty() {
-            if let Err(e) = copy.send(rows.buf.into_bytes()).await {
-                // Abort so the connection leaves COPY mode before the error goes up.
-                let _ = copy.abort("send failed").await;
-                return Err(e.into());
-            }
+    for rows in buffers {
+        if rows.buf.is_empty() {
+            continue;
         }
-        if !more {
-            break;
+        if let Err(e) = copy.send(rows.buf.into_bytes()).await {
+            // Abort so the connection leaves COPY mode before the error goes up.
+            let _ = copy.abort("send failed").await;
+            return Err(e.into());
         }
     }
     Ok(copy.finish().await?)
 }
 
+/// The buffer to write the next row to: the last one, or a fresh one when it is full (so each buffer
+/// stays about one chunk).
+pub(crate) fn next_buffer(buffers: &mut Vec<CopyRows>) -> &mut CopyRows {
+    if buffers.last().is_none_or(full) {
+        buffers.push(CopyRows::new());
+    }
+    let last = buffers.len() - 1;
+    &mut buffers[last]
+}
+
 /// Whether a buffer is full enough to send.
-pub(crate) fn full(rows: &CopyRows) -> bool {
+fn full(rows: &CopyRows) -> bool {
     rows.buf.len() >= CHUNK
 }
 

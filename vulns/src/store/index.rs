@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::copy::{copy_in, full};
+use super::copy::{copy_in, next_buffer, CopyRows};
 use crate::core::ecosystem::{is_os_type, match_key, DistroRef, PackageFacts};
 use crate::error::{Error, Result};
 
@@ -71,12 +71,19 @@ WHERE i.status = 'analyzed' AND i.document IS NOT NULL
   AND (v.manifest_digest IS NULL OR v.analyzed_at <> i.analyzed_at)
 LIMIT $1
 "#;
+/// Drops images no longer stored (analyzed) with their packages; returns how many images.
 const REMOVED_IMAGES_SQL: &str = r#"
-DELETE FROM fathom_vuln_images v
-WHERE NOT EXISTS (SELECT 1 FROM fathom_images i WHERE i.manifest_digest = v.manifest_digest AND i.status = 'analyzed')
+WITH gone AS (
+    DELETE FROM fathom_vuln_images v
+    WHERE NOT EXISTS (SELECT 1 FROM fathom_images i WHERE i.manifest_digest = v.manifest_digest AND i.status = 'analyzed')
+    RETURNING manifest_digest),
+pkgs AS (DELETE FROM fathom_vuln_image_packages p USING gone WHERE p.manifest_digest = gone.manifest_digest)
+SELECT count(*) FROM gone
 "#;
-/// Drops the images' previous index (packages go with them: ON DELETE CASCADE).
+/// Drops the images' previous index.
 const DELETE_IMAGES_SQL: &str = "DELETE FROM fathom_vuln_images WHERE manifest_digest = ANY($1)";
+const DELETE_PACKAGES_SQL: &str =
+    "DELETE FROM fathom_vuln_image_packages WHERE manifest_digest = ANY($1)";
 const INSERT_IMAGES_SQL: &str = r#"
 INSERT INTO fathom_vuln_images (manifest_digest, analyzed_at)
 SELECT d, a::timestamptz FROM unnest($1::text[], $2::text[]) AS x(d, a)
@@ -178,10 +185,10 @@ fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<Vec<(String, Stri
 
 /// Indexes new or re-analyzed images and drops removed ones; returns (indexed, removed).
 pub(crate) async fn index_images(pool: &PgPool) -> Result<(u64, u64)> {
-    let removed = sqlx::query(REMOVED_IMAGES_SQL)
-        .execute(pool)
-        .await?
-        .rows_affected();
+    let removed: i64 = sqlx::query_scalar(REMOVED_IMAGES_SQL)
+        .fetch_one(pool)
+        .await?;
+    let removed = u64::try_from(removed).unwrap_or(0);
     let mut indexed = 0u64;
     loop {
         let stale: Vec<(String, String, Vec<u8>)> = sqlx::query_as(STALE_IMAGES_SQL)
@@ -207,6 +214,28 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<(u64, u64)> {
     Ok((indexed, removed))
 }
 
+/// The batch's package rows, encoded for COPY.
+fn package_rows(images: &[(String, String, Vec<Row>)]) -> Vec<CopyRows> {
+    let mut out = vec![];
+    for (digest, _, rows) in images {
+        for r in rows {
+            let buf = next_buffer(&mut out);
+            buf.text(digest)
+                .text(&r.ecosystem)
+                .text(&r.name)
+                .text(&r.version)
+                .text(&r.package_type)
+                .text(&r.package_name)
+                .text(&r.package_version)
+                .text(&r.purl)
+                .text(&r.layer)
+                .bool(r.os);
+            buf.end_row();
+        }
+    }
+    out
+}
+
 /// One transaction for the whole batch: images, their packages (COPY) and the keys they bring.
 async fn write_batch(pool: &PgPool, images: &[(String, String, Vec<Row>)]) -> Result<()> {
     let digests: Vec<&str> = images.iter().map(|i| i.0.as_str()).collect();
@@ -227,35 +256,16 @@ async fn write_batch(pool: &PgPool, images: &[(String, String, Vec<Row>)]) -> Re
         .bind(&digests)
         .execute(&mut *tx)
         .await?;
+    sqlx::query(DELETE_PACKAGES_SQL)
+        .bind(&digests)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(INSERT_IMAGES_SQL)
         .bind(&digests)
         .bind(&analyzed)
         .execute(&mut *tx)
         .await?;
-    let mut rows = images
-        .iter()
-        .flat_map(|(d, _, rows)| rows.iter().map(move |r| (d, r)))
-        .peekable();
-    copy_in(&mut tx, COPY_PACKAGES_SQL, |buf| {
-        while let Some((d, r)) = rows.next() {
-            buf.text(d)
-                .text(&r.ecosystem)
-                .text(&r.name)
-                .text(&r.version)
-                .text(&r.package_type)
-                .text(&r.package_name)
-                .text(&r.package_version)
-                .text(&r.purl)
-                .text(&r.layer)
-                .bool(r.os);
-            buf.end_row();
-            if full(buf) {
-                return rows.peek().is_some();
-            }
-        }
-        false
-    })
-    .await?;
+    copy_in(&mut tx, COPY_PACKAGES_SQL, package_rows(images)).await?;
     sqlx::query(INSERT_KEYS_SQL)
         .bind(&e)
         .bind(&n)

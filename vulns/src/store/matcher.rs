@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use sqlx::{PgConnection, PgPool};
 
-use super::copy::{copy_in, full};
+use super::copy::{copy_in, next_buffer, CopyRows};
 use super::index::index_images;
 use crate::core::affected::{evaluate, Verdict};
 use crate::core::osv::Affected;
@@ -183,14 +183,7 @@ async fn match_batch(conn: &mut PgConnection, keys: &[Key], stamp: i64) -> Resul
         message: format!("matching task: {e}"),
     })?;
     if count > 0 {
-        let mut chunks = buffers.into_iter();
-        copy_in(conn, COPY_MATCHES_SQL, |buf| {
-            if let Some(c) = chunks.next() {
-                *buf = c;
-            }
-            chunks.len() > 0
-        })
-        .await?;
+        copy_in(conn, COPY_MATCHES_SQL, buffers).await?;
     }
     sqlx::query(MARK_KEYS_SQL)
         .bind(&e)
@@ -203,17 +196,10 @@ async fn match_batch(conn: &mut PgConnection, keys: &[Key], stamp: i64) -> Resul
 }
 
 /// COPY buffers of the matches, each about one chunk.
-fn encode(found: &[Found<'_>]) -> Vec<super::copy::CopyRows> {
-    let mut out = vec![super::copy::CopyRows::new()];
+fn encode(found: &[Found<'_>]) -> Vec<CopyRows> {
+    let mut out = vec![];
     for f in found {
-        let buf = match out.last_mut() {
-            Some(b) if !full(b) => b,
-            _ => {
-                out.push(super::copy::CopyRows::new());
-                let last = out.len() - 1;
-                &mut out[last]
-            }
-        };
+        let buf = next_buffer(&mut out);
         let c = f.candidate;
         buf.text(&f.key.0)
             .text(&f.key.1)
