@@ -56,8 +56,11 @@ async fn ids(pool: &PgPool, digest: &str) -> Vec<String> {
     ids
 }
 
-/// Every stored match with the transaction that wrote it.
-async fn matches(pool: &PgPool) -> Vec<(String, String, String, String, Vec<String>, String)> {
+/// A stored match: name, version, record, fix state, fixed versions, the transaction that wrote it.
+type MatchRow = (String, String, String, String, Vec<String>, String);
+
+/// Every stored match.
+async fn matches(pool: &PgPool) -> Vec<MatchRow> {
     sqlx::query_as(
         "SELECT name, version, vuln_id, fix_state, fixed, xmin::text FROM fathom_vuln_matches ORDER BY 1, 2, 3",
     )
@@ -157,9 +160,7 @@ async fn a_feed_change_rematches_exactly_the_names_it_touches() {
     assert!(queries::image_matched(&pool, "sha256:one").await.unwrap());
     assert!(queries::image_matched(&pool, "sha256:two").await.unwrap());
     let after = matches(&pool).await;
-    let beta = |m: &[(String, String, String, String, Vec<String>, String)]| {
-        m.iter().find(|r| r.0 == "beta").cloned().unwrap()
-    };
+    let beta = |m: &[MatchRow]| m.iter().find(|r| r.0 == "beta").cloned().unwrap();
     assert_eq!(
         beta(&before),
         beta(&after),
@@ -186,7 +187,7 @@ async fn a_feed_change_rematches_exactly_the_names_it_touches() {
         .unwrap();
     let rm = Matcher::rematch(&pool).await.unwrap();
     assert_eq!(rm.keys_matched, 6);
-    let strip = |m: Vec<(String, String, String, String, Vec<String>, String)>| {
+    let strip = |m: Vec<MatchRow>| {
         m.into_iter()
             .map(|r| (r.0, r.1, r.2, r.3, r.4))
             .collect::<Vec<_>>()

@@ -90,6 +90,9 @@ type Candidate = (
     String,
 );
 
+/// A candidate with its entry parsed (`None`: the stored entry no longer parses; skipped).
+type Parsed<'a> = (&'a Candidate, Option<Affected>);
+
 /// One stored match.
 struct Found<'a> {
     key: &'a Key,
@@ -223,7 +226,7 @@ fn evaluate_batch<'a>(
     candidates: &'a [Candidate],
     seen: &'a [(String, String, String, String, String)],
 ) -> (Vec<Found<'a>>, u64) {
-    let mut by_name: HashMap<(&str, &str), Vec<(&Candidate, Option<Affected>)>> = HashMap::new();
+    let mut by_name: HashMap<(&str, &str), Vec<Parsed<'_>>> = HashMap::new();
     for c in candidates {
         // An entry that no longer parses (stored by an older release) is skipped, not fatal.
         let entry = serde_json::from_str::<Affected>(&c.7).ok();
