@@ -51,15 +51,6 @@ pub struct ImageVulns {
     vulnerabilities: Vec<VulnMatch>,
 }
 
-const MATCHED_SQL: &str = r#"
-SELECT EXISTS (SELECT 1 FROM fathom_vuln_images WHERE manifest_digest = $1)
-   AND NOT EXISTS (
-       SELECT 1 FROM fathom_vuln_image_packages p
-       JOIN fathom_vuln_keys k ON k.ecosystem = p.ecosystem AND k.name = p.name AND k.version = p.version
-       WHERE p.manifest_digest = $1
-         AND k.matched_stamp < (SELECT coalesce(max(generation), 0) FROM fathom_vuln_feeds))
-"#;
-
 pub(super) async fn for_image(
     State(state): State<Arc<ApiState>>,
     Path(digest): Path<String>,
@@ -77,11 +68,7 @@ pub(super) async fn for_image(
         return Err(ApiError::not_found(format!("no image {digest} is stored")));
     }
     let pool = state.store.pool();
-    let matched: bool = sqlx::query_scalar(MATCHED_SQL)
-        .bind(&digest)
-        .fetch_one(pool)
-        .await
-        .map_err(fathom_vulns::Error::from)?;
+    let matched = queries::image_matched(pool, &digest).await?;
     let filter = ImageFilter {
         scope,
         min_severity,

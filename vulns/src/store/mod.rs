@@ -1,8 +1,10 @@
-//! The Postgres side: feed generations ([`sync`]), fleet matching ([`matcher`]) and the questions the
+//! The Postgres side: feed generations ([`sync`]), image indexing and fleet matching ([`matcher`]) and the questions the
 //! API asks ([`queries`]). SQL lives next to the functions that run it; migrations in `migrations/`.
 
 use sqlx::migrate::Migrator;
 
+mod copy;
+mod index;
 pub mod matcher;
 pub mod queries;
 pub mod sync;

@@ -90,17 +90,40 @@ pub struct ImageFilter {
     pub fixed_only: bool,
 }
 
+/// Packages of the image (by its index) joined to their key's matches (by primary key); everything a
+/// match shows, `fix_observed_at` included, is stored on the match, so nothing else is looked up per row.
 const FOR_IMAGE_SQL: &str = r#"
 SELECT m.vuln_id, m.aliases, p.package_name, p.package_version, p.package_type, p.purl, p.layer_digest,
        m.ecosystem, m.severity, m.cvss_score, m.fix_state, m.fixed, m.urls,
-       (SELECT to_char(min(f.first_seen_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-          FROM fathom_vuln_fix_seen f
-         WHERE f.vuln_id = m.vuln_id AND f.ecosystem = m.ecosystem AND f.name = m.name AND f.fixed_version = ANY(m.fixed))
+       to_char(m.fix_observed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
 FROM fathom_vuln_image_packages p
 JOIN fathom_vuln_matches m ON m.ecosystem = p.ecosystem AND m.name = p.name AND m.version = p.version
 WHERE p.manifest_digest = $1 AND ($2::boolean IS NULL OR p.os = $2) AND (NOT $3 OR m.fix_state = 'fixed')
 ORDER BY m.cvss_score DESC NULLS LAST, m.vuln_id, p.package_name
 "#;
+
+/// Whether the image is indexed and none of its keys waits for matching (never matched, or under a name
+/// a feed change marked dirty).
+const MATCHED_SQL: &str = r#"
+SELECT EXISTS (SELECT 1 FROM fathom_vuln_images WHERE manifest_digest = $1)
+   AND NOT EXISTS (
+       SELECT 1 FROM fathom_vuln_image_packages p
+       JOIN fathom_vuln_keys k ON k.ecosystem = p.ecosystem AND k.name = p.name AND k.version = p.version
+       WHERE p.manifest_digest = $1 AND k.matched_stamp < 0)
+   AND NOT EXISTS (
+       SELECT 1 FROM fathom_vuln_image_packages p
+       JOIN fathom_vuln_dirty d ON d.ecosystem = p.ecosystem AND d.name = p.name
+       WHERE p.manifest_digest = $1)
+"#;
+
+/// Whether every package of the image has been matched against the current feed generations (false
+/// right after its analysis or a feed change, until the next [`crate::Matcher::rematch`]).
+pub async fn image_matched(pool: &PgPool, manifest_digest: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar(MATCHED_SQL)
+        .bind(manifest_digest)
+        .fetch_one(pool)
+        .await?)
+}
 
 type MatchRow = (
     String,

@@ -139,6 +139,19 @@ ON CONFLICT (feed) DO UPDATE SET generation = EXCLUDED.generation, etag = EXCLUD
     last_modified = EXCLUDED.last_modified, records = EXCLUDED.records, malformed = EXCLUDED.malformed,
     last_checked_at = now(), last_success_at = now(), last_error = NULL
 "#;
+/// The (ecosystem, name) pairs whose matches may change when the feed moves from generation `$2` (NULL:
+/// none) to `$1`: every pair named by an affected entry of a record added, changed, removed or withdrawn
+/// (withdrawn records keep no affected rows, so their names come from the old generation).
+const DIRTY_SQL: &str = r#"
+INSERT INTO fathom_vuln_dirty (ecosystem, name)
+SELECT DISTINCT a.ecosystem, a.name
+FROM fathom_vuln_affected a
+WHERE (a.generation = $1 OR a.generation = $2) AND a.vuln_id IN (
+    SELECT coalesce(n.id, o.id)
+    FROM (SELECT id, record FROM fathom_vuln_records WHERE generation = $1) n
+    FULL JOIN (SELECT id, record FROM fathom_vuln_records WHERE generation = $2) o ON o.id = n.id
+    WHERE n.id IS NULL OR o.id IS NULL OR n.record <> o.record)
+"#;
 const INSERT_RECORDS_SQL: &str = r#"
 INSERT INTO fathom_vuln_records (generation, id, modified, withdrawn, aliases, summary, record)
 SELECT $1, x->>'id', coalesce(x->>'modified', ''), x->>'withdrawn' IS NOT NULL,
@@ -234,7 +247,22 @@ async fn sync_one(
         .bind(feed)
         .fetch_optional(&mut *db)
         .await?;
-    if let Some(old) = old.flatten() {
+    let old = old.flatten();
+    // In this transaction, so the names to re-match become visible together with the generation. The
+    // new rows have no statistics yet; a nested loop chosen on guessed row counts would compare every
+    // record with every other (minutes at 70k records), hash joins take one pass.
+    sqlx::query("SET LOCAL enable_nestloop = off")
+        .execute(&mut *db)
+        .await?;
+    sqlx::query(DIRTY_SQL)
+        .bind(generation)
+        .bind(old)
+        .execute(&mut *db)
+        .await?;
+    sqlx::query("SET LOCAL enable_nestloop = on")
+        .execute(&mut *db)
+        .await?;
+    if let Some(old) = old {
         sqlx::query("DELETE FROM fathom_vuln_affected WHERE generation = $1")
             .bind(old)
             .execute(&mut *db)

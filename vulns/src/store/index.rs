@@ -1,0 +1,277 @@
+//! Indexing stored images for matching: an image's *visible* packages (the image document's package list,
+//! the same list the per-image packages route serves: a record a later layer removed is not in it) mapped
+//! to OSV keys. Many images per transaction: each batch of images is indexed whole or not at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use super::copy::{copy_in, next_buffer, CopyRows};
+use crate::core::ecosystem::{is_os_type, match_key, DistroRef, PackageFacts};
+use crate::error::{Error, Result};
+
+/// Images read and indexed per transaction.
+const IMAGE_BATCH: i64 = 200;
+/// Largest image document accepted (decompressed).
+const MAX_DOCUMENT_BYTES: u64 = 1 << 30;
+
+#[derive(Deserialize)]
+struct Doc {
+    #[serde(default)]
+    distro: Option<DocDistro>,
+    #[serde(default)]
+    packages: Vec<DocPackage>,
+}
+
+#[derive(Deserialize)]
+struct DocDistro {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    version_id: String,
+}
+
+#[derive(Deserialize)]
+struct DocPackage {
+    name: String,
+    version: String,
+    package_type: String,
+    #[serde(default)]
+    purl: String,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    introduced_in: Option<DocLayer>,
+}
+
+#[derive(Deserialize)]
+struct DocLayer {
+    digest: String,
+}
+
+/// One visible package with its OSV key.
+struct Row {
+    ecosystem: String,
+    name: String,
+    version: String,
+    package_type: String,
+    package_name: String,
+    package_version: String,
+    purl: String,
+    layer: String,
+    os: bool,
+}
+
+/// Analyzed images not indexed yet or re-analyzed since, with the analysis time they carry.
+const STALE_IMAGES_SQL: &str = r#"
+SELECT i.manifest_digest, i.analyzed_at::text, i.document
+FROM fathom_images i LEFT JOIN fathom_vuln_images v ON v.manifest_digest = i.manifest_digest
+WHERE i.status = 'analyzed' AND i.document IS NOT NULL
+  AND (v.manifest_digest IS NULL OR v.analyzed_at <> i.analyzed_at)
+LIMIT $1
+"#;
+/// Drops images no longer stored (analyzed) with their packages; returns how many images.
+const REMOVED_IMAGES_SQL: &str = r#"
+WITH gone AS (
+    DELETE FROM fathom_vuln_images v
+    WHERE NOT EXISTS (SELECT 1 FROM fathom_images i WHERE i.manifest_digest = v.manifest_digest AND i.status = 'analyzed')
+    RETURNING manifest_digest),
+pkgs AS (DELETE FROM fathom_vuln_image_packages p USING gone WHERE p.manifest_digest = gone.manifest_digest)
+SELECT count(*) FROM gone
+"#;
+/// Drops the images' previous index.
+const DELETE_IMAGES_SQL: &str = "DELETE FROM fathom_vuln_images WHERE manifest_digest = ANY($1)";
+const DELETE_PACKAGES_SQL: &str =
+    "DELETE FROM fathom_vuln_image_packages WHERE manifest_digest = ANY($1)";
+const INSERT_IMAGES_SQL: &str = r#"
+INSERT INTO fathom_vuln_images (manifest_digest, analyzed_at)
+SELECT d, a::timestamptz FROM unnest($1::text[], $2::text[]) AS x(d, a)
+"#;
+const COPY_PACKAGES_SQL: &str =
+    "COPY fathom_vuln_image_packages (manifest_digest, ecosystem, name, \
+    version, package_type, package_name, package_version, purl, layer_digest, os) FROM STDIN";
+const INSERT_KEYS_SQL: &str = r#"
+INSERT INTO fathom_vuln_keys (ecosystem, name, version)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+ON CONFLICT DO NOTHING
+"#;
+const PRUNE_KEYS_SQL: &str = r#"
+DELETE FROM fathom_vuln_keys k WHERE NOT EXISTS (SELECT 1 FROM fathom_vuln_image_packages p
+    WHERE p.ecosystem = k.ecosystem AND p.name = k.name AND p.version = k.version)
+"#;
+const PRUNE_MATCHES_SQL: &str = r#"
+DELETE FROM fathom_vuln_matches m WHERE NOT EXISTS (SELECT 1 FROM fathom_vuln_keys k
+    WHERE k.ecosystem = m.ecosystem AND k.name = m.name AND k.version = m.version)
+"#;
+
+fn decode(digest: &str, bytes: &[u8]) -> Result<Doc> {
+    let err = |e: &dyn std::fmt::Display| Error::Document {
+        digest: digest.to_string(),
+        message: e.to_string(),
+    };
+    let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| err(&e))?;
+    let limited = std::io::Read::take(decoder, MAX_DOCUMENT_BYTES);
+    serde_json::from_reader(std::io::BufReader::new(limited)).map_err(|e| err(&e))
+}
+
+/// The rows an image contributes: one per visible package with an OSV key.
+fn image_rows(doc: Doc) -> Vec<Row> {
+    let distro = doc.distro.map(|d| DistroRef {
+        id: d.id,
+        version_id: d.version_id,
+    });
+    doc.packages
+        .into_iter()
+        .filter_map(|p| {
+            let facts = PackageFacts {
+                package_type: &p.package_type,
+                name: &p.name,
+                version: &p.version,
+                purl: &p.purl,
+                metadata: &p.metadata,
+            };
+            let k = match_key(facts, distro.as_ref())?;
+            Some(Row {
+                ecosystem: k.ecosystem,
+                name: k.name,
+                version: k.version,
+                os: is_os_type(&p.package_type),
+                layer: p.introduced_in.map(|l| l.digest).unwrap_or_default(),
+                package_type: p.package_type,
+                package_name: p.name,
+                package_version: p.version,
+                purl: p.purl,
+            })
+        })
+        .collect()
+}
+
+/// Decodes a batch of documents, spread over the machine's cores.
+fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<Vec<(String, String, Vec<Row>)>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per = stale.len().div_ceil(threads).max(1);
+    let mut chunks: Vec<Vec<(String, String, Vec<u8>)>> = vec![];
+    let mut it = stale.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(per).collect());
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(digest, at, bytes)| {
+                            let rows = image_rows(decode(&digest, &bytes)?);
+                            Ok((digest, at, rows))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut out = vec![];
+        for h in handles {
+            let part = h.join().map_err(|_| Error::Document {
+                digest: "-".into(),
+                message: "decoding thread panicked".into(),
+            })??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
+}
+
+/// Indexes new or re-analyzed images and drops removed ones; returns (indexed, removed).
+pub(crate) async fn index_images(pool: &PgPool) -> Result<(u64, u64)> {
+    let removed: i64 = sqlx::query_scalar(REMOVED_IMAGES_SQL)
+        .fetch_one(pool)
+        .await?;
+    let removed = u64::try_from(removed).unwrap_or(0);
+    let mut indexed = 0u64;
+    loop {
+        let stale: Vec<(String, String, Vec<u8>)> = sqlx::query_as(STALE_IMAGES_SQL)
+            .bind(IMAGE_BATCH)
+            .fetch_all(pool)
+            .await?;
+        if stale.is_empty() {
+            break;
+        }
+        let images = tokio::task::spawn_blocking(move || decode_all(stale))
+            .await
+            .map_err(|e| Error::Document {
+                digest: "-".into(),
+                message: format!("decoding task: {e}"),
+            })??;
+        write_batch(pool, &images).await?;
+        indexed += images.len() as u64;
+    }
+    if removed > 0 || indexed > 0 {
+        sqlx::query(PRUNE_KEYS_SQL).execute(pool).await?;
+        sqlx::query(PRUNE_MATCHES_SQL).execute(pool).await?;
+    }
+    Ok((indexed, removed))
+}
+
+/// The batch's package rows, encoded for COPY.
+fn package_rows(images: &[(String, String, Vec<Row>)]) -> Vec<CopyRows> {
+    let mut out = vec![];
+    for (digest, _, rows) in images {
+        for r in rows {
+            let buf = next_buffer(&mut out);
+            buf.text(digest)
+                .text(&r.ecosystem)
+                .text(&r.name)
+                .text(&r.version)
+                .text(&r.package_type)
+                .text(&r.package_name)
+                .text(&r.package_version)
+                .text(&r.purl)
+                .text(&r.layer)
+                .bool(r.os);
+            buf.end_row();
+        }
+    }
+    out
+}
+
+/// One transaction for the whole batch: images, their packages (COPY) and the keys they bring.
+async fn write_batch(pool: &PgPool, images: &[(String, String, Vec<Row>)]) -> Result<()> {
+    let digests: Vec<&str> = images.iter().map(|i| i.0.as_str()).collect();
+    let analyzed: Vec<&str> = images.iter().map(|i| i.1.as_str()).collect();
+    let keys: BTreeSet<(&str, &str, &str)> = images
+        .iter()
+        .flat_map(|i| i.2.iter())
+        .map(|r| (r.ecosystem.as_str(), r.name.as_str(), r.version.as_str()))
+        .collect();
+    let (mut e, mut n, mut v) = (vec![], vec![], vec![]);
+    for (ke, kn, kv) in keys {
+        e.push(ke);
+        n.push(kn);
+        v.push(kv);
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query(DELETE_IMAGES_SQL)
+        .bind(&digests)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(DELETE_PACKAGES_SQL)
+        .bind(&digests)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(INSERT_IMAGES_SQL)
+        .bind(&digests)
+        .bind(&analyzed)
+        .execute(&mut *tx)
+        .await?;
+    copy_in(&mut tx, COPY_PACKAGES_SQL, package_rows(images)).await?;
+    sqlx::query(INSERT_KEYS_SQL)
+        .bind(&e)
+        .bind(&n)
+        .bind(&v)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
