@@ -100,7 +100,7 @@ pub fn from_document(
     }
 }
 
-pub use content::{add_files, FileNeeds};
+pub use content::add_files;
 
 const INDEXED_SQL: &str =
     "SELECT EXISTS (SELECT 1 FROM fathom_vuln_images WHERE manifest_digest = $1)";
