@@ -44,6 +44,9 @@ fn licenses_parse_leniently_or_stay_raw() {
     assert_eq!(license::normalize("GPL-2+"), "GPL-2.0-or-later");
     assert_eq!(license::normalize("Expat"), "MIT");
     assert_eq!(license::normalize("MIT/Apache-2.0"), "MIT OR Apache-2.0");
+    // Imprecise names stay as written (the spdx crate would guess BSD-2-Clause and GPL-2.0).
+    assert_eq!(license::normalize("BSD"), "BSD");
+    assert_eq!(license::normalize("GPL"), "GPL");
     assert_eq!(
         license::normalize("Some Custom License v7"),
         "Some Custom License v7"
