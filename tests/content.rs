@@ -243,9 +243,7 @@ async fn files_secrets_and_config_gates_fire_on_a_stored_image() {
     let done = wait_done(&client, submitted["job_id"].as_i64().unwrap()).await;
     assert_eq!(done["status"], "analyzed", "{done}");
 
-    let stop = |gate: &str, trigger: &str, params: Value| {
-        json!({"gate": gate, "trigger": trigger, "action": "STOP", "params": params})
-    };
+    let stop = |gate: &str, trigger: &str, params: Value| json!({"gate": gate, "trigger": trigger, "action": "STOP", "params": params});
     let evaluation = check_rules(
         &client,
         &digest,
@@ -288,7 +286,11 @@ async fn files_secrets_and_config_gates_fire_on_a_stored_image() {
     assert_eq!(fired("files", "suid_or_guid_set", ""), 2, "{rows:#?}");
     assert_eq!(fired("files", "suid_or_guid_set", PLANTED_SETUID), 1);
     assert_eq!(fired("files", "suid_or_guid_set", PLANTED_SETGID), 1);
-    assert_eq!(fired("files", "name_match", "file=/app/.env "), 1, "{rows:#?}");
+    assert_eq!(
+        fired("files", "name_match", "file=/app/.env "),
+        1,
+        "{rows:#?}"
+    );
     assert_eq!(fired("files", "name_match", ""), 1, "{rows:#?}");
     assert_eq!(fired("files", "attribute_match", "/etc/no-such-file"), 1);
     // One row per visible planted (file, rule); the deleted copy is not there.
@@ -299,17 +301,40 @@ async fn files_secrets_and_config_gates_fire_on_a_stored_image() {
     planted.dedup();
     for (path, rule) in &planted {
         assert_eq!(
-            fired("secret_scans", "content_regex_checks", &format!("file={path} regexp={rule}")),
+            fired(
+                "secret_scans",
+                "content_regex_checks",
+                &format!("file={path} regexp={rule}")
+            ),
             1,
             "{path} {rule}: {rows:#?}"
         );
     }
-    assert_eq!(fired("secret_scans", "content_regex_checks", ""), planted.len());
-    assert_eq!(fired("dockerfile", "effective_user", "User root"), 1, "{rows:#?}");
+    assert_eq!(
+        fired("secret_scans", "content_regex_checks", ""),
+        planted.len()
+    );
+    assert_eq!(
+        fired("dockerfile", "effective_user", "User root"),
+        1,
+        "{rows:#?}"
+    );
     assert_eq!(fired("dockerfile", "exposed_ports", "22"), 1, "{rows:#?}");
-    assert_eq!(fired("dockerfile", "instruction", "HEALTHCHECK"), 1, "{rows:#?}");
-    assert_eq!(fired("dockerfile", "instruction", "pip install numpy"), 1, "{rows:#?}");
-    assert_eq!(fired("metadata", "attribute", "layer_count"), 1, "{rows:#?}");
+    assert_eq!(
+        fired("dockerfile", "instruction", "HEALTHCHECK"),
+        1,
+        "{rows:#?}"
+    );
+    assert_eq!(
+        fired("dockerfile", "instruction", "pip install numpy"),
+        1,
+        "{rows:#?}"
+    );
+    assert_eq!(
+        fired("metadata", "attribute", "layer_count"),
+        1,
+        "{rows:#?}"
+    );
     assert_clean("evaluation", &evaluation.to_string());
     assert!(!evaluation.to_string().contains("do-not-store-me"));
 
@@ -319,11 +344,23 @@ async fn files_secrets_and_config_gates_fire_on_a_stored_image() {
         &digest,
         "content-quiet",
         json!([
-            stop("files", "name_match", json!([{"name": "regex", "value": "/nowhere/"}])),
-            stop("secret_scans", "content_regex_checks", json!([
-                {"name": "content_regex_name", "value": "SLACK_TOKEN"}])),
-            stop("dockerfile", "effective_user", json!([
-                {"name": "users", "value": "root"}, {"name": "type", "value": "allow"}]))
+            stop(
+                "files",
+                "name_match",
+                json!([{"name": "regex", "value": "/nowhere/"}])
+            ),
+            stop(
+                "secret_scans",
+                "content_regex_checks",
+                json!([
+                {"name": "content_regex_name", "value": "SLACK_TOKEN"}])
+            ),
+            stop(
+                "dockerfile",
+                "effective_user",
+                json!([
+                {"name": "users", "value": "root"}, {"name": "type", "value": "allow"}])
+            )
         ]),
     )
     .await;

@@ -85,11 +85,9 @@ impl AnalyzerInfo {
     /// What the content pass collected; for older documents, read from the cache key (`content=off`
     /// there means no secret search).
     pub fn content(&self) -> ContentInfo {
-        self.content.unwrap_or_else(|| {
-            ContentInfo {
-                files: true,
-                secrets: !self.cache_key.contains("content=off"),
-            }
+        self.content.unwrap_or_else(|| ContentInfo {
+            files: true,
+            secrets: !self.cache_key.contains("content=off"),
         })
     }
 }

@@ -66,7 +66,11 @@ fn licenses_match_syft_on_the_sample_images() {
             .env("SYFT_CACHE_DIR", dir.path().join("syft-cache"))
             .output()
             .expect("run syft");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let theirs = syft_licenses(&serde_json::from_slice(&out.stdout).unwrap());
         let analyzer = Analyzer::new(default_catalogers(), AnalyzerOptions::default());
         let ours = runtime()

@@ -134,7 +134,11 @@ impl SecretScanner {
     pub fn scan(&self, path: &str, bytes: &[u8]) -> Vec<SecretFinding> {
         // A clean file is rejected by one literal scan (SIMD-fast) or, without a prefilter, one pass of
         // the set; only the rules that match are run again to place their findings.
-        if self.prefilter.as_ref().is_some_and(|ac| !ac.is_match(bytes)) {
+        if self
+            .prefilter
+            .as_ref()
+            .is_some_and(|ac| !ac.is_match(bytes))
+        {
             return Vec::new();
         }
         let matched = self.set.matches(bytes);

@@ -25,6 +25,12 @@ fn debian_copyright_licenses_in_spdx_form() {
     let a = parse_copyright("/usr/share/doc/adduser/copyright", ADDUSER).unwrap();
     assert_eq!(a.licenses, ["GPL-2.0-only", "GPL-2.0-or-later"]);
     assert!(parse_copyright("/usr/share/doc/x/copyright", b"no licenses here").is_none());
+    let none = parse_copyright(
+        "/usr/share/doc/x/copyright",
+        b"License: none\nLicense: MIT.\n",
+    )
+    .unwrap();
+    assert_eq!(none.licenses, ["MIT"]);
 }
 
 #[test]

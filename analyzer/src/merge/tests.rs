@@ -175,7 +175,12 @@ fn filtered_inventory_layer_by_layer_matches_the_full_merge() {
     }
     base.opaque_dirs = vec![];
     // The top layer drops setuid from passwd (same path, plain mode), deletes /opt/x and adds one.
-    let mut top = layer("sha256:b", &["/usr/bin/passwd", "/sbin/mount"], &["/opt/x"], &[]);
+    let mut top = layer(
+        "sha256:b",
+        &["/usr/bin/passwd", "/sbin/mount"],
+        &["/opt/x"],
+        &[],
+    );
     top.files[1].mode = 0o4755;
     let layers = [&base, &top];
     let mut all = content::FilteredInventory::new(|_: &FileEntry| true);
@@ -192,6 +197,9 @@ fn filtered_inventory_layer_by_layer_matches_the_full_merge() {
         .collect();
     assert_eq!(
         got,
-        [("/sbin/mount".to_string(), 1), ("/usr/bin/su".to_string(), 0)]
+        [
+            ("/sbin/mount".to_string(), 1),
+            ("/usr/bin/su".to_string(), 0)
+        ]
     );
 }

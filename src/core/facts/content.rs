@@ -41,7 +41,9 @@ impl FileNeeds {
             match rule.trigger.as_str() {
                 "suid_or_guid_set" => needs.suid = true,
                 "attribute_match" => {
-                    needs.paths.insert(param("filename").unwrap_or_default().into());
+                    needs
+                        .paths
+                        .insert(param("filename").unwrap_or_default().into());
                 }
                 "name_match" => {
                     // The gate's own anchoring (Python's re.match); a pattern that does not compile is

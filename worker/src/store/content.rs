@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::{Result, Store};
-use fathom_analyzer::layer::LayerResult;
 use fathom_analyzer::layer::FileEntry;
+use fathom_analyzer::layer::LayerResult;
 use fathom_analyzer::merge::content::{inventory, FilteredInventory};
 use fathom_analyzer::merge::ImageFile;
 
