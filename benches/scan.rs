@@ -5,6 +5,8 @@
 //! `scan image=NAME tool=T wall_s=X peak_mib=Y packages=N` and `scan image=NAME tool=floor wall_s=X`.
 //! `tool=fathom` is the default run (content pass on); `tool=fathom-packages` runs with `--no-content`, and
 //! `scan image=NAME tool=fathom-content files=F secrets=S licensed=L` says what the default run found.
+//! `FATHOM_BENCH_IMAGES=large` (comma-separated names) measures only those images;
+//! `FATHOM_BENCH_TOOLS=fathom,floor` only those tools (`fathom` covers the default and packages-only runs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,11 +117,18 @@ fn floor(name: &str, blobs: &[PathBuf]) -> Duration {
 }
 
 fn run() -> Result<(), String> {
+    let selected = |var: &str, name: &str| {
+        std::env::var(var)
+            .map(|v| v.split(',').any(|n| n.trim() == name))
+            .unwrap_or(true)
+    };
     let mut images: Vec<BuiltImage> = Vec::new();
     for sample in sample_images()
-        .iter()
-        .chain(std::iter::once(&large_image()))
+        .into_iter()
+        .chain(std::iter::once(large_image()))
+        .filter(|s| selected("FATHOM_BENCH_IMAGES", &s.name))
     {
+        let sample = &sample;
         images.push(BuiltImage::from_sample(sample, Compress::Gzip).map_err(|e| e.to_string())?);
     }
     let registry = Registry::start_private(None)?;
@@ -153,48 +162,53 @@ fn run() -> Result<(), String> {
     drop(images);
     measure::release_memory();
     let fathom = env!("CARGO_BIN_EXE_fathom");
-    let syft = find_tool("syft");
-    let trivy = find_tool("trivy");
+    let tool = |name: &str| find_tool(name).filter(|_| selected("FATHOM_BENCH_TOOLS", name));
+    let syft = tool("syft");
+    let trivy = tool("trivy");
+    let run_fathom = selected("FATHOM_BENCH_TOOLS", "fathom");
+    let run_floor = selected("FATHOM_BENCH_TOOLS", "floor");
     for ((name, layers, compressed, blobs), reference) in saved.iter().zip(&references) {
         eprintln!(
             "image {name}: {layers} layers, {:.1} MB compressed",
             *compressed as f64 / 1e6
         );
         let found = std::cell::Cell::new(None);
-        let scan = |extra: Option<&str>| {
-            let mut c = Command::new(fathom);
-            c.args([
-                "scan",
-                &format!("registry:{reference}"),
-                "--insecure-registry",
-                &registry.addr,
-            ]);
-            c.args(extra);
-            c
-        };
-        report(
-            name,
-            "fathom",
-            measure(
-                || scan(None),
-                |out| {
-                    found.set(content_counts(out));
-                    json_len(out, "/packages")
-                },
-            ),
-        );
-        report(
-            name,
-            "fathom-packages",
-            measure(
-                || scan(Some("--no-content")),
-                |out| json_len(out, "/packages"),
-            ),
-        );
-        if let Some((files, secrets, licensed)) = found.get() {
-            println!(
+        if run_fathom {
+            let scan = |extra: Option<&str>| {
+                let mut c = Command::new(fathom);
+                c.args([
+                    "scan",
+                    &format!("registry:{reference}"),
+                    "--insecure-registry",
+                    &registry.addr,
+                ]);
+                c.args(extra);
+                c
+            };
+            report(
+                name,
+                "fathom",
+                measure(
+                    || scan(None),
+                    |out| {
+                        found.set(content_counts(out));
+                        json_len(out, "/packages")
+                    },
+                ),
+            );
+            report(
+                name,
+                "fathom-packages",
+                measure(
+                    || scan(Some("--no-content")),
+                    |out| json_len(out, "/packages"),
+                ),
+            );
+            if let Some((files, secrets, licensed)) = found.get() {
+                println!(
                 "scan image={name} tool=fathom-content files={files} secrets={secrets} licensed={licensed}"
             );
+            }
         }
         if let Some(syft) = &syft {
             report(
@@ -229,10 +243,12 @@ fn run() -> Result<(), String> {
                 ),
             );
         }
-        println!(
-            "scan image={name} tool=floor wall_s={:.3}",
-            floor(name, blobs).as_secs_f64()
-        );
+        if run_floor {
+            println!(
+                "scan image={name} tool=floor wall_s={:.3}",
+                floor(name, blobs).as_secs_f64()
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())

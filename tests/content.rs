@@ -167,3 +167,202 @@ async fn files_and_secrets_are_served_and_secret_values_are_stored_nowhere() {
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
+
+/// A check of the stored image against `rules` (one policy, every image mapped to it).
+async fn check_rules(client: &Client, digest: &str, id: &str, rules: Value) -> Value {
+    let bundle = json!({
+        "id": id, "version": "1_0", "name": id,
+        "policies": [{"id": "p", "version": "1_0", "rules": rules}],
+        "whitelists": [],
+        "mappings": [{"id": "all", "registry": "*", "repository": "*",
+                      "image": {"type": "tag", "value": "*"}, "policy_ids": ["p"], "whitelist_ids": []}],
+        "whitelisted_images": [], "blacklisted_images": []
+    });
+    let (status, stored) = client.post("/v1/policies", bundle).await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    let (status, evaluation) = client
+        .get(&format!("/v1/images/{digest}/check?policy_id={id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{evaluation}");
+    evaluation
+}
+
+/// `(gate, trigger, check_output)` of every row.
+fn rows(evaluation: &Value) -> Vec<(String, String, String)> {
+    evaluation["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("gate"), s("trigger"), s("check_output"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_secrets_and_config_gates_fire_on_a_stored_image() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The sample with planted setuid/setgid files and secrets, under a config that runs as root, exposes
+    // ssh and has no healthcheck.
+    let sample = fathom_testkit::samples::sample_images()
+        .into_iter()
+        .find(|s| s.name == "debian-python-npm")
+        .unwrap();
+    let mut image =
+        fathom_testkit::BuiltImage::from_sample(&sample, fathom_testkit::Compress::Gzip).unwrap();
+    let mut config: Value = serde_json::from_slice(&image.config).unwrap();
+    config["config"] = json!({
+        "User": "root",
+        "ExposedPorts": {"22/tcp": {}, "8080/tcp": {}},
+        "Env": ["PATH=/usr/bin", "API_TOKEN=do-not-store-me"],
+        "Cmd": ["/app/start"]
+    });
+    config["history"] = json!([
+        {"created_by": "/bin/sh -c #(nop) ADD file:abc in / "},
+        {"created_by": "RUN /bin/sh -c pip install numpy # buildkit"},
+        {"created_by": "EXPOSE map[22/tcp:{} 8080/tcp:{}]", "empty_layer": true},
+        {"created_by": "USER root", "empty_layer": true}
+    ]);
+    image.config = config.to_string().into_bytes();
+    image.set_manifest(|_| {});
+    let reference = format!(
+        "{}/{}",
+        support::registry(),
+        support::push_image("policy-content", &image).await
+    );
+    let digest = image.manifest_digest();
+    let api = Api::start(dir.path(), db.url(), "");
+    let client = api.client();
+    let _worker = WorkerProc::start(dir.path(), "w1", db.url(), &WorkerSpec::default());
+    let (status, submitted) = client
+        .post("/v1/images", json!({"reference": reference}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+    let done = wait_done(&client, submitted["job_id"].as_i64().unwrap()).await;
+    assert_eq!(done["status"], "analyzed", "{done}");
+
+    let stop = |gate: &str, trigger: &str, params: Value| json!({"gate": gate, "trigger": trigger, "action": "STOP", "params": params});
+    let evaluation = check_rules(
+        &client,
+        &digest,
+        "content-gates",
+        json!([
+            stop("files", "suid_or_guid_set", json!([])),
+            stop("files", "name_match", json!([{"name": "regex", "value": "/app/\\.env$"}])),
+            stop("files", "attribute_match", json!([
+                {"name": "filename", "value": "/etc/no-such-file"},
+                {"name": "mode", "value": "0644"},
+                {"name": "skip_missing", "value": "false"}])),
+            stop("secret_scans", "content_regex_checks", json!([])),
+            stop("dockerfile", "effective_user", json!([
+                {"name": "users", "value": "root"}, {"name": "type", "value": "deny"}])),
+            stop("dockerfile", "exposed_ports", json!([
+                {"name": "ports", "value": "22"}, {"name": "type", "value": "deny"}])),
+            stop("dockerfile", "instruction", json!([
+                {"name": "instruction", "value": "HEALTHCHECK"}, {"name": "check", "value": "not_exists"}])),
+            stop("dockerfile", "instruction", json!([
+                {"name": "instruction", "value": "RUN"}, {"name": "check", "value": "like"},
+                {"name": "value", "value": "pip install.*"}])),
+            stop("metadata", "attribute", json!([
+                {"name": "attribute", "value": "layer_count"}, {"name": "check", "value": ">"},
+                {"name": "value", "value": "1"}]))
+        ]),
+    )
+    .await;
+    assert_eq!(evaluation["final_action"], "STOP", "{evaluation}");
+    let rows = rows(&evaluation);
+    let fired = |gate: &str, trigger: &str, needle: &str| {
+        rows.iter()
+            .filter(|(g, t, out)| g == gate && t == trigger && out.contains(needle))
+            .count()
+    };
+    assert!(
+        !rows.iter().any(|(_, _, out)| out.contains("unavailable")),
+        "{rows:#?}"
+    );
+    // Exactly the planted setuid and setgid files.
+    assert_eq!(fired("files", "suid_or_guid_set", ""), 2, "{rows:#?}");
+    assert_eq!(fired("files", "suid_or_guid_set", PLANTED_SETUID), 1);
+    assert_eq!(fired("files", "suid_or_guid_set", PLANTED_SETGID), 1);
+    assert_eq!(
+        fired("files", "name_match", "file=/app/.env "),
+        1,
+        "{rows:#?}"
+    );
+    assert_eq!(fired("files", "name_match", ""), 1, "{rows:#?}");
+    assert_eq!(fired("files", "attribute_match", "/etc/no-such-file"), 1);
+    // One row per visible planted (file, rule); the deleted copy is not there.
+    let mut planted: Vec<(String, String)> = expected_secrets("debian-python-npm")
+        .into_iter()
+        .map(|(path, _, rule)| (path, rule))
+        .collect();
+    planted.dedup();
+    for (path, rule) in &planted {
+        assert_eq!(
+            fired(
+                "secret_scans",
+                "content_regex_checks",
+                &format!("file={path} regexp={rule}")
+            ),
+            1,
+            "{path} {rule}: {rows:#?}"
+        );
+    }
+    assert_eq!(
+        fired("secret_scans", "content_regex_checks", ""),
+        planted.len()
+    );
+    assert_eq!(
+        fired("dockerfile", "effective_user", "User root"),
+        1,
+        "{rows:#?}"
+    );
+    assert_eq!(fired("dockerfile", "exposed_ports", "22"), 1, "{rows:#?}");
+    assert_eq!(
+        fired("dockerfile", "instruction", "HEALTHCHECK"),
+        1,
+        "{rows:#?}"
+    );
+    assert_eq!(
+        fired("dockerfile", "instruction", "pip install numpy"),
+        1,
+        "{rows:#?}"
+    );
+    assert_eq!(
+        fired("metadata", "attribute", "layer_count"),
+        1,
+        "{rows:#?}"
+    );
+    assert_clean("evaluation", &evaluation.to_string());
+    assert!(!evaluation.to_string().contains("do-not-store-me"));
+
+    // The same gates pass where the image does not match them: nothing is read as "found" by default.
+    let quiet = check_rules(
+        &client,
+        &digest,
+        "content-quiet",
+        json!([
+            stop(
+                "files",
+                "name_match",
+                json!([{"name": "regex", "value": "/nowhere/"}])
+            ),
+            stop(
+                "secret_scans",
+                "content_regex_checks",
+                json!([
+                {"name": "content_regex_name", "value": "SLACK_TOKEN"}])
+            ),
+            stop(
+                "dockerfile",
+                "effective_user",
+                json!([
+                {"name": "users", "value": "root"}, {"name": "type", "value": "allow"}])
+            )
+        ]),
+    )
+    .await;
+    assert_eq!(quiet["final_action"], "GO", "{quiet}");
+}

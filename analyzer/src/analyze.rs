@@ -66,6 +66,30 @@ pub struct AnalyzerInfo {
     pub version: String,
     /// Catalogers and pipeline versions (the layer cache key).
     pub cache_key: String,
+    /// Which content facts were collected; absent in documents written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentInfo>,
+}
+
+/// Which parts of the content pass ran: a policy gate must tell "searched, nothing found" from "not
+/// searched" (which it reports as unavailable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentInfo {
+    /// The file inventory was recorded (per layer, in the layer results).
+    pub files: bool,
+    /// File contents were searched for secrets.
+    pub secrets: bool,
+}
+
+impl AnalyzerInfo {
+    /// What the content pass collected; for older documents, read from the cache key (`content=off`
+    /// there means no secret search).
+    pub fn content(&self) -> ContentInfo {
+        self.content.unwrap_or_else(|| ContentInfo {
+            files: true,
+            secrets: !self.cache_key.contains("content=off"),
+        })
+    }
 }
 
 /// One layer in the analysis document.
@@ -144,6 +168,17 @@ struct Inner {
     options: AnalyzerOptions,
     registry: Arc<Registry>,
     cache_key: String,
+}
+
+impl Inner {
+    fn content_info(&self) -> ContentInfo {
+        let c = &self.options.content;
+        ContentInfo {
+            // The walk records every entry whether or not the content pass runs (it adds digests).
+            files: true,
+            secrets: c.enabled && c.secrets.enabled,
+        }
+    }
 }
 
 /// Analyzes images. Cheap to clone; share one per process so registry connections and tokens are reused.
@@ -357,6 +392,7 @@ impl Analyzer {
             analyzer: AnalyzerInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
                 cache_key: inner.cache_key.clone(),
+                content: Some(inner.content_info()),
             },
             image: image.info.clone(),
             distro: merged.distro,

@@ -1,17 +1,22 @@
 //! What the policy engine knows about a stored image: its record and analysis document from the results
 //! store, its vulnerability matches and the feeds' freshness from fathom-vulns, mapped into `ImageFacts`.
 //!
-//! Data the analyzer does not record yet (file inventory, secret findings, content matches, the image
-//! config and history) stays empty or `None`, so the rules that need it report "unavailable" (WARN)
-//! instead of passing silently.
+//! The image config and secret findings come from the document, the file inventory from the stored layer
+//! results (only the files the bundle's `files` rules can fire on, see [`add_files`]). Content-search
+//! matches are not recorded, and secrets are `None` for images analyzed without secret search, so the
+//! rules that need them report "unavailable" (WARN) instead of passing silently.
 
 use fathom_analyzer::ImageAnalysis;
-use fathom_policy::{Cvss, FeedStatus, ImageFacts, ImageInfo, Package, Severity, VulnMatch};
+use fathom_policy::{
+    Cvss, FeedStatus, ImageFacts, ImageInfo, Package, SecretFinding, Severity, VulnMatch,
+};
 use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
 use fathom_vulns::queries::{self, ImageFilter};
 use fathom_worker::store::ImageRecord;
 use jiff::Timestamp;
 use sqlx::PgPool;
+
+mod content;
 
 /// `registry/repository[:tag]` of a canonical reference (`docker.io/library/debian:12`).
 pub fn split_reference(reference: &str) -> (String, String, Option<String>) {
@@ -60,7 +65,7 @@ pub fn from_document(
         // The stored (compressed) size, what registries and anchore report as the image size.
         size: doc.image.layers.iter().map(|l| l.size).sum(),
         layer_count: doc.image.layers.len() as u64,
-        config: Default::default(),
+        config: content::image_config(&doc.image.config),
     };
     let packages = doc
         .packages
@@ -77,13 +82,25 @@ pub fn from_document(
     ImageFacts {
         image,
         packages,
+        // Filled by `add_files`, which reads the stored layers.
         files: None,
         content_matches: None,
-        secrets: None,
+        secrets: doc.analyzer.content().secrets.then(|| {
+            doc.secrets
+                .iter()
+                .map(|s| SecretFinding {
+                    path: s.path.clone(),
+                    line: s.line,
+                    regex_name: s.rule.clone(),
+                })
+                .collect()
+        }),
         vulnerabilities: None,
         feed: FeedStatus::default(),
     }
 }
+
+pub use content::add_files;
 
 const INDEXED_SQL: &str =
     "SELECT EXISTS (SELECT 1 FROM fathom_vuln_images WHERE manifest_digest = $1)";

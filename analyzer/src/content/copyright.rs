@@ -40,7 +40,8 @@ pub fn parse_copyright(path: &str, bytes: &[u8]) -> Option<CopyrightRecord> {
             }
         }
     }
-    found.retain(|l| !l.is_empty());
+    // Syft drops `none` (`License: none` on a stanza of generated files) as no license.
+    found.retain(|l| !l.is_empty() && !l.eq_ignore_ascii_case("none"));
     if found.is_empty() {
         return None;
     }
@@ -54,7 +55,7 @@ pub fn parse_copyright(path: &str, bytes: &[u8]) -> Option<CopyrightRecord> {
     })
 }
 
-/// Drops trailing punctuation (`GPL-2+,`) that is never part of a license name.
+/// Drops trailing punctuation (`GPL-2+,`, a sentence's `.`) that is never part of a license name.
 fn clean(word: &str) -> String {
-    word.trim_end_matches([',', ';', ')', '(']).to_string()
+    word.trim_end_matches([',', ';', ')', '(', '.']).to_string()
 }

@@ -1,5 +1,16 @@
-//! License strings to SPDX: an expression that parses (leniently: `GPL-2+`, `Apache 2.0`, `MIT/X11`) is
-//! written in canonical SPDX form; anything else is kept as the package wrote it.
+//! License strings to SPDX: an expression that parses (leniently: `GPL-2+`, `MIT/Apache-2.0`, lower-case
+//! operators) is written in canonical SPDX form; anything else is kept as the package wrote it.
+//!
+//! Imprecise names are not guessed at: the `spdx` crate's table maps `BSD` to `BSD-2-Clause`, `GPL` to
+//! `GPL-2.0` and `gnu gpl v2` to `GPL-3.0`, which says more than the package did. Syft keeps those raw too.
+
+/// The spdx crate's lax mode minus its imprecise-name guesses.
+const LENIENT: spdx::ParseMode = spdx::ParseMode {
+    allow_lower_case_operators: true,
+    allow_slash_as_or_operator: true,
+    allow_imprecise_license_names: false,
+    allow_postfix_plus_on_gpl: true,
+};
 
 /// The SPDX form of a declared license, or the text itself when it is not an SPDX expression.
 pub fn normalize(text: &str) -> String {
@@ -13,7 +24,7 @@ pub fn normalize(text: &str) -> String {
     if let Some(id) = debian_short_name(text) {
         return id;
     }
-    match spdx::Expression::parse_mode(text, spdx::ParseMode::LAX) {
+    match spdx::Expression::parse_mode(text, LENIENT) {
         Ok(expr) => canonical(&expr).unwrap_or_else(|| text.to_string()),
         Err(_) => text.to_string(),
     }

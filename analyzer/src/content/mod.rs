@@ -130,8 +130,9 @@ impl ContentOptions {
     }
 }
 
-/// Bumped whenever the content pass's output for the same bytes and options changes.
-pub const CONTENT_VERSION: u32 = 1;
+/// Bumped whenever the content pass's output for the same bytes and options changes (2: imprecise license
+/// names are no longer mapped to SPDX ids).
+pub const CONTENT_VERSION: u32 = 2;
 
 /// One secret found in a file: where, and which rule matched. Never the matched text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,6 +1,8 @@
 //! Secret search: named regexes over a file's bytes, reporting file, line and rule — never the match.
 
+use aho_corasick::AhoCorasick;
 use regex::bytes::{Regex, RegexSet};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use serde::{Deserialize, Serialize};
 
 use super::{SecretFinding, SecretOptions};
@@ -63,6 +65,7 @@ pub fn default_rules() -> Vec<SecretRule> {
 #[derive(Debug)]
 pub struct SecretScanner {
     names: Vec<String>,
+    prefilter: Option<AhoCorasick>,
     set: RegexSet,
     rules: Vec<Regex>,
     include: Option<RegexSet>,
@@ -103,6 +106,7 @@ impl SecretScanner {
             .map_err(|e| format!("secret rules: {e}"))?;
         Ok(SecretScanner {
             names: options.rules.iter().map(|r| r.name.clone()).collect(),
+            prefilter: prefilter(&patterns),
             set,
             rules,
             include: compile_set("secret include pattern", &options.include)?,
@@ -128,7 +132,15 @@ impl SecretScanner {
 
     /// Findings in a text file, sorted by line then rule. Only the match's position is kept.
     pub fn scan(&self, path: &str, bytes: &[u8]) -> Vec<SecretFinding> {
-        // One pass of the set rejects the common clean file; only matching rules are run again.
+        // A clean file is rejected by one literal scan (SIMD-fast) or, without a prefilter, one pass of
+        // the set; only the rules that match are run again to place their findings.
+        if self
+            .prefilter
+            .as_ref()
+            .is_some_and(|ac| !ac.is_match(bytes))
+        {
+            return Vec::new();
+        }
         let matched = self.set.matches(bytes);
         let mut found = Vec::new();
         for i in matched.iter() {
@@ -150,5 +162,73 @@ impl SecretScanner {
         found.sort();
         found.dedup();
         found
+    }
+}
+
+/// Shortest leading literal worth a prefilter: shorter ones occur everywhere and only add a pass.
+const MIN_PREFIX: usize = 3;
+
+/// An ASCII-case-insensitive search for the literals every match of some rule starts with, or `None`
+/// when a rule has no such finite set (a pattern starting with a class or a repetition): then every file
+/// goes to the regex set. Only a rejection is trusted, so a superset of the literals is fine: lowering
+/// them and matching case-insensitively only lets more files through to the exact regexes.
+fn prefilter(patterns: &[String]) -> Option<AhoCorasick> {
+    let mut literals: Vec<Vec<u8>> = Vec::new();
+    let mut parser = regex_syntax::ParserBuilder::new();
+    // The rules run on bytes (`regex::bytes`), which allows non-UTF-8 classes.
+    parser.utf8(false);
+    let mut extractor = Extractor::new();
+    extractor.kind(ExtractKind::Prefix);
+    for pattern in patterns {
+        let hir = parser.build().parse(pattern).ok()?;
+        let seq = extractor.extract(&hir);
+        for literal in seq.literals()? {
+            let bytes = literal.as_bytes();
+            if bytes.len() < MIN_PREFIX {
+                return None;
+            }
+            literals.push(bytes.to_ascii_lowercase());
+        }
+    }
+    literals.sort();
+    literals.dedup();
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(&literals)
+        .ok()
+}
+
+#[cfg(test)]
+mod prefilter_tests {
+    use super::*;
+
+    fn patterns(rules: &[SecretRule]) -> Vec<String> {
+        rules.iter().map(|r| r.pattern.clone()).collect()
+    }
+
+    #[test]
+    fn default_rules_have_a_prefilter_that_keeps_every_match() {
+        let ac = prefilter(&patterns(&default_rules())).expect("a prefilter");
+        for hit in [
+            "AKIAZZZZEXAMPLEKEY42",
+            "AWS_Secret_Access_Key = x",
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+            "\"auth\": \"dXNlcjpwYXNz\"",
+            "Api-Key: abc",
+            "ghp_x",
+            "glpat-x",
+            "xoxb-1",
+        ] {
+            assert!(ac.is_match(hit.as_bytes()), "{hit}");
+        }
+        assert!(!ac.is_match(b"the package function return value error config"));
+    }
+
+    #[test]
+    fn a_rule_without_a_leading_literal_disables_it() {
+        let mut rules = patterns(&default_rules());
+        rules.push("[A-Z]{20}".into());
+        assert!(prefilter(&rules).is_none());
+        assert!(prefilter(&["(?i)x".into()]).is_none());
     }
 }

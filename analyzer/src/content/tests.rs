@@ -25,6 +25,12 @@ fn debian_copyright_licenses_in_spdx_form() {
     let a = parse_copyright("/usr/share/doc/adduser/copyright", ADDUSER).unwrap();
     assert_eq!(a.licenses, ["GPL-2.0-only", "GPL-2.0-or-later"]);
     assert!(parse_copyright("/usr/share/doc/x/copyright", b"no licenses here").is_none());
+    let none = parse_copyright(
+        "/usr/share/doc/x/copyright",
+        b"License: none\nLicense: MIT.\n",
+    )
+    .unwrap();
+    assert_eq!(none.licenses, ["MIT"]);
 }
 
 #[test]
@@ -44,6 +50,9 @@ fn licenses_parse_leniently_or_stay_raw() {
     assert_eq!(license::normalize("GPL-2+"), "GPL-2.0-or-later");
     assert_eq!(license::normalize("Expat"), "MIT");
     assert_eq!(license::normalize("MIT/Apache-2.0"), "MIT OR Apache-2.0");
+    // Imprecise names stay as written (the spdx crate would guess BSD-2-Clause and GPL-2.0).
+    assert_eq!(license::normalize("BSD"), "BSD");
+    assert_eq!(license::normalize("GPL"), "GPL");
     assert_eq!(
         license::normalize("Some Custom License v7"),
         "Some Custom License v7"

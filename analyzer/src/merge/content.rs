@@ -134,3 +134,62 @@ pub fn apply_licenses(packages: &mut [ImagePackage], v: &Visible<'_>) {
         }
     }
 }
+
+/// The visible files that satisfy a predicate, merged one layer at a time: the caller can load, apply and
+/// drop each layer result in turn, so memory holds one layer plus the kept files, never the whole
+/// inventory (what a policy rule over a few paths needs on an image of millions of files).
+pub struct FilteredInventory<F> {
+    keep: F,
+    files: BTreeMap<String, (LayerRef, FileEntry)>,
+    truncated: bool,
+}
+
+impl<F: Fn(&FileEntry) -> bool> FilteredInventory<F> {
+    /// An empty inventory keeping the files `keep` accepts.
+    pub fn new(keep: F) -> Self {
+        FilteredInventory {
+            keep,
+            files: BTreeMap::new(),
+            truncated: false,
+        }
+    }
+
+    /// Applies the layer at `index` (layers must come base first), with the same whiteout, opaque
+    /// directory and overwrite rules as [`visible`]: an upper entry that is not kept still hides a kept one.
+    pub fn apply(&mut self, index: usize, layer: &LayerResult) {
+        self.truncated |= layer.files_truncated;
+        for dir in &layer.opaque_dirs {
+            remove_below(&mut self.files, dir);
+        }
+        for path in &layer.whiteouts {
+            remove_tree(&mut self.files, path);
+        }
+        for entry in &layer.files {
+            if entry.kind != FileKind::Dir {
+                remove_below(&mut self.files, &entry.path);
+            }
+            if (self.keep)(entry) {
+                let at = LayerRef {
+                    index,
+                    digest: layer.digest.clone(),
+                };
+                self.files.insert(entry.path.clone(), (at, entry.clone()));
+            } else {
+                self.files.remove(&entry.path);
+            }
+        }
+    }
+
+    /// Whether a layer applied so far recorded only part of its entries.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The kept visible files, sorted by path.
+    pub fn finish(self) -> Vec<ImageFile> {
+        self.files
+            .into_values()
+            .map(|(layer, entry)| ImageFile { entry, layer })
+            .collect()
+    }
+}

@@ -159,3 +159,47 @@ fn secrets_and_copyrights_follow_whiteouts_and_overwrites() {
         1
     );
 }
+
+#[test]
+fn filtered_inventory_layer_by_layer_matches_the_full_merge() {
+    let mut base = layer(
+        "sha256:a",
+        &["/usr/bin/su", "/usr/bin/passwd", "/opt/x/run", "/etc/motd"],
+        &[],
+        &[],
+    );
+    for f in &mut base.files {
+        if f.path != "/etc/motd" {
+            f.mode = 0o4755;
+        }
+    }
+    base.opaque_dirs = vec![];
+    // The top layer drops setuid from passwd (same path, plain mode), deletes /opt/x and adds one.
+    let mut top = layer(
+        "sha256:b",
+        &["/usr/bin/passwd", "/sbin/mount"],
+        &["/opt/x"],
+        &[],
+    );
+    top.files[1].mode = 0o4755;
+    let layers = [&base, &top];
+    let mut all = content::FilteredInventory::new(|_: &FileEntry| true);
+    let mut suid = content::FilteredInventory::new(|f: &FileEntry| f.setuid());
+    for (i, l) in layers.iter().enumerate() {
+        all.apply(i, l);
+        suid.apply(i, l);
+    }
+    assert_eq!(all.finish(), content::inventory(&layers));
+    let got: Vec<(String, usize)> = suid
+        .finish()
+        .into_iter()
+        .map(|f| (f.entry.path, f.layer.index))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/sbin/mount".to_string(), 1),
+            ("/usr/bin/su".to_string(), 0)
+        ]
+    );
+}

@@ -197,6 +197,7 @@ impl PolicyEngine {
         })?;
         let mut image = facts::from_document(&record, reference.as_deref(), &doc);
         drop(doc);
+        facts::add_files(&self.store, bundle.bundle(), &mut image).await?;
         facts::add_vulnerabilities(self.pool(), &mut image)
             .await
             .map_err(vulns_error)?;

@@ -4,8 +4,9 @@
 use serde::Serialize;
 
 use super::{Result, Store};
+use fathom_analyzer::layer::FileEntry;
 use fathom_analyzer::layer::LayerResult;
-use fathom_analyzer::merge::content::inventory;
+use fathom_analyzer::merge::content::{inventory, FilteredInventory};
 use fathom_analyzer::merge::ImageFile;
 
 pub(super) const PUT_SECRETS_SQL: &str = r#"
@@ -117,5 +118,28 @@ impl Store {
             message: format!("merge task: {e}"),
         })?;
         Ok(Some(merged))
+    }
+
+    /// The visible files of an analyzed image that `keep` accepts (a policy rule's setuid files or
+    /// named paths), merged one stored layer at a time so memory holds one layer result plus the kept
+    /// files; with whether any layer's entry list was truncated. `None` when the image or one of its
+    /// layer results is not stored.
+    pub async fn image_files_where(
+        &self,
+        manifest_digest: &str,
+        keep: impl Fn(&FileEntry) -> bool,
+    ) -> Result<Option<(Vec<ImageFile>, bool)>> {
+        let Some(image) = self.image(manifest_digest).await? else {
+            return Ok(None);
+        };
+        let mut merged = FilteredInventory::new(keep);
+        for (index, digest) in image.layers.iter().enumerate() {
+            let Some(result) = self.layer(digest, &image.cache_key).await? else {
+                return Ok(None);
+            };
+            merged.apply(index, &result);
+        }
+        let truncated = merged.truncated();
+        Ok(Some((merged.finish(), truncated)))
     }
 }
