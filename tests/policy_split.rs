@@ -198,7 +198,9 @@ async fn the_api_forwards_checks_to_the_policy_engine_and_fails_fast_without_it(
     assert_eq!(first["items"].as_array().unwrap().len(), 1);
     let cursor = first["next"].as_str().expect("a next page");
     let (_, second) = client
-        .get(&format!("/v1/images/{digest}/checks?limit=1&cursor={cursor}"))
+        .get(&format!(
+            "/v1/images/{digest}/checks?limit=1&cursor={cursor}"
+        ))
         .await;
     assert_eq!(second["items"][0]["bundle_id"], "stop-all", "{second}");
     let (status, _) = client.get("/v1/images/sha256:nothex/checks").await;
@@ -209,7 +211,10 @@ async fn the_api_forwards_checks_to_the_policy_engine_and_fails_fast_without_it(
     assert_eq!(metric(&text, "fathom_policy_cache_hits_total"), 1.0);
     assert_eq!(metric(&text, "fathom_policy_cache_misses_total"), 3.0);
     assert_eq!(
-        metric(&text, r#"fathom_policy_evaluations_total{final_action="stop"}"#),
+        metric(
+            &text,
+            r#"fathom_policy_evaluations_total{final_action="stop"}"#
+        ),
         2.0
     );
     assert!(text.contains("fathom_policy_evaluation_duration_seconds_bucket{cache=\"miss\""));
