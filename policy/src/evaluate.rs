@@ -1,14 +1,16 @@
 //! Evaluation: bundle + facts + clock -> decision. Pure: no IO, no clock of its own.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use md5::{Digest, Md5};
 
 use crate::facts::ImageFacts;
 use crate::gates::dockerfile::Prepared;
-use crate::gates::{Ctx, Fire};
+use crate::gates::{Ctx, Fire, VulnMemo};
 use crate::matching::{glob, selects};
 use crate::model::{Action, ImageRule};
-use crate::result::{Evaluation, PolicyDecision, Reason, Row, Status, Table, WhitelistRef};
+use crate::result::{Evaluation, PolicyDecision, Reason, Row, Status, WhitelistRef};
 use crate::validated::{CompiledWhitelist, ValidatedBundle};
 
 /// Evaluates `bundle` against one image's `facts` at instant `now`.
@@ -29,22 +31,29 @@ pub fn evaluate(bundle: &ValidatedBundle, facts: &ImageFacts, now: Timestamp) ->
         .find(|m| selects(&m.registry, &m.repository, &m.image, info));
 
     let dockerfile = Prepared::new(&info.config);
+    let vulns = VulnMemo::new(facts);
     let ctx = Ctx {
         facts,
         now,
         dockerfile: &dockerfile,
+        vulns: &vulns,
     };
+    // Whitelist answers per vulnerability match (see `Fire::vuln`): one mapping, so one set of whitelists.
+    let matches = facts.vulnerabilities.as_ref().map_or(0, Vec::len);
+    let mut suppressed_by: Vec<Option<Option<WhitelistRef>>> = vec![None; matches];
     let repo_tag = info.repo_tag();
+    let (image_id, row_tag): (Arc<str>, Arc<str>) =
+        (Arc::from(info.id.as_str()), Arc::from(repo_tag.as_str()));
     let mut rows = Vec::new();
     let mut decisions = Vec::new();
     if let Some(mapping) = mapping {
         let whitelists: Vec<&CompiledWhitelist> = mapping
             .whitelist_ids
             .iter()
-            .filter_map(|id| bundle.whitelists.iter().find(|w| &w.id == id))
+            .filter_map(|id| bundle.whitelists.iter().find(|w| *w.id == **id))
             .collect();
         for policy_id in &mapping.policy_ids {
-            let Some(policy) = bundle.policies.iter().find(|p| &p.id == policy_id) else {
+            let Some(policy) = bundle.policies.iter().find(|p| *p.id == **policy_id) else {
                 continue;
             };
             let mut action = Action::Go;
@@ -57,48 +66,54 @@ pub fn evaluate(bundle: &ValidatedBundle, facts: &ImageFacts, now: Timestamp) ->
                         true,
                     ),
                 };
-                let mut rule_rows: Vec<Row> = fires
-                    .into_iter()
-                    .map(|fire| {
-                        let trigger_id = fire.instance_id.clone().unwrap_or_else(|| {
-                            hex::encode(Md5::digest(format!(
-                                "{}{}{}",
-                                rule.gate, rule.trigger, fire.message
-                            )))
-                        });
-                        let suppressed = if error {
-                            None
-                        } else {
-                            whitelisted_by(&whitelists, rule.gate, &trigger_id, &fire.also, now)
-                        };
-                        Row {
-                            image_id: info.id.clone(),
-                            repo_tag: repo_tag.clone(),
-                            trigger_id,
-                            gate: rule.gate.to_string(),
-                            trigger: rule.trigger.to_string(),
-                            check_output: fire.message,
-                            gate_action,
-                            whitelisted: suppressed,
-                            policy_id: policy.id.clone(),
-                            rule_id: rule.id.clone(),
-                            error,
-                        }
-                    })
-                    .collect();
+                // Rows go straight into the result (a large bundle has tens of thousands: no second copy).
+                let start = rows.len();
+                rows.extend(fires.into_iter().map(|fire| {
+                    let trigger_id: Arc<str> = match &fire.instance_id {
+                        Some(id) => Arc::clone(id),
+                        None => Arc::from(hex::encode(Md5::digest(format!(
+                            "{}{}{}",
+                            rule.gate, rule.trigger, fire.message
+                        )))),
+                    };
+                    let lookup =
+                        || whitelisted_by(&whitelists, rule.gate, &trigger_id, &fire.also, now);
+                    let suppressed = match (error, fire.vuln) {
+                        (true, _) => None,
+                        (false, Some(i)) => match suppressed_by.get_mut(i) {
+                            Some(Some(known)) => known.clone(),
+                            Some(slot) => slot.insert(lookup()).clone(),
+                            None => lookup(),
+                        },
+                        (false, None) => lookup(),
+                    };
+                    Row {
+                        image_id: Arc::clone(&image_id),
+                        repo_tag: Arc::clone(&row_tag),
+                        trigger_id,
+                        gate: rule.gate.to_string(),
+                        trigger: rule.trigger.to_string(),
+                        check_output: fire.message.to_string(),
+                        gate_action,
+                        whitelisted: suppressed,
+                        policy_id: Arc::clone(&policy.id),
+                        rule_id: rule.id.clone(),
+                        error,
+                    }
+                }));
+                let rule_rows = &mut rows[start..];
                 // Facts arrive in whatever order the store returned them; sort so results are reproducible.
                 rule_rows.sort_by(|a, b| {
                     (&a.trigger_id, &a.check_output).cmp(&(&b.trigger_id, &b.check_output))
                 });
-                for row in &rule_rows {
+                for row in rule_rows.iter() {
                     if row.whitelisted.is_none() {
                         action = action.min(row.gate_action);
                     }
                 }
-                rows.extend(rule_rows);
             }
             decisions.push(PolicyDecision {
-                policy_id: policy.id.clone(),
+                policy_id: policy.id.to_string(),
                 action,
             });
         }
@@ -136,7 +151,6 @@ pub fn evaluate(bundle: &ValidatedBundle, facts: &ImageFacts, now: Timestamp) ->
         matched_whitelisted_images_rule: whitelisted,
         matched_blacklisted_images_rule: blacklisted,
         policy_decisions: decisions,
-        table: Table::of(&rows),
         rows,
     }
 }
@@ -177,7 +191,7 @@ fn whitelisted_by(
         };
         if let Some(i) = hit {
             return Some(WhitelistRef {
-                whitelist_id: list.id.clone(),
+                whitelist_id: Arc::clone(&list.id),
                 whitelist_name: list.name.clone(),
                 matched_rule_id: list.items[i].id.clone(),
             });

@@ -7,7 +7,8 @@
 //!   key caches on. [`default_bundle`] is the built-in bundle.
 //! - [`ImageFacts`] is what the engine knows about one image: identity and config, packages, files,
 //!   content and secret findings, vulnerability matches and feed freshness. The caller maps its store into it.
-//! - `store` (feature `store`): bundles kept in Postgres, one of them active.
+//! - `store` (feature `store`): bundles kept in Postgres, one of them active; `history` (same feature): a
+//!   summary of every evaluation, the newest N per image.
 //! - [`evaluate`] takes the bundle, the facts and the clock and returns an [`Evaluation`]: anchore's final
 //!   action and reason, matched mapping and image rules, per-policy decisions and the result table.
 //!
@@ -34,6 +35,8 @@ mod error;
 mod evaluate;
 pub mod facts;
 mod gates;
+#[cfg(feature = "store")]
+pub mod history;
 mod load;
 mod matching;
 pub mod model;

@@ -1,6 +1,9 @@
 //! The evaluation result: anchore's decision fields, its table, and the same rows as plain JSON.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
+use serde::ser::{SerializeStruct, SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -45,22 +48,23 @@ pub enum Reason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WhitelistRef {
     /// Whitelist id.
-    pub whitelist_id: String,
+    pub whitelist_id: Arc<str>,
     /// Whitelist name.
-    pub whitelist_name: Option<String>,
+    pub whitelist_name: Option<Arc<str>>,
     /// Item id.
-    pub matched_rule_id: String,
+    pub matched_rule_id: Arc<str>,
 }
 
-/// One fired trigger (or errored rule).
+/// One fired trigger (or errored rule). The fields repeated across rows (image, policy and rule ids, the
+/// trigger id shared by every rule firing on the same match) are shared, not copied per row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// Image id.
-    pub image_id: String,
+    pub image_id: Arc<str>,
     /// `registry/repository:tag`.
-    pub repo_tag: String,
+    pub repo_tag: Arc<str>,
     /// Trigger instance id (what whitelist items match).
-    pub trigger_id: String,
+    pub trigger_id: Arc<str>,
     /// Gate name.
     pub gate: String,
     /// Trigger name.
@@ -72,9 +76,9 @@ pub struct Row {
     /// The whitelist item that suppressed this row, if any.
     pub whitelisted: Option<WhitelistRef>,
     /// Policy the rule belongs to.
-    pub policy_id: String,
+    pub policy_id: Arc<str>,
     /// Rule id, when the bundle gave one.
-    pub rule_id: Option<String>,
+    pub rule_id: Option<Arc<str>>,
     /// The rule could not be evaluated (e.g. its data is unavailable).
     pub error: bool,
 }
@@ -97,8 +101,9 @@ pub struct Table {
     pub rows: Vec<Vec<Value>>,
 }
 
-/// The result of evaluating one bundle against one image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The result of evaluating one bundle against one image. Serialized with anchore's `table` (built from
+/// the rows while writing, never kept: a large bundle's table would double the evaluation's cost).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Evaluation {
     /// pass or fail.
     pub status: Status,
@@ -126,14 +131,12 @@ pub struct Evaluation {
     pub matched_blacklisted_images_rule: Option<ImageRule>,
     /// Per-policy decisions, in mapping order.
     pub policy_decisions: Vec<PolicyDecision>,
-    /// anchore's table form.
-    pub table: Table,
     /// The same rows as plain JSON objects.
     pub rows: Vec<Row>,
 }
 
 impl Table {
-    pub(crate) fn of(rows: &[Row]) -> Table {
+    fn of(rows: &[Row]) -> Table {
         let rows = rows
             .iter()
             .map(|r| {
@@ -162,25 +165,104 @@ impl Table {
 }
 
 impl Evaluation {
+    /// anchore's table form of [`Evaluation::rows`].
+    pub fn table(&self) -> Table {
+        Table::of(&self.rows)
+    }
+
     /// Plain-text table for terminals: the header and one tab-separated line per row.
     pub fn table_text(&self) -> String {
         let mut out = TABLE_HEADER.join("\t");
-        for row in &self.table.rows {
+        for r in &self.rows {
+            let whitelisted = r
+                .whitelisted
+                .as_ref()
+                .map_or("false", |w| &*w.matched_rule_id);
+            let cells = [
+                &*r.image_id,
+                &r.repo_tag,
+                &r.trigger_id,
+                &r.gate,
+                &r.trigger,
+                &r.check_output,
+                r.gate_action.as_str(),
+                whitelisted,
+                &r.policy_id,
+            ];
             out.push('\n');
-            let cells: Vec<String> = row
-                .iter()
-                .map(|c| match c {
-                    Value::String(s) => s.clone(),
-                    Value::Object(o) => o
-                        .get("matched_rule_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or("true")
-                        .to_string(),
-                    other => other.to_string(),
-                })
-                .collect();
             out.push_str(&cells.join("\t"));
         }
         out
+    }
+}
+
+impl Serialize for Evaluation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Evaluation", 16)?;
+        m.serialize_field("status", &self.status)?;
+        m.serialize_field("final_action", &self.final_action)?;
+        m.serialize_field("final_action_reason", &self.final_action_reason)?;
+        m.serialize_field("bundle_id", &self.bundle_id)?;
+        m.serialize_field("bundle_digest", &self.bundle_digest)?;
+        m.serialize_field("image_digest", &self.image_digest)?;
+        m.serialize_field("image_id", &self.image_id)?;
+        m.serialize_field("repo_tag", &self.repo_tag)?;
+        m.serialize_field("evaluated_at", &self.evaluated_at)?;
+        m.serialize_field("matched_mapping_rule", &self.matched_mapping_rule)?;
+        m.serialize_field(
+            "matched_whitelisted_images_rule",
+            &self.matched_whitelisted_images_rule,
+        )?;
+        m.serialize_field(
+            "matched_blacklisted_images_rule",
+            &self.matched_blacklisted_images_rule,
+        )?;
+        m.serialize_field("policy_decisions", &self.policy_decisions)?;
+        m.serialize_field("table", &TableView(&self.rows))?;
+        m.serialize_field("rows", &self.rows)?;
+        m.end()
+    }
+}
+
+/// Writes [`Table`]'s shape straight from the rows.
+struct TableView<'a>(&'a [Row]);
+
+/// One row of [`TableView`] in header order.
+struct RowView<'a>(&'a Row);
+
+impl Serialize for TableView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Table", 2)?;
+        m.serialize_field("header", &TABLE_HEADER)?;
+        m.serialize_field("rows", &RowsView(self.0))?;
+        m.end()
+    }
+}
+
+struct RowsView<'a>(&'a [Row]);
+
+impl Serialize for RowsView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(RowView))
+    }
+}
+
+impl Serialize for RowView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut t = s.serialize_tuple(9)?;
+        t.serialize_element(&r.image_id)?;
+        t.serialize_element(&r.repo_tag)?;
+        t.serialize_element(&r.trigger_id)?;
+        t.serialize_element(&r.gate)?;
+        t.serialize_element(&r.trigger)?;
+        t.serialize_element(&r.check_output)?;
+        t.serialize_element(r.gate_action.as_str())?;
+        match &r.whitelisted {
+            Some(w) => t.serialize_element(w)?,
+            None => t.serialize_element(&false)?,
+        }
+        t.serialize_element(&r.policy_id)?;
+        t.end()
     }
 }

@@ -1,6 +1,7 @@
 //! Loading a bundle: parse, validate everything at once, compile rules and whitelists for evaluation.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::Value;
@@ -23,13 +24,13 @@ pub struct ValidatedBundle {
 
 #[derive(Debug)]
 pub(crate) struct CompiledPolicy {
-    pub id: String,
+    pub id: Arc<str>,
     pub rules: Vec<CompiledRule>,
 }
 
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
-    pub id: Option<String>,
+    pub id: Option<Arc<str>>,
     pub gate: &'static str,
     pub trigger: &'static str,
     pub action: Action,
@@ -38,7 +39,7 @@ pub(crate) struct CompiledRule {
 
 #[derive(Debug)]
 pub(crate) struct CompiledItem {
-    pub id: String,
+    pub id: Arc<str>,
     pub gate: &'static str,
     pub trigger_id: String,
     pub expires_on: Option<Timestamp>,
@@ -51,8 +52,8 @@ pub(crate) type ItemIndex = HashMap<&'static str, HashMap<String, Vec<usize>>>;
 /// (anchore indexes them the same way); other wildcard items scanned.
 #[derive(Debug)]
 pub(crate) struct CompiledWhitelist {
-    pub id: String,
-    pub name: Option<String>,
+    pub id: Arc<str>,
+    pub name: Option<Arc<str>>,
     pub items: Vec<CompiledItem>,
     pub exact: ItemIndex,
     pub any_package: ItemIndex,
@@ -258,7 +259,7 @@ fn compile_policies(
             }
             match Check::build(gate.name, trigger.name, &params) {
                 Ok(check) => rules.push(CompiledRule {
-                    id: rule.id.clone(),
+                    id: rule.id.as_deref().map(Arc::from),
                     gate: gate.name,
                     trigger: trigger.name,
                     action: rule.action,
@@ -279,7 +280,7 @@ fn compile_policies(
             }
         }
         out.push(CompiledPolicy {
-            id: policy.id.clone(),
+            id: Arc::from(policy.id.as_str()),
             rules,
         });
     }
@@ -294,8 +295,8 @@ fn compile_whitelists(
     let mut out = Vec::new();
     for (list, item_paths) in bundle.whitelists.iter_mut().zip(&paths.items) {
         let mut compiled = CompiledWhitelist {
-            id: list.id.clone(),
-            name: list.name.clone(),
+            id: Arc::from(list.id.as_str()),
+            name: list.name.as_deref().map(Arc::from),
             items: Vec::new(),
             exact: HashMap::new(),
             any_package: HashMap::new(),
@@ -331,7 +332,7 @@ fn compile_whitelists(
                 _ => {
                     compiled.wildcard.push(index);
                     compiled.items.push(CompiledItem {
-                        id: item.id.clone(),
+                        id: Arc::from(item.id.as_str()),
                         gate: gate.name,
                         trigger_id: item.trigger_id.clone(),
                         expires_on,
@@ -346,7 +347,7 @@ fn compile_whitelists(
                 .or_default()
                 .push(index);
             compiled.items.push(CompiledItem {
-                id: item.id.clone(),
+                id: Arc::from(item.id.as_str()),
                 gate: gate.name,
                 trigger_id: item.trigger_id.clone(),
                 expires_on,

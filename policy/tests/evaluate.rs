@@ -172,12 +172,16 @@ fn whitelist_items_match_trigger_ids_with_wildcards_and_aliases() {
     let by: Vec<Option<String>> = r
         .rows
         .iter()
-        .map(|r| r.whitelisted.as_ref().map(|w| w.matched_rule_id.clone()))
+        .map(|r| {
+            r.whitelisted
+                .as_ref()
+                .map(|w| w.matched_rule_id.to_string())
+        })
         .collect();
     assert_eq!(by, [Some("i1".to_string()), Some("i2".to_string())]);
     assert_eq!(r.final_action, Action::Go);
     assert_eq!(
-        r.table.rows[0][7],
+        r.table().rows[0][7],
         json!({"whitelist_id": "w", "whitelist_name": "Team", "matched_rule_id": "i1"})
     );
     // A whitelist item of another gate does not apply.
@@ -257,4 +261,59 @@ fn default_bundle_on_generated_facts_matches_snapshot() {
         result.rows.iter().any(|r| r.trigger == "instruction"),
         "no HEALTHCHECK warns"
     );
+}
+
+/// Rules sharing matches share their messages and whitelist answers within one evaluation: each rule's
+/// rows must still be what it gives alone, whatever other rules ran before it.
+#[test]
+fn rules_on_the_same_matches_give_what_they_give_alone() {
+    let rules = json!([
+        {"id": "a", "gate": "vulnerabilities", "trigger": "package", "action": "STOP",
+         "params": [{"name": "package_type", "value": "all"}, {"name": "severity_comparison", "value": ">="}, {"name": "severity", "value": "low"}]},
+        {"id": "b", "gate": "vulnerabilities", "trigger": "package", "action": "WARN",
+         "params": [{"name": "package_type", "value": "all"}, {"name": "severity_comparison", "value": ">="}, {"name": "severity", "value": "low"},
+                    {"name": "cvss_v3_base_score", "value": "1"}, {"name": "max_days_since_creation", "value": "10"}]},
+        {"id": "c", "gate": "vulnerabilities", "trigger": "package", "action": "WARN",
+         "params": [{"name": "package_type", "value": "non-os"}, {"name": "severity_comparison", "value": ">="}, {"name": "severity", "value": "low"},
+                    {"name": "vendor_cvss_v3_impact_score", "value": "-1"}]},
+    ]);
+    let facts = generated(300, 120);
+    let together = run(&load(&bundle_doc(rules.clone())), &facts);
+    let alone: Vec<_> = rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| run(&load(&bundle_doc(json!([r]))), &facts).rows)
+        .collect();
+    assert!(together.rows.len() > 120, "{}", together.rows.len());
+    assert_eq!(together.rows, alone);
+    let messages: std::collections::HashSet<_> =
+        together.rows.iter().map(|r| &r.check_output).collect();
+    assert!(messages.iter().any(|m| m.contains("cvss_v3_base_score=")));
+    assert!(messages
+        .iter()
+        .any(|m| m.contains("vendor_cvss_v3_impact_score=")));
+}
+
+/// The serialized evaluation carries anchore's table built from the rows, and reads back.
+#[test]
+fn serialized_evaluation_has_the_table_and_round_trips() {
+    let r = run(
+        &with_whitelist(
+            json!([{"id": "i1", "gate": "vulnerabilities", "trigger_id": "CVE-2023-1234+*"}]),
+        ),
+        &vuln_facts(),
+    );
+    let value = serde_json::to_value(&r).expect("serializes");
+    assert_eq!(
+        value["table"],
+        serde_json::to_value(r.table()).expect("table")
+    );
+    assert_eq!(
+        value["table"]["rows"].as_array().map(Vec::len),
+        Some(r.rows.len())
+    );
+    assert_eq!(value["table"]["rows"][0][7]["matched_rule_id"], "i1");
+    let back: fathom_policy::Evaluation = serde_json::from_value(value).expect("reads back");
+    assert_eq!(back, r);
 }

@@ -68,7 +68,10 @@ fn vulnerabilities_package_severity_comparisons_follow_anchore_ordering() {
     ];
     for (params, want) in cases {
         let b = one_rule("vulnerabilities", "package", "STOP", params);
-        let ids: Vec<String> = rows(&b, &facts).into_iter().map(|r| r.trigger_id).collect();
+        let ids: Vec<String> = rows(&b, &facts)
+            .into_iter()
+            .map(|r| r.trigger_id.to_string())
+            .collect();
         assert_eq!(ids, *want, "params {params:?}");
     }
 }
@@ -138,7 +141,10 @@ fn vulnerabilities_package_scores_fix_vendor_and_age_filters() {
     ];
     for (params, want) in cases {
         let b = one_rule("vulnerabilities", "package", "STOP", params);
-        let ids: Vec<String> = rows(&b, &facts).into_iter().map(|r| r.trigger_id).collect();
+        let ids: Vec<String> = rows(&b, &facts)
+            .into_iter()
+            .map(|r| r.trigger_id.to_string())
+            .collect();
         assert_eq!(ids, *want, "params {params:?}");
     }
 }

@@ -34,7 +34,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .filter(|h| !h.is_empty()),
     );
     let services = &config.services;
-    if !services.analyzer.enabled && !services.autoscaler.enabled && !services.api.enabled {
+    let engine_alone = services.policy_engine.address.is_some();
+    if !services.analyzer.enabled
+        && !services.autoscaler.enabled
+        && !services.api.enabled
+        && !engine_alone
+    {
         anyhow::bail!("invalid configuration: services: no service is enabled");
     }
     if services.webhook.enabled && !services.api.enabled {
@@ -64,6 +69,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             services.webhook.enabled,
             "services.webhook.address",
             webhook_address.as_str(),
+        ),
+        (
+            engine_alone,
+            "services.policy_engine.address",
+            services
+                .policy_engine
+                .address
+                .as_deref()
+                .unwrap_or_default(),
         ),
     ];
     for (i, (on, key, addr)) in listeners.iter().enumerate() {
@@ -101,6 +115,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 services::core::run_core(&config, &url, shutdown)
                     .await
                     .context("API service")
+            });
+        }
+        if config.services.policy_engine.address.is_some() {
+            let (config, url, shutdown) = (config.clone(), url.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                services::policy_engine::run_policy_engine(&config, &url, shutdown)
+                    .await
+                    .context("policy engine service")
             });
         }
         while let Some(done) = tasks.join_next().await {

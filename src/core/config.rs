@@ -44,6 +44,12 @@ pub struct ApiServiceConfig {
     /// How long finished jobs are kept (results live on in the store).
     #[serde(with = "fathom_config::duration")]
     pub job_retention: Duration,
+    /// Base URL of a policy engine running on its own (`http://fathom-policy-engine:8229`): policy checks
+    /// are forwarded to it over HTTP. Unset: the core evaluates them itself.
+    pub policy_engine_url: Option<String>,
+    /// A forwarded check not answered within this long fails with `503 policy_engine_unavailable`.
+    #[serde(with = "fathom_config::duration")]
+    pub policy_engine_timeout: Duration,
 }
 
 impl Default for ApiServiceConfig {
@@ -63,6 +69,8 @@ impl Default for ApiServiceConfig {
             rescue_interval: Duration::from_secs(15),
             prune_interval: Duration::from_secs(600),
             job_retention: Duration::from_secs(7 * 24 * 3600),
+            policy_engine_url: None,
+            policy_engine_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -91,6 +99,24 @@ impl ApiServiceConfig {
                 return Err(ConfigError::new(
                     format!("services.api.tokens[{i}]"),
                     "tokens must be at least 16 characters",
+                ));
+            }
+        }
+        if let Some(url) = &self.policy_engine_url {
+            let ok = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#']));
+            if !ok {
+                return Err(ConfigError::new(
+                    "services.api.policy_engine_url",
+                    format!("{url:?} is not an http:// or https:// base URL"),
+                ));
+            }
+            if self.policy_engine_timeout.is_zero() {
+                return Err(ConfigError::new(
+                    "services.api.policy_engine_timeout",
+                    "must be greater than 0",
                 ));
             }
         }

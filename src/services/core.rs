@@ -41,7 +41,9 @@ pub async fn run_core(
         &fathom_analyzer::catalog::default_catalogers(),
         &options,
     );
-    let policy = PolicyEngine::new(store.clone(), config.services.policy_engine.clone())?;
+    let metrics = ApiMetrics::new()?;
+    let mut policy = PolicyEngine::new(store.clone(), config.services.policy_engine.clone())?;
+    policy.register_metrics(metrics.registry())?;
     if let (true, Some(file)) = (
         config.services.policy_engine.enabled,
         config.services.policy_engine.bundle_file.as_deref(),
@@ -50,7 +52,6 @@ pub async fn run_core(
         tracing::info!(id = %stored.id, digest = %stored.digest, "policy bundle activated from {file}");
     }
     let tokens = Tokens::from_config(&api.tokens)?;
-    let metrics = ApiMetrics::new()?;
     let state = Arc::new(ApiState {
         store,
         queue: queue.clone(),

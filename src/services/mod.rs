@@ -4,5 +4,6 @@
 pub mod autoscaler;
 mod autoscaler_http;
 pub mod core;
+pub mod policy_engine;
 pub mod webhook;
 pub mod worker;

@@ -1,5 +1,8 @@
 //! The gates: each turns a rule's validated parameters into a check and evaluates it over image facts.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use jiff::Timestamp;
 
 use crate::facts::ImageFacts;
@@ -15,19 +18,23 @@ pub(crate) mod vulnerabilities;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Fire {
     /// Explicit instance id (e.g. `CVE-1+pkg`); `None` takes anchore's MD5 of gate, trigger and message.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<Arc<str>>,
     /// Check_Output text.
-    pub message: String,
+    pub message: Arc<str>,
     /// Other ids the same finding goes by (a vulnerability's aliases), also tried against whitelists.
-    pub also: Vec<String>,
+    pub also: Arc<[String]>,
+    /// The vulnerability match this fire is about: many rules fire on the same match, and its trigger id,
+    /// aliases and so its whitelist answer are the same for all of them, so the answer is kept by index.
+    pub vuln: Option<usize>,
 }
 
 impl Fire {
     pub(crate) fn msg(message: impl Into<String>) -> Fire {
         Fire {
             instance_id: None,
-            message: message.into(),
-            also: Vec::new(),
+            message: Arc::from(message.into()),
+            also: Arc::from(Vec::new()),
+            vuln: None,
         }
     }
 }
@@ -37,6 +44,33 @@ pub(crate) struct Ctx<'a> {
     pub facts: &'a ImageFacts,
     pub now: Timestamp,
     pub dockerfile: &'a dockerfile::Prepared,
+    /// Per-evaluation memo of vulnerability fires (see [`VulnMemo`]).
+    pub vulns: &'a VulnMemo,
+}
+
+/// What the `vulnerabilities.package` trigger derived per match during one evaluation. A large bundle has
+/// many package rules firing on the same matches; the message differs between rules only by which score
+/// and time clauses the rule has (its `shape`), so each (match, shape) message is built once.
+pub(crate) struct VulnMemo {
+    /// Match indexes ordered by trigger id, so the rows of a rule come out (nearly) sorted.
+    pub order: Vec<usize>,
+    /// Per match: the fires built so far, by shape.
+    pub fires: RefCell<Vec<Vec<(u16, Fire)>>>,
+}
+
+impl VulnMemo {
+    pub(crate) fn new(facts: &ImageFacts) -> VulnMemo {
+        let vulns = facts.vulnerabilities.as_deref().unwrap_or_default();
+        let mut order: Vec<usize> = (0..vulns.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&vulns[a], &vulns[b]);
+            (&a.id, &a.package_name).cmp(&(&b.id, &b.package_name))
+        });
+        VulnMemo {
+            order,
+            fires: RefCell::new(vec![Vec::new(); vulns.len()]),
+        }
+    }
 }
 
 /// A rule parameter problem found while building a check: which parameter (if one) and what.

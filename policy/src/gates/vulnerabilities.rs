@@ -1,6 +1,7 @@
 //! The `vulnerabilities` gate: package matches, stale feeds, missing data, blacklisted ids.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use regex::Regex;
@@ -46,6 +47,8 @@ struct Score {
     pick: Pick,
     vendor: bool,
     label: &'static str,
+    /// Its bit in a message shape (see `PackageCheck::fire`).
+    bit: u16,
 }
 
 /// The `package` trigger's parameters, typed.
@@ -94,8 +97,8 @@ impl Check {
                     ("exploitability", |c| c.exploitability),
                     ("impact", |c| c.impact),
                 ];
-                for vendor in [false, true] {
-                    for (part, pick) in picks {
+                for (v, vendor) in [false, true].into_iter().enumerate() {
+                    for (k, (part, pick)) in picks.into_iter().enumerate() {
                         let prefix = if vendor {
                             "vendor_cvss_v3_"
                         } else {
@@ -111,6 +114,7 @@ impl Check {
                                 pick,
                                 vendor,
                                 label,
+                                bit: (v * 3 + k) as u16,
                             });
                         }
                     }
@@ -145,9 +149,11 @@ impl Check {
         match self {
             Check::Package(check) => {
                 let vulns = facts.vulnerabilities.as_ref().ok_or_else(unavailable)?;
-                Ok(vulns
+                Ok(ctx
+                    .vulns
+                    .order
                     .iter()
-                    .filter_map(|v| check.fire(v, ctx.now))
+                    .filter_map(|&i| check.fire(i, vulns.get(i)?, ctx))
                     .collect())
             }
             Check::StaleFeed { max_days } => {
@@ -224,7 +230,9 @@ fn days_before(now: Timestamp, days: i64) -> Timestamp {
 }
 
 impl PackageCheck {
-    fn fire(&self, v: &VulnMatch, now: Timestamp) -> Option<Fire> {
+    /// Whether the rule fires on match `i`, and then its fire (built once per match and message shape).
+    fn fire(&self, i: usize, v: &VulnMatch, ctx: &Ctx<'_>) -> Option<Fire> {
+        let now = ctx.now;
         let os = v.is_os();
         if (os && !self.os) || (!os && !self.non_os) {
             return None;
@@ -243,16 +251,14 @@ impl PackageCheck {
                 return None;
             }
         }
-        let mut times = Vec::new();
+        // Which clauses the message carries: bits 0-5 the scores (by label), 6 creation, 7 fix time.
+        let mut shape: u16 = 0;
         if let (Some(days), Some(created)) = (self.max_days_since_creation, v.created_at) {
             // Too recent for this rule: anchore skips vulnerabilities created inside the window.
             if created > days_before(now, days) {
                 return None;
             }
-            times.push(format!(
-                "max_days_since_creation={}",
-                created.strftime("%Y-%m-%d")
-            ));
+            shape |= 1 << 6;
         }
         if self.fix_available == Some(true) {
             if let (Some(days), Some(_), Some(seen)) =
@@ -261,28 +267,51 @@ impl PackageCheck {
                 if seen > days_before(now, days) {
                     return None;
                 }
-                times.push(format!("max_days_since_fix={}", seen.strftime("%Y-%m-%d")));
+                shape |= 1 << 7;
             }
         }
-        let mut scores = Vec::new();
         for s in &self.scores {
-            // anchore reads a missing score as -1.0.
-            let cvss = if s.vendor {
-                v.vendor_cvss_v3
-            } else {
-                v.cvss_v3
-            };
-            let found = cvss.as_ref().map(s.pick).unwrap_or(-1.0);
-            if !s.cmp.holds(found.partial_cmp(&s.value)) {
+            if !s.cmp.holds(s.found(v).partial_cmp(&s.value)) {
                 return None;
             }
-            scores.push(format!("{}={found}", s.label));
+            shape |= 1 << s.bit;
         }
         if let Some(want) = self.fix_available {
             if want != v.fix_version.is_some() {
                 return None;
             }
         }
+        let mut memo = ctx.vulns.fires.borrow_mut();
+        let slot = memo.get_mut(i)?;
+        if let Some((_, fire)) = slot.iter().find(|(s, _)| *s == shape) {
+            return Some(fire.clone());
+        }
+        let fire = self.build(i, v, shape, os);
+        slot.push((shape, fire.clone()));
+        Some(fire)
+    }
+
+    /// The fire of match `i` with the clauses of `shape`.
+    fn build(&self, i: usize, v: &VulnMatch, shape: u16, os: bool) -> Fire {
+        let mut times = Vec::new();
+        if shape & (1 << 6) != 0 {
+            if let Some(created) = v.created_at {
+                times.push(format!(
+                    "max_days_since_creation={}",
+                    created.strftime("%Y-%m-%d")
+                ));
+            }
+        }
+        if shape & (1 << 7) != 0 {
+            if let Some(seen) = v.fix_first_seen {
+                times.push(format!("max_days_since_fix={}", seen.strftime("%Y-%m-%d")));
+            }
+        }
+        let scores: Vec<String> = self
+            .scores
+            .iter()
+            .map(|s| format!("{}={}", s.label, s.found(v)))
+            .collect();
         let fix = v
             .fix_version
             .as_ref()
@@ -299,16 +328,29 @@ impl PackageCheck {
             v.id,
             v.link.as_deref().unwrap_or("None"),
         );
-        let also = v
+        let also: Vec<String> = v
             .aliases
             .iter()
             .map(|a| format!("{a}+{}", v.package_name))
             .collect();
-        Some(Fire {
-            instance_id: Some(format!("{}+{}", v.id, v.package_name)),
-            message,
-            also,
-        })
+        Fire {
+            instance_id: Some(Arc::from(format!("{}+{}", v.id, v.package_name))),
+            message: Arc::from(message),
+            also: Arc::from(also),
+            vuln: Some(i),
+        }
+    }
+}
+
+impl Score {
+    /// The match's score; anchore reads a missing score as -1.0.
+    fn found(&self, v: &VulnMatch) -> f64 {
+        let cvss = if self.vendor {
+            v.vendor_cvss_v3
+        } else {
+            v.cvss_v3
+        };
+        cvss.as_ref().map(self.pick).unwrap_or(-1.0)
     }
 }
 

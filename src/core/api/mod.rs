@@ -6,9 +6,12 @@
 //! when `services.api.metrics_auth` is off. Every error is `{"error": {"code", "message"}}`.
 
 mod auth;
+mod checks;
 mod content;
+pub(crate) mod engine;
 mod error;
 mod extract;
+mod forward;
 mod images;
 pub(crate) mod maintenance;
 mod metrics;
@@ -96,6 +99,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/policies/{id}"),
     ("DELETE", "/v1/policies/{id}"),
     ("GET", "/v1/images/{digest}/check"),
+    ("GET", "/v1/images/{digest}/checks"),
 ];
 
 /// The OpenAPI 3 document, written by hand next to the handlers and checked against [`ROUTES`] by tests.
@@ -139,6 +143,7 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
                 .delete(policies::delete),
         )
         .route("/v1/images/{digest}/check", get(policies::check))
+        .route("/v1/images/{digest}/checks", get(checks::history))
         .route(
             "/v1/openapi.json",
             get(move || {

@@ -23,6 +23,11 @@ pub struct PolicyEngineConfig {
     pub cache_ttl: Duration,
     /// Most evaluations cached (the cache is emptied when it fills).
     pub cache_entries: usize,
+    /// Evaluations kept per image in its history (`GET /v1/images/{digest}/checks`); 0 keeps none.
+    pub history_per_image: u32,
+    /// Listen address of the policy engine as its own service (the split deployment): `fathom run`
+    /// then serves checks, `/healthz`, `/readyz` and `/metrics` there. Unset: it runs inside the core.
+    pub address: Option<String>,
 }
 
 impl Default for PolicyEngineConfig {
@@ -33,6 +38,8 @@ impl Default for PolicyEngineConfig {
             cache: true,
             cache_ttl: Duration::from_secs(300),
             cache_entries: 10_000,
+            history_per_image: 100,
+            address: None,
         }
     }
 }
@@ -49,6 +56,20 @@ impl PolicyEngineConfig {
                 "services.policy_engine.bundle_file",
                 "empty; remove the key to use the stored or built-in bundle",
             ));
+        }
+        if let Some(address) = &self.address {
+            address.parse::<std::net::SocketAddr>().map_err(|e| {
+                ConfigError::new(
+                    "services.policy_engine.address",
+                    format!("not HOST:PORT ({e})"),
+                )
+            })?;
+            if !self.enabled {
+                return Err(ConfigError::new(
+                    "services.policy_engine.address",
+                    "set while services.policy_engine.enabled is false",
+                ));
+            }
         }
         if self.cache && self.cache_ttl.is_zero() {
             return Err(ConfigError::new(
@@ -104,6 +125,10 @@ mod tests {
             (
                 "services: {policy_engine: {cach: true}}",
                 "services.policy_engine.cach",
+            ),
+            (
+                "services: {policy_engine: {address: nowhere}}",
+                "services.policy_engine.address",
             ),
         ] {
             assert_eq!(load(text, &[]).unwrap_err().key, key, "{text}");

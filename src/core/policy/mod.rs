@@ -5,6 +5,7 @@
 //! anchore always has one active.
 
 pub mod config;
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use sqlx::PgPool;
 use crate::core::api::ApiError;
 use crate::core::facts;
 use config::PolicyEngineConfig;
+use metrics::PolicyMetrics;
 
 /// (image digest, reference, bundle digest, feed state).
 type CacheKey = (String, Option<String>, String, String);
@@ -38,6 +40,7 @@ pub struct PolicyEngine {
     /// Stored bundles compiled once per digest (regexes are compiled at validation).
     compiled: Mutex<HashMap<String, Arc<ValidatedBundle>>>,
     cache: Mutex<HashMap<CacheKey, (Instant, Arc<Evaluation>)>>,
+    metrics: Option<PolicyMetrics>,
 }
 
 /// Bundles compiled and kept at once; stored bundles are few, this only bounds a pathological churn.
@@ -54,7 +57,26 @@ impl PolicyEngine {
             default: Arc::new(default),
             compiled: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            metrics: None,
         })
+    }
+
+    /// Registers the engine's metrics in `registry` (the API's, or the standalone engine's).
+    pub fn register_metrics(&mut self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        self.metrics = Some(PolicyMetrics::register(registry)?);
+        Ok(())
+    }
+
+    /// The stored image's evaluation history, newest first (see `fathom_policy::history`).
+    pub async fn history(
+        &self,
+        digest: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<fathom_policy::history::HistoryEntry>, ApiError> {
+        fathom_policy::history::page(self.pool(), digest, before, limit)
+            .await
+            .map_err(db_error)
     }
 
     fn pool(&self) -> &PgPool {
@@ -143,8 +165,33 @@ impl PolicyEngine {
     }
 
     /// Evaluates `bundle` against the stored image `digest` as seen under `tag` (a reference it was
-    /// analyzed under; default: the one it was last seen under).
+    /// analyzed under; default: the one it was last seen under). Counted in the metrics; a fresh
+    /// evaluation is recorded in the image's history.
     pub async fn check(
+        &self,
+        digest: &str,
+        tag: Option<&str>,
+        bundle: &ValidatedBundle,
+    ) -> Result<Checked, ApiError> {
+        let started = Instant::now();
+        let checked = self.check_uncounted(digest, tag, bundle).await?;
+        if let Some(m) = &self.metrics {
+            let action = checked.evaluation.final_action.as_str();
+            m.evaluations.with_label_values(&[action]).inc();
+            let cache = if checked.cached { "hit" } else { "miss" };
+            m.duration
+                .with_label_values(&[cache])
+                .observe(started.elapsed().as_secs_f64());
+            if checked.cached {
+                m.cache_hits.inc();
+            } else {
+                m.cache_misses.inc();
+            }
+        }
+        Ok(checked)
+    }
+
+    async fn check_uncounted(
         &self,
         digest: &str,
         tag: Option<&str>,
@@ -202,6 +249,19 @@ impl PolicyEngine {
             .await
             .map_err(vulns_error)?;
         let evaluation = Arc::new(evaluate(bundle, &image, jiff::Timestamp::now()));
+        // The verdict stands without its history row: a failed write is logged, not answered.
+        let keep = self.config.history_per_image;
+        if let Err(e) = fathom_policy::history::record(
+            self.pool(),
+            &evaluation,
+            reference.as_deref(),
+            &key.3,
+            keep,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, digest, "recording the policy evaluation in the history failed");
+        }
         if self.config.cache {
             let mut cache = lock(&self.cache);
             if cache.len() >= self.config.cache_entries {
