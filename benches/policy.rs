@@ -103,6 +103,7 @@ async fn seed(api: &Api, dir: &Path, url: &str) -> (String, Vec<Value>) {
             let digest = entry["digest"].as_str().expect("digest").to_string();
             let (_, listed) = client.get(&format!("/v1/images/{digest}/packages")).await;
             let packages = listed["packages"].as_array().cloned().unwrap_or_default();
+            assert!(!packages.is_empty(), "no packages listed: {listed}");
             return (digest, packages);
         }
         assert!(Instant::now() < deadline, "image not analyzed: {entry}");
@@ -123,10 +124,12 @@ fn write_feed(dir: &Path, packages: &[Value]) {
         vec![("Debian", vec![]), ("PyPI", vec![]), ("npm", vec![])];
     let mut n = 0;
     for p in packages {
-        let (slot, ecosystem) = match p["type"].as_str().unwrap_or_default() {
-            "deb" => (0, "Debian:12"),
-            "python" => (1, "PyPI"),
-            "npm" => (2, "npm"),
+        // A fix version far above any installed one, valid in each ecosystem's own syntax (a record whose
+        // range cannot be parsed is skipped as malformed).
+        let (slot, ecosystem, fixed) = match p["package_type"].as_str().unwrap_or_default() {
+            "deb" => (0, "Debian:12", "99999:99"),
+            "python" => (1, "PyPI", "99999"),
+            "npm" => (2, "npm", "99999.0.0"),
             _ => continue,
         };
         let mut names = vec![p["name"].as_str().unwrap_or_default().to_string()];
@@ -141,7 +144,7 @@ fn write_feed(dir: &Path, packages: &[Value]) {
             let events = if n % 3 == 0 {
                 json!([{"introduced": "0"}])
             } else {
-                json!([{"introduced": "0"}, {"fixed": "99999:99"}])
+                json!([{"introduced": "0"}, {"fixed": fixed}])
             };
             let affected: Vec<Value> = names
                 .iter()
@@ -184,10 +187,10 @@ async fn matched(client: &Client, digest: &str) -> usize {
         if body["matched"] == true && count > 0 {
             return count;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the image was never matched: {body}"
-        );
+        if Instant::now() >= deadline {
+            let (_, feeds) = client.get("/v1/feeds").await;
+            panic!("the image was never matched: {body}\nfeeds: {feeds}");
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
