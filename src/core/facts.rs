@@ -16,7 +16,7 @@ use fathom_worker::store::ImageRecord;
 use jiff::Timestamp;
 use sqlx::PgPool;
 
-mod content;
+pub(crate) mod content;
 
 /// `registry/repository[:tag]` of a canonical reference (`docker.io/library/debian:12`).
 pub fn split_reference(reference: &str) -> (String, String, Option<String>) {

@@ -3,12 +3,10 @@
 //! analysis, vulnerability matches from a feed loaded for this image ([`fathom_vulns::local`]).
 
 use fathom_analyzer::layer::FileKind;
-use fathom_analyzer::source::facts::ConfigFacts;
 use fathom_analyzer::source::registry::canonical_reference;
 use fathom_analyzer::ImageAnalysis;
 use fathom_policy::{
-    DockerfileMode, FeedStatus, FileEntry, FileType, ImageConfig, ImageFacts, ImageInfo, Package,
-    SecretFinding,
+    FeedStatus, FileEntry, FileType, ImageFacts, ImageInfo, Package, SecretFinding,
 };
 use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
 use fathom_vulns::core::matching::feed_of;
@@ -60,7 +58,8 @@ pub fn from_analysis(
         // The stored (compressed) size, as the database-backed facts report it.
         size: doc.image.layers.iter().map(|l| l.size).sum(),
         layer_count: doc.image.layers.len() as u64,
-        config: image_config(config),
+        // One conversion for stored and standalone checks, so a bundle answers the same in both.
+        config: crate::core::facts::content::image_config(config),
     };
     let packages = doc
         .packages
@@ -152,124 +151,5 @@ fn identity(reference: &str) -> (String, String, Option<String>) {
     match canonical_reference(r) {
         Ok(canonical) => split_reference(&canonical),
         Err(_) => (String::new(), String::new(), None),
-    }
-}
-
-/// The config as the dockerfile gate reads it: history as guessed Dockerfile lines (anchore's rule:
-/// `#(nop)` lines are the instruction itself, other shell lines are `RUN`), plus user, ports, healthcheck,
-/// environment names and labels.
-fn image_config(c: &ConfigFacts) -> ImageConfig {
-    ImageConfig {
-        dockerfile_mode: DockerfileMode::Guessed,
-        instructions: c
-            .history
-            .iter()
-            .filter_map(|h| instruction(&h.created_by))
-            .collect(),
-        exposed_ports: c.exposed_ports.clone(),
-        user: Some(c.user.clone()).filter(|u| !u.is_empty()),
-        healthcheck: c.healthcheck.as_ref().map(|t| healthcheck(t)),
-        env: c.env_names.clone(),
-        labels: c.labels.clone(),
-    }
-}
-
-const DIRECTIVES: [&str; 17] = [
-    "ADD",
-    "ARG",
-    "CMD",
-    "COPY",
-    "ENTRYPOINT",
-    "ENV",
-    "EXPOSE",
-    "FROM",
-    "HEALTHCHECK",
-    "LABEL",
-    "MAINTAINER",
-    "ONBUILD",
-    "RUN",
-    "SHELL",
-    "STOPSIGNAL",
-    "USER",
-    "VOLUME",
-];
-
-/// One history `created_by` as a Dockerfile line. BuildKit writes the directive itself (`USER app`,
-/// `EXPOSE map[80/tcp:{}]`), the classic builder `/bin/sh -c #(nop)  USER app` or a bare shell command.
-fn instruction(created_by: &str) -> Option<String> {
-    let line = created_by.trim();
-    if line.is_empty() {
-        return None;
-    }
-    let line = match line.split_once("#(nop)") {
-        Some((_, rest)) => rest.trim().to_string(),
-        None => {
-            let word = line.split_whitespace().next().unwrap_or_default();
-            if DIRECTIVES.contains(&word) {
-                line.to_string()
-            } else {
-                format!("RUN {line}")
-            }
-        }
-    };
-    // BuildKit prints EXPOSE's port set as a Go map.
-    if let Some(ports) = line
-        .strip_prefix("EXPOSE map[")
-        .and_then(|r| r.strip_suffix(']'))
-    {
-        let ports: Vec<&str> = ports
-            .split_whitespace()
-            .map(|p| p.trim_end_matches(":{}"))
-            .collect();
-        return Some(format!("EXPOSE {}", ports.join(" ")));
-    }
-    Some(line)
-}
-
-/// `["CMD", "curl", "-f", "x"]` → `CMD curl -f x`; `["CMD-SHELL", "curl -f x"]` → `CMD curl -f x`.
-fn healthcheck(test: &[String]) -> String {
-    match test.split_first() {
-        Some((kind, rest)) if kind == "CMD" || kind == "CMD-SHELL" => {
-            format!("CMD {}", rest.join(" "))
-        }
-        _ => test.join(" "),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn history_lines_become_dockerfile_lines() {
-        let cases = [
-            ("/bin/sh -c #(nop)  USER app", Some("USER app")),
-            (
-                "/bin/sh -c #(nop) ADD file:abc in / ",
-                Some("ADD file:abc in /"),
-            ),
-            (
-                "/bin/sh -c apt-get update",
-                Some("RUN /bin/sh -c apt-get update"),
-            ),
-            (
-                "RUN /bin/sh -c make # buildkit",
-                Some("RUN /bin/sh -c make # buildkit"),
-            ),
-            (
-                "EXPOSE map[80/tcp:{} 443/tcp:{}]",
-                Some("EXPOSE 80/tcp 443/tcp"),
-            ),
-            ("USER 1000:1000", Some("USER 1000:1000")),
-            ("   ", None),
-        ];
-        for (input, want) in cases {
-            assert_eq!(instruction(input).as_deref(), want, "{input}");
-        }
-        assert_eq!(
-            healthcheck(&["CMD-SHELL".into(), "curl -f localhost".into()]),
-            "CMD curl -f localhost"
-        );
-        assert_eq!(healthcheck(&["CMD".into(), "true".into()]), "CMD true");
     }
 }

@@ -186,6 +186,10 @@ mod tests {
             ("/bin/sh -c apt-get update", "RUN apt-get update"),
             ("RUN /bin/sh -c make # buildkit", "RUN make"),
             ("EXPOSE map[443/tcp:{} 80/tcp:{}]", "EXPOSE 443/tcp 80/tcp"),
+            ("/bin/sh -c #(nop) ADD file:abc in / ", "ADD file:abc in /"),
+            ("COPY . /app # buildkit", "COPY . /app"),
+            ("WORKDIR /app", "WORKDIR /app"),
+            ("USER 1000:1000", "USER 1000:1000"),
             ("USER nobody", "USER nobody"),
         ] {
             assert_eq!(instruction(given).as_deref(), Some(want), "{given}");
