@@ -34,21 +34,21 @@ pub fn split_reference(reference: &str) -> (String, String, Option<String>) {
     }
 }
 
-/// Identity, platform and packages from the store's record and document.
-pub fn from_document(
-    record: &ImageRecord,
-    reference: Option<&str>,
+/// The image's identity, platform, config facts and packages as the policy engine reads them: one builder
+/// for stored (`from_document`) and standalone (`facts_local`) checks, so a bundle answers the same in both.
+pub(crate) fn identity_and_packages(
     doc: &ImageAnalysis,
-) -> ImageFacts {
-    let (registry, repository, tag) = reference.map(split_reference).unwrap_or_default();
+    manifest_digest: &str,
+    config_digest: &str,
+    (registry, repository, tag): (String, String, Option<String>),
+) -> (ImageInfo, Vec<Package>) {
     let distro = doc.distro.as_ref();
     let image = ImageInfo {
-        digest: record.manifest_digest.clone(),
+        digest: manifest_digest.to_string(),
         // anchore's Image_Id is the config digest's hex.
-        id: record
-            .config_digest
+        id: config_digest
             .strip_prefix("sha256:")
-            .unwrap_or(&record.config_digest)
+            .unwrap_or(config_digest)
             .to_string(),
         registry,
         repository,
@@ -79,6 +79,22 @@ pub fn from_document(
             files: Vec::new(),
         })
         .collect();
+    (image, packages)
+}
+
+/// Identity, platform and packages from the store's record and document.
+pub fn from_document(
+    record: &ImageRecord,
+    reference: Option<&str>,
+    doc: &ImageAnalysis,
+) -> ImageFacts {
+    let (registry, repository, tag) = reference.map(split_reference).unwrap_or_default();
+    let (image, packages) = identity_and_packages(
+        doc,
+        &record.manifest_digest,
+        &record.config_digest,
+        (registry, repository, tag),
+    );
     ImageFacts {
         image,
         packages,

@@ -5,15 +5,13 @@
 use fathom_analyzer::layer::FileKind;
 use fathom_analyzer::source::registry::canonical_reference;
 use fathom_analyzer::ImageAnalysis;
-use fathom_policy::{
-    FeedStatus, FileEntry, FileType, ImageFacts, ImageInfo, Package, SecretFinding,
-};
+use fathom_policy::{FeedStatus, FileEntry, FileType, ImageFacts, SecretFinding};
 use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
 use fathom_vulns::core::matching::feed_of;
 use fathom_vulns::local::{LocalFeed, LocalMatches};
 use jiff::Timestamp;
 
-use super::facts::{split_reference, vuln_match};
+use super::facts::{identity_and_packages, split_reference, vuln_match};
 
 /// Which content data the analysis was asked for: a pass that did not run is "unavailable" to the gates,
 /// not "nothing found".
@@ -32,47 +30,13 @@ pub fn from_analysis(
     content: ContentRan,
     vulns: Option<(&LocalFeed, &LocalMatches)>,
 ) -> ImageFacts {
-    let (registry, repository, tag) = identity(&doc.image.reference);
     let distro = doc.distro.as_ref();
-    let config = &doc.image.config;
-    let image = ImageInfo {
-        digest: doc.image.manifest_digest.clone(),
-        id: doc
-            .image
-            .config_digest
-            .strip_prefix("sha256:")
-            .unwrap_or(&doc.image.config_digest)
-            .to_string(),
-        registry,
-        repository,
-        tag,
-        distro: distro.map(|d| d.id.clone()),
-        distro_version: distro
-            .map(|d| d.version_id.clone())
-            .filter(|v| !v.is_empty()),
-        like_distro: distro
-            .map(|d| d.id_like.join(" "))
-            .filter(|v| !v.is_empty()),
-        architecture: Some(doc.image.platform.architecture.clone()),
-        os_type: Some(doc.image.platform.os.clone()),
-        // The stored (compressed) size, as the database-backed facts report it.
-        size: doc.image.layers.iter().map(|l| l.size).sum(),
-        layer_count: doc.image.layers.len() as u64,
-        // One conversion for stored and standalone checks, so a bundle answers the same in both.
-        config: crate::core::facts::content::image_config(config),
-    };
-    let packages = doc
-        .packages
-        .iter()
-        .map(|p| Package {
-            pkg_type: p.package.package_type.as_str().to_string(),
-            name: p.package.name.clone(),
-            version: p.package.version.clone(),
-            paths: p.package.locations.iter().map(|l| l.path.clone()).collect(),
-            licenses: p.package.licenses.clone(),
-            files: Vec::new(),
-        })
-        .collect();
+    let (image, packages) = identity_and_packages(
+        doc,
+        &doc.image.manifest_digest,
+        &doc.image.config_digest,
+        identity(&doc.image.reference),
+    );
     let files = content.files.then(|| {
         doc.files
             .entries
