@@ -54,12 +54,30 @@ fn the_analyzer_engine_depends_on_no_service_machinery() {
 }
 
 #[test]
+fn the_pure_policy_engine_and_version_orderings_do_no_io() {
+    // `fathom check` and the engine's table tests run without a database or network stack; the policy
+    // crate shares the matcher's version orderings through fathom-versions, not through fathom-vulns.
+    for package in ["fathom-policy", "fathom-versions"] {
+        let deps = normal_dependencies(package, &[]);
+        for banned in ["sqlx", "reqwest", "tokio", "fathom-vulns", "fathom-testkit"] {
+            assert!(
+                !deps.iter().any(|d| d == banned),
+                "{package} depends on {banned}"
+            );
+        }
+    }
+}
+
+#[test]
 fn libraries_do_not_depend_on_the_test_kit() {
     for package in [
         "fathom-queue",
         "fathom-worker",
         "fathom-autoscaler",
         "fathom-config",
+        "fathom-versions",
+        "fathom-vulns",
+        "fathom-policy",
     ] {
         let deps = normal_dependencies(package, &[]);
         assert!(

@@ -45,7 +45,6 @@ mod result;
 #[cfg(feature = "store")]
 pub mod store;
 mod validated;
-pub mod version;
 
 pub use default::{default_bundle, DEFAULT_BUNDLE_JSON};
 pub use error::{Error, Result, ValidationError};

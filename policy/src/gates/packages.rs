@@ -3,6 +3,8 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use fathom_versions::Scheme;
+
 use super::{BuildError, Ctx, Fire};
 use crate::facts::{FileEntry, FileType, PackageFile};
 use crate::params::Params;
@@ -72,12 +74,18 @@ impl Check {
                         "Required input package ({}) is present ({}), but not at the version specified in policy ({name})",
                         pkg.name, pkg.version
                     ))],
-                    Some(want) if *minimum && crate::version::compare(&pkg.version, want) == Ordering::Less => {
-                        vec![Fire::msg(format!(
+                    Some(want) if *minimum => match older_than(&pkg.pkg_type, &pkg.version, want) {
+                        Some(false) => Vec::new(),
+                        Some(true) => vec![Fire::msg(format!(
                             "Required min-version input package ({}) is present ({}), but is lower version than what is specified in policy ({want})",
                             pkg.name, pkg.version
-                        ))]
-                    }
+                        ))],
+                        // Not proven new enough is not new enough: say why, so the rule can be fixed.
+                        None => vec![Fire::msg(format!(
+                            "Required min-version input package ({}) is present ({}), but its version cannot be compared with the one specified in policy ({want}) by {} version rules",
+                            pkg.name, pkg.version, pkg.pkg_type
+                        ))],
+                    },
                     _ => Vec::new(),
                 }
             }
@@ -135,6 +143,15 @@ impl Check {
 }
 
 /// anchore's package-db diff: missing from the filesystem, or changed digest, permission bits or size.
+/// Whether `installed` sorts before `want` by the package type's own version rules (dpkg's for types with
+/// none, as before per-type rules existed); `None` when either version is not valid under them.
+fn older_than(pkg_type: &str, installed: &str, want: &str) -> Option<bool> {
+    let scheme = Scheme::for_package_type(pkg_type).unwrap_or(Scheme::Dpkg);
+    scheme
+        .compare(installed, want)
+        .map(|order| order == Ordering::Less)
+}
+
 fn verify(record: &PackageFile, found: Option<&FileEntry>) -> Option<&'static str> {
     let Some(found) = found else {
         return Some("missing");

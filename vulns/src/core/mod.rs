@@ -6,4 +6,5 @@ pub mod ecosystem;
 pub mod matching;
 pub mod osv;
 pub mod severity;
-pub mod version;
+/// The per-ecosystem orderings live in their own crate, shared with the policy engine.
+pub use fathom_versions as version;

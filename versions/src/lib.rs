@@ -1,4 +1,11 @@
-//! Version comparison per ecosystem: one small module per ordering, chosen by OSV ecosystem or range type.
+//! Version comparison per ecosystem: one small module per ordering, chosen by OSV ecosystem or by the
+//! type of a cataloged package.
+//!
+//! Its own crate because two consumers need the same orderings: the vulnerability matcher (ranges in
+//! feeds) and the policy engine (`required_package` minimum versions), and the policy engine must stay
+//! free of the vulnerability store's IO dependencies.
+
+#![deny(missing_docs)]
 
 use std::cmp::Ordering;
 
@@ -45,6 +52,21 @@ impl Scheme {
         })
     }
 
+    /// The ordering of a cataloged package type (`dpkg`, `rpm`, `apk`, `python`, `npm`, ...), as anchore
+    /// compares a package's version by its distro flavor. `None` for types with no ordering here.
+    pub fn for_package_type(pkg_type: &str) -> Option<Scheme> {
+        Some(match pkg_type {
+            "deb" | "dpkg" => Scheme::Dpkg,
+            "rpm" => Scheme::Rpm,
+            "apk" => Scheme::Apk,
+            "python" => Scheme::Pep440,
+            "npm" | "go-module" | "rust-crate" => Scheme::Semver,
+            "java-archive" | "java" => Scheme::Maven,
+            "gem" => Scheme::Gem,
+            _ => return None,
+        })
+    }
+
     /// Compares two versions; `None` when either is not a valid version of this scheme (the caller then
     /// cannot decide and must not claim a match or a non-match from it).
     pub fn compare(self, a: &str, b: &str) -> Option<Ordering> {
@@ -76,5 +98,17 @@ mod tests {
         assert_eq!(Scheme::for_ecosystem("PyPI"), Some(Scheme::Pep440));
         assert_eq!(Scheme::for_ecosystem("Go"), Some(Scheme::Semver));
         assert_eq!(Scheme::for_ecosystem("Hex"), None);
+    }
+
+    #[test]
+    fn package_types_pick_their_scheme() {
+        assert_eq!(Scheme::for_package_type("deb"), Some(Scheme::Dpkg));
+        assert_eq!(Scheme::for_package_type("python"), Some(Scheme::Pep440));
+        assert_eq!(
+            Scheme::for_package_type("java-archive"),
+            Some(Scheme::Maven)
+        );
+        assert_eq!(Scheme::for_package_type("rust-crate"), Some(Scheme::Semver));
+        assert_eq!(Scheme::for_package_type("binary"), None);
     }
 }
