@@ -229,6 +229,7 @@ async fn locked_round(
     if r.keys_matched > 0 || r.images_indexed > 0 || r.images_removed > 0 {
         tracing::info!(
             images = r.images_indexed,
+            undecodable = r.images_undecodable,
             keys = r.keys_matched,
             matches = r.matches,
             ms = r.wall_ms,

@@ -4,45 +4,21 @@
 
 mod support;
 
-use fathom_testkit::pg::TestDb;
 use fathom_vulns::queries::{self, ImageFilter};
 use fathom_vulns::{Feeds, Matcher, VulnsConfig};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use support::{osv_zip, record, FeedServer};
-
-async fn db() -> (TestDb, PgPool) {
-    let db = TestDb::create(&[
-        &fathom_queue::migrator(),
-        &fathom_worker::store::migrator(),
-        &fathom_vulns::migrator(),
-    ])
-    .await
-    .unwrap();
-    let pool = PgPool::connect(db.url()).await.unwrap();
-    (db, pool)
-}
+use support::{db, osv_zip, pypi_document, record, FeedServer};
 
 /// Stores an analyzed image whose document lists these PyPI packages as visible.
 async fn store_image(pool: &PgPool, digest: &str, packages: &[(&str, &str)]) {
-    let packages: Vec<Value> = packages
-        .iter()
-        .map(|(n, v)| {
-            json!({"name": n, "version": v, "package_type": "python", "purl": format!("pkg:pypi/{n}@{v}"),
-                   "introduced_in": {"index": 0, "digest": "sha256:l1"}})
-        })
-        .collect();
-    let doc = json!({"schema": "fathom.analysis/v1", "packages": packages});
-    let bytes = zstd::bulk::compress(&serde_json::to_vec(&doc).unwrap(), 3).unwrap();
-    sqlx::query(
-        "INSERT INTO fathom_images (manifest_digest, config_digest, platform, layers, status, analyzer_version, cache_key, document)
-         VALUES ($1, 'sha256:c', 'linux/amd64', ARRAY['sha256:l1'], 'analyzed', 'test', 'k', $2)",
+    support::store_document(
+        pool,
+        digest,
+        &pypi_document(packages),
+        packages.len() as i32,
     )
-    .bind(digest)
-    .bind(bytes)
-    .execute(pool)
-    .await
-    .unwrap();
+    .await;
 }
 
 async fn ids(pool: &PgPool, digest: &str) -> Vec<String> {
@@ -196,7 +172,7 @@ async fn a_feed_change_rematches_exactly_the_names_it_touches() {
 }
 
 #[tokio::test]
-async fn many_images_are_indexed_per_transaction_all_or_nothing() {
+async fn a_document_that_does_not_decode_costs_only_its_own_image() {
     let (_db, pool) = db().await;
     for i in 0..450 {
         let v = format!("1.{}", i % 5);
@@ -207,36 +183,42 @@ async fn many_images_are_indexed_per_transaction_all_or_nothing() {
         )
         .await;
     }
-    // A document that does not decode fails its batch: none of that batch's images is indexed.
-    sqlx::query(
-        "INSERT INTO fathom_images (manifest_digest, config_digest, platform, layers, status, analyzer_version, cache_key, document)
-         VALUES ('sha256:bad', 'sha256:c', 'linux/amd64', ARRAY['sha256:l1'], 'analyzed', 'test', 'k', '\\x00'::bytea)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let err = Matcher::rematch(&pool).await.unwrap_err();
-    assert!(err.to_string().contains("sha256:bad"), "{err}");
-    let (images, packages): (i64, i64) = sqlx::query_as(
+    // Not zstd, and zstd around something that is not a document: neither stops the other 450 images.
+    support::store_raw_document(&pool, "sha256:bad", vec![0], 0).await;
+    let not_json = zstd::bulk::compress(b"{\"packages\": [", 3).unwrap();
+    support::store_raw_document(&pool, "sha256:cut", not_json, 0).await;
+
+    let rm = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!(rm.images_indexed, 452);
+    assert_eq!(rm.images_undecodable, 2);
+    let counts: (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM fathom_vuln_images), (SELECT count(*) FROM fathom_vuln_image_packages)",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
     assert_eq!(
-        packages,
-        images * 2,
-        "every indexed image has all its packages"
+        counts,
+        (452, 900),
+        "every decodable image has all its packages"
     );
-    sqlx::query("DELETE FROM fathom_images WHERE manifest_digest = 'sha256:bad'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let rm = Matcher::rematch(&pool).await.unwrap();
-    assert_eq!(rm.images_indexed as i64 + images, 450);
     let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM fathom_vuln_keys")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!(keys, 6, "alpha 1.0..1.4 and beta 1.0");
+
+    // Not retried every round: only a re-analysis brings the image back.
+    let again = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!((again.images_indexed, again.images_undecodable), (0, 0));
+    store_image(&pool, "sha256:bad", &[("gamma", "2.0")]).await;
+    let fixed = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!((fixed.images_indexed, fixed.images_undecodable), (1, 0));
+    let gamma: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM fathom_vuln_image_packages WHERE manifest_digest = 'sha256:bad' AND name = 'gamma'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(gamma, 1);
 }

@@ -7,25 +7,12 @@ use std::collections::BTreeMap;
 
 use fathom_analyzer::merge::{ImagePackage, LayerRef};
 use fathom_analyzer::model::{Distro, Location, Package, PackageType};
-use fathom_testkit::pg::TestDb;
 use fathom_vulns::queries::{self, ImageFilter, PackageScope};
 use fathom_vulns::store::sync::FeedOutcome;
 use fathom_vulns::{Feeds, Matcher, VulnsConfig};
 use serde_json::json;
 use sqlx::PgPool;
-use support::{osv_zip, record, FeedServer};
-
-async fn db() -> (TestDb, PgPool) {
-    let db = TestDb::create(&[
-        &fathom_queue::migrator(),
-        &fathom_worker::store::migrator(),
-        &fathom_vulns::migrator(),
-    ])
-    .await
-    .unwrap();
-    let pool = PgPool::connect(db.url()).await.unwrap();
-    (db, pool)
-}
+use support::{db, osv_zip, record, FeedServer};
 
 fn pkg(
     t: PackageType,
@@ -69,18 +56,7 @@ async fn store_image(
     packages: Vec<ImagePackage>,
 ) {
     let doc = json!({"schema": "fathom.analysis/v1", "distro": distro, "packages": packages});
-    let bytes = zstd::bulk::compress(&serde_json::to_vec(&doc).unwrap(), 3).unwrap();
-    sqlx::query(
-        "INSERT INTO fathom_images (manifest_digest, config_digest, platform, layers, status, analyzer_version, cache_key, document, package_count)
-         VALUES ($1, 'sha256:c', 'linux/amd64', ARRAY['sha256:l1'], 'analyzed', 'test', 'k', $2, $3)
-         ON CONFLICT (manifest_digest) DO UPDATE SET document = EXCLUDED.document, analyzed_at = now()",
-    )
-    .bind(digest)
-    .bind(bytes)
-    .bind(packages.len() as i32)
-    .execute(pool)
-    .await
-    .unwrap();
+    support::store_document(pool, digest, &doc, packages.len() as i32).await;
 }
 
 fn debian12() -> Option<Distro> {

@@ -147,8 +147,13 @@ fn image_rows(doc: Doc) -> Vec<Row> {
         .collect()
 }
 
-/// Decodes a batch of documents, spread over the machine's cores.
-fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<Vec<(String, String, Vec<Row>)>> {
+/// A decoded image: digest, analyzed-at stamp, its rows.
+type Indexed = (String, String, Vec<Row>);
+
+/// Decodes a batch of documents, spread over the machine's cores. An image whose document does not decode
+/// is indexed with no rows and returned in the second list with the reason: one bad document must not
+/// stop every later image from being matched, nor be retried every round (re-analysis indexes it again).
+fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<(Vec<Indexed>, Vec<Error>)> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let per = stale.len().div_ceil(threads).max(1);
     let mut chunks: Vec<Vec<(String, String, Vec<u8>)>> = vec![];
@@ -161,35 +166,54 @@ fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<Vec<(String, Stri
             .into_iter()
             .map(|chunk| {
                 s.spawn(move || {
-                    chunk
+                    let mut bad = vec![];
+                    let out: Vec<Indexed> = chunk
                         .into_iter()
-                        .map(|(digest, at, bytes)| {
-                            let rows = image_rows(decode(&digest, &bytes)?);
-                            Ok((digest, at, rows))
+                        .map(|(digest, at, bytes)| match decode(&digest, &bytes) {
+                            Ok(doc) => (digest, at, image_rows(doc)),
+                            Err(e) => {
+                                bad.push(e);
+                                (digest, at, vec![])
+                            }
                         })
-                        .collect::<Result<Vec<_>>>()
+                        .collect();
+                    (out, bad)
                 })
             })
             .collect();
         let mut out = vec![];
+        let mut bad = vec![];
         for h in handles {
-            let part = h.join().map_err(|_| Error::Document {
+            let (part, errors) = h.join().map_err(|_| Error::Document {
                 digest: "-".into(),
                 message: "decoding thread panicked".into(),
-            })??;
+            })?;
             out.extend(part);
+            bad.extend(errors);
         }
-        Ok(out)
+        Ok((out, bad))
     })
 }
 
-/// Indexes new or re-analyzed images and drops removed ones; returns (indexed, removed).
-pub(crate) async fn index_images(pool: &PgPool) -> Result<(u64, u64)> {
+/// What one indexing pass did.
+#[derive(Debug, Default)]
+pub(crate) struct IndexReport {
+    /// Images (re)indexed, undecodable ones included.
+    pub indexed: u64,
+    /// Images dropped because they are no longer stored.
+    pub removed: u64,
+    /// Images whose stored document did not decode (indexed with no packages).
+    pub undecodable: u64,
+}
+
+/// Indexes new or re-analyzed images and drops removed ones.
+pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
     let removed: i64 = sqlx::query_scalar(REMOVED_IMAGES_SQL)
         .fetch_one(pool)
         .await?;
     let removed = u64::try_from(removed).unwrap_or(0);
     let mut indexed = 0u64;
+    let mut undecodable = 0u64;
     loop {
         let stale: Vec<(String, String, Vec<u8>)> = sqlx::query_as(STALE_IMAGES_SQL)
             .bind(IMAGE_BATCH)
@@ -198,12 +222,16 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<(u64, u64)> {
         if stale.is_empty() {
             break;
         }
-        let images = tokio::task::spawn_blocking(move || decode_all(stale))
+        let (images, bad) = tokio::task::spawn_blocking(move || decode_all(stale))
             .await
             .map_err(|e| Error::Document {
                 digest: "-".into(),
                 message: format!("decoding task: {e}"),
             })??;
+        for e in &bad {
+            tracing::warn!(error = %e, "image indexed without packages: its stored document does not decode; re-analyze it (fathom submit --force)");
+        }
+        undecodable += bad.len() as u64;
         write_batch(pool, &images).await?;
         indexed += images.len() as u64;
     }
@@ -211,11 +239,15 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<(u64, u64)> {
         sqlx::query(PRUNE_KEYS_SQL).execute(pool).await?;
         sqlx::query(PRUNE_MATCHES_SQL).execute(pool).await?;
     }
-    Ok((indexed, removed))
+    Ok(IndexReport {
+        indexed,
+        removed,
+        undecodable,
+    })
 }
 
 /// The batch's package rows, encoded for COPY.
-fn package_rows(images: &[(String, String, Vec<Row>)]) -> Vec<CopyRows> {
+fn package_rows(images: &[Indexed]) -> Vec<CopyRows> {
     let mut out = vec![];
     for (digest, _, rows) in images {
         for r in rows {
@@ -237,7 +269,7 @@ fn package_rows(images: &[(String, String, Vec<Row>)]) -> Vec<CopyRows> {
 }
 
 /// One transaction for the whole batch: images, their packages (COPY) and the keys they bring.
-async fn write_batch(pool: &PgPool, images: &[(String, String, Vec<Row>)]) -> Result<()> {
+async fn write_batch(pool: &PgPool, images: &[Indexed]) -> Result<()> {
     let digests: Vec<&str> = images.iter().map(|i| i.0.as_str()).collect();
     let analyzed: Vec<&str> = images.iter().map(|i| i.1.as_str()).collect();
     let keys: BTreeSet<(&str, &str, &str)> = images

@@ -26,6 +26,9 @@ pub struct RematchReport {
     pub images_indexed: u64,
     /// Images dropped because they are no longer stored.
     pub images_removed: u64,
+    /// Images whose stored document did not decode: indexed with no packages (each logged with its
+    /// digest) so the rest of the fleet is still matched.
+    pub images_undecodable: u64,
     /// Distinct keys evaluated (new keys and keys under dirty names; the rest carried over).
     pub keys_matched: u64,
     /// Matches now stored for those keys.
@@ -108,10 +111,11 @@ impl Matcher {
     /// nothing changed.
     pub async fn rematch(pool: &PgPool) -> Result<RematchReport> {
         let started = Instant::now();
-        let (images_indexed, images_removed) = index_images(pool).await?;
+        let index = index_images(pool).await?;
         let mut report = RematchReport {
-            images_indexed,
-            images_removed,
+            images_indexed: index.indexed,
+            images_removed: index.removed,
+            images_undecodable: index.undecodable,
             ..RematchReport::default()
         };
 

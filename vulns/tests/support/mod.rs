@@ -102,3 +102,55 @@ async fn serve(
     }
     (StatusCode::OK, [("etag", etag)], bytes).into_response()
 }
+
+/// A throwaway database with the queue's, the worker store's and the vulnerability tables, and a pool.
+pub async fn db() -> (fathom_testkit::pg::TestDb, sqlx::PgPool) {
+    let db = fathom_testkit::pg::TestDb::create(&[
+        &fathom_queue::migrator(),
+        &fathom_worker::store::migrator(),
+        &fathom_vulns::migrator(),
+    ])
+    .await
+    .unwrap();
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    (db, pool)
+}
+
+/// Stores (or replaces, as a re-analysis does) an analyzed image with this document, zstd-compressed as
+/// the worker stores it.
+pub async fn store_document(pool: &sqlx::PgPool, digest: &str, doc: &Value, package_count: i32) {
+    let bytes = zstd::bulk::compress(&serde_json::to_vec(doc).unwrap(), 3).unwrap();
+    store_raw_document(pool, digest, bytes, package_count).await;
+}
+
+/// Stores an analyzed image whose document column holds exactly these bytes.
+pub async fn store_raw_document(
+    pool: &sqlx::PgPool,
+    digest: &str,
+    bytes: Vec<u8>,
+    package_count: i32,
+) {
+    sqlx::query(
+        "INSERT INTO fathom_images (manifest_digest, config_digest, platform, layers, status, analyzer_version, cache_key, document, package_count)
+         VALUES ($1, 'sha256:c', 'linux/amd64', ARRAY['sha256:l1'], 'analyzed', 'test', 'k', $2, $3)
+         ON CONFLICT (manifest_digest) DO UPDATE SET document = EXCLUDED.document, analyzed_at = clock_timestamp()",
+    )
+    .bind(digest)
+    .bind(bytes)
+    .bind(package_count)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// The document of an image whose visible packages are these PyPI (name, version) pairs.
+pub fn pypi_document(packages: &[(&str, &str)]) -> Value {
+    let packages: Vec<Value> = packages
+        .iter()
+        .map(|(n, v)| {
+            json!({"name": n, "version": v, "package_type": "python", "purl": format!("pkg:pypi/{n}@{v}"),
+                   "introduced_in": {"index": 0, "digest": "sha256:l1"}})
+        })
+        .collect();
+    json!({"schema": "fathom.analysis/v1", "packages": packages})
+}
