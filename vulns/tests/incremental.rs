@@ -6,7 +6,7 @@ mod support;
 
 use fathom_vulns::queries::{self, ImageFilter};
 use fathom_vulns::{Feeds, Matcher, VulnsConfig};
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
 use support::{db, osv_zip, pypi_document, record, FeedServer};
 
