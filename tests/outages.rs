@@ -173,6 +173,10 @@ async fn dead_jobs_come_back_through_the_cli_and_the_api() {
     // The API: one job by id, then a batch that finds nothing left.
     let api = Api::start(fleet.path(), fleet.url(), "");
     let client = api.client();
+    let (status, stats) = client.get("/v1/queue").await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["dead"], 1, "{stats}");
+    assert_eq!(stats["dead_by_kind"]["registry_unavailable"], 1, "{stats}");
     let (status, body) = client
         .post(&format!("/v1/jobs/{}/retry", ids[1]), serde_json::json!({}))
         .await;

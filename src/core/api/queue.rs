@@ -1,6 +1,7 @@
 //! `/v1/queue`, `/v1/jobs/{id}` and `/v1/packages`: the queue's state, cancelling queued work, and
 //! which analyzed images hold a package.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -14,10 +15,22 @@ use super::error::ApiError;
 use super::extract::{Path, Query};
 use super::ApiState;
 
+/// `GET /v1/queue` answer: the counts, and dead jobs by their last error's kind (what `fathom queue
+/// stats` shows), so an operator sees from the API why work died.
+#[derive(Debug, Serialize)]
+pub struct StatsAnswer {
+    #[serde(flatten)]
+    stats: QueueStats,
+    dead_by_kind: BTreeMap<String, i64>,
+}
+
 pub(super) async fn stats(
     State(state): State<Arc<ApiState>>,
-) -> Result<axum::Json<QueueStats>, ApiError> {
-    Ok(axum::Json(state.queue.stats().await?))
+) -> Result<axum::Json<StatsAnswer>, ApiError> {
+    Ok(axum::Json(StatsAnswer {
+        stats: state.queue.stats().await?,
+        dead_by_kind: state.queue.dead_by_kind().await?,
+    }))
 }
 
 pub(super) async fn cancel(
