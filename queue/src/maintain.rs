@@ -1,4 +1,5 @@
-//! Maintenance any worker may run, without a leader: rescue expired leases, prune finished jobs.
+//! Maintenance any worker may run, without a leader: rescue expired leases, prune finished jobs, and
+//! turns for periodic tasks that several processes share.
 
 use std::time::Duration;
 
@@ -52,6 +53,15 @@ WITH doomed AS MATERIALIZED (
 DELETE FROM fathom_jobs j USING doomed WHERE j.id = doomed.id
 "#;
 
+/// Takes the task's turn when its last run is at least `$2` seconds old (or it never ran). Concurrent
+/// callers serialize on the row: the one that moved `last_run` gets a row back, the others none.
+const TAKE_TURN_SQL: &str = r#"
+INSERT INTO fathom_maintenance_turns AS t (task, last_run) VALUES ($1, now())
+ON CONFLICT (task) DO UPDATE SET last_run = now()
+WHERE t.last_run <= now() - make_interval(secs => $2)
+RETURNING 1
+"#;
+
 /// Rows deleted per prune statement: small enough to keep locks and WAL bursts short.
 const PRUNE_BATCH: i64 = 5_000;
 
@@ -69,6 +79,20 @@ impl Queue {
                 ))
             })
             .collect()
+    }
+
+    /// Whether this process should run the periodic `task` now: true for exactly one of the callers
+    /// within each `every` (fleet-wide, through Postgres), so N replicas ticking on their own clocks run
+    /// it about once per `every` together. Callers tick at `every` and pass a little less (jitter).
+    pub async fn take_turn(&self, task: &str, every: Duration) -> Result<bool> {
+        let every = secs(every);
+        let rows = self
+            .query(
+                TAKE_TURN_SQL,
+                &[(&task, Type::TEXT), (&every, Type::FLOAT8)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     /// Deletes finished jobs that finished more than `retention` ago, in batches; returns how many.

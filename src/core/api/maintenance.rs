@@ -1,5 +1,7 @@
 //! Queue maintenance run by the core: rescue leases of dead workers (workers do it too, but a fleet
-//! scaled to zero has nobody left to) and prune finished jobs past their retention.
+//! scaled to zero has nobody left to) and prune finished jobs past their retention. Core replicas take
+//! turns through the queue ([`Queue::take_turn`]), so the replicas together run each task about once
+//! per interval.
 
 use std::time::Duration;
 
@@ -11,6 +13,21 @@ use super::ApiMetrics;
 
 /// Jobs rescued per round.
 const RESCUE_BATCH: usize = 500;
+
+/// A replica takes its turn when the last run is at least this share of the interval old: ticks on
+/// different replicas drift, and a replica that ticks a little early should not skip a whole period.
+const TURN_SLACK: f64 = 0.8;
+
+/// Whether this replica runs `task` this tick; a failed check skips the tick (the next one retries).
+async fn my_turn(queue: &Queue, task: &str, every: Duration) -> bool {
+    match queue.take_turn(task, every.mul_f64(TURN_SLACK)).await {
+        Ok(mine) => mine,
+        Err(e) => {
+            tracing::warn!(error = %e, task, "taking a maintenance turn failed");
+            false
+        }
+    }
+}
 
 /// Runs until `shutdown` turns true. Errors are logged and retried next round: maintenance must never
 /// take the API down with it.
@@ -35,26 +52,30 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => return,
         }
         since_prune += tick;
-        if rescue.is_some() {
-            match queue.rescue_expired(RESCUE_BATCH).await {
-                Ok(rescued) if !rescued.is_empty() => {
-                    metrics.rescued.inc_by(rescued.len() as u64);
-                    tracing::info!(count = rescued.len(), "rescued jobs with expired leases");
+        if let Some(every) = rescue {
+            if my_turn(&queue, "core-rescue", every).await {
+                match queue.rescue_expired(RESCUE_BATCH).await {
+                    Ok(rescued) if !rescued.is_empty() => {
+                        metrics.rescued.inc_by(rescued.len() as u64);
+                        tracing::info!(count = rescued.len(), "rescued jobs with expired leases");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "rescuing expired leases failed"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "rescuing expired leases failed"),
             }
         }
         if let Some(every) = prune {
             if since_prune >= every {
                 since_prune = Duration::ZERO;
-                match queue.prune(config.job_retention).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        metrics.pruned.inc_by(n);
-                        tracing::info!(count = n, "pruned finished jobs");
+                if my_turn(&queue, "core-prune", every).await {
+                    match queue.prune(config.job_retention).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            metrics.pruned.inc_by(n);
+                            tracing::info!(count = n, "pruned finished jobs");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
                 }
             }
         }
