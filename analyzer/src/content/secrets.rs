@@ -1,6 +1,6 @@
 //! Secret search: named regexes over a file's bytes, reporting file, line and rule — never the match.
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{packed, AhoCorasick};
 use regex::bytes::{Regex, RegexSet};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,7 @@ pub fn default_rules() -> Vec<SecretRule> {
 #[derive(Debug)]
 pub struct SecretScanner {
     names: Vec<String>,
-    prefilter: Option<AhoCorasick>,
+    prefilter: Option<Prefilter>,
     set: RegexSet,
     rules: Vec<Regex>,
     include: Option<RegexSet>,
@@ -134,11 +134,7 @@ impl SecretScanner {
     pub fn scan(&self, path: &str, bytes: &[u8]) -> Vec<SecretFinding> {
         // A clean file is rejected by one literal scan (SIMD-fast) or, without a prefilter, one pass of
         // the set; only the rules that match are run again to place their findings.
-        if self
-            .prefilter
-            .as_ref()
-            .is_some_and(|ac| !ac.is_match(bytes))
-        {
+        if self.prefilter.as_ref().is_some_and(|p| !p.is_match(bytes)) {
             return Vec::new();
         }
         let matched = self.set.matches(bytes);
@@ -168,11 +164,39 @@ impl SecretScanner {
 /// Shortest leading literal worth a prefilter: shorter ones occur everywhere and only add a pass.
 const MIN_PREFIX: usize = 3;
 
-/// An ASCII-case-insensitive search for the literals every match of some rule starts with, or `None`
-/// when a rule has no such finite set (a pattern starting with a class or a repetition): then every file
-/// goes to the regex set. Only a rejection is trusted, so a superset of the literals is fine: lowering
-/// them and matching case-insensitively only lets more files through to the exact regexes.
-fn prefilter(patterns: &[String]) -> Option<AhoCorasick> {
+/// Literals one rule may add to the prefilter. A case-insensitive rule's literals are all its case
+/// variants, Unicode's included (`aws` is 12: `s` also folds to `ſ`), so each rule's set is cut to the
+/// longest prefix length at which it stays this small; the default rules then stay within the 64
+/// literals the SIMD (Teddy) search handles.
+const MAX_LITERALS_PER_RULE: usize = 16;
+
+/// The literal search: vectorized (Teddy) where the CPU and the literal count allow it, else an
+/// Aho-Corasick automaton (whose own prefilter gives up on this many literals with many distinct first
+/// bytes and steps through every byte).
+#[derive(Debug)]
+enum Prefilter {
+    Packed(packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Prefilter {
+    fn is_match(&self, bytes: &[u8]) -> bool {
+        match self {
+            Prefilter::Packed(s) => s.find(bytes).is_some(),
+            Prefilter::Automaton(ac) => ac.is_match(bytes),
+        }
+    }
+}
+
+/// A search for the literals every match of some rule starts with, or `None` when a rule has no such
+/// finite set (a pattern starting with a class or a repetition): then every file goes to the regex set.
+/// Only a rejection is trusted, so a superset of the literals is fine: cutting them to a shorter prefix
+/// only lets more files through to the exact regexes.
+///
+/// The literals keep their case (a case-insensitive rule contributes its case variants): an ASCII
+/// case-insensitive automaton cannot use the vectorized search and steps through every byte of every
+/// text file, which cost more than the hashing of the same bytes.
+fn prefilter(patterns: &[String]) -> Option<Prefilter> {
     let mut literals: Vec<Vec<u8>> = Vec::new();
     let mut parser = regex_syntax::ParserBuilder::new();
     // The rules run on bytes (`regex::bytes`), which allows non-UTF-8 classes.
@@ -182,20 +206,25 @@ fn prefilter(patterns: &[String]) -> Option<AhoCorasick> {
     for pattern in patterns {
         let hir = parser.build().parse(pattern).ok()?;
         let seq = extractor.extract(&hir);
-        for literal in seq.literals()? {
-            let bytes = literal.as_bytes();
-            if bytes.len() < MIN_PREFIX {
-                return None;
-            }
-            literals.push(bytes.to_ascii_lowercase());
+        let found: Vec<&[u8]> = seq.literals()?.iter().map(|l| l.as_bytes()).collect();
+        if found.is_empty() || found.iter().any(|l| l.len() < MIN_PREFIX) {
+            return None;
         }
+        let longest = found.iter().map(|l| l.len()).max().unwrap_or(0);
+        let cut = (MIN_PREFIX..=longest).rev().find_map(|len| {
+            let mut cut: Vec<&[u8]> = found.iter().map(|l| &l[..l.len().min(len)]).collect();
+            cut.sort_unstable();
+            cut.dedup();
+            (cut.len() <= MAX_LITERALS_PER_RULE).then_some(cut)
+        })?;
+        literals.extend(cut.into_iter().map(<[u8]>::to_vec));
     }
     literals.sort();
     literals.dedup();
-    AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        .build(&literals)
-        .ok()
+    if let Some(s) = packed::Config::new().builder().extend(&literals).build() {
+        return Some(Prefilter::Packed(s));
+    }
+    AhoCorasick::new(&literals).ok().map(Prefilter::Automaton)
 }
 
 #[cfg(test)]
@@ -218,10 +247,31 @@ mod prefilter_tests {
             "ghp_x",
             "glpat-x",
             "xoxb-1",
+            "aws_\u{17f}ecret_access_key = x",
         ] {
             assert!(ac.is_match(hit.as_bytes()), "{hit}");
+            // Long haystacks take the vectorized path, short ones a scalar one.
+            let long = format!("{0}{hit}{0}", "lorem ipsum dolor sit amet ".repeat(20));
+            assert!(ac.is_match(long.as_bytes()), "{hit}");
         }
         assert!(!ac.is_match(b"the package function return value error config"));
+        let long = "the package function return value error config ".repeat(50);
+        assert!(!ac.is_match(long.as_bytes()));
+        // Any case of a case-insensitive rule's keyword passes.
+        for hit in ["aPi_kEy", "AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"] {
+            assert!(ac.is_match(hit.as_bytes()), "{hit}");
+        }
+        // A case-sensitive rule's literal does not pass in another case.
+        assert!(!ac.is_match(b"akiaexample -----begin private key-----"));
+    }
+
+    #[test]
+    fn default_rules_fit_the_vectorized_search() {
+        let p = prefilter(&patterns(&default_rules())).expect("a prefilter");
+        // Teddy takes up to 64 literals; past that the search falls back to stepping through bytes.
+        if cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("ssse3") {
+            assert!(matches!(p, Prefilter::Packed(_)), "{p:?}");
+        }
     }
 
     #[test]

@@ -244,9 +244,10 @@ fn walk_tar<R: Read>(
         }
         let after = |last: &Option<String>| last.as_ref().map(|p| format!("entry after {p}"));
         let mut entry = entry.map_err(|e| Stop::Io(e, after(&last)))?;
-        let raw_name = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw_name).into_owned();
-        let path = normalize(&raw_name).map_err(|m| Stop::Hostile(m, Some(shown.clone())))?;
+        let raw_name = entry.path_bytes();
+        let path = normalize(&raw_name)
+            .map_err(|m| Stop::Hostile(m, Some(String::from_utf8_lossy(&raw_name).into_owned())))?;
+        drop(raw_name);
         let header = entry.header();
         let size = entry.size();
         if size > ctx.limits.max_layer_inflated {
@@ -328,7 +329,7 @@ fn walk_tar<R: Read>(
                 )?;
             }
             // A package database can be hundreds of MiB: do not hold that much for the rest of the layer.
-            if buffer.capacity() > KEEP_BUFFER {
+            if buffer.len() > KEEP_BUFFER {
                 buffer = Vec::new();
             }
         }
@@ -383,19 +384,28 @@ fn catalog_file<R: Read>(
         }
     }
     // The size is under a cataloger's or the content pass's cap (`wants` checked it), so this allocation
-    // is bounded by the caps, not by the tar header.
-    bytes.clear();
-    bytes.reserve(meta.size as usize);
-    entry
-        .take(meta.size)
-        .read_to_end(bytes)
-        .map_err(|e| Stop::Io(e, Some(meta.path.to_string())))?;
-    if bytes.len() as u64 != meta.size {
+    // is bounded by the caps, not by the tar header. The buffer only grows (zeroed once): `read_to_end`
+    // into a cleared one would zero every file's worth of it again before reading.
+    let size = meta.size as usize;
+    if bytes.len() < size {
+        bytes.resize(size, 0);
+    }
+    let mut filled = 0;
+    while filled < size {
+        match entry.read(&mut bytes[filled..size]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Stop::Io(e, Some(meta.path.to_string()))),
+        }
+    }
+    if filled != size {
         return Err(Stop::Corrupt(
-            format!("file ends after {} of {} bytes", bytes.len(), meta.size),
+            format!("file ends after {filled} of {} bytes", meta.size),
             Some(meta.path.to_string()),
         ));
     }
+    let bytes = &bytes[..size];
     let found = ctx.content.examine(meta.path, content, bytes);
     result.secrets.extend(found.secrets);
     result.copyrights.extend(found.copyright);

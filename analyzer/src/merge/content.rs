@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{remove_below, remove_tree, ImagePackage, LayerRef};
+use super::{remove_below, remove_tree, ImagePackage, LayerRef, Parents};
 use crate::content::{license, CopyrightRecord, SecretFinding};
 use crate::layer::{FileEntry, FileKind, LayerResult};
 use crate::model::PackageType;
@@ -37,16 +37,17 @@ pub struct ImageSecret {
 #[derive(Debug, Default)]
 pub struct Visible<'a> {
     /// Files by path (only when asked for: building it costs a map of every path).
-    pub files: BTreeMap<String, (usize, &'a FileEntry)>,
+    pub files: BTreeMap<&'a str, (usize, &'a FileEntry)>,
     /// Secret findings by file.
-    pub secrets: BTreeMap<String, (usize, Vec<&'a SecretFinding>)>,
+    pub secrets: BTreeMap<&'a str, (usize, Vec<&'a SecretFinding>)>,
     /// Copyright records by file.
-    pub copyrights: BTreeMap<String, &'a CopyrightRecord>,
+    pub copyrights: BTreeMap<&'a str, &'a CopyrightRecord>,
 }
 
 /// Applies the layers in order, keeping the file map only when `with_files`.
 pub fn visible<'a>(layers: &[&'a LayerResult], with_files: bool) -> Visible<'a> {
     let mut v = Visible::default();
+    let mut parents = Parents::default();
     for (index, layer) in layers.iter().enumerate() {
         for dir in &layer.opaque_dirs {
             remove_below(&mut v.files, dir);
@@ -59,26 +60,29 @@ pub fn visible<'a>(layers: &[&'a LayerResult], with_files: bool) -> Visible<'a> 
             remove_tree(&mut v.copyrights, path);
         }
         for entry in &layer.files {
-            if entry.kind != FileKind::Dir {
+            if entry.kind != FileKind::Dir && parents.may_have_below(&entry.path) {
                 remove_below(&mut v.files, &entry.path);
                 remove_below(&mut v.secrets, &entry.path);
                 remove_below(&mut v.copyrights, &entry.path);
             }
-            v.secrets.remove(&entry.path);
-            v.copyrights.remove(&entry.path);
+            v.secrets.remove(entry.path.as_str());
+            v.copyrights.remove(entry.path.as_str());
+            parents.add(&entry.path);
             if with_files {
-                v.files.insert(entry.path.clone(), (index, entry));
+                v.files.insert(&entry.path, (index, entry));
             }
         }
         for s in &layer.secrets {
+            parents.add(&s.path);
             v.secrets
-                .entry(s.path.clone())
+                .entry(&s.path)
                 .or_insert_with(|| (index, Vec::new()))
                 .1
                 .push(s);
         }
         for c in &layer.copyrights {
-            v.copyrights.insert(c.path.clone(), c);
+            parents.add(&c.path);
+            v.copyrights.insert(&c.path, c);
         }
     }
     v
@@ -125,7 +129,7 @@ pub fn apply_licenses(packages: &mut [ImagePackage], v: &Visible<'_>) {
         let pkg = &mut p.package;
         if pkg.package_type == PackageType::Deb && pkg.licenses.is_empty() {
             let path = format!("/usr/share/doc/{}/copyright", pkg.name);
-            if let Some(c) = v.copyrights.get(&path) {
+            if let Some(c) = v.copyrights.get(path.as_str()) {
                 pkg.licenses = c.licenses.clone();
             }
         }

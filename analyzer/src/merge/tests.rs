@@ -203,3 +203,121 @@ fn filtered_inventory_layer_by_layer_matches_the_full_merge() {
         ]
     );
 }
+
+/// Layers of random entries over a small namespace (so files replace directories that have children,
+/// whiteouts and opaque directories hit, and `/a-b` sorts between `/a` and `/a/x`): the merge that skips
+/// the range walk for paths with nothing below them must agree with [`content::FilteredInventory`] and
+/// with the same rules applied with the walk for every entry.
+#[test]
+fn skipping_empty_subtrees_changes_nothing() {
+    use crate::content::{CopyrightRecord, SecretFinding};
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    const NAMES: [&str; 4] = ["a", "b", "a-b", "a.c"];
+    for round in 0..200 {
+        let mut layers = Vec::new();
+        for l in 0..1 + next(4) {
+            let mut layer = layer(&format!("sha256:{round}-{l}"), &[], &[], &[]);
+            for _ in 0..next(25) {
+                let depth = 1 + next(3);
+                let path: String = (0..depth).map(|_| format!("/{}", NAMES[next(4)])).collect();
+                match next(10) {
+                    0 => layer.whiteouts.push(path),
+                    1 => layer.opaque_dirs.push(path),
+                    k => {
+                        let kind = [FileKind::File, FileKind::Dir, FileKind::Symlink][k % 3];
+                        if kind == FileKind::File && next(3) == 0 {
+                            layer.secrets.push(SecretFinding {
+                                path: path.clone(),
+                                line: 1,
+                                rule: "R".into(),
+                            });
+                        }
+                        if kind == FileKind::File && next(4) == 0 {
+                            layer.copyrights.push(CopyrightRecord {
+                                path: path.clone(),
+                                package: "p".into(),
+                                licenses: vec![],
+                            });
+                        }
+                        layer.files.push(FileEntry {
+                            path,
+                            kind,
+                            mode: 0o644,
+                            uid: 0,
+                            gid: 0,
+                            size: 1,
+                            link: None,
+                            sha256: None,
+                        });
+                    }
+                }
+            }
+            layer.secrets.sort();
+            layer.secrets.dedup();
+            layers.push(layer);
+        }
+        let refs: Vec<&LayerResult> = layers.iter().collect();
+        let mut reference = content::FilteredInventory::new(|_: &FileEntry| true);
+        for (i, l) in refs.iter().enumerate() {
+            reference.apply(i, l);
+        }
+        let reference = reference.finish();
+        let inventory = content::inventory(&refs);
+        assert_eq!(inventory, reference, "round {round}");
+        // The same rules with the range walk for every entry.
+        let mut secrets: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut copyrights: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, l) in refs.iter().enumerate() {
+            for dir in &l.opaque_dirs {
+                remove_below(&mut secrets, dir);
+                remove_below(&mut copyrights, dir);
+            }
+            for path in &l.whiteouts {
+                remove_tree(&mut secrets, path);
+                remove_tree(&mut copyrights, path);
+            }
+            for e in &l.files {
+                if e.kind != FileKind::Dir {
+                    remove_below(&mut secrets, &e.path);
+                    remove_below(&mut copyrights, &e.path);
+                }
+                secrets.remove(e.path.as_str());
+                copyrights.remove(e.path.as_str());
+            }
+            secrets.extend(l.secrets.iter().map(|s| (s.path.as_str(), i)));
+            copyrights.extend(l.copyrights.iter().map(|c| (c.path.as_str(), i)));
+        }
+        let v = content::visible(&refs, false);
+        let got: Vec<(&str, usize)> = v.secrets.iter().map(|(p, (i, _))| (*p, *i)).collect();
+        assert_eq!(
+            got,
+            secrets.into_iter().collect::<Vec<_>>(),
+            "round {round}"
+        );
+        let got: Vec<&str> = v.copyrights.keys().copied().collect();
+        assert_eq!(
+            got,
+            copyrights.into_keys().collect::<Vec<_>>(),
+            "round {round}"
+        );
+        let merged = merge(&refs);
+        let count = |k: FileKind| reference.iter().filter(|f| f.entry.kind == k).count() as u64;
+        assert_eq!(merged.files.files, count(FileKind::File), "round {round}");
+        assert_eq!(
+            merged.files.directories,
+            count(FileKind::Dir),
+            "round {round}"
+        );
+        assert_eq!(
+            merged.files.symlinks,
+            count(FileKind::Symlink),
+            "round {round}"
+        );
+    }
+}
