@@ -168,5 +168,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
     }
+    // The process exits next: freeing tens of thousands of inventory entries one by one would only
+    // delay the exit (1–2 % of a large image's scan).
+    std::mem::forget(found);
+    std::mem::forget(analysis);
     Ok(ExitCode::SUCCESS)
 }
