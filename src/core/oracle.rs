@@ -80,8 +80,8 @@ pub fn cached_policy_check(
 ) -> Arc<dyn PolicyCheck> {
     match engine {
         Some(engine) if engine.enabled() => Arc::new(EnginePolicy {
+            verdicts: VerdictCache::new(pool, config, engine.freshness().clone()),
             engine,
-            verdicts: VerdictCache::new(pool, config),
         }),
         _ => Arc::new(NoPolicyEngine),
     }
