@@ -1,5 +1,6 @@
 //! Evaluation: bundle + facts + clock -> decision. Pure: no IO, no clock of its own.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -91,9 +92,9 @@ pub fn evaluate(bundle: &ValidatedBundle, facts: &ImageFacts, now: Timestamp) ->
                         image_id: Arc::clone(&image_id),
                         repo_tag: Arc::clone(&row_tag),
                         trigger_id,
-                        gate: rule.gate.to_string(),
-                        trigger: rule.trigger.to_string(),
-                        check_output: fire.message.to_string(),
+                        gate: Cow::Borrowed(rule.gate),
+                        trigger: Cow::Borrowed(rule.trigger),
+                        check_output: fire.message,
                         gate_action,
                         whitelisted: suppressed,
                         policy_id: Arc::clone(&policy.id),

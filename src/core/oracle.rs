@@ -164,7 +164,7 @@ fn verdict(evaluation: &Evaluation) -> Verdict {
             .map(|r| Finding {
                 trigger: format!("{}.{}", r.gate, r.trigger),
                 outcome: outcome(r.gate_action),
-                message: r.check_output.clone(),
+                message: r.check_output.to_string(),
             })
             .collect(),
     }

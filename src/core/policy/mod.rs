@@ -4,7 +4,9 @@
 //! Without a stored active bundle (and without a `policy_id`) checks use the built-in default bundle, as
 //! anchore always has one active.
 
+mod bodies;
 pub mod config;
+mod errors;
 pub mod fresh;
 #[cfg(test)]
 mod fresh_tests;
@@ -24,6 +26,7 @@ use sqlx::PgPool;
 
 use crate::core::api::ApiError;
 use crate::core::facts;
+use errors::{db_error, vulns_error};
 use config::PolicyEngineConfig;
 use fresh::{FreshMap, Freshness};
 use metrics::PolicyMetrics;
@@ -56,6 +59,8 @@ pub struct PolicyEngine {
     fresh_checks: FreshMap<FreshKey, Arc<Evaluation>>,
     /// Bundles by `policy_id` (`None`: the active one).
     fresh_bundles: FreshMap<Option<String>, Arc<ValidatedBundle>>,
+    /// JSON of cached evaluations, written once.
+    bodies: bodies::Bodies,
     metrics: Option<PolicyMetrics>,
 }
 
@@ -76,6 +81,7 @@ impl PolicyEngine {
             compiled: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
             fresh: Freshness::off(),
+            bodies: bodies::Bodies::default(),
             metrics: None,
         })
     }
@@ -84,6 +90,16 @@ impl PolicyEngine {
     /// default) every check reads the bundle digest and the feed state first.
     pub fn set_freshness(&mut self, fresh: Freshness) {
         self.fresh = fresh;
+    }
+
+    /// The evaluation as JSON: written once per cached evaluation, then served as is.
+    pub fn json(&self, checked: &Checked) -> Result<axum::body::Bytes, ApiError> {
+        self.bodies
+            .json(&checked.evaluation, self.config.cache)
+            .map_err(|e| {
+                tracing::error!(error = %e, "writing an evaluation as JSON");
+                ApiError::internal("internal error; the server log has the details")
+            })
     }
 
     /// The changes the engine's caches follow (shared with the webhook's verdict cache).
@@ -391,31 +407,4 @@ pub fn listen(
 /// A poisoned lock only means another request panicked mid-update of a cache: the map is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn db_error(e: sqlx::Error) -> ApiError {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            tracing::warn!(error = %e, "database unreachable");
-            ApiError::unavailable("the database cannot be reached; retry shortly")
-        }
-        // The one-active index refused a second active bundle: two activations raced.
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
-            ApiError::conflict("another bundle was activated concurrently; retry the request")
-        }
-        e => {
-            tracing::error!(error = %e, "policy store error");
-            ApiError::internal("internal error; the server log has the details")
-        }
-    }
-}
-
-fn vulns_error(e: fathom_vulns::Error) -> ApiError {
-    match e {
-        fathom_vulns::Error::Database(e) => db_error(e),
-        e => {
-            tracing::error!(error = %e, "vulnerability data error");
-            ApiError::internal("internal error; the server log has the details")
-        }
-    }
 }
