@@ -39,7 +39,9 @@ impl Bodies {
     fn find(&self, evaluation: &Arc<Evaluation>) -> Option<Bytes> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.iter()
-            .find(|(e, _)| e.strong_count() > 0 && std::ptr::eq(e.as_ptr(), Arc::as_ptr(evaluation)))
+            .find(|(e, _)| {
+                e.strong_count() > 0 && std::ptr::eq(e.as_ptr(), Arc::as_ptr(evaluation))
+            })
             .map(|(_, b)| b.clone())
     }
 }
@@ -53,7 +55,7 @@ mod tests {
         let bundle = fathom_policy::default_bundle();
         let facts = fathom_policy::ImageFacts::default();
         let evaluation = Arc::new(fathom_policy::evaluate(
-            &bundle,
+            bundle,
             &facts,
             jiff::Timestamp::UNIX_EPOCH,
         ));

@@ -26,8 +26,8 @@ use sqlx::PgPool;
 
 use crate::core::api::ApiError;
 use crate::core::facts;
-use errors::{db_error, vulns_error};
 use config::PolicyEngineConfig;
+use errors::{db_error, vulns_error};
 use fresh::{FreshMap, Freshness};
 use metrics::PolicyMetrics;
 
