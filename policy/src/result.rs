@@ -74,8 +74,8 @@ pub struct Row {
     pub check_output: Arc<str>,
     /// The rule's action (WARN for a rule that could not be evaluated).
     pub gate_action: Action,
-    /// The whitelist item that suppressed this row, if any.
-    pub whitelisted: Option<WhitelistRef>,
+    /// The whitelist item that suppressed this row, if any (shared by every row it suppresses).
+    pub whitelisted: Option<Arc<WhitelistRef>>,
     /// Policy the rule belongs to.
     pub policy_id: Arc<str>,
     /// Rule id, when the bundle gave one.
