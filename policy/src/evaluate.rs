@@ -1,5 +1,6 @@
 //! Evaluation: bundle + facts + clock -> decision. Pure: no IO, no clock of its own.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -40,7 +41,7 @@ pub fn evaluate(bundle: &ValidatedBundle, facts: &ImageFacts, now: Timestamp) ->
     };
     // Whitelist answers per vulnerability match (see `Fire::vuln`): one mapping, so one set of whitelists.
     let matches = facts.vulnerabilities.as_ref().map_or(0, Vec::len);
-    let mut suppressed_by: Vec<Option<Option<WhitelistRef>>> = vec![None; matches];
+    let mut suppressed_by: Vec<Option<Option<Arc<WhitelistRef>>>> = vec![None; matches];
     let repo_tag = info.repo_tag();
     let (image_id, row_tag): (Arc<str>, Arc<str>) =
         (Arc::from(info.id.as_str()), Arc::from(repo_tag.as_str()));
@@ -91,9 +92,9 @@ pub fn evaluate(bundle: &ValidatedBundle, facts: &ImageFacts, now: Timestamp) ->
                         image_id: Arc::clone(&image_id),
                         repo_tag: Arc::clone(&row_tag),
                         trigger_id,
-                        gate: rule.gate.to_string(),
-                        trigger: rule.trigger.to_string(),
-                        check_output: fire.message.to_string(),
+                        gate: Cow::Borrowed(rule.gate),
+                        trigger: Cow::Borrowed(rule.trigger),
+                        check_output: fire.message,
                         gate_action,
                         whitelisted: suppressed,
                         policy_id: Arc::clone(&policy.id),
@@ -163,7 +164,7 @@ fn whitelisted_by(
     trigger_id: &str,
     also: &[String],
     now: Timestamp,
-) -> Option<WhitelistRef> {
+) -> Option<Arc<WhitelistRef>> {
     let ids = std::iter::once(trigger_id).chain(also.iter().map(String::as_str));
     let ids: Vec<&str> = ids.collect();
     for list in whitelists {
@@ -190,11 +191,11 @@ fn whitelisted_by(
             (a, b) => a.or(b),
         };
         if let Some(i) = hit {
-            return Some(WhitelistRef {
+            return Some(Arc::new(WhitelistRef {
                 whitelist_id: Arc::clone(&list.id),
                 whitelist_name: list.name.clone(),
                 matched_rule_id: list.items[i].id.clone(),
-            });
+            }));
         }
     }
     None

@@ -1,5 +1,6 @@
 //! The evaluation result: anchore's decision fields, its table, and the same rows as plain JSON.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -65,16 +66,16 @@ pub struct Row {
     pub repo_tag: Arc<str>,
     /// Trigger instance id (what whitelist items match).
     pub trigger_id: Arc<str>,
-    /// Gate name.
-    pub gate: String,
-    /// Trigger name.
-    pub trigger: String,
-    /// What was found.
-    pub check_output: String,
+    /// Gate name (the catalog's: never copied per row).
+    pub gate: Cow<'static, str>,
+    /// Trigger name (the catalog's).
+    pub trigger: Cow<'static, str>,
+    /// What was found (shared by every rule firing the same message on the same match).
+    pub check_output: Arc<str>,
     /// The rule's action (WARN for a rule that could not be evaluated).
     pub gate_action: Action,
-    /// The whitelist item that suppressed this row, if any.
-    pub whitelisted: Option<WhitelistRef>,
+    /// The whitelist item that suppressed this row, if any (shared by every row it suppresses).
+    pub whitelisted: Option<Arc<WhitelistRef>>,
     /// Policy the rule belongs to.
     pub policy_id: Arc<str>,
     /// Rule id, when the bundle gave one.
@@ -182,8 +183,8 @@ impl Evaluation {
                 &*r.image_id,
                 &r.repo_tag,
                 &r.trigger_id,
-                &r.gate,
-                &r.trigger,
+                &*r.gate,
+                &*r.trigger,
                 &r.check_output,
                 r.gate_action.as_str(),
                 whitelisted,

@@ -24,6 +24,9 @@ pub fn migrator() -> Migrator {
     m
 }
 
+/// Channel on which every committed change to the bundles is announced (payload `*`).
+pub const CHANNEL: &str = "fathom_policy_bundles";
+
 /// A stored bundle's record.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct StoredBundle {

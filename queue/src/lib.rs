@@ -8,7 +8,7 @@
 //! [`Waker`] turns LISTEN/NOTIFY into wake-ups with a polling fallback; worker processes join a [`Fleet`]
 //! whose members wake one per job and take turns polling. [`Queue::stats`] feeds the
 //! autoscaler. Outages: [`Queue::defer`] parks a job for a resource without charging an attempt and
-//! [`Queue::resume`] releases the group; [`Queue::requeue`] brings finished jobs back. [`tx`] runs enqueue and complete inside a caller's sqlx transaction. [`migrate()`] applies
+//! [`Queue::resume`] releases the group; [`Queue::requeue`] brings finished jobs back. [`Subscription`] LISTENs for other crates (cache invalidation). [`tx`] runs enqueue and complete inside a caller's sqlx transaction. [`migrate()`] applies
 //! the schema.
 #![deny(missing_docs)]
 
@@ -26,6 +26,7 @@ mod notify;
 mod queue;
 mod recover;
 pub mod sql;
+mod subscribe;
 pub mod tx;
 
 pub use error::{is_unreachable, Error, Result};
@@ -38,3 +39,4 @@ pub use model::{
 pub use notify::{Wake, Waker, CHANNEL, MAX_HOPS, POLL_GAP};
 pub use queue::{Queue, QueueConfig, StatementMode};
 pub use recover::Requeue;
+pub use subscribe::{Event, Subscription, PING};

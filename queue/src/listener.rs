@@ -65,28 +65,37 @@ pub(crate) async fn listen_forever(
                 tracing::warn!(%err, "job notification listener disconnected; polling meanwhile");
             }
         }
-        let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
-        tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        let (pause, next) = next_backoff(backoff);
+        tokio::time::sleep(pause).await;
+        backoff = next;
     }
 }
 
 /// One notification as the driver hands it over.
-struct Message {
-    channel: String,
-    payload: String,
-    sender: i32,
+pub(crate) struct Message {
+    pub channel: String,
+    pub payload: String,
+    pub sender: i32,
 }
 
-async fn listen_once(
-    config: &tokio_postgres::Config,
-    tx: &watch::Sender<Signal>,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    common: &Common,
-    last_pid: &mut Option<i32>,
-) -> Result<Closed> {
+/// A connection whose notifications arrive on `notes`; dropping it stops the driver (and closes it).
+pub(crate) struct Listening {
+    pub client: Client,
+    pub notes: mpsc::UnboundedReceiver<Message>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Connects and drives the connection, handing its notifications over; `notes` closes when it ends.
+/// Shared by the job wakers and [`crate::Subscription`].
+pub(crate) async fn open(config: &tokio_postgres::Config) -> Result<Listening> {
     let (client, mut connection) = config.connect(NoTls).await?;
-    let (note_tx, mut note_rx) = mpsc::unbounded_channel();
+    let (note_tx, notes) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
@@ -109,9 +118,39 @@ async fn listen_once(
             }
         }
     });
-    let result = serve(&client, tx, commands, common, last_pid, &mut note_rx).await;
-    driver.abort();
-    result
+    Ok(Listening {
+        client,
+        notes,
+        driver,
+    })
+}
+
+/// The pause before reconnect attempt after `backoff`, jittered, and the next backoff (doubling to 10 s).
+pub(crate) fn next_backoff(backoff: Duration) -> (Duration, Duration) {
+    let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+    (
+        backoff + Duration::from_millis(jitter),
+        (backoff * 2).min(Duration::from_secs(10)),
+    )
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    tx: &watch::Sender<Signal>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    common: &Common,
+    last_pid: &mut Option<i32>,
+) -> Result<Closed> {
+    let mut listening = open(config).await?;
+    serve(
+        &listening.client,
+        tx,
+        commands,
+        common,
+        last_pid,
+        &mut listening.notes,
+    )
+    .await
 }
 
 async fn serve(

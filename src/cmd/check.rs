@@ -187,9 +187,9 @@ fn print_table(out: &mut impl Write, e: &Evaluation) -> std::io::Result<()> {
             None => word(r.gate_action),
         };
         lines.push([
-            r.gate.clone(),
-            r.trigger.clone(),
-            r.check_output.clone(),
+            r.gate.to_string(),
+            r.trigger.to_string(),
+            r.check_output.to_string(),
             action,
         ]);
     }

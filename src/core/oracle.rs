@@ -80,8 +80,8 @@ pub fn cached_policy_check(
 ) -> Arc<dyn PolicyCheck> {
     match engine {
         Some(engine) if engine.enabled() => Arc::new(EnginePolicy {
+            verdicts: VerdictCache::new(pool, config, engine.freshness().clone()),
             engine,
-            verdicts: VerdictCache::new(pool, config),
         }),
         _ => Arc::new(NoPolicyEngine),
     }
@@ -164,7 +164,7 @@ fn verdict(evaluation: &Evaluation) -> Verdict {
             .map(|r| Finding {
                 trigger: format!("{}.{}", r.gate, r.trigger),
                 outcome: outcome(r.gate_action),
-                message: r.check_output.clone(),
+                message: r.check_output.to_string(),
             })
             .collect(),
     }

@@ -1,5 +1,6 @@
-//! The webhook's verdict cache: a policy verdict reused while nothing it depends on changed, checked by
-//! one small query per admission instead of the policy engine's bundle, image and feed reads.
+//! The webhook's verdict cache: a policy verdict reused while nothing it depends on changed, known from
+//! the policy engine's [`Freshness`] (no round trip) or, while its listener is down, checked by one small
+//! query per admission instead of the policy engine's bundle, image and feed reads.
 //!
 //! The key is what the policy engine's own evaluation cache is keyed on, (image digest, reference,
 //! bundle digest, feed state), plus the bundle asked for; the bundle digest and feed state come from one
@@ -16,6 +17,7 @@ use sqlx::PgPool;
 
 use crate::core::facts::FEED_STATE_SQL;
 use crate::core::policy::config::PolicyEngineConfig;
+use crate::core::policy::fresh::{FreshMap, Freshness, Token};
 
 /// The digest of the bundle a check would use (`$2`: asked for by id; NULL: the active one; a NULL
 /// result: none stored, the built-in default) and the image's feed state (`$1`), in one round trip.
@@ -24,6 +26,14 @@ const STAMP_SQL: &str = "SELECT (SELECT digest FROM fathom_policy_bundles \
 
 /// (digest, reference, bundle asked for, bundle digest, feed state).
 type Key = (String, String, Option<String>, Option<String>, String);
+/// (digest, reference, bundle asked for): the admission's question, while its token stands.
+type FreshKey = (String, String, Option<String>);
+
+/// Where to store a verdict evaluated after a [`Lookup::Miss`].
+pub struct Pending {
+    key: Key,
+    fresh: Option<(Token, FreshKey)>,
+}
 
 /// Verdicts by everything they depend on.
 pub struct VerdictCache {
@@ -32,6 +42,8 @@ pub struct VerdictCache {
     max_entries: usize,
     sql: String,
     entries: Mutex<HashMap<Key, (Instant, Verdict)>>,
+    fresh: Freshness,
+    fresh_entries: FreshMap<FreshKey, Verdict>,
 }
 
 /// Where a lookup stands: a hit, or the key to store the fresh verdict under.
@@ -39,18 +51,21 @@ pub enum Lookup {
     /// Cached and current.
     Hit(Verdict),
     /// Evaluate, then [`VerdictCache::insert`] under this key.
-    Miss(Box<Key>),
+    Miss(Box<Pending>),
 }
 
 impl VerdictCache {
-    /// A cache on `pool` with `services.policy_engine`'s rules; `None` when its cache is off.
-    pub fn new(pool: PgPool, config: &PolicyEngineConfig) -> Option<Self> {
+    /// A cache on `pool` with `services.policy_engine`'s rules, trusting `fresh` for hits without a
+    /// round trip; `None` when its cache is off.
+    pub fn new(pool: PgPool, config: &PolicyEngineConfig, fresh: Freshness) -> Option<Self> {
         config.cache.then(|| VerdictCache {
             pool,
             ttl: config.cache_ttl,
             max_entries: config.cache_entries.max(1),
             sql: format!("{STAMP_SQL}({})", FEED_STATE_SQL.trim()),
             entries: Mutex::new(HashMap::new()),
+            fresh,
+            fresh_entries: FreshMap::new(config.cache_ttl, config.cache_entries),
         })
     }
 
@@ -60,6 +75,16 @@ impl VerdictCache {
         image: &ImageId,
         bundle: Option<&str>,
     ) -> Result<Lookup, OracleError> {
+        // Read before the round trip: a change committed from here on moves it.
+        let token = self.fresh.token(Some(&image.digest));
+        let fresh_key = (
+            image.digest.clone(),
+            image.reference.clone(),
+            bundle.map(str::to_owned),
+        );
+        if let Some(verdict) = token.and_then(|t| self.fresh_entries.get(t, &fresh_key)) {
+            return Ok(Lookup::Hit(verdict));
+        }
         let (bundle_digest, feed_state): (Option<String>, String) = sqlx::query_as(&self.sql)
             .bind(&image.digest)
             .bind(bundle)
@@ -75,13 +100,28 @@ impl VerdictCache {
         );
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         Ok(match entries.get(&key) {
-            Some((at, verdict)) if at.elapsed() < self.ttl => Lookup::Hit(verdict.clone()),
-            _ => Lookup::Miss(Box::new(key)),
+            Some((at, verdict)) if at.elapsed() < self.ttl => {
+                if let Some(token) = token {
+                    self.fresh_entries
+                        .insert(token, fresh_key, *at, verdict.clone());
+                }
+                Lookup::Hit(verdict.clone())
+            }
+            _ => Lookup::Miss(Box::new(Pending {
+                key,
+                fresh: token.map(|t| (t, fresh_key)),
+            })),
         })
     }
 
     /// Stores the verdict evaluated after a [`Lookup::Miss`].
-    pub fn insert(&self, key: Key, verdict: Verdict) {
+    pub fn insert(&self, pending: Pending, verdict: Verdict) {
+        let now = Instant::now();
+        if let Some((token, fresh_key)) = pending.fresh {
+            self.fresh_entries
+                .insert(token, fresh_key, now, verdict.clone());
+        }
+        let key = pending.key;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.max_entries {
             entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
@@ -89,7 +129,7 @@ impl VerdictCache {
                 entries.clear();
             }
         }
-        entries.insert(key, (Instant::now(), verdict));
+        entries.insert(key, (now, verdict));
     }
 }
 
@@ -114,7 +154,12 @@ mod tests {
             .await
             .unwrap();
         let pool = PgPool::connect(db.url()).await.unwrap();
-        let cache = VerdictCache::new(pool.clone(), &PolicyEngineConfig::default()).unwrap();
+        let cache = VerdictCache::new(
+            pool.clone(),
+            &PolicyEngineConfig::default(),
+            Freshness::off(),
+        )
+        .unwrap();
         let image = ImageId {
             reference: "r.test/app:1".into(),
             digest: format!("sha256:{}", "ab".repeat(32)),
@@ -153,6 +198,6 @@ mod tests {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .connect_lazy("postgres://nobody@127.0.0.1:1/none")
             .unwrap();
-        assert!(VerdictCache::new(pool, &config).is_none());
+        assert!(VerdictCache::new(pool, &config, Freshness::off()).is_none());
     }
 }

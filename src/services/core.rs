@@ -44,6 +44,7 @@ pub async fn run_core(
     let metrics = ApiMetrics::new()?;
     let mut policy = PolicyEngine::new(store.clone(), config.services.policy_engine.clone())?;
     policy.register_metrics(metrics.registry())?;
+    crate::core::policy::listen(&mut policy, config, database_url)?;
     if let (true, Some(file)) = (
         config.services.policy_engine.enabled,
         config.services.policy_engine.bundle_file.as_deref(),

@@ -46,6 +46,7 @@ pub async fn run_policy_engine(
     let metrics = ApiMetrics::new()?;
     let mut policy = PolicyEngine::new(store.clone(), section.clone())?;
     policy.register_metrics(metrics.registry())?;
+    crate::core::policy::listen(&mut policy, config, database_url)?;
     if let Some(file) = section.bundle_file.as_deref() {
         let stored = policy.seed(file).await?;
         tracing::info!(id = %stored.id, digest = %stored.digest, "policy bundle activated from {file}");

@@ -17,6 +17,11 @@ pub mod feed;
 pub mod local;
 pub mod store;
 
+/// Channel on which committed changes to matches and feed freshness are announced (migration
+/// `20261130150500_vulns_notify`): payload `*` for the whole fleet, else the space-separated digests of
+/// re-indexed images.
+pub const CHANNEL: &str = "fathom_vulns";
+
 pub use config::VulnsConfig;
 pub use error::{Error, Result};
 pub use feed::FeedConfig;

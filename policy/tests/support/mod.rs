@@ -139,7 +139,7 @@ pub fn rows(bundle: &ValidatedBundle, facts: &ImageFacts) -> Vec<Row> {
 pub fn outputs(bundle: &ValidatedBundle, facts: &ImageFacts) -> Vec<String> {
     rows(bundle, facts)
         .into_iter()
-        .map(|r| r.check_output)
+        .map(|r| r.check_output.to_string())
         .collect()
 }
 

@@ -236,7 +236,15 @@ pub(super) async fn check_local(
     // The engine's own time (facts, evaluation or cache lookup), without HTTP and serialization: what
     // `cargo bench --bench policy` reports as eval_ms.
     let timing = format!("check;dur={:.3}", started.elapsed().as_secs_f64() * 1000.0);
-    let mut response = axum::Json(checked.evaluation.as_ref()).into_response();
+    let body = engine.json(&checked)?;
+    let mut response = (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
     if let Ok(timing) = HeaderValue::from_str(&timing) {
         response.headers_mut().insert("server-timing", timing);
     }

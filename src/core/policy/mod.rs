@@ -4,12 +4,20 @@
 //! Without a stored active bundle (and without a `policy_id`) checks use the built-in default bundle, as
 //! anchore always has one active.
 
+mod bodies;
 pub mod config;
+mod errors;
+pub mod fresh;
+#[cfg(test)]
+mod fresh_tests;
 pub mod metrics;
+mod parse;
+
+pub use parse::{parse_bundle, read_bundle_file};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fathom_policy::store::{self as bundles, StoredBundle};
 use fathom_policy::{evaluate, Bundle, Evaluation, ValidatedBundle, DEFAULT_BUNDLE_JSON};
@@ -19,10 +27,15 @@ use sqlx::PgPool;
 use crate::core::api::ApiError;
 use crate::core::facts;
 use config::PolicyEngineConfig;
+use errors::{db_error, vulns_error};
+use fresh::{FreshMap, Freshness};
 use metrics::PolicyMetrics;
 
 /// (image digest, reference, bundle digest, feed state).
 type CacheKey = (String, Option<String>, String, String);
+/// (image digest, tag asked for, bundle digest): what a check asks, answered without a round trip while
+/// its [`fresh::Token`] stands.
+type FreshKey = (String, Option<String>, String);
 
 /// What a check answered and whether the cache did.
 pub struct Checked {
@@ -40,6 +53,14 @@ pub struct PolicyEngine {
     /// Stored bundles compiled once per digest (regexes are compiled at validation).
     compiled: Mutex<HashMap<String, Arc<ValidatedBundle>>>,
     cache: Mutex<HashMap<CacheKey, (Instant, Arc<Evaluation>)>>,
+    /// Changes seen through LISTEN/NOTIFY; with them, the two maps below answer without a round trip.
+    fresh: Freshness,
+    /// Evaluations by what a check asks.
+    fresh_checks: FreshMap<FreshKey, Arc<Evaluation>>,
+    /// Bundles by `policy_id` (`None`: the active one).
+    fresh_bundles: FreshMap<Option<String>, Arc<ValidatedBundle>>,
+    /// JSON of cached evaluations, written once.
+    bodies: bodies::Bodies,
     metrics: Option<PolicyMetrics>,
 }
 
@@ -53,12 +74,37 @@ impl PolicyEngine {
             .map_err(|e| anyhow::anyhow!("the built-in default bundle is invalid: {e:?}"))?;
         Ok(PolicyEngine {
             store,
+            fresh_checks: FreshMap::new(config.cache_ttl, config.cache_entries),
+            fresh_bundles: FreshMap::new(Duration::MAX, COMPILED_MAX),
             config,
             default: Arc::new(default),
             compiled: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            fresh: Freshness::off(),
+            bodies: bodies::Bodies::default(),
             metrics: None,
         })
+    }
+
+    /// Trusts `fresh` for cache hits: a hit then costs no round trip (see [`fresh`]). Without it (the
+    /// default) every check reads the bundle digest and the feed state first.
+    pub fn set_freshness(&mut self, fresh: Freshness) {
+        self.fresh = fresh;
+    }
+
+    /// The evaluation as JSON: written once per cached evaluation, then served as is.
+    pub fn json(&self, checked: &Checked) -> Result<axum::body::Bytes, ApiError> {
+        self.bodies
+            .json(&checked.evaluation, self.config.cache)
+            .map_err(|e| {
+                tracing::error!(error = %e, "writing an evaluation as JSON");
+                ApiError::internal("internal error; the server log has the details")
+            })
+    }
+
+    /// The changes the engine's caches follow (shared with the webhook's verdict cache).
+    pub fn freshness(&self) -> &Freshness {
+        &self.fresh
     }
 
     /// Registers the engine's metrics in `registry` (the API's, or the standalone engine's).
@@ -94,9 +140,9 @@ impl PolicyEngine {
         bundle: &ValidatedBundle,
         activate: bool,
     ) -> Result<(StoredBundle, bool), ApiError> {
-        bundles::put(self.pool(), bundle, activate)
-            .await
-            .map_err(db_error)
+        let stored = bundles::put(self.pool(), bundle, activate).await;
+        self.fresh.changed_here();
+        stored.map_err(db_error)
     }
 
     /// Every stored bundle.
@@ -114,7 +160,9 @@ impl PolicyEngine {
 
     /// Makes a stored bundle the active one.
     pub async fn activate(&self, id: &str) -> Result<(), ApiError> {
-        if bundles::activate(self.pool(), id).await.map_err(db_error)? {
+        let activated = bundles::activate(self.pool(), id).await;
+        self.fresh.changed_here();
+        if activated.map_err(db_error)? {
             Ok(())
         } else {
             Err(ApiError::not_found(format!(
@@ -125,7 +173,9 @@ impl PolicyEngine {
 
     /// Deletes a stored bundle that is not active.
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
-        match bundles::delete(self.pool(), id).await.map_err(db_error)? {
+        let deleted = bundles::delete(self.pool(), id).await;
+        self.fresh.changed_here();
+        match deleted.map_err(db_error)? {
             bundles::Deleted::Deleted => Ok(()),
             bundles::Deleted::Missing => Err(ApiError::not_found(format!(
                 "no policy bundle {id:?} is stored"
@@ -138,6 +188,20 @@ impl PolicyEngine {
 
     /// The bundle a check uses: `policy_id`'s, else the active one, else the built-in default.
     pub async fn bundle(&self, policy_id: Option<&str>) -> Result<Arc<ValidatedBundle>, ApiError> {
+        let key = policy_id.map(str::to_owned);
+        let token = self.fresh.token(None);
+        if let Some(hit) = token.and_then(|t| self.fresh_bundles.get(t, &key)) {
+            return Ok(hit);
+        }
+        let bundle = self.bundle_read(policy_id).await?;
+        if let Some(token) = token {
+            self.fresh_bundles
+                .insert(token, key, Instant::now(), Arc::clone(&bundle));
+        }
+        Ok(bundle)
+    }
+
+    async fn bundle_read(&self, policy_id: Option<&str>) -> Result<Arc<ValidatedBundle>, ApiError> {
         let stored = match policy_id {
             Some(id) => Some(self.get(id).await?),
             None => bundles::active(self.pool()).await.map_err(db_error)?,
@@ -197,6 +261,41 @@ impl PolicyEngine {
         tag: Option<&str>,
         bundle: &ValidatedBundle,
     ) -> Result<Checked, ApiError> {
+        // Read before anything else: a change committed from here on moves it (see `fresh`).
+        let token = self
+            .config
+            .cache
+            .then(|| self.fresh.token(Some(digest)))
+            .flatten();
+        let fresh_key: FreshKey = (
+            digest.to_string(),
+            tag.map(str::to_owned),
+            bundle.digest().to_string(),
+        );
+        if let Some(token) = token {
+            if let Some(hit) = self.fresh_checks.get(token, &fresh_key) {
+                return Ok(Checked {
+                    evaluation: hit,
+                    cached: true,
+                });
+            }
+        }
+        let checked = self.check_read(digest, tag, bundle).await?;
+        if let (Some(token), Some(at)) = (token, checked.1) {
+            let evaluation = Arc::clone(&checked.0.evaluation);
+            self.fresh_checks.insert(token, fresh_key, at, evaluation);
+        }
+        Ok(checked.0)
+    }
+
+    /// A check through the database: the image record and the feed state read, then the evaluation
+    /// cache or a fresh evaluation. Also returns when the evaluation was made (`None`: not cached).
+    async fn check_read(
+        &self,
+        digest: &str,
+        tag: Option<&str>,
+        bundle: &ValidatedBundle,
+    ) -> Result<(Checked, Option<Instant>), ApiError> {
         let record = self
             .store
             .image(digest)
@@ -232,10 +331,11 @@ impl PolicyEngine {
         if self.config.cache {
             if let Some((at, hit)) = lock(&self.cache).get(&key) {
                 if at.elapsed() < self.config.cache_ttl {
-                    return Ok(Checked {
+                    let checked = Checked {
                         evaluation: Arc::clone(hit),
                         cached: true,
-                    });
+                    };
+                    return Ok((checked, Some(*at)));
                 }
             }
         }
@@ -262,84 +362,49 @@ impl PolicyEngine {
         {
             tracing::warn!(error = %e, digest, "recording the policy evaluation in the history failed");
         }
+        let now = Instant::now();
         if self.config.cache {
             let mut cache = lock(&self.cache);
             if cache.len() >= self.config.cache_entries {
                 cache.clear();
             }
-            cache.insert(key, (Instant::now(), Arc::clone(&evaluation)));
+            cache.insert(key, (now, Arc::clone(&evaluation)));
         }
-        Ok(Checked {
+        let checked = Checked {
             evaluation,
             cached: false,
-        })
+        };
+        Ok((checked, self.config.cache.then_some(now)))
     }
 
     /// Reads `services.policy_engine.bundle_file`, stores it and activates it (at start).
     pub async fn seed(&self, path: &str) -> anyhow::Result<StoredBundle> {
         let bundle = read_bundle_file(std::path::Path::new(path))
             .map_err(|e| anyhow::anyhow!("services.policy_engine.bundle_file: {e}"))?;
-        let (stored, _) = bundles::put(self.pool(), &bundle, true)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("services.policy_engine.bundle_file: storing {path}: {e}")
-            })?;
+        let stored = bundles::put(self.pool(), &bundle, true).await;
+        self.fresh.changed_here();
+        let (stored, _) = stored.map_err(|e| {
+            anyhow::anyhow!("services.policy_engine.bundle_file: storing {path}: {e}")
+        })?;
         Ok(stored)
     }
 }
 
-/// Reads a JSON or YAML bundle file; the error lists every problem with its JSON path.
-pub fn read_bundle_file(path: &std::path::Path) -> anyhow::Result<ValidatedBundle> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    parse_bundle(&text).map_err(|problems| {
-        let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-        anyhow::anyhow!(
-            "{} is not a valid bundle:\n{}",
-            path.display(),
-            lines.join("\n")
-        )
-    })
-}
-
-/// JSON when the text parses as JSON, else YAML (a superset that would also read most JSON, but with
-/// worse messages for broken JSON).
-pub fn parse_bundle(text: &str) -> Result<ValidatedBundle, Vec<fathom_policy::ValidationError>> {
-    if text.trim_start().starts_with('{') {
-        Bundle::from_json(text)
-    } else {
-        Bundle::from_yaml(text)
+/// Makes `engine`'s cache hits cost no round trip by listening for changes (see [`fresh`]), unless its
+/// cache is off, it is disabled, or Postgres sits behind PgBouncer in transaction mode
+/// (`database.poll_only`: no LISTEN there).
+pub fn listen(
+    engine: &mut PolicyEngine,
+    config: &crate::config::FathomConfig,
+    database_url: &str,
+) -> anyhow::Result<()> {
+    if engine.config.enabled && engine.config.cache && !config.database.poll_only {
+        engine.set_freshness(Freshness::listen(database_url)?);
     }
+    Ok(())
 }
 
 /// A poisoned lock only means another request panicked mid-update of a cache: the map is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn db_error(e: sqlx::Error) -> ApiError {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            tracing::warn!(error = %e, "database unreachable");
-            ApiError::unavailable("the database cannot be reached; retry shortly")
-        }
-        // The one-active index refused a second active bundle: two activations raced.
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
-            ApiError::conflict("another bundle was activated concurrently; retry the request")
-        }
-        e => {
-            tracing::error!(error = %e, "policy store error");
-            ApiError::internal("internal error; the server log has the details")
-        }
-    }
-}
-
-fn vulns_error(e: fathom_vulns::Error) -> ApiError {
-    match e {
-        fathom_vulns::Error::Database(e) => db_error(e),
-        e => {
-            tracing::error!(error = %e, "vulnerability data error");
-            ApiError::internal("internal error; the server log has the details")
-        }
-    }
 }

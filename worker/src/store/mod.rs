@@ -30,6 +30,10 @@ pub use status::{
     ANALYZE_KIND, STATUSES,
 };
 
+/// Channel on which committed changes to stored images and their references are announced (migration
+/// `20261203150500_image_notify`): the space-separated digests, `*` when too many to list.
+pub const IMAGES_CHANNEL: &str = "fathom_images";
+
 /// Everything the store can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
