@@ -189,7 +189,7 @@ async fn a_document_that_does_not_decode_costs_only_its_own_image() {
     support::store_raw_document(&pool, "sha256:cut", not_json, 0).await;
 
     let rm = Matcher::rematch(&pool).await.unwrap();
-    assert_eq!(rm.images_indexed, 452);
+    assert_eq!(rm.images_indexed, 450);
     assert_eq!(rm.images_undecodable, 2);
     let counts: (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM fathom_vuln_images), (SELECT count(*) FROM fathom_vuln_image_packages)",
@@ -197,11 +197,18 @@ async fn a_document_that_does_not_decode_costs_only_its_own_image() {
     .fetch_one(&pool)
     .await
     .unwrap();
+    // The undecodable ones are not indexed: their vulnerability data reads as unavailable, not clean.
     assert_eq!(
         counts,
-        (452, 900),
+        (450, 900),
         "every decodable image has all its packages"
     );
+    let marked: Vec<String> =
+        sqlx::query_scalar("SELECT manifest_digest FROM fathom_vuln_undecodable ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(marked, vec!["sha256:bad", "sha256:cut"]);
     let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM fathom_vuln_keys")
         .fetch_one(&pool)
         .await
@@ -214,6 +221,17 @@ async fn a_document_that_does_not_decode_costs_only_its_own_image() {
     store_image(&pool, "sha256:bad", &[("gamma", "2.0")]).await;
     let fixed = Matcher::rematch(&pool).await.unwrap();
     assert_eq!((fixed.images_indexed, fixed.images_undecodable), (1, 0));
+    // An image indexed before and re-analyzed into an undecodable document loses its old index.
+    support::store_raw_document(&pool, "sha256:img0000", vec![1, 2, 3], 0).await;
+    let broke = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!((broke.images_indexed, broke.images_undecodable), (0, 1));
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM fathom_vuln_images WHERE manifest_digest = 'sha256:img0000'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
     let gamma: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM fathom_vuln_image_packages WHERE manifest_digest = 'sha256:bad' AND name = 'gamma'",
     )

@@ -2,6 +2,8 @@
 //! builders, and one-call analysis of built images.
 #![allow(dead_code)]
 
+pub mod streamed;
+
 use std::path::Path;
 
 use fathom_analyzer::analyze::{Analyzer, AnalyzerOptions, ImageAnalysis};

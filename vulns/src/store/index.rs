@@ -69,8 +69,24 @@ SELECT i.manifest_digest, i.analyzed_at::text, i.document
 FROM fathom_images i LEFT JOIN fathom_vuln_images v ON v.manifest_digest = i.manifest_digest
 WHERE i.status = 'analyzed' AND i.document IS NOT NULL
   AND (v.manifest_digest IS NULL OR v.analyzed_at <> i.analyzed_at)
+  AND NOT EXISTS (SELECT 1 FROM fathom_vuln_undecodable u WHERE u.manifest_digest = i.manifest_digest
+                  AND u.analyzed_at = i.analyzed_at AND u.decoder = $2)
 LIMIT $1
 "#;
+/// Forgets undecodable marks of images no longer stored.
+const REMOVED_UNDECODABLE_SQL: &str = r#"
+DELETE FROM fathom_vuln_undecodable u
+WHERE NOT EXISTS (SELECT 1 FROM fathom_images i WHERE i.manifest_digest = u.manifest_digest AND i.status = 'analyzed')
+"#;
+/// Marks images whose document did not decode under this release.
+const MARK_UNDECODABLE_SQL: &str = r#"
+INSERT INTO fathom_vuln_undecodable (manifest_digest, analyzed_at, decoder, error)
+SELECT d, a::timestamptz, $3, e FROM unnest($1::text[], $2::text[], $4::text[]) AS x(d, a, e)
+ON CONFLICT (manifest_digest) DO UPDATE SET analyzed_at = EXCLUDED.analyzed_at, decoder = EXCLUDED.decoder,
+    error = EXCLUDED.error, seen_at = now()
+"#;
+/// Which release decoded (or failed to decode) a document: a new release tries undecodable ones again.
+const DECODER: &str = env!("CARGO_PKG_VERSION");
 /// Drops images no longer stored (analyzed) with their packages; returns how many images.
 const REMOVED_IMAGES_SQL: &str = r#"
 WITH gone AS (
@@ -149,11 +165,12 @@ fn image_rows(doc: Doc) -> Vec<Row> {
 
 /// A decoded image: digest, analyzed-at stamp, its rows.
 type Indexed = (String, String, Vec<Row>);
+/// An image whose document did not decode: digest, analyzed-at stamp, why.
+type Undecodable = (String, String, Error);
 
-/// Decodes a batch of documents, spread over the machine's cores. An image whose document does not decode
-/// is indexed with no rows and returned in the second list with the reason: one bad document must not
-/// stop every later image from being matched, nor be retried every round (re-analysis indexes it again).
-fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<(Vec<Indexed>, Vec<Error>)> {
+/// Decodes a batch of documents, spread over the machine's cores. Images whose document does not decode
+/// come back in the second list: one bad document must not stop every other image from being matched.
+fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<(Vec<Indexed>, Vec<Undecodable>)> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let per = stale.len().div_ceil(threads).max(1);
     let mut chunks: Vec<Vec<(String, String, Vec<u8>)>> = vec![];
@@ -166,17 +183,14 @@ fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<(Vec<Indexed>, Ve
             .into_iter()
             .map(|chunk| {
                 s.spawn(move || {
-                    let mut bad = vec![];
-                    let out: Vec<Indexed> = chunk
-                        .into_iter()
-                        .map(|(digest, at, bytes)| match decode(&digest, &bytes) {
-                            Ok(doc) => (digest, at, image_rows(doc)),
-                            Err(e) => {
-                                bad.push(e);
-                                (digest, at, vec![])
-                            }
-                        })
-                        .collect();
+                    let mut out: Vec<Indexed> = vec![];
+                    let mut bad: Vec<Undecodable> = vec![];
+                    for (digest, at, bytes) in chunk {
+                        match decode(&digest, &bytes) {
+                            Ok(doc) => out.push((digest, at, image_rows(doc))),
+                            Err(e) => bad.push((digest, at, e)),
+                        }
+                    }
                     (out, bad)
                 })
             })
@@ -198,11 +212,11 @@ fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<(Vec<Indexed>, Ve
 /// What one indexing pass did.
 #[derive(Debug, Default)]
 pub(crate) struct IndexReport {
-    /// Images (re)indexed, undecodable ones included.
+    /// Images (re)indexed.
     pub indexed: u64,
     /// Images dropped because they are no longer stored.
     pub removed: u64,
-    /// Images whose stored document did not decode (indexed with no packages).
+    /// Images whose stored document did not decode: marked, their previous index dropped.
     pub undecodable: u64,
 }
 
@@ -217,6 +231,7 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
     loop {
         let stale: Vec<(String, String, Vec<u8>)> = sqlx::query_as(STALE_IMAGES_SQL)
             .bind(IMAGE_BATCH)
+            .bind(DECODER)
             .fetch_all(pool)
             .await?;
         if stale.is_empty() {
@@ -228,14 +243,16 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
                 digest: "-".into(),
                 message: format!("decoding task: {e}"),
             })??;
-        for e in &bad {
-            tracing::warn!(error = %e, "image indexed without packages: its stored document does not decode; re-analyze it (fathom submit --force)");
+        for (_, _, e) in &bad {
+            tracing::warn!(error = %e, "image not indexed, its vulnerability data reads as unavailable: its stored document does not decode; re-analyze it (fathom submit --force)");
         }
         undecodable += bad.len() as u64;
+        mark_undecodable(pool, &bad).await?;
         write_batch(pool, &images).await?;
         indexed += images.len() as u64;
     }
-    if removed > 0 || indexed > 0 {
+    sqlx::query(REMOVED_UNDECODABLE_SQL).execute(pool).await?;
+    if removed > 0 || indexed > 0 || undecodable > 0 {
         sqlx::query(PRUNE_KEYS_SQL).execute(pool).await?;
         sqlx::query(PRUNE_MATCHES_SQL).execute(pool).await?;
     }
@@ -244,6 +261,34 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
         removed,
         undecodable,
     })
+}
+
+/// Drops the undecodable images' previous index (it described another analysis) and marks them.
+async fn mark_undecodable(pool: &PgPool, bad: &[Undecodable]) -> Result<()> {
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let digests: Vec<&str> = bad.iter().map(|b| b.0.as_str()).collect();
+    let analyzed: Vec<&str> = bad.iter().map(|b| b.1.as_str()).collect();
+    let errors: Vec<String> = bad.iter().map(|b| b.2.to_string()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query(DELETE_IMAGES_SQL)
+        .bind(&digests)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(DELETE_PACKAGES_SQL)
+        .bind(&digests)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(MARK_UNDECODABLE_SQL)
+        .bind(&digests)
+        .bind(&analyzed)
+        .bind(DECODER)
+        .bind(&errors)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The batch's package rows, encoded for COPY.

@@ -26,8 +26,8 @@ pub struct RematchReport {
     pub images_indexed: u64,
     /// Images dropped because they are no longer stored.
     pub images_removed: u64,
-    /// Images whose stored document did not decode: indexed with no packages (each logged with its
-    /// digest) so the rest of the fleet is still matched.
+    /// Images whose stored document did not decode: not indexed (their vulnerability data reads as
+    /// unavailable), each logged with its digest, so the rest of the fleet is still matched.
     pub images_undecodable: u64,
     /// Distinct keys evaluated (new keys and keys under dirty names; the rest carried over).
     pub keys_matched: u64,
