@@ -207,11 +207,16 @@ SELECT coalesce((SELECT string_agg(feed || '=' || generation || '@' || coalesce(
                           FROM fathom_vuln_image_packages p
                           JOIN fathom_vuln_keys k ON k.ecosystem = p.ecosystem AND k.name = p.name AND k.version = p.version
                          WHERE p.manifest_digest = $1), '-')
+    || ';' || coalesce((SELECT to_char(analyzed_at, 'YYYYMMDDHH24MISSUS') FROM fathom_images WHERE manifest_digest = $1), '-')
+    || ';' || coalesce((SELECT count(*) || '@' || coalesce(to_char(max(last_seen_at), 'YYYYMMDDHH24MISSUS'), '')
+                          FROM fathom_image_references WHERE manifest_digest = $1), '-')
 "#;
 
-/// The vulnerability data an image's evaluation depends on, as one string: each feed's generation and
-/// last sync, when the image was indexed and the generations its packages were matched at. Equal strings
-/// mean equal matches and freshness, so cached evaluations are keyed on it.
+/// The stored data an image's evaluation depends on, as one string: each feed's generation and last
+/// sync, when the image was indexed and the generations its packages were matched at, when it was
+/// analyzed and the references it was seen under. Equal strings mean equal facts, matches and
+/// freshness, so cached evaluations are keyed on it (a re-analysis or a newly seen tag changes it even
+/// before the next re-match indexes the image).
 pub async fn feed_state(pool: &PgPool, digest: &str) -> sqlx::Result<String> {
     sqlx::query_scalar(FEED_STATE_SQL)
         .bind(digest)

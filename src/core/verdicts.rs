@@ -150,9 +150,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_verdict_is_reused_until_the_bundle_it_was_evaluated_under_changes() {
-        let db = TestDb::create(&[&fathom_vulns::migrator(), &fathom_policy::store::migrator()])
-            .await
-            .unwrap();
+        let db = TestDb::create(&[
+            &fathom_worker::store::migrator(),
+            &fathom_vulns::migrator(),
+            &fathom_policy::store::migrator(),
+        ])
+        .await
+        .unwrap();
         let pool = PgPool::connect(db.url()).await.unwrap();
         let cache = VerdictCache::new(
             pool.clone(),
@@ -184,6 +188,35 @@ mod tests {
         // A bundle activated: the active bundle's digest is part of the key, so it is evaluated anew.
         let bundle = Bundle::from_json(DEFAULT_BUNDLE_JSON).unwrap();
         fathom_policy::store::put(&pool, &bundle, true)
+            .await
+            .unwrap();
+        miss(cache.lookup(&image, None).await.unwrap());
+
+        // The image analyzed (again), or seen under another reference: its facts may differ, so the
+        // verdict is evaluated anew even before the next re-match indexes the image.
+        let key = miss(cache.lookup(&image, None).await.unwrap());
+        cache.insert(key, verdict("default"));
+        assert!(matches!(
+            cache.lookup(&image, None).await.unwrap(),
+            Lookup::Hit(_)
+        ));
+        sqlx::query(
+            "INSERT INTO fathom_images (manifest_digest, config_digest, platform, layers, status, analyzer_version, cache_key)
+             VALUES ($1, 'sha256:c', 'linux/amd64', ARRAY['sha256:l1'], 'analyzed', 'test', 'k')",
+        )
+        .bind(&image.digest)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let key = miss(cache.lookup(&image, None).await.unwrap());
+        cache.insert(key, verdict("default"));
+        assert!(matches!(
+            cache.lookup(&image, None).await.unwrap(),
+            Lookup::Hit(_)
+        ));
+        sqlx::query("INSERT INTO fathom_image_references (reference, manifest_digest) VALUES ('r.test/app:2', $1)")
+            .bind(&image.digest)
+            .execute(&pool)
             .await
             .unwrap();
         miss(cache.lookup(&image, None).await.unwrap());

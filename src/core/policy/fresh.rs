@@ -85,15 +85,22 @@ impl Freshness {
     /// The current token for results about `image` (`None`: results about no image, e.g. which bundle
     /// is active); `None` while the listener is down.
     pub fn token(&self, image: Option<&str>) -> Option<Token> {
-        let everything = self.inner.everything.load(SeqCst);
-        if !self.inner.live.load(SeqCst) {
-            return None;
-        }
-        let image = match image {
-            Some(digest) => lock(&self.inner.images).get(digest).copied().unwrap_or(0),
-            None => 0,
+        let token = match image {
+            // `everything` is read under the images lock: a full map is cleared and `everything` moved
+            // under that lock, so a reader never pairs the old `everything` with a cleared image's 0.
+            Some(digest) => {
+                let images = lock(&self.inner.images);
+                Token {
+                    everything: self.inner.everything.load(SeqCst),
+                    image: images.get(digest).copied().unwrap_or(0),
+                }
+            }
+            None => Token {
+                everything: self.inner.everything.load(SeqCst),
+                image: 0,
+            },
         };
-        Some(Token { everything, image })
+        self.inner.live.load(SeqCst).then_some(token)
     }
 
     /// Whether the listener is connected and listening.
