@@ -31,7 +31,7 @@ fn hostile_files_leave_the_layer_analyzed_in_bounded_memory() {
         v.extend_from_slice(format!(" {PLANTED_AWS_KEY}\n").as_bytes());
         v
     };
-    let junk: Vec<u8> = (0..200_000u32)
+    let junk: Vec<u8> = (0..40_000u32)
         .flat_map(|i| {
             let mut chunk = b"(a+)+$[^\\x00]{999999}\\b".to_vec();
             chunk.push((i % 251) as u8);
@@ -108,7 +108,7 @@ fn hostile_files_leave_the_layer_analyzed_in_bounded_memory() {
     let huge = entry("/huge.txt");
     assert_eq!(huge.entry.size, GIB);
     assert_eq!(huge.entry.sha256, None, "above the digest cap");
-    assert!(entry("/junk.bin").entry.sha256.is_some());
+    assert!(entry("/junk.bin").entry.sha256.is_some(), "under the digest cap");
     assert!(entry(&format!("/{deep}")).entry.size == 8);
     assert!(!format!("{:?}", analysis.warnings).contains(PLANTED_AWS_KEY));
 
