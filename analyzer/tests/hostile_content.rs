@@ -108,7 +108,10 @@ fn hostile_files_leave_the_layer_analyzed_in_bounded_memory() {
     let huge = entry("/huge.txt");
     assert_eq!(huge.entry.size, GIB);
     assert_eq!(huge.entry.sha256, None, "above the digest cap");
-    assert!(entry("/junk.bin").entry.sha256.is_some(), "under the digest cap");
+    assert!(
+        entry("/junk.bin").entry.sha256.is_some(),
+        "under the digest cap"
+    );
     assert!(entry(&format!("/{deep}")).entry.size == 8);
     assert!(!format!("{:?}", analysis.warnings).contains(PLANTED_AWS_KEY));
 
