@@ -142,7 +142,6 @@ impl Check {
     }
 }
 
-/// anchore's package-db diff: missing from the filesystem, or changed digest, permission bits or size.
 /// Whether `installed` sorts before `want` by the package type's own version rules (dpkg's for types with
 /// none, as before per-type rules existed); `None` when either version is not valid under them.
 fn older_than(pkg_type: &str, installed: &str, want: &str) -> Option<bool> {
@@ -152,6 +151,7 @@ fn older_than(pkg_type: &str, installed: &str, want: &str) -> Option<bool> {
         .map(|order| order == Ordering::Less)
 }
 
+/// anchore's package-db diff: missing from the filesystem, or changed digest, permission bits or size.
 fn verify(record: &PackageFile, found: Option<&FileEntry>) -> Option<&'static str> {
     let Some(found) = found else {
         return Some("missing");
