@@ -33,6 +33,24 @@ fn dpkg_older(a: &str, b: &str) -> bool {
         .success()
 }
 
+/// Every ordered pair of `versions` (including each with itself).
+fn pairs<'a>(versions: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+    versions
+        .iter()
+        .flat_map(|a| versions.iter().map(move |b| (*a, *b)))
+        .collect()
+}
+
+/// The rule fires on `pkg_type` exactly where the reference script says `installed < minimum`.
+fn agrees_with_reference(pkg_type: &str, versions: &[&str], script: &str) {
+    let pairs = pairs(versions);
+    let want = python_older(&pairs, script);
+    assert_eq!(want.len(), pairs.len());
+    for ((a, b), older) in pairs.iter().zip(want) {
+        assert_eq!(fires(pkg_type, a, b), older, "installed {a}, minimum {b}");
+    }
+}
+
 /// `installed < want` per the reference, for every pair at once (one interpreter per ecosystem).
 fn python_older(pairs: &[(&str, &str)], script: &str) -> Vec<bool> {
     let input: String = pairs.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
@@ -100,19 +118,12 @@ fn python_minimums_follow_packaging() {
         "1.9",
         "1.0.0",
     ];
-    let pairs: Vec<(&str, &str)> = versions
-        .iter()
-        .flat_map(|a| versions.iter().map(move |b| (*a, *b)))
-        .collect();
-    let want = python_older(
-        &pairs,
+    agrees_with_reference(
+        "python",
+        &versions,
         "import sys\nfrom packaging.version import Version\n\
          for l in sys.argv[1].splitlines():\n a,b=l.split()\n print(1 if Version(a)<Version(b) else 0)",
     );
-    assert_eq!(want.len(), pairs.len());
-    for ((a, b), older) in pairs.iter().zip(want) {
-        assert_eq!(fires("python", a, b), older, "installed {a}, minimum {b}");
-    }
 }
 
 #[test]
@@ -127,20 +138,13 @@ fn rpm_minimums_follow_label_compare() {
         "1.10-1",
         "1.9-1",
     ];
-    let pairs: Vec<(&str, &str)> = versions
-        .iter()
-        .flat_map(|a| versions.iter().map(move |b| (*a, *b)))
-        .collect();
-    let want = python_older(
-        &pairs,
+    agrees_with_reference(
+        "rpm",
+        &versions,
         "import sys, rpm\n\
          def evr(v):\n e,_,rest=v.rpartition(':')\n ver,_,rel=rest.partition('-')\n return (e or '0',ver,rel)\n\
          for l in sys.argv[1].splitlines():\n a,b=l.split()\n print(1 if rpm.labelCompare(evr(a),evr(b))<0 else 0)",
     );
-    assert_eq!(want.len(), pairs.len());
-    for ((a, b), older) in pairs.iter().zip(want) {
-        assert_eq!(fires("rpm", a, b), older, "installed {a}, minimum {b}");
-    }
 }
 
 #[test]

@@ -263,6 +263,19 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
     })
 }
 
+/// Drops the images' previous index (their row and packages), inside the caller's transaction.
+async fn drop_index(tx: &mut sqlx::PgConnection, digests: &[&str]) -> Result<()> {
+    sqlx::query(DELETE_IMAGES_SQL)
+        .bind(digests)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(DELETE_PACKAGES_SQL)
+        .bind(digests)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Drops the undecodable images' previous index (it described another analysis) and marks them.
 async fn mark_undecodable(pool: &PgPool, bad: &[Undecodable]) -> Result<()> {
     if bad.is_empty() {
@@ -272,14 +285,7 @@ async fn mark_undecodable(pool: &PgPool, bad: &[Undecodable]) -> Result<()> {
     let analyzed: Vec<&str> = bad.iter().map(|b| b.1.as_str()).collect();
     let errors: Vec<String> = bad.iter().map(|b| b.2.to_string()).collect();
     let mut tx = pool.begin().await?;
-    sqlx::query(DELETE_IMAGES_SQL)
-        .bind(&digests)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(DELETE_PACKAGES_SQL)
-        .bind(&digests)
-        .execute(&mut *tx)
-        .await?;
+    drop_index(&mut tx, &digests).await?;
     sqlx::query(MARK_UNDECODABLE_SQL)
         .bind(&digests)
         .bind(&analyzed)
@@ -329,14 +335,7 @@ async fn write_batch(pool: &PgPool, images: &[Indexed]) -> Result<()> {
         v.push(kv);
     }
     let mut tx = pool.begin().await?;
-    sqlx::query(DELETE_IMAGES_SQL)
-        .bind(&digests)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(DELETE_PACKAGES_SQL)
-        .bind(&digests)
-        .execute(&mut *tx)
-        .await?;
+    drop_index(&mut tx, &digests).await?;
     sqlx::query(INSERT_IMAGES_SQL)
         .bind(&digests)
         .bind(&analyzed)
