@@ -208,11 +208,12 @@ async fn dead_jobs_come_back_through_the_cli_and_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_jobs_on_one_host_stay_within_its_limit() {
     let fleet = Fleet::new(&["alpine-apk"]).await;
-    let refs = copies(&fleet, 8).await;
+    // 50 jobs at once on one host (the figure), two registry requests allowed at a time.
+    let refs = copies(&fleet, 50).await;
     // Slow answers keep every admitted job talking to the registry for a while.
     fleet.proxy.rules.delay_ms.store(150, Ordering::SeqCst);
     let spec = WorkerSpec {
-        concurrency: 8,
+        concurrency: 50,
         max_concurrent_per_host: 2,
         layers_in_flight: Some(1),
         ..fleet.spec()
