@@ -38,16 +38,9 @@ pub struct CheckArgs {
     /// Output: `table` (anchore-cli's check detail) or `json` (the whole evaluation).
     #[arg(short = 'o', long = "output", value_parser = ["table", "json"], conflicts_with = "json")]
     pub output: Option<String>,
-    /// Standalone: platform to pick from a multi-arch image (OS/ARCH[/VARIANT]).
-    #[arg(long, default_value = "linux/amd64")]
-    pub platform: String,
-    /// Standalone: registry (HOST:PORT) to reach over plain HTTP; repeatable or comma-separated.
-    #[arg(
-        long = "insecure-registry",
-        env = "FATHOM_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    pub insecure_registries: Vec<String>,
+    /// Standalone: where and how to pull IMAGE.
+    #[command(flatten)]
+    pub pull: super::scan::PullArgs,
     /// Evaluate this bundle file (JSON or YAML) instead of a stored one (needs the database).
     #[arg(long, conflicts_with = "policy_id")]
     pub bundle: Option<PathBuf>,

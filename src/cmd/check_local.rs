@@ -17,8 +17,7 @@ pub async fn evaluate(args: &CheckArgs) -> anyhow::Result<Evaluation> {
     // The bundle first: a bad bundle should not cost a download.
     let bundle = read_bundle_file(path)?;
     let source: ImageSource = args.image.parse()?;
-    let mut options =
-        super::scan::analyzer_options(&args.platform, args.insecure_registries.clone())?;
+    let mut options = args.pull.analyzer_options()?;
     // The files and secret_scans gates read the inventory and the findings.
     options.content.enabled = true;
     options.content.secrets.enabled = true;

@@ -22,16 +22,9 @@ pub struct ScanArgs {
     /// Write the output to this file instead of stdout.
     #[arg(long = "file")]
     pub file: Option<PathBuf>,
-    /// Platform to pick from a multi-arch image (OS/ARCH[/VARIANT]).
-    #[arg(long, default_value = "linux/amd64")]
-    pub platform: String,
-    /// Registry (HOST:PORT) to reach over plain HTTP; repeatable or comma-separated.
-    #[arg(
-        long = "insecure-registry",
-        env = "FATHOM_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    pub insecure_registries: Vec<String>,
+    /// Where and how to pull the image.
+    #[command(flatten)]
+    pub pull: PullArgs,
     /// Layers fetched and analyzed at once (default: number of CPUs, at least 2).
     #[arg(long)]
     pub layers_in_flight: Option<usize>,
@@ -58,6 +51,38 @@ pub struct ScanArgs {
     pub vulns_from: Option<String>,
 }
 
+/// How a command that analyzes an image now pulls it: `scan` and standalone `check` share these flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PullArgs {
+    /// Platform to pick from a multi-arch image (OS/ARCH[/VARIANT]).
+    #[arg(long, default_value = "linux/amd64")]
+    pub platform: String,
+    /// Registry (HOST:PORT) to reach over plain HTTP; repeatable or comma-separated.
+    #[arg(
+        long = "insecure-registry",
+        env = "FATHOM_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+}
+
+impl PullArgs {
+    /// Analyzer options for these flags (platform, plain-HTTP registries, the registry credentials of
+    /// the environment); content options stay at their defaults.
+    pub(crate) fn analyzer_options(&self) -> anyhow::Result<AnalyzerOptions> {
+        let credentials = Credentials::from_env().map_err(anyhow::Error::msg)?;
+        Ok(AnalyzerOptions {
+            platform: self.platform.parse()?,
+            registry: RegistryOptions {
+                insecure: insecure_registries(self.insecure_registries.clone()),
+                credentials,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+}
+
 /// The flag (or `FATHOM_INSECURE_REGISTRIES`), plus `FATHOM_REGISTRY_INSECURE`, the name the config file's
 /// `registry.insecure` key takes in the environment: the same variables work for `scan` and for workers.
 pub(crate) fn insecure_registries(from_flag: Vec<String>) -> Vec<String> {
@@ -71,24 +96,6 @@ pub(crate) fn insecure_registries(from_flag: Vec<String>) -> Vec<String> {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
-}
-
-/// Analyzer options for a source given on the command line (platform, plain-HTTP registries, the
-/// registry credentials of the environment); content options stay at their defaults.
-pub(crate) fn analyzer_options(
-    platform: &str,
-    insecure: Vec<String>,
-) -> anyhow::Result<AnalyzerOptions> {
-    let credentials = Credentials::from_env().map_err(anyhow::Error::msg)?;
-    Ok(AnalyzerOptions {
-        platform: platform.parse()?,
-        registry: RegistryOptions {
-            insecure: insecure_registries(insecure),
-            credentials,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
 }
 
 /// Analyzes `source`, with a one-line progress note on a terminal.
@@ -124,7 +131,7 @@ pub(crate) async fn analyze(
 /// Runs `fathom scan`.
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let source: ImageSource = args.source.parse()?;
-    let mut options = analyzer_options(&args.platform, args.insecure_registries)?;
+    let mut options = args.pull.analyzer_options()?;
     if let Some(n) = args.layers_in_flight {
         options.layers_in_flight = n.max(1);
     }
