@@ -101,16 +101,7 @@ pub fn from_document(
         // Filled by `add_files`, which reads the stored layers.
         files: None,
         content_matches: None,
-        secrets: doc.analyzer.content().secrets.then(|| {
-            doc.secrets
-                .iter()
-                .map(|s| SecretFinding {
-                    path: s.path.clone(),
-                    line: s.line,
-                    regex_name: s.rule.clone(),
-                })
-                .collect()
-        }),
+        secrets: doc.analyzer.content().secrets.then(|| secret_findings(doc)),
         vulnerabilities: None,
         feed: FeedStatus::default(),
     }
@@ -197,6 +188,18 @@ pub fn vuln_match(m: queries::VulnMatch) -> VulnMatch {
         will_not_fix: m.fix.state == "wont-fix",
         link: m.urls.into_iter().next(),
     }
+}
+
+/// The analysis's secret findings as the `secret_scans` gate reads them (stored and standalone checks).
+pub(crate) fn secret_findings(doc: &ImageAnalysis) -> Vec<SecretFinding> {
+    doc.secrets
+        .iter()
+        .map(|s| SecretFinding {
+            path: s.path.clone(),
+            line: s.line,
+            regex_name: s.rule.clone(),
+        })
+        .collect()
 }
 
 pub(crate) const FEED_STATE_SQL: &str = r#"

@@ -5,7 +5,7 @@
 use fathom_analyzer::layer::FileKind;
 use fathom_analyzer::source::registry::canonical_reference;
 use fathom_analyzer::ImageAnalysis;
-use fathom_policy::{FeedStatus, FileEntry, FileType, ImageFacts, SecretFinding};
+use fathom_policy::{FeedStatus, FileEntry, FileType, ImageFacts};
 use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
 use fathom_vulns::core::matching::feed_of;
 use fathom_vulns::local::{LocalFeed, LocalMatches};
@@ -62,16 +62,7 @@ pub fn from_analysis(
             })
             .collect()
     });
-    let secrets = content.secrets.then(|| {
-        doc.secrets
-            .iter()
-            .map(|s| SecretFinding {
-                path: s.path.clone(),
-                line: s.line,
-                regex_name: s.rule.clone(),
-            })
-            .collect()
-    });
+    let secrets = content.secrets.then(|| super::facts::secret_findings(doc));
     let mut facts = ImageFacts {
         image,
         packages,
