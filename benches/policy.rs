@@ -91,24 +91,13 @@ async fn seed(api: &Api, dir: &Path, url: &str) -> (String, Vec<Value>) {
     let reference = format!("{}/{}", support::registry(), pushed[0].0);
     let worker = WorkerProc::start(dir, "bench-seed", url, &WorkerSpec::default());
     let client = api.client();
-    let (_, submitted) = client
-        .post("/v1/images", json!({ "reference": reference }))
-        .await;
-    let job = submitted["job_id"].as_i64().expect("job id");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, entry) = client.get(&format!("/v1/images/by-job/{job}")).await;
-        if entry["status"] == "analyzed" {
-            drop(worker);
-            let digest = entry["digest"].as_str().expect("digest").to_string();
-            let (_, listed) = client.get(&format!("/v1/images/{digest}/packages")).await;
-            let packages = listed["packages"].as_array().cloned().unwrap_or_default();
-            assert!(!packages.is_empty(), "no packages listed: {listed}");
-            return (digest, packages);
-        }
-        assert!(Instant::now() < deadline, "image not analyzed: {entry}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = client.submit_and_wait(&reference).await;
+    drop(worker);
+    let digest = done["digest"].as_str().expect("digest").to_string();
+    let (_, listed) = client.get(&format!("/v1/images/{digest}/packages")).await;
+    let packages = listed["packages"].as_array().cloned().unwrap_or_default();
+    assert!(!packages.is_empty(), "no packages listed: {listed}");
+    (digest, packages)
 }
 
 /// An OSV feed directory with [`PER_PACKAGE`] advisories for every deb, Python and npm package: all

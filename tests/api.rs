@@ -525,17 +525,6 @@ async fn assert_metric(client: &Client, sample: &str) {
     );
 }
 
-/// Polls `GET /v1/images/by-job/{job}` until it reports a final status.
-async fn wait_done(client: &Client, job: i64) -> Value {
-    poll_until(
-        client,
-        &format!("/v1/images/by-job/{job}"),
-        Duration::from_secs(90),
-        |entry| matches!(entry["status"].as_str(), Some("analyzed" | "failed")),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
     let db = support::test_db().await;
@@ -552,7 +541,7 @@ async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
     let job = submitted["job_id"].as_i64().unwrap();
-    let done = wait_done(&client, job).await;
+    let done = client.wait_done(job).await;
     assert_eq!(done["status"], "analyzed", "{done}");
     assert_eq!(done["digest"], digest);
     let packages = done["packages"].as_i64().unwrap();
@@ -639,7 +628,7 @@ async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
     let (_, failed) = client
         .post("/v1/images", json!({"reference": missing}))
         .await;
-    let failed = wait_done(&client, failed["job_id"].as_i64().unwrap()).await;
+    let failed = client.wait_done(failed["job_id"].as_i64().unwrap()).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     assert!(
         failed["error"]
@@ -662,7 +651,7 @@ async fn a_submitted_image_is_analyzed_and_served_as_a_valid_cyclonedx_sbom() {
     assert_eq!(forced["created"], true, "{forced}");
     let forced_job = forced["job_id"].as_i64().unwrap();
     assert_ne!(forced_job, job);
-    assert_eq!(wait_done(&client, forced_job).await["status"], "analyzed");
+    assert_eq!(client.wait_done(forced_job).await["status"], "analyzed");
     let (_, layers) = client.get(&format!("/v1/images/{digest}/layers")).await;
     assert!(
         layers["layers"]

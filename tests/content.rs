@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use fathom_testkit::samples::{
     expected_secrets, PLANTED_AWS_KEY, PLANTED_PEM_BODY, PLANTED_SETGID, PLANTED_SETUID,
 };
@@ -13,20 +11,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::api::{Api, Client};
 use support::{WorkerProc, WorkerSpec};
-
-async fn wait_done(client: &Client, job: i64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (status, entry) = client.get(&format!("/v1/images/by-job/{job}")).await;
-        if status == StatusCode::OK
-            && matches!(entry["status"].as_str(), Some("analyzed" | "failed"))
-        {
-            return entry;
-        }
-        assert!(Instant::now() < deadline, "job {job} not done: {entry}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn assert_clean(what: &str, text: &str) {
     assert!(!text.contains(PLANTED_AWS_KEY), "{what} leaks the AWS key");
@@ -47,7 +31,9 @@ async fn files_and_secrets_are_served_and_secret_values_are_stored_nowhere() {
         .post("/v1/images", json!({"reference": reference}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
-    let done = wait_done(&client, submitted["job_id"].as_i64().unwrap()).await;
+    let done = client
+        .wait_done(submitted["job_id"].as_i64().unwrap())
+        .await;
     assert_eq!(done["status"], "analyzed", "{done}");
 
     // Secrets: exactly the planted visible ones (the deleted copy is not reported).
@@ -240,7 +226,9 @@ async fn files_secrets_and_config_gates_fire_on_a_stored_image() {
         .post("/v1/images", json!({"reference": reference}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
-    let done = wait_done(&client, submitted["job_id"].as_i64().unwrap()).await;
+    let done = client
+        .wait_done(submitted["job_id"].as_i64().unwrap())
+        .await;
     assert_eq!(done["status"], "analyzed", "{done}");
 
     let stop = |gate: &str, trigger: &str, params: Value| json!({"gate": gate, "trigger": trigger, "action": "STOP", "params": params});

@@ -6,7 +6,6 @@
 mod support;
 
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use fathom_testkit::pg::TestDb;
 use reqwest::{Method, StatusCode};
@@ -92,21 +91,7 @@ async fn analyzed(client: &Client, dir: &std::path::Path, db: &TestDb) -> (Strin
     let reference = format!("{}/{}", support::registry(), pushed[0].0);
     let digest = pushed[0].1.manifest_digest();
     let _worker = WorkerProc::start(dir, "w1", db.url(), &WorkerSpec::default());
-    let (status, submitted) = client
-        .post("/v1/images", json!({"reference": reference}))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
-    let job = submitted["job_id"].as_i64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, entry) = client.get(&format!("/v1/images/by-job/{job}")).await;
-        if entry["status"] == "analyzed" {
-            break;
-        }
-        assert_ne!(entry["status"], "failed", "{entry}");
-        assert!(Instant::now() < deadline, "not analyzed in time: {entry}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    client.submit_and_wait(&reference).await;
     let (_, debs) = client
         .get(&format!("/v1/images/{digest}/packages?type=deb"))
         .await;

@@ -99,21 +99,8 @@ async fn analyzed(client: &Client, dir: &Path, db: &TestDb) -> String {
     let pushed = support::push_samples(&["debian-python-npm"]).await;
     let reference = format!("{}/{}", support::registry(), pushed[0].0);
     let _worker = WorkerProc::start(dir, "w1", db.url(), &WorkerSpec::default());
-    let (status, submitted) = client
-        .post("/v1/images", json!({"reference": reference}))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
-    let job = submitted["job_id"].as_i64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, entry) = client.get(&format!("/v1/images/by-job/{job}")).await;
-        if entry["status"] == "analyzed" {
-            return entry["digest"].as_str().unwrap().to_string();
-        }
-        assert_ne!(entry["status"], "failed", "{entry}");
-        assert!(Instant::now() < deadline, "not analyzed in time: {entry}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = client.submit_and_wait(&reference).await;
+    done["digest"].as_str().unwrap().to_string()
 }
 
 /// A bundle that STOPs on every image.

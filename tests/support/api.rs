@@ -125,4 +125,33 @@ impl Client {
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.send(self.request(reqwest::Method::DELETE, path)).await
     }
+
+    /// Polls `GET /v1/images/by-job/{job}` until it reports a final status (analyzed or failed) and
+    /// returns that entry; panics after 90 s.
+    pub async fn wait_done(&self, job: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (status, entry) = self.get(&format!("/v1/images/by-job/{job}")).await;
+            if status == StatusCode::OK
+                && matches!(entry["status"].as_str(), Some("analyzed" | "failed"))
+            {
+                return entry;
+            }
+            assert!(Instant::now() < deadline, "job {job} not done: {entry}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Submits `reference` (expecting `202 Accepted`) and waits until its job is analyzed; returns the
+    /// final entry. A failed analysis fails the caller.
+    pub async fn submit_and_wait(&self, reference: &str) -> Value {
+        let (status, submitted) = self
+            .post("/v1/images", serde_json::json!({"reference": reference}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+        let job = submitted["job_id"].as_i64().unwrap();
+        let done = self.wait_done(job).await;
+        assert_eq!(done["status"], "analyzed", "{done}");
+        done
+    }
 }
