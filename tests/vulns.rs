@@ -1,6 +1,7 @@
 //! `fathom vulns` end to end on a real Postgres: a generated OSV feed directory (labelled sample data: no
 //! feed can be downloaded here) is synced, a malformed record is counted without failing the sync, an
-//! unchanged feed is not stored again, and `fathom vulns feeds` reports the generation.
+//! unchanged feed is not stored again, `fathom vulns feeds` reports the generation, and a partial mirror's
+//! unlisted ecosystems are `not_offered`, not failed.
 
 mod support;
 
@@ -107,4 +108,63 @@ async fn a_missing_feed_fails_the_sync_with_its_name() {
     );
     assert!(!ok, "a feed without all.zip must fail the sync: {report}");
     assert!(report.to_string().contains("PyPI"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecosystems_a_partial_mirror_does_not_list_are_not_offered_not_failed() {
+    let db = test_db().await;
+    let migrate = fathom()
+        .args(["migrate", "--database-url", db.url()])
+        .output()
+        .unwrap();
+    assert!(migrate.status.success());
+    // An air-gapped mirror of PyPI only (its `ecosystems.txt` lists only PyPI).
+    let feed = tempfile::tempdir().unwrap();
+    write_feed(feed.path());
+    let from = feed.path().to_str().unwrap();
+    let (ok, report, stderr) = vulns(
+        db.url(),
+        &["sync", "--from", from, "--ecosystems", "PyPI,Debian,npm"],
+    );
+    assert!(
+        ok,
+        "a partial mirror is not a failed sync: {report}\n{stderr}"
+    );
+    let outcome = |r: &serde_json::Value, feed: &str| {
+        r["feeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["feed"] == feed)
+            .unwrap_or_else(|| panic!("{feed} missing: {r}"))
+            .clone()
+    };
+    assert_eq!(outcome(&report, "PyPI")["outcome"], "updated", "{report}");
+    for feed in ["Debian", "npm"] {
+        let f = outcome(&report, feed);
+        assert_eq!(f["outcome"], "not_offered", "{report}");
+        assert!(f["error"].is_null(), "{report}");
+    }
+    assert!(!stderr.contains("feed sync failed"), "{stderr}");
+
+    let (ok, feeds, _) = vulns(db.url(), &["feeds"]);
+    assert!(ok);
+    let listed = serde_json::json!({"feeds": feeds});
+    let debian = outcome(&listed, "Debian");
+    assert_eq!(debian["status"], "not_offered", "{feeds}");
+    assert!(debian["last_error"].is_null(), "{feeds}");
+    assert!(debian["last_checked_at"].is_string(), "{feeds}");
+    assert_eq!(outcome(&listed, "PyPI")["status"], "ok", "{feeds}");
+
+    // The mirror starts offering Debian (listed, but its zip is broken): now it is a failure.
+    std::fs::write(feed.path().join("ecosystems.txt"), "PyPI\nDebian\n").unwrap();
+    let (ok, report, _) = vulns(
+        db.url(),
+        &["sync", "--from", from, "--ecosystems", "PyPI,Debian"],
+    );
+    assert!(!ok, "{report}");
+    assert_eq!(outcome(&report, "Debian")["outcome"], "failed", "{report}");
+    let (_, feeds, _) = vulns(db.url(), &["feeds"]);
+    let listed = serde_json::json!({"feeds": feeds});
+    assert_eq!(outcome(&listed, "Debian")["status"], "failed", "{feeds}");
 }

@@ -324,3 +324,52 @@ async fn a_feed_update_changes_the_answer_without_a_new_analysis() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_reports_what_a_partial_mirror_does_not_offer_without_failing_or_staleness() {
+    let db = db().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The sample feed's `ecosystems.txt` lists Debian, Alpine, PyPI and npm: a mirror of those only.
+    let feed = tempfile::tempdir().unwrap();
+    osv::write_sample_feed(feed.path(), false).unwrap();
+    let section = format!(
+        "  feeds:\n    enabled: true\n    base_url: '{}'\n    ecosystems: [PyPI, Go, crates.io]\n    rematch_interval: 1s\n",
+        feed.path().display()
+    );
+    let api = Api::start(dir.path(), db.url(), &section);
+    let client = api.client();
+    let synced = poll(&client, "/v1/feeds", |f| {
+        f["feeds"].as_array().is_some_and(|a| a.len() == 3)
+    })
+    .await;
+    for f in synced["feeds"].as_array().unwrap() {
+        assert!(f["last_error"].is_null(), "{f}");
+        let want = if f["feed"] == "PyPI" {
+            "ok"
+        } else {
+            "not_offered"
+        };
+        assert_eq!(f["status"], want, "{f}");
+    }
+    // The age gauge stays for what is offered and is absent for the rest, so the stale-feed alert
+    // (`min by (feed) (fathom_feed_age_seconds) > 2d`) cannot fire for Go; no sync counted as failed.
+    let metrics = poll(&client, "/metrics", |m| {
+        !m.as_str()
+            .unwrap_or_default()
+            .contains("fathom_feed_age_seconds{feed=\"Go\"}")
+    })
+    .await;
+    let metrics = metrics.as_str().unwrap();
+    for feed in ["Go", "crates.io"] {
+        let series = format!("fathom_feed_sync_total{{feed=\"{feed}\",outcome=\"not_offered\"}}");
+        assert_eq!(support::metric(metrics, &series), 1.0, "{metrics}");
+        let failed = format!("fathom_feed_sync_total{{feed=\"{feed}\",outcome=\"failed\"}}");
+        assert_eq!(support::metric(metrics, &failed), 0.0, "{metrics}");
+        assert!(
+            !metrics.contains(&format!("fathom_feed_age_seconds{{feed=\"{feed}\"}}")),
+            "{metrics}"
+        );
+    }
+    let age = support::metric(metrics, "fathom_feed_age_seconds{feed=\"PyPI\"}");
+    assert!(age.is_finite() && age >= 0.0, "{age}");
+}

@@ -120,7 +120,11 @@ pub async fn add_vulnerabilities(
     facts: &mut ImageFacts,
 ) -> fathom_vulns::Result<()> {
     let feeds = queries::feeds(pool).await?;
-    let live: Vec<_> = feeds.iter().filter(|f| f.generation.is_some()).collect();
+    // A feed the source no longer offers is neither current data nor stale: a partial mirror's choice.
+    let live: Vec<_> = feeds
+        .iter()
+        .filter(|f| f.generation.is_some() && f.offered)
+        .collect();
     // The stalest feed decides: one fresh feed does not make another's data current.
     facts.feed.last_sync = live
         .iter()

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 pub const FEED_LOCK: i64 = 0x6661_7468_6f6d_4664;
 
 /// Sync outcomes, each a value of the `outcome` label.
-const OUTCOMES: [&str; 3] = ["updated", "unchanged", "failed"];
+const OUTCOMES: [&str; 4] = ["updated", "unchanged", "failed", "not_offered"];
 
 /// The feed cycle's metrics, registered beside the API's.
 #[derive(Clone)]
@@ -40,7 +40,7 @@ impl FeedMetrics {
         let syncs = IntCounterVec::new(
             Opts::new(
                 "fathom_feed_sync_total",
-                "Feed syncs by the core, by feed and outcome (updated, unchanged, failed)",
+                "Feed syncs by the core, by feed and outcome (updated, unchanged, failed, not_offered)",
             ),
             &["feed", "outcome"],
         )?;
@@ -55,7 +55,7 @@ impl FeedMetrics {
         let age = GaugeVec::new(
             Opts::new(
                 "fathom_feed_age_seconds",
-                "Seconds since the feed's last successful sync (+Inf: never synced)",
+                "Seconds since the feed's last successful sync (+Inf: never synced; absent: not offered by the source)",
             ),
             &["feed"],
         )?;
@@ -105,14 +105,19 @@ impl FeedMetrics {
     }
 }
 
-/// Per configured feed: seconds since its last success and since its last check (None: never), records.
+/// Per configured feed: seconds since its last success and since its last check (None: never), records,
+/// whether the source offers it.
 const STATE_SQL: &str = r#"
 SELECT f.feed,
        extract(epoch FROM now() - s.last_success_at)::float8,
        extract(epoch FROM now() - s.last_checked_at)::float8,
-       coalesce(s.records, 0)
+       coalesce(s.records, 0),
+       coalesce(s.offered, true)
 FROM unnest($1::text[]) AS f(feed) LEFT JOIN fathom_vuln_feeds s ON s.feed = f.feed
 "#;
+/// A row of [`STATE_SQL`].
+type StateRow = (String, Option<f64>, Option<f64>, i64, bool);
+
 const MATCHES_SQL: &str = "SELECT count(*) FROM fathom_vuln_matches";
 
 /// Takes the feed lock on `conn` without waiting; true when this session now holds it.
@@ -208,6 +213,7 @@ async fn locked_round(
                 FeedOutcome::Updated { .. } => "updated",
                 FeedOutcome::Unchanged => "unchanged",
                 FeedOutcome::Failed { .. } => "failed",
+                FeedOutcome::NotOffered => "not_offered",
             };
             metrics.syncs.with_label_values(&[&f.feed, outcome]).inc();
             metrics
@@ -247,18 +253,23 @@ async fn refresh(
     config: &VulnsConfig,
     metrics: &FeedMetrics,
 ) -> anyhow::Result<bool> {
-    let rows: Vec<(String, Option<f64>, Option<f64>, i64)> = sqlx::query_as(STATE_SQL)
+    let rows: Vec<StateRow> = sqlx::query_as(STATE_SQL)
         .bind(&config.ecosystems)
         .fetch_all(pool)
         .await
         .context("reading feed state (has `fathom migrate` run?)")?;
     let interval = config.interval.as_secs_f64();
     let mut due = false;
-    for (feed, age, checked, records) in rows {
-        metrics
-            .age
-            .with_label_values(&[&feed])
-            .set(age.unwrap_or(f64::INFINITY));
+    for (feed, age, checked, records, offered) in rows {
+        if offered {
+            metrics
+                .age
+                .with_label_values(&[&feed])
+                .set(age.unwrap_or(f64::INFINITY));
+        } else {
+            // No age series, so the stale-feed alert does not page for what the mirror never had.
+            let _absent = metrics.age.remove_label_values(&[&feed]);
+        }
         metrics.records.with_label_values(&[&feed]).set(records);
         due |= checked.is_none_or(|c| c >= interval);
     }

@@ -122,7 +122,12 @@ async fn sync_is_conditional_and_atomic() {
     let before = server.requests();
     let r = Feeds::sync(&pool, &cfg, &|_| {}).await.unwrap();
     assert_eq!(outcome(&r, "PyPI"), FeedOutcome::Unchanged);
-    assert_eq!(server.requests() - before, 2, "one request per feed");
+    // The server has no `ecosystems.txt`: one request for it, then every feed is tried.
+    assert_eq!(
+        server.requests() - before,
+        3,
+        "one listing, one request per feed"
+    );
 
     // A broken download fails that feed and leaves the previous generation current.
     server.put("PyPI/all.zip", b"truncated".to_vec());

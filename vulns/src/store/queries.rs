@@ -255,13 +255,20 @@ pub struct FeedStatus {
     pub last_checked_at: Option<String>,
     /// Last error, cleared by a success.
     pub last_error: Option<String>,
+    /// Whether the source's `ecosystems.txt` listed the feed at the last check.
+    pub offered: bool,
+    /// `ok`, `failed` (the last check did; a generation it had stays current), `not_offered` (the
+    /// source does not list the feed: a partial mirror, not a failure) or `never_synced`.
+    pub status: String,
 }
 
 const FEEDS_SQL: &str = r#"
 SELECT feed, generation, records, malformed,
        to_char(last_success_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_success_at,
        to_char(last_checked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_checked_at,
-       last_error
+       last_error, offered,
+       CASE WHEN NOT offered THEN 'not_offered' WHEN last_error IS NOT NULL THEN 'failed'
+            WHEN generation IS NULL THEN 'never_synced' ELSE 'ok' END AS status
 FROM fathom_vuln_feeds ORDER BY feed
 "#;
 

@@ -2,6 +2,7 @@
 //! through a bounded channel into one transaction that writes a new generation and moves the feed's
 //! pointer to it. A failure rolls back: the previous generation stays current.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -37,6 +38,10 @@ pub enum FeedOutcome {
         /// Bytes downloaded.
         bytes: u64,
     },
+    /// The source's `ecosystems.txt` does not list the feed (a partial mirror): nothing was fetched,
+    /// which is not a failure; the previous generation (if any) stays current.
+    #[serde(rename = "not_offered")]
+    NotOffered,
     /// The sync failed; the previous generation (if any) stays current.
     Failed {
         /// Why, naming the feed.
@@ -88,7 +93,8 @@ pub struct Feeds;
 
 impl Feeds {
     /// Syncs every configured feed. A feed's failure is reported (and recorded in `fathom_vuln_feeds`)
-    /// without stopping the others; only an invalid configuration is an error.
+    /// without stopping the others; a feed the source's `ecosystems.txt` does not list is reported
+    /// [`FeedOutcome::NotOffered`] without a request; only an invalid configuration is an error.
     pub async fn sync(
         pool: &PgPool,
         config: &VulnsConfig,
@@ -96,11 +102,26 @@ impl Feeds {
     ) -> Result<SyncReport> {
         config.validate("services.feeds")?;
         let source = Source::new(&config.base_url, config.timeout)?;
+        // Without a listing (a hand-made directory, or the source unreachable) every feed is tried and
+        // fails or succeeds on its own, as before listings were read.
+        let listed: Option<HashSet<String>> = match source.ecosystems().await {
+            Ok(listed) => Some(listed.into_iter().collect()),
+            Err(e) => {
+                tracing::warn!("{e}; trying every configured feed");
+                None
+            }
+        };
         let mut report = SyncReport::default();
         for feed in &config.ecosystems {
             progress(Progress::Checking(feed));
             let started = Instant::now();
-            let outcome = match sync_one(pool, &source, config, feed, progress).await {
+            let offered = listed.as_ref().is_none_or(|l| l.contains(feed));
+            let result = if offered {
+                sync_one(pool, &source, config, feed, progress).await
+            } else {
+                record_not_offered(pool, feed).await
+            };
+            let outcome = match result {
                 Ok(o) => o,
                 Err(e) => {
                     let error = e.to_string();
@@ -124,10 +145,15 @@ impl Feeds {
 const VALIDATORS_SQL: &str =
     "SELECT etag, last_modified FROM fathom_vuln_feeds WHERE feed = $1 AND generation IS NOT NULL";
 const CHECKED_SQL: &str =
-    "UPDATE fathom_vuln_feeds SET last_checked_at = now(), last_error = NULL WHERE feed = $1";
+    "UPDATE fathom_vuln_feeds SET last_checked_at = now(), last_error = NULL, \
+     offered = true WHERE feed = $1";
 const FAILURE_SQL: &str = r#"
 INSERT INTO fathom_vuln_feeds (feed, last_checked_at, last_error) VALUES ($1, now(), $2)
-ON CONFLICT (feed) DO UPDATE SET last_checked_at = now(), last_error = EXCLUDED.last_error
+ON CONFLICT (feed) DO UPDATE SET last_checked_at = now(), last_error = EXCLUDED.last_error, offered = true
+"#;
+const NOT_OFFERED_SQL: &str = r#"
+INSERT INTO fathom_vuln_feeds (feed, last_checked_at, offered) VALUES ($1, now(), false)
+ON CONFLICT (feed) DO UPDATE SET last_checked_at = now(), last_error = NULL, offered = false
 "#;
 const OLD_GENERATION_SQL: &str =
     "SELECT generation FROM fathom_vuln_feeds WHERE feed = $1 FOR UPDATE";
@@ -137,7 +163,7 @@ INSERT INTO fathom_vuln_feeds (feed, generation, etag, last_modified, records, m
 VALUES ($1, $2, $3, $4, $5, $6, now(), now(), NULL)
 ON CONFLICT (feed) DO UPDATE SET generation = EXCLUDED.generation, etag = EXCLUDED.etag,
     last_modified = EXCLUDED.last_modified, records = EXCLUDED.records, malformed = EXCLUDED.malformed,
-    last_checked_at = now(), last_success_at = now(), last_error = NULL
+    last_checked_at = now(), last_success_at = now(), last_error = NULL, offered = true
 "#;
 /// The (ecosystem, name) pairs whose matches may change when the feed moves from generation `$2` (NULL:
 /// none) to `$1`: every pair named by an affected entry of a record added, changed, removed or withdrawn
@@ -180,6 +206,19 @@ async fn record_failure(pool: &PgPool, feed: &str, error: &str) {
     {
         tracing::warn!(feed, "could not record the failure: {e}");
     }
+}
+
+/// Records that the source does not list `feed`; a generation it had stays current.
+async fn record_not_offered(pool: &PgPool, feed: &str) -> Result<FeedOutcome> {
+    sqlx::query(NOT_OFFERED_SQL)
+        .bind(feed)
+        .execute(pool)
+        .await?;
+    tracing::info!(
+        feed,
+        "the feed source does not list this ecosystem (not offered)"
+    );
+    Ok(FeedOutcome::NotOffered)
 }
 
 async fn sync_one(
