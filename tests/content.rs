@@ -354,3 +354,32 @@ async fn files_secrets_and_config_gates_fire_on_a_stored_image() {
     .await;
     assert_eq!(quiet["final_action"], "GO", "{quiet}");
 }
+
+/// The README's Policy section describes what stored checks read: the facts
+/// `files_secrets_and_config_gates_fire_on_a_stored_image` shows them firing on (image config for
+/// `dockerfile` rules, file inventory, secrets), not an analyzer that records none of them.
+#[test]
+fn the_readme_says_stored_checks_read_the_config_files_and_secrets() {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("\n## Policy")
+        .expect("README has a Policy section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let stored = section
+        .find("Facts come from the store")
+        .map(|i| &section[i..])
+        .and_then(|s| s.split("\n\n").next())
+        .expect("the Policy section says where stored facts come from");
+    for claim in ["does not record", "see no instructions"] {
+        assert!(!stored.contains(claim), "untrue: {claim:?} in {stored}");
+    }
+    for fact in [
+        "image config",
+        "`dockerfile` rules",
+        "file inventory",
+        "secret findings",
+    ] {
+        assert!(stored.contains(fact), "{fact:?} missing from {stored}");
+    }
+}

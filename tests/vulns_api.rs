@@ -373,3 +373,74 @@ async fn the_core_reports_what_a_partial_mirror_does_not_offer_without_failing_o
     let age = support::metric(metrics, "fathom_feed_age_seconds{feed=\"PyPI\"}");
     assert!(age.is_finite() && age >= 0.0, "{age}");
 }
+
+/// The core's log lines from the feed cycle (`feed cycle: ...` warnings), waiting up to 30 s for at
+/// least `n`.
+async fn feed_cycle_warnings(api: &Api, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Logs go to stderr (`core.err` beside the stdout log).
+        let log = std::fs::read_to_string(api.log.with_file_name("core.err")).unwrap_or_default();
+        let lines: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("feed cycle:"))
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "no feed cycle warning:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_cycle_blames_the_database_when_it_is_down_and_migrations_only_when_tables_are_missing(
+) {
+    use fathom_testkit::pg::{Durability, OwnedCluster};
+    let feed = tempfile::tempdir().unwrap();
+    osv::write_sample_feed(feed.path(), false).unwrap();
+
+    // Reachable, but the feeds' migrations never ran: that is what `fathom migrate` fixes.
+    let unmigrated =
+        TestDb::create(&[&fathom_queue::migrator(), &fathom_worker::store::migrator()])
+            .await
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), unmigrated.url(), &feeds_section(feed.path()));
+    let warning = feed_cycle_warnings(&api, 1).await.remove(0);
+    assert!(warning.contains("has `fathom migrate` run?"), "{warning}");
+    drop(api);
+
+    // Migrated, then Postgres stops: the database is the problem, not the migrations.
+    let cluster = tokio::task::spawn_blocking(|| OwnedCluster::start(Durability::Throwaway))
+        .await
+        .unwrap()
+        .expect("a cluster of our own to stop");
+    let url = cluster.info().url("postgres");
+    let out = support::cli(&url, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), &url, &feeds_section(feed.path()));
+    let client = api.client();
+    poll(&client, "/v1/feeds", |f| {
+        f["feeds"]
+            .as_array()
+            .is_some_and(|a| a.len() == osv::SAMPLE_FEEDS.len())
+    })
+    .await;
+    let before = feed_cycle_warnings(&api, 0).await.len();
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop().expect("stop postgres");
+        cluster
+    })
+    .await
+    .unwrap();
+    let warning = feed_cycle_warnings(&api, before + 1).await.remove(before);
+    assert!(!warning.contains("fathom migrate"), "{warning}");
+    assert!(warning.contains("the database did not answer"), "{warning}");
+}

@@ -247,6 +247,23 @@ async fn locked_round(
     Ok(())
 }
 
+/// Why the feed state could not be read, pointing the operator the right way: only a missing table means
+/// the migrations have not run; anything else (Postgres down, a network cut, a timeout) is the database,
+/// which the next round tries again.
+pub fn state_error(e: sqlx::Error) -> anyhow::Error {
+    const UNDEFINED_TABLE: &str = "42P01";
+    let missing_table = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == UNDEFINED_TABLE);
+    let what = if missing_table {
+        "reading feed state: the feed tables are missing (has `fathom migrate` run?)"
+    } else {
+        "reading feed state: the database did not answer (retried next round)"
+    };
+    anyhow::Error::new(e).context(what)
+}
+
 /// Sets age and records of every configured feed; returns whether a sync is due.
 async fn refresh(
     pool: &PgPool,
@@ -257,7 +274,7 @@ async fn refresh(
         .bind(&config.ecosystems)
         .fetch_all(pool)
         .await
-        .context("reading feed state (has `fathom migrate` run?)")?;
+        .map_err(state_error)?;
     let interval = config.interval.as_secs_f64();
     let mut due = false;
     for (feed, age, checked, records, offered) in rows {
