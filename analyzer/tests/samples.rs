@@ -71,3 +71,51 @@ fn sample_images_report_their_expected_packages() {
         }
     }
 }
+
+/// Debian's `docker-registry` (`apt-get install docker-registry`, which the registry tests need anyway): a
+/// GOPATH build whose build info has only `path` and no `-ldflags`; its version `2.8.2+ds1` is a `-X`
+/// string in the binary's data, where Syft finds it.
+#[test]
+fn debian_docker_registry_main_module_has_syfts_version_in_the_sbom() {
+    let binary = std::fs::read("/usr/bin/docker-registry")
+        .expect("/usr/bin/docker-registry (apt-get install docker-registry)");
+    let mut registry = file("/usr/bin/docker-registry", &binary);
+    registry.mode = 0o755;
+    let sample = fathom_testkit::samples::SampleImage {
+        name: "debian-docker-registry".into(),
+        layers: vec![vec![dir("/usr"), dir("/usr/bin"), registry]],
+    };
+    let built = BuiltImage::from_sample(&sample, Compress::Gzip).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = layout(dir.path(), &built);
+    let analyzer = Analyzer::new(default_catalogers(), AnalyzerOptions::default());
+    let analysis = runtime()
+        .block_on(analyzer.analyze(&source, &NoCache))
+        .unwrap();
+    let main = analysis
+        .packages
+        .iter()
+        .map(|p| &p.package)
+        .find(|p| p.name == "github.com/docker/distribution/cmd/registry")
+        .unwrap_or_else(|| panic!("no main module: {:#?}", analysis.packages));
+    assert_eq!(main.version, "v2.8.2+ds1");
+    assert_eq!(
+        main.purl,
+        "pkg:golang/github.com/docker/distribution@v2.8.2%2Bds1#cmd/registry"
+    );
+    let mut cdx = Vec::new();
+    fathom_analyzer::sbom::write(
+        &analysis,
+        fathom_analyzer::sbom::Format::CycloneDxJson,
+        &mut cdx,
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&cdx).unwrap();
+    let component = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "github.com/docker/distribution/cmd/registry")
+        .unwrap();
+    assert_eq!(component["version"], "v2.8.2+ds1", "{component}");
+}

@@ -2,6 +2,7 @@
 //! compiled with, as Syft reports them.
 
 pub(crate) mod buildinfo;
+mod main_version;
 
 use self::buildinfo::BuildInfo;
 use super::binary::{open_elf, wants_binary};
@@ -22,7 +23,8 @@ impl Cataloger for GoCataloger {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: a `(devel)` main module's version is also looked for in the binary's contents.
+        2
     }
 
     fn wants(&self, entry: &EntryMeta<'_>) -> Want {
@@ -38,7 +40,7 @@ impl Cataloger for GoCataloger {
         let Some(info) = buildinfo::read(&elf).map_err(|m| error(NAME, path, m))? else {
             return Ok(Found::default());
         };
-        let mut packages = packages(&info, path);
+        let mut packages = packages(&info, path, file.bytes);
         sort(&mut packages);
         Ok(Found {
             packages,
@@ -47,9 +49,10 @@ impl Cataloger for GoCataloger {
     }
 }
 
-/// Syft's packages for one binary: deps, the main module (from `mod`, else from `path` as `(devel)`), and
-/// `stdlib` at the Go version when any module was found.
-fn packages(info: &BuildInfo, path: &str) -> Vec<Package> {
+/// Syft's packages for one binary: deps, the main module (from `mod`, else from `path` as `(devel)`, then
+/// a better version guessed as Syft does: [`main_version::guess`]), and `stdlib` at the Go version when
+/// any module was found.
+fn packages(info: &BuildInfo, path: &str, binary: &[u8]) -> Vec<Package> {
     let mut out: Vec<Package> = info
         .deps
         .iter()
@@ -63,9 +66,7 @@ fn packages(info: &BuildInfo, path: &str) -> Vec<Package> {
     };
     if let Some((main_path, mut version)) = main {
         if version == DEVEL || version.is_empty() {
-            if let Some(v) = version_from_ldflags(info.setting("-ldflags").unwrap_or_default()) {
-                version = v;
-            } else if let Some(v) = pseudo_version(info) {
+            if let Some(v) = main_version::guess(info, &main_path, binary) {
                 version = v;
             }
         }
@@ -135,51 +136,6 @@ fn go_purl(module: &str, version: &str) -> String {
 fn is_release_version(v: &str) -> bool {
     v.strip_prefix("go")
         .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
-}
-
-/// A version injected with `-X ...version=v1.2.3` (or `.Version`, `.gitVersion`, `.buildVersion`, `.tag`).
-fn version_from_ldflags(ldflags: &str) -> Option<String> {
-    for flag in ldflags.split([' ', '\'', '"']) {
-        let Some((sym, value)) = flag.split_once('=') else {
-            continue;
-        };
-        let key = sym
-            .rsplit('.')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if !matches!(
-            key.as_str(),
-            "version" | "gitversion" | "buildversion" | "tag"
-        ) || !sym.contains('.')
-        {
-            continue;
-        }
-        let bare = value.trim_start_matches('v');
-        let numeric_parts = bare
-            .split(['.', '-', '+'])
-            .take(3)
-            .filter(|p| p.parse::<u64>().is_ok())
-            .count();
-        if numeric_parts == 3 {
-            return Some(format!("v{bare}"));
-        }
-    }
-    None
-}
-
-/// `v0.0.0-20230102150405-abcdef123456` from `vcs.revision` and `vcs.time`, as `go build` would name it.
-fn pseudo_version(info: &BuildInfo) -> Option<String> {
-    let rev = info.setting("vcs.revision")?;
-    let time = info.setting("vcs.time")?;
-    let digits: String = time.chars().filter(char::is_ascii_digit).take(14).collect();
-    let stamp = if digits.len() == 14 {
-        digits
-    } else {
-        "00010101000000".to_owned()
-    };
-    let short: String = rev.chars().take(12).collect();
-    Some(format!("v0.0.0-{stamp}-{short}"))
 }
 
 #[cfg(test)]

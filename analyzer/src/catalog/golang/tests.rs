@@ -79,29 +79,107 @@ fn gopath_build_reports_path_as_devel_with_subpath_purl() {
     );
 }
 
+/// A Go binary whose main module is `(devel)`, with `settings` recorded and `data` somewhere in it (where
+/// the linker would put a `-X` string's bytes).
+fn devel_binary(settings: &[(&str, &str)], data: &[u8]) -> Vec<u8> {
+    let modinfo = go_modinfo("example.com/tool", "(devel)", &[], settings);
+    let mut bin = go_binary("go1.21.0", &modinfo, 8192);
+    bin.extend_from_slice(data);
+    bin
+}
+
 #[test]
-fn devel_main_version_from_ldflags_then_vcs() {
-    let ld = go_modinfo(
-        "example.com/tool",
-        "(devel)",
-        &[],
-        &[("-ldflags", "\"-s -w -X main.version=2.3.4\"")],
-    );
-    let found = run(&go_binary("go1.21.0", &ld, 8192)).unwrap();
-    assert_eq!(found.packages[0].version, "v2.3.4");
-    let vcs = go_modinfo(
-        "example.com/tool",
-        "(devel)",
-        &[],
-        &[
-            ("vcs.revision", "0123456789abcdef0123"),
-            ("vcs.time", "2024-03-05T10:11:12Z"),
-        ],
-    );
-    let found = run(&go_binary("go1.21.0", &vcs, 8192)).unwrap();
+fn devel_main_version_from_ldflags_then_contents_then_vcs() {
+    let ldflags = ("-ldflags", "\"-s -w -X main.version=2.3.4\"");
+    let vcs = [
+        ("vcs.revision", "0123456789abcdef0123"),
+        ("vcs.time", "2024-03-05T10:11:12Z"),
+    ];
+    let contents = b"\x00\x00\x009.9.9+ds1\x00\x00";
+    let version = |settings: &[(&str, &str)], data: &[u8]| {
+        let found = run(&devel_binary(settings, data)).unwrap();
+        found.packages[0].version.clone()
+    };
+    assert_eq!(version(&[ldflags, vcs[0], vcs[1]], contents), "v2.3.4");
+    assert_eq!(version(&vcs, contents), "v9.9.9+ds1");
+    assert_eq!(version(&vcs, b""), "v0.0.0-20240305101112-0123456789ab");
+    assert_eq!(version(&[], b""), "(devel)");
+    // A found version is part of the purl too.
+    let found = run(&devel_binary(&[], contents)).unwrap();
     assert_eq!(
-        found.packages[0].version,
-        "v0.0.0-20240305101112-0123456789ab"
+        found.packages[0].purl,
+        "pkg:golang/example.com/tool@v9.9.9%2Bds1"
+    );
+}
+
+#[test]
+fn ldflags_versions_follow_syfts_symbol_patterns() {
+    let module = "example.com/tool";
+    for (ldflags, want) in [
+        ("-s -w -X main.version=2.3.4", Some("v2.3.4")),
+        ("-X 'main.Version=v1.0.0'", Some("v1.0.0")),
+        (
+            "-X main.gitVersion=1.2.3 -X main.commit=abc",
+            Some("v1.2.3"),
+        ),
+        ("-X main.appReleaseBuildVer=4.5.6", Some("v4.5.6")),
+        (
+            "-X example.com/tool/internal/build.Version=v7.8.9",
+            Some("v7.8.9"),
+        ),
+        // Another module's version is a dependency's, not the binary's.
+        ("-X github.com/other/lib.Version=9.9.9", None),
+        // `…Version=` wins over `….tag=` wherever each stands.
+        ("-X main.tag=1.0.0 -X main.version=2.0.0", Some("v2.0.0")),
+        ("-X main.Tag=3.0.0 -X main.commit=abc", Some("v3.0.0")),
+        // Syft's pattern stops at the first character outside [-\w]: `-rc.1` keeps `-rc`.
+        ("-X main.version=v1.5.0-rc.1", Some("v1.5.0-rc")),
+        ("-X main.version=devel -X main.commit=1.2.3", None),
+        ("", None),
+    ] {
+        assert_eq!(
+            main_version::from_ldflags(ldflags, module).as_deref(),
+            want,
+            "{ldflags}"
+        );
+    }
+    // A module path full of regex syntax is matched literally.
+    assert_eq!(
+        main_version::from_ldflags("-X a+b/(c).V=1.2.3", "a+b/(c)"),
+        None,
+        "`a+b/(c).V` is not under the module `a+b/(c)`"
+    );
+    assert_eq!(
+        main_version::from_ldflags("-X a+b/(c)/x.Version=1.2.3", "a+b/(c)").as_deref(),
+        Some("v1.2.3")
+    );
+}
+
+#[test]
+fn contents_versions_stand_between_nul_or_non_utf8_and_nul() {
+    for (data, want) in [
+        (&b"junk\x002.8.2+ds1\x00junk"[..], Some("v2.8.2+ds1")),
+        (b"\x00v1.2.3-rc1\x00", Some("v1.2.3-rc1")),
+        // A byte Go reads as U+FFFD, then one character and `L`.
+        (b"\xa0\xa0L1.2.3\x00", Some("v1.2.3")),
+        (b"\xef\xbf\xbd1.2.3\x00", Some("v1.2.3")),
+        // Inside text (after a letter, or after a valid UTF-8 character): not standing alone.
+        (b"a1.2.3\x00", None),
+        ("\u{e9}1.2.3\x00".as_bytes(), None),
+        (b"\x001.2.3 \x00", None),
+        (b"\x001.2\x00", None),
+        (b"", None),
+    ] {
+        assert_eq!(
+            main_version::from_contents(data).as_deref(),
+            want,
+            "{data:?}"
+        );
+    }
+    // The first one that stands alone, past ones that do not.
+    assert_eq!(
+        main_version::from_contents(b"\xc3\xa91.0.0\x00 \x002.0.0\x00\x003.0.0\x00").as_deref(),
+        Some("v2.0.0")
     );
 }
 
