@@ -8,12 +8,13 @@ use std::time::Duration;
 use futures_util::{stream, StreamExt};
 use tokio::time::Instant;
 
-use crate::answer::{clip, describe};
+use crate::answer::{clip, describe, mark_unchecked};
 use crate::cache::TtlCache;
 use crate::check::{CheckContext, ImageVerdict, Reason};
 use crate::cluster::{NamespaceSource, OracleNamespaces};
 use crate::config::{FailurePolicy, Mode, Settings};
 use crate::images::{self, ImageUse};
+use crate::limit::EnqueueLimit;
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceCache;
 use crate::oracle::ImageOracle;
@@ -31,6 +32,9 @@ pub struct Answer {
     pub mode: &'static str,
     /// The decisive reason.
     pub reason: Reason,
+    /// Tag references admitted after their check, as written → `as-written@digest` (the digest
+    /// checked): what `POST /mutate` pins.
+    pub pins: BTreeMap<String, String>,
 }
 
 /// The webhook's decision logic with its caches; cheap to share (`Arc`).
@@ -39,6 +43,7 @@ pub struct Admission {
     pub(crate) oracle: Arc<dyn ImageOracle>,
     pub(crate) metrics: Metrics,
     pub(crate) tags: TtlCache<String, String>,
+    pub(crate) enqueues: EnqueueLimit,
     namespaces: NamespaceCache,
 }
 
@@ -61,6 +66,7 @@ impl Admission {
             NamespaceCache::new(namespaces, config.namespace_cache_ttl, config.timeout);
         Admission {
             tags: TtlCache::new(config.cache_ttl),
+            enqueues: EnqueueLimit::new(config.max_enqueues_per_minute),
             namespaces,
             settings,
             oracle,
@@ -70,33 +76,39 @@ impl Admission {
 
     /// Answers an AdmissionReview body by `deadline` and counts the decision.
     pub async fn review(&self, body: &[u8], deadline: Instant) -> Answer {
-        let answer = match review::parse(body) {
-            Err(invalid) => return self.invalid(invalid),
-            Ok(request) => {
-                let mut mode = None;
-                let decision = self.decide(&request, deadline, &mut mode);
-                match tokio::time::timeout_at(deadline, decision).await {
-                    Ok(answer) => answer,
-                    Err(_) => {
-                        self.metrics.timeouts.inc();
-                        let message = format!(
-                            "fathom could not check the images within services.webhook.timeout ({})",
-                            humantime::format_duration(self.settings.config.timeout)
-                        );
-                        let mode = mode.map_or("none", Mode::as_str);
-                        self.by_failure_policy(
-                            request.uid.clone(),
-                            mode,
-                            Reason::Timeout,
-                            504,
-                            message,
-                        )
-                    }
-                }
-            }
-        };
+        let (_, answer) = self.answer(body, deadline).await;
         self.count(&answer);
         answer
+    }
+
+    /// The decision and, when the body was readable, the request it is about. Not counted.
+    pub(crate) async fn answer(&self, body: &[u8], deadline: Instant) -> (Option<Request>, Answer) {
+        let request = match review::parse(body) {
+            Err(invalid) => return (None, self.invalid(invalid)),
+            Ok(request) => request,
+        };
+        let mut mode = None;
+        let decision = self.decide(&request, deadline, &mut mode);
+        let answer = match tokio::time::timeout_at(deadline, decision).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.metrics.timeouts.inc();
+                let timeout = humantime::format_duration(self.settings.config.timeout);
+                let message =
+                    format!("fathom could not check the images within services.webhook.timeout ({timeout})");
+                let mode = mode.map_or("none", Mode::as_str);
+                let mut a =
+                    self.by_failure_policy(request.uid.clone(), mode, Reason::Timeout, 504, message);
+                // None of them got a verdict in time: name every one, not just the request.
+                let unchecked: Vec<(String, String)> = uses(&request)
+                    .into_iter()
+                    .map(|u| (u.image, format!("not checked within services.webhook.timeout ({timeout})")))
+                    .collect();
+                mark_unchecked(&mut a, &unchecked, "by services.webhook.failure_policy");
+                a
+            }
+        };
+        (Some(request), answer)
     }
 
     /// The answer to a body larger than `services.webhook.max_request_bytes` (counted).
@@ -126,13 +138,15 @@ impl Admission {
 
     /// The answer when the body could not be read (the client went away or sent a broken stream).
     pub fn unreadable_body(&self, error: &str) -> Answer {
-        self.invalid(Invalid {
+        let answer = self.invalid(Invalid {
             uid: None,
             message: format!("reading the body failed: {error}"),
-        })
+        });
+        self.count(&answer);
+        answer
     }
 
-    fn count(&self, a: &Answer) {
+    pub(crate) fn count(&self, a: &Answer) {
         let result = if a.response.allowed {
             "allowed"
         } else {
@@ -145,7 +159,7 @@ impl Admission {
     }
 
     /// Unreadable requests: without a uid the API server cannot match any answer, so HTTP 400 (it then
-    /// applies its own failurePolicy); with one, a normal answer by failure policy.
+    /// applies its own failurePolicy); with one, a normal answer by failure policy. Not counted here.
     fn invalid(&self, invalid: Invalid) -> Answer {
         tracing::warn!(uid = ?invalid.uid, "unusable AdmissionReview: {}", invalid.message);
         let http_status = if invalid.uid.is_some() { 200 } else { 400 };
@@ -156,7 +170,6 @@ impl Admission {
         let uid = invalid.uid.unwrap_or_default();
         let mut answer = self.by_failure_policy(uid, "none", Reason::Invalid, 400, message);
         answer.http_status = http_status;
-        self.count(&answer);
         answer
     }
 
@@ -189,9 +202,12 @@ impl Admission {
                 },
                 warnings,
                 audit_annotations: audit,
+                patch_type: None,
+                patch: None,
             },
             mode,
             reason,
+            pins: BTreeMap::new(),
         }
     }
 
@@ -212,9 +228,12 @@ impl Admission {
                 },
                 warnings,
                 audit_annotations: [("reason".to_owned(), reason.as_str().to_owned())].into(),
+                patch_type: None,
+                patch: None,
             },
             mode,
             reason,
+            pins: BTreeMap::new(),
         }
     }
 
@@ -235,12 +254,15 @@ impl Admission {
             return Self::admit(&req.uid, "none", Reason::Skipped, Vec::new());
         }
         let kind = req.kind.kind.as_str();
-        if images::pod_spec_pointer(kind).is_none() || !req.object.is_object() {
-            let why = if req.object.is_object() {
-                format!("fathom's webhook does not check objects of kind {kind:?} (check the webhook's rules)")
-            } else {
-                format!("the {kind} in the request has no object")
-            };
+        if images::pod_spec_pointer(kind).is_none() {
+            // No pod spec, no image to check: nothing to decide, whatever the failure policy (denying
+            // ConfigMaps because the rules are too wide would be a fathom-made outage).
+            tracing::info!(uid = %req.uid, kind, "admitting an object of a kind without pod spec \
+                (the webhook's rules send more than it checks)");
+            return Self::admit(&req.uid, "none", Reason::Skipped, Vec::new());
+        }
+        if !req.object.is_object() {
+            let why = format!("the {kind} in the request has no object");
             return self.by_failure_policy(req.uid.clone(), "none", Reason::Invalid, 400, why);
         }
         let namespace = req.namespace.as_deref().unwrap_or("");
@@ -257,11 +279,7 @@ impl Admission {
             selected
                 .and_then(|s| s.bundle.as_deref())
                 .or(self.settings.config.bundle.as_deref());
-        let uses = if req.operation == "UPDATE" {
-            images::changed(kind, &req.object, &req.old_object)
-        } else {
-            images::extract(kind, &req.object)
-        };
+        let uses = uses(req);
         let selector = selected.map_or("default", |s| s.name.as_str());
         let what = describe(req);
         if uses.is_empty() {
@@ -275,15 +293,12 @@ impl Admission {
         if mode == Mode::Breakglass {
             let list: Vec<&str> = uses.iter().map(|u| u.image.as_str()).collect();
             tracing::warn!(uid = %req.uid, selector, "breakglass: admitting {what} unchecked: {}", list.join(", "));
-            let warning = format!(
-                "fathom admitted {what} under breakglass (selector {selector}): images not checked"
-            );
-            let mut a = Self::admit(
-                &req.uid,
-                "breakglass",
-                Reason::Breakglass,
-                vec![clip(&warning)],
-            );
+            let unchecked: Vec<(String, String)> = uses
+                .into_iter()
+                .map(|u| (u.image, format!("breakglass for {what}")))
+                .collect();
+            let mut a = Self::admit(&req.uid, "breakglass", Reason::Breakglass, Vec::new());
+            mark_unchecked(&mut a, &unchecked, &format!("under breakglass, selector {selector}"));
             a.response
                 .audit_annotations
                 .insert("selector".into(), selector.into());
@@ -293,6 +308,8 @@ impl Admission {
             mode,
             bundle,
             dry_run: req.dry_run,
+            namespace,
+            resolved: Default::default(),
         };
         let verdicts: Vec<(ImageUse, ImageVerdict)> = stream::iter(uses)
             .map(|u| async {
@@ -302,7 +319,13 @@ impl Admission {
             .buffered(self.settings.config.image_concurrency)
             .collect()
             .await;
+        let passed: Vec<String> = verdicts
+            .iter()
+            .filter(|(_, v)| matches!(v, ImageVerdict::Pass { .. }))
+            .map(|(u, _)| u.image.clone())
+            .collect();
         let mut answer = self.aggregate(req, mode, selector, &what, verdicts);
+        answer.pins = ctx.pins(&passed);
         answer
             .response
             .audit_annotations
@@ -328,5 +351,16 @@ impl Admission {
         self.namespaces
             .labels(namespace, budget.max(Duration::from_millis(1)))
             .await
+    }
+}
+
+/// The images a request asks to run that were not admitted before: all of them on CREATE, the changed
+/// ones on UPDATE.
+fn uses(req: &Request) -> Vec<ImageUse> {
+    let kind = req.kind.kind.as_str();
+    if req.operation == "UPDATE" {
+        images::changed(kind, &req.object, &req.old_object)
+    } else {
+        images::extract(kind, &req.object)
     }
 }

@@ -33,17 +33,7 @@ pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
 
 /// A fresh CA and a serving certificate for the Service's names, signed by it.
 pub fn generate(service: &str, namespace: &str) -> Result<CertBundle> {
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    let mut dn = DistinguishedName::new();
-    dn.push(
-        DnType::CommonName,
-        format!("fathom webhook CA ({namespace})"),
-    );
-    ca.distinguished_name = dn;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca.self_signed(&ca_key)?;
+    let (ca_cert, ca_key) = ca(&format!("fathom webhook CA ({namespace})"))?;
 
     let mut leaf = CertificateParams::new(service_names(service, namespace))?;
     let mut dn = DistinguishedName::new();
@@ -61,6 +51,39 @@ pub fn generate(service: &str, namespace: &str) -> Result<CertBundle> {
         cert_pem: leaf_cert.pem(),
         key_pem: leaf_key.serialize_pem(),
     })
+}
+
+/// A fresh CA and a client certificate (`CN=common_name`, client auth) signed by it: the CA is
+/// `services.webhook.client_ca_file`, the certificate and key go into the API server's webhook
+/// kubeconfig (`client-certificate`, `client-key`).
+pub fn generate_client(common_name: &str) -> Result<CertBundle> {
+    let (ca_cert, ca_key) = ca(&format!("fathom webhook client CA ({common_name})"))?;
+    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    leaf.distinguished_name = dn;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let leaf_key = KeyPair::generate()?;
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key)?;
+    Ok(CertBundle {
+        ca_pem: ca_cert.pem(),
+        cert_pem: leaf_cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    })
+}
+
+/// A self-signed CA named `name` that signs leaves only.
+fn ca(name: &str) -> Result<(rcgen::Certificate, KeyPair)> {
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    ca.distinguished_name = dn;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = ca.self_signed(&ca_key)?;
+    Ok((ca_cert, ca_key))
 }
 
 /// A JSON patch (`kubectl patch validatingwebhookconfiguration NAME --type json -p ...`) setting the

@@ -1,5 +1,7 @@
 //! One image under one mode: resolve (cached), look up its analysis, enqueue or wait if needed, evaluate.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use oci_spec::distribution::Reference;
@@ -89,6 +91,10 @@ pub(crate) struct CheckContext<'a> {
     pub mode: Mode,
     pub bundle: Option<&'a str>,
     pub dry_run: bool,
+    /// Whose `max_enqueues_per_minute` an enqueue is charged to.
+    pub namespace: &'a str,
+    /// Image as written → the digest it was checked as (for `POST /mutate`).
+    pub resolved: Mutex<BTreeMap<String, String>>,
 }
 
 fn undecided(what: &str, e: OracleError) -> ImageVerdict {
@@ -119,12 +125,17 @@ impl Admission {
             }
             Err(e) => return undecided("resolving its tag", e),
         };
+        ctx.resolved(image, &id.digest);
         let mut state = match self.oracle.analysis_state(&id).await {
             Ok(s) => s,
             Err(e) => return undecided("looking up its analysis", e),
         };
         let mut queued_now = None;
         if state == AnalysisState::Unknown && !ctx.dry_run {
+            if !self.enqueues.try_take(ctx.namespace) {
+                self.metrics.enqueues_limited.inc();
+                return crate::limit::denial(&id, ctx.namespace, self.enqueues.per_minute());
+            }
             let result = self.oracle.enqueue(&id).await;
             if result.is_ok() {
                 self.metrics.enqueued.inc();

@@ -120,6 +120,21 @@ pub struct WebhookConfig {
     pub max_request_bytes: usize,
     /// Images of one request checked at once.
     pub image_concurrency: usize,
+    /// Whether selectors with `object_labels` may pick `mode: breakglass`. Off (the default), such a
+    /// selector is refused at startup: a Pod's own labels are set by whoever creates it, so the
+    /// workload would grant itself breakglass. Namespace labels (`namespace_labels`) are the
+    /// admin-controlled way.
+    pub allow_object_label_breakglass: bool,
+    /// A PEM CA bundle: when set, `/validate` (and `/mutate`) require a client certificate signed by
+    /// it (the API server presents one from its AdmissionConfiguration kubeconfig); re-read on change
+    /// like the serving certificate.
+    pub client_ca_file: Option<PathBuf>,
+    /// Analyses admissions may queue per namespace per minute (a token bucket: bursts up to this, then
+    /// one every `60 s / N`); past it, unanalyzed images are denied without queueing (0: no limit).
+    pub max_enqueues_per_minute: u32,
+    /// Whether `POST /mutate` is served: a mutating webhook that rewrites each checked `repo:tag` to
+    /// `repo:tag@digest` (the digest checked), so nodes pull what was checked even if the tag moves.
+    pub pin_digests: bool,
 }
 
 impl Default for WebhookConfig {
@@ -142,6 +157,10 @@ impl Default for WebhookConfig {
             kubeconfig: None,
             max_request_bytes: 8 << 20,
             image_concurrency: 16,
+            allow_object_label_breakglass: false,
+            client_ca_file: None,
+            max_enqueues_per_minute: 60,
+            pin_digests: false,
         }
     }
 }
@@ -217,11 +236,43 @@ impl WebhookConfig {
                 "must name a kubeconfig file (or be left out for the in-cluster configuration)",
             ));
         }
+        if self
+            .client_ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(Error::config(
+                format!("{KEY}.client_ca_file"),
+                "must name a PEM CA file (or be left out to accept clients without a certificate)",
+            ));
+        }
+        self.refuse_object_label_breakglass()?;
         let selectors = Selectors::compile(&self.selectors, &format!("{KEY}.selectors"))?;
         Ok(Settings {
             config: self.clone(),
             selectors,
         })
+    }
+
+    /// A breakglass selector on the object's own labels lets anyone who may create a Pod admit any
+    /// image: refused unless `allow_object_label_breakglass` says the operator means it.
+    fn refuse_object_label_breakglass(&self) -> Result<()> {
+        if self.allow_object_label_breakglass {
+            return Ok(());
+        }
+        let culprit = self.selectors.iter().position(|s| {
+            s.mode == Some(Mode::Breakglass) && !s.object_labels.is_empty()
+        });
+        match culprit {
+            None => Ok(()),
+            Some(i) => Err(Error::config(
+                format!("{KEY}.selectors[{i}].object_labels"),
+                "a breakglass selector on the object's own labels lets anyone who can create a Pod \
+                 admit any image; select breakglass by namespace_labels (set by whoever may edit \
+                 Namespaces) or namespace instead, or set services.webhook.allow_object_label_breakglass: \
+                 true",
+            )),
+        }
     }
 }
 
@@ -264,6 +315,28 @@ mod tests {
             e.starts_with("services.webhook.selectors[0].object_labels.app:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn object_label_breakglass_is_refused_unless_allowed() {
+        let json = r#"{"selectors":[{"namespace":"^ops$","mode":"analysis"},
+            {"namespace":"^shop$","object_labels":{"fathom.dev/breakglass":"true"},"mode":"breakglass"}]}"#;
+        let e = parse(json).validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("services.webhook.selectors[1].object_labels:")
+                && e.contains("allow_object_label_breakglass"),
+            "{e}"
+        );
+        let mut allowed = parse(json);
+        allowed.allow_object_label_breakglass = true;
+        allowed.validate().unwrap();
+        // Object labels for another mode, and breakglass by namespace labels, stay allowed.
+        parse(r#"{"selectors":[{"object_labels":{"tier":"dev"},"mode":"analysis"},
+            {"namespace_labels":{"fathom.dev/breakglass":"true"},"mode":"breakglass"}]}"#)
+            .validate()
+            .unwrap();
+        let e = parse(r#"{"client_ca_file":""}"#).validate().unwrap_err();
+        assert!(e.to_string().starts_with("services.webhook.client_ca_file:"), "{e}");
     }
 
     #[test]

@@ -14,10 +14,20 @@ pub struct ImageUse {
     pub containers: Vec<String>,
 }
 
+/// The container lists of a pod spec and the prefix their container names get in messages.
+pub(crate) const LISTS: [(&str, &str); 3] = [
+    ("initContainers", "init:"),
+    ("containers", ""),
+    ("ephemeralContainers", "ephemeral:"),
+];
+
 /// The JSON pointer of the pod spec inside an object of `kind`, or none for a kind without one.
 pub fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some("/spec"),
+        // API servers before 1.22 sent the `pods/ephemeralcontainers` subresource as this kind: the
+        // object itself holds the `ephemeralContainers` list (the whole pointer: the object).
+        "EphemeralContainers" => Some(""),
         "Deployment"
         | "ReplicaSet"
         | "StatefulSet"
@@ -37,11 +47,7 @@ pub fn extract(kind: &str, object: &Value) -> Vec<ImageUse> {
     let Some(spec) = pod_spec_pointer(kind).and_then(|p| object.pointer(p)) else {
         return uses;
     };
-    for (field, prefix) in [
-        ("initContainers", "init:"),
-        ("containers", ""),
-        ("ephemeralContainers", "ephemeral:"),
-    ] {
+    for (field, prefix) in LISTS {
         let Some(list) = spec.get(field).and_then(Value::as_array) else {
             continue;
         };
@@ -132,6 +138,10 @@ mod tests {
             assert_eq!(extract(kind, &templated), want, "{kind}");
         }
         assert_eq!(extract("CronJob", &cron), want);
+        // The pre-1.22 EphemeralContainers kind: the list at the top of the object.
+        let old_kind = json!({"apiVersion": "v1", "kind": "EphemeralContainers",
+            "metadata": {"name": "web"}, "ephemeralContainers": [{"name": "dbg", "image": "alpine"}]});
+        assert_eq!(extract("EphemeralContainers", &old_kind), want[2..]);
         // The right path per kind: a CronJob's shape is not a Deployment's.
         assert!(extract("CronJob", &templated).is_empty());
         assert!(extract("ConfigMap", &pod).is_empty());

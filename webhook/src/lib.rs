@@ -7,7 +7,9 @@
 //! each image, answering within [`WebhookConfig::timeout`] or by [`FailurePolicy`]. Selectors on
 //! namespace labels get them from a [`NamespaceSource`] ([`KubeNamespaces`]: the Kubernetes API),
 //! cached per namespace. [`certs`] makes a
-//! self-signed CA and serving certificate for clusters without cert-manager.
+//! self-signed CA and serving certificate for clusters without cert-manager (and a client CA and
+//! certificate for `client_ca_file`). With `pin_digests`, `POST /mutate` ([`Admission::mutate`]) checks
+//! the same way and pins each admitted tag to the digest checked.
 #![deny(missing_docs)]
 
 mod admission;
@@ -15,13 +17,16 @@ mod answer;
 mod cache;
 pub mod certs;
 mod check;
+mod client_ca;
 mod cluster;
 mod config;
 mod error;
 pub mod images;
 mod metrics;
+mod limit;
 mod namespaces;
 mod oracle;
+mod pin;
 pub mod review;
 mod selector;
 mod server;

@@ -17,6 +17,12 @@ pub struct Metrics {
     pub timeouts: IntCounter,
     /// `fathom_webhook_enqueued_total`: analyses queued for images seen at admission.
     pub enqueued: IntCounter,
+    /// `fathom_webhook_enqueues_limited_total`: unanalyzed images denied without queueing because their
+    /// namespace reached `services.webhook.max_enqueues_per_minute`.
+    pub enqueues_limited: IntCounter,
+    /// `fathom_webhook_pinned_images_total`: image references rewritten to their checked digest by
+    /// `POST /mutate` (`services.webhook.pin_digests`).
+    pub pinned: IntCounter,
     /// `fathom_webhook_tag_cache_total{result="hit|miss"}`: tag → digest lookups.
     pub tag_cache: IntCounterVec,
     /// `fathom_webhook_cert_reloads_total{result="ok|error"}`: serving certificate rotations seen.
@@ -78,6 +84,14 @@ impl Metrics {
                 "fathom_webhook_enqueued_total",
                 "Image analyses queued by the admission webhook",
             )?,
+            enqueues_limited: IntCounter::new(
+                "fathom_webhook_enqueues_limited_total",
+                "Unanalyzed images denied unqueued: their namespace reached max_enqueues_per_minute",
+            )?,
+            pinned: IntCounter::new(
+                "fathom_webhook_pinned_images_total",
+                "Image references pinned to their checked digest by the mutating webhook",
+            )?,
             tag_cache: IntCounterVec::new(
                 Opts::new(
                     "fathom_webhook_tag_cache_total",
@@ -97,6 +111,8 @@ impl Metrics {
         registry.register(Box::new(m.latency.clone()))?;
         registry.register(Box::new(m.timeouts.clone()))?;
         registry.register(Box::new(m.enqueued.clone()))?;
+        registry.register(Box::new(m.enqueues_limited.clone()))?;
+        registry.register(Box::new(m.pinned.clone()))?;
         registry.register(Box::new(m.tag_cache.clone()))?;
         registry.register(Box::new(m.cert_reloads.clone()))?;
         m.prime();

@@ -125,6 +125,12 @@ pub struct Response {
     /// Added to the audit event (prefixed with the webhook's name by the API server).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub audit_annotations: BTreeMap<String, String>,
+    /// `JSONPatch` when [`patch`](Self::patch) is set (mutating answers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<String>,
+    /// The base64 of an RFC 6902 JSON patch the API server applies to the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
 }
 
 impl Response {
@@ -168,11 +174,14 @@ mod tests {
             },
             warnings: vec!["w".into()],
             audit_annotations: [("mode".to_string(), "policy".to_string())].into(),
+            patch_type: None,
+            patch: None,
         };
         let v: Value = serde_json::from_slice(&r.to_review_json()).unwrap();
         assert_eq!(v["apiVersion"], API_VERSION);
         assert_eq!(v["response"]["auditAnnotations"]["mode"], "policy");
         assert_eq!(v["response"]["status"]["code"], 403);
         assert_eq!(v["response"]["warnings"][0], "w");
+        assert!(v["response"].get("patch").is_none(), "no patch unless mutating");
     }
 }

@@ -1,9 +1,10 @@
-//! The thin IO around the core: HTTPS (rustls, reloading certificate) with `POST /validate` and
-//! `GET /healthz`, bounded bodies, a deadline per request, graceful shutdown.
+//! The thin IO around the core: HTTPS (rustls, reloading certificate, optionally verifying client
+//! certificates) with `POST /validate`, `POST /mutate` (when `pin_digests`) and `GET /healthz`, bounded
+//! bodies, a deadline per request, graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{Admission, Answer};
+use crate::client_ca::ClientCa;
 use crate::cluster::NamespaceSource;
 use crate::config::WebhookConfig;
 use crate::error::{Error, Result};
@@ -43,9 +45,65 @@ struct AppState {
 /// A bound, not yet serving webhook (bind first to learn the port, then [`run`](Self::run)).
 pub struct WebhookServer {
     listener: TcpListener,
-    certs: Arc<CertReloader>,
+    tls: Arc<Tls>,
     state: AppState,
     reload_interval: Duration,
+    pin_digests: bool,
+}
+
+/// The TLS side: the serving certificate (swapped in place by its resolver) and the client CA, whose
+/// rotation needs a new server configuration (rustls fixes the verifier per configuration).
+struct Tls {
+    certs: Arc<CertReloader>,
+    clients: Option<ClientCa>,
+    acceptor: RwLock<TlsAcceptor>,
+}
+
+impl Tls {
+    fn load(config: &WebhookConfig) -> Result<Self> {
+        let certs = Arc::new(CertReloader::load(&config.cert_file, &config.key_file)?);
+        let clients = config
+            .client_ca_file
+            .as_deref()
+            .map(|file| ClientCa::load(file, certs.provider()))
+            .transpose()?;
+        let acceptor = Self::build(&certs, clients.as_ref())?;
+        Ok(Tls {
+            certs,
+            clients,
+            acceptor: RwLock::new(acceptor),
+        })
+    }
+
+    fn build(certs: &Arc<CertReloader>, clients: Option<&ClientCa>) -> Result<TlsAcceptor> {
+        let config = certs.server_config(clients.map(ClientCa::verifier))?;
+        Ok(TlsAcceptor::from(config))
+    }
+
+    /// The acceptor for the next connection.
+    fn acceptor(&self) -> TlsAcceptor {
+        self.acceptor
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Checks the files (each on its own: a broken one does not hold up the other); whether anything
+    /// new is served.
+    fn reload_if_changed(&self) -> Result<bool> {
+        let certs = self.certs.reload_if_changed();
+        let clients = match &self.clients {
+            None => Ok(false),
+            Some(clients) => clients.reload_if_changed().and_then(|changed| {
+                if changed {
+                    let next = Self::build(&self.certs, Some(clients))?;
+                    *self.acceptor.write().unwrap_or_else(|p| p.into_inner()) = next;
+                }
+                Ok(changed)
+            }),
+        };
+        Ok(certs? | clients?)
+    }
 }
 
 /// Validates `config`, loads the certificate, registers the metrics in `registry`, binds, and serves
@@ -82,7 +140,7 @@ impl WebhookServer {
         registry: &Registry,
     ) -> Result<Self> {
         let settings = config.validate()?;
-        let certs = Arc::new(CertReloader::load(&config.cert_file, &config.key_file)?);
+        let tls = Arc::new(Tls::load(config)?);
         let metrics = Metrics::register(registry)?;
         let listener = TcpListener::bind(config.address)
             .await
@@ -92,7 +150,8 @@ impl WebhookServer {
             })?;
         Ok(WebhookServer {
             listener,
-            certs,
+            tls,
+            pin_digests: config.pin_digests,
             state: AppState {
                 admission: Arc::new(match namespaces {
                     Some(source) => {
@@ -118,14 +177,16 @@ impl WebhookServer {
 
     /// Serves until `shutdown` resolves, then lets open requests finish (up to the request timeout).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
-        let acceptor = TlsAcceptor::from(self.certs.server_config()?);
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/validate", post(validate))
-            .route("/healthz", get(|| async { "ok\n" }))
-            .with_state(self.state.clone());
+            .route("/healthz", get(|| async { "ok\n" }));
+        if self.pin_digests {
+            app = app.route("/mutate", post(mutate));
+        }
+        let app = app.with_state(self.state.clone());
         let graceful = GracefulShutdown::new();
         let reloader = reload_loop(
-            self.certs.clone(),
+            self.tls.clone(),
             self.state.metrics.clone(),
             self.reload_interval,
         );
@@ -144,7 +205,7 @@ impl WebhookServer {
                     }
                 },
             };
-            let acceptor = acceptor.clone();
+            let acceptor = self.tls.acceptor();
             let service = TowerToHyperService::new(app.clone());
             let watcher = graceful.watcher();
             tokio::spawn(async move {
@@ -177,15 +238,15 @@ impl WebhookServer {
 }
 
 /// Polls the certificate files forever (the caller stops polling it at shutdown).
-async fn reload_loop(certs: Arc<CertReloader>, metrics: Metrics, every: Duration) {
+async fn reload_loop(tls: Arc<Tls>, metrics: Metrics, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        let certs = certs.clone();
-        match tokio::task::spawn_blocking(move || certs.reload_if_changed()).await {
+        let tls = tls.clone();
+        match tokio::task::spawn_blocking(move || tls.reload_if_changed()).await {
             Ok(Ok(false)) => {}
             Ok(Ok(true)) => {
                 metrics.cert_reloads.with_label_values(&["ok"]).inc();
-                tracing::info!("webhook serving certificate reloaded");
+                tracing::info!("webhook serving certificate or client CA reloaded");
             }
             Ok(Err(e)) => {
                 metrics.cert_reloads.with_label_values(&["error"]).inc();
@@ -197,6 +258,15 @@ async fn reload_loop(certs: Arc<CertReloader>, metrics: Metrics, every: Duration
 }
 
 async fn validate(State(s): State<AppState>, body: Body) -> Response {
+    answer(s, body, false).await
+}
+
+async fn mutate(State(s): State<AppState>, body: Body) -> Response {
+    answer(s, body, true).await
+}
+
+/// Reads the body within the deadline and size limit, then validates or (`pin`) validates and pins.
+async fn answer(s: AppState, body: Body, pin: bool) -> Response {
     let start = Instant::now();
     let deadline = start + s.timeout;
     let read = tokio::time::timeout_at(deadline, axum::body::to_bytes(body, s.max_request_bytes));
@@ -210,6 +280,7 @@ async fn validate(State(s): State<AppState>, body: Body) -> Response {
                 s.admission.unreadable_body(&inner.to_string())
             }
         }
+        Ok(Ok(bytes)) if pin => s.admission.mutate(&bytes, deadline).await,
         Ok(Ok(bytes)) => s.admission.review(&bytes, deadline).await,
     };
     s.metrics.latency.observe(start.elapsed().as_secs_f64());

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -73,13 +74,25 @@ impl CertReloader {
         Ok(true)
     }
 
-    /// A rustls server configuration (h2 and http/1.1) resolving through this reloader.
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
-        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+    /// The crypto provider, for the client CA's verifier.
+    pub(crate) fn provider(&self) -> Arc<CryptoProvider> {
+        self.provider.clone()
+    }
+
+    /// A rustls server configuration (h2 and http/1.1) resolving through this reloader, requiring a
+    /// client certificate that `clients` accepts when given.
+    pub fn server_config(
+        self: &Arc<Self>,
+        clients: Option<Arc<dyn ClientCertVerifier>>,
+    ) -> Result<Arc<ServerConfig>> {
+        let builder = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| tls_error(&self.cert_file, e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+            .map_err(|e| tls_error(&self.cert_file, e.to_string()))?;
+        let builder = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use fathom_webhook::{AnalysisState, Finding, Mode, Outcome, SelectorConfig, Verdict};
-use serde_json::json;
+use serde_json::{json, Value};
 use support::docs::{pod_spec, review, workload, KINDS};
 use support::{digest, start, Call, FakeOracle};
 
@@ -337,15 +337,22 @@ async fn update_checks_only_changed_images() {
 async fn breakglass_and_namespace_label_selectors() {
     let oracle = Arc::new(FakeOracle::default());
     oracle.analyzed(&digest("web"));
-    oracle.namespaces.lock().unwrap().insert(
-        "team-a".into(),
-        [("env".to_string(), "staging".to_string())].into(),
-    );
+    oracle.namespaces.lock().unwrap().extend([
+        (
+            "team-a".to_string(),
+            [("env".to_string(), "staging".to_string())].into(),
+        ),
+        (
+            "incident".to_string(),
+            [("fathom.dev/breakglass".to_string(), "true".to_string())].into(),
+        ),
+    ]);
     let hook = start(oracle.clone(), |c| {
         c.selectors = vec![
             SelectorConfig {
                 name: Some("incident".into()),
-                object_labels: [("fathom.dev/breakglass".to_string(), "^true$".to_string())].into(),
+                namespace_labels: [("fathom.dev/breakglass".to_string(), "^true$".to_string())]
+                    .into(),
                 mode: Some(Mode::Breakglass),
                 ..SelectorConfig::default()
             },
@@ -358,22 +365,29 @@ async fn breakglass_and_namespace_label_selectors() {
         ]
     })
     .await;
+    // Breakglass by the namespace's label (set by whoever may edit Namespaces): admitted unchecked,
+    // one warning per image, and every image with its reason in the audit annotation.
     let glass = workload(
         "Pod",
         "p",
-        "team-a",
-        json!({"fathom.dev/breakglass": "true"}),
-        pod_spec(&[("x", "unknown.test/x:1")], &[]),
+        "incident",
+        json!({}),
+        pod_spec(&[("x", "unknown.test/x:1"), ("y", "unknown.test/y:1")], &[]),
     );
     let r = hook.post(&review("b", "CREATE", &glass, None, false)).await;
     assert_eq!(r["allowed"], true);
-    assert!(
-        r["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("breakglass (selector incident)"),
-        "{r}"
-    );
+    let warnings = r["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 2, "{r}");
+    for (w, image) in warnings.iter().zip(["unknown.test/x:1", "unknown.test/y:1"]) {
+        let w = w.as_str().unwrap();
+        assert!(
+            w.contains(image) && w.contains("breakglass, selector incident"),
+            "{r}"
+        );
+    }
+    let listed: Value =
+        serde_json::from_str(r["auditAnnotations"]["unchecked-images"].as_str().unwrap()).unwrap();
+    assert_eq!(listed[1]["image"], "unknown.test/y:1", "{r}");
     assert!(!oracle
         .calls()
         .iter()
@@ -385,6 +399,18 @@ async fn breakglass_and_namespace_label_selectors() {
         ),
         1.0
     );
+    // A Pod that labels itself as if breakglass were on object labels gets the default mode: denied.
+    let sneaky = workload(
+        "Pod",
+        "p",
+        "team-b",
+        json!({"fathom.dev/breakglass": "true"}),
+        pod_spec(&[("x", "unknown.test/x:1")], &[]),
+    );
+    oracle.tag("unknown.test/x:1", &digest("x"));
+    let r = hook.post(&review("s0", "CREATE", &sneaky, None, true)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(r["auditAnnotations"]["mode"], "policy", "{r}");
     // team-a is labelled env=staging: analysis mode, no policy evaluated.
     let web = format!("{WEB}@{}", digest("web"));
     let pod = workload(

@@ -14,6 +14,7 @@ pub fn resource_of(kind: &str) -> (&'static str, &'static str, &'static str) {
         "Job" => ("batch", "v1", "jobs"),
         "CronJob" => ("batch", "v1", "cronjobs"),
         "ConfigMap" => ("", "v1", "configmaps"),
+        "Service" => ("", "v1", "services"),
         _ => panic!("no resource for {kind}"),
     }
 }
@@ -82,6 +83,7 @@ pub fn workload(kind: &str, name: &str, ns: &str, labels: Value, mut spec: Value
         "ConfigMap" => {
             return json!({"apiVersion": "v1", "kind": kind, "metadata": meta, "data": {"a": "b"}})
         }
+        "Service" => json!({"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}),
         _ => panic!("no shape for {kind}"),
     };
     json!({"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": body})
@@ -119,6 +121,36 @@ pub fn review(
             "oldObject": old.cloned().unwrap_or(Value::Null),
             "dryRun": dry_run,
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": options_kind}
+        }
+    })
+}
+
+/// The AdmissionReview an API server before 1.22 sent for `kubectl debug`: kind `EphemeralContainers`
+/// on the `pods/ephemeralcontainers` subresource, the object holding only the `ephemeralContainers`.
+pub fn old_ephemeral_review(uid: &str, ns: &str, pod: &str, containers: &[(&str, &str)]) -> Value {
+    let list: Vec<Value> = containers
+        .iter()
+        .map(|(n, i)| json!({"name": n, "image": i, "stdin": true, "tty": true}))
+        .collect();
+    let object = json!({"apiVersion": "v1", "kind": "EphemeralContainers",
+        "metadata": {"name": pod, "namespace": ns}, "ephemeralContainers": list});
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "EphemeralContainers"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "subResource": "ephemeralcontainers",
+            "name": pod,
+            "namespace": ns,
+            "operation": "UPDATE",
+            "userInfo": {"username": "dev", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": {"apiVersion": "v1", "kind": "EphemeralContainers",
+                "metadata": {"name": pod, "namespace": ns}, "ephemeralContainers": []},
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "UpdateOptions"}
         }
     })
 }
