@@ -10,7 +10,7 @@ use std::time::Duration;
 use fathom_webhook::{certs, FailurePolicy, WebhookConfig};
 use serde_json::json;
 use support::docs::{pod_spec, review, workload};
-use support::{client, digest, start, FakeOracle};
+use support::{client, client_as, digest, start, FakeOracle};
 
 #[tokio::test]
 async fn bad_input_gets_an_admission_review_answer_and_the_server_keeps_running() {
@@ -183,6 +183,63 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
         "the old certificate is still served"
     );
     assert!(hook.counter("fathom_webhook_cert_reloads_total", &[("result", "ok")]) >= 1.0);
+    hook.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_client_ca_only_its_certificates_get_an_answer_and_it_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("client-ca.crt");
+    let apiserver = certs::generate_client("kube-apiserver").unwrap();
+    let stranger = certs::generate_client("kube-apiserver").unwrap();
+    std::fs::write(&ca_file, &apiserver.ca_pem).unwrap();
+    let file = ca_file.clone();
+    let hook = start(Arc::new(FakeOracle::default()), move |c| {
+        c.client_ca_file = Some(file)
+    })
+    .await;
+    let pod = workload(
+        "Pod",
+        "p",
+        "shop",
+        json!({}),
+        pod_spec(&[("a", "registry.test/x@sha256:00")], &[]),
+    );
+    let body = serde_json::to_vec(&review("mtls", "CREATE", &pod, None, false)).unwrap();
+    let ask = |identity: Option<(&str, &str)>| {
+        let request = client_as(&hook.certs.ca_pem, hook.port, identity)
+            .post(hook.url("/validate"))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        async move {
+            let r = request.send().await?;
+            let status = r.status().as_u16();
+            r.bytes().await.map(|_| status)
+        }
+    };
+    let (cert, key) = (apiserver.cert_pem.as_str(), apiserver.key_pem.as_str());
+    let (other_cert, other_key) = (stranger.cert_pem.as_str(), stranger.key_pem.as_str());
+    // Without a certificate, and with one from another CA: the handshake is refused, no answer.
+    assert!(ask(None).await.is_err(), "answered without a client certificate");
+    assert!(
+        ask(Some((other_cert, other_key))).await.is_err(),
+        "answered a certificate of another CA"
+    );
+    // The API server's certificate: answered.
+    assert_eq!(ask(Some((cert, key))).await.unwrap(), 200);
+    // The CA rotated in place (a Secret update): the new one's certificates are answered, the old
+    // one's refused, without a restart.
+    std::fs::write(&ca_file, &stranger.ca_pem).unwrap();
+    let mut rotated = false;
+    for _ in 0..400 {
+        if ask(Some((other_cert, other_key))).await.is_ok() {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(rotated, "the new client CA was never used");
+    assert!(ask(Some((cert, key))).await.is_err(), "the old CA still admits");
     hook.stop().await;
 }
 

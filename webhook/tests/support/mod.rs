@@ -229,7 +229,18 @@ pub async fn start(oracle: Arc<FakeOracle>, tune: impl FnOnce(&mut WebhookConfig
 /// A client that trusts only `ca_pem` and resolves [`HOST`] to the webhook; a new one per call means
 /// a new TLS handshake (no pooled connection hides a certificate change).
 pub fn client(ca_pem: &str, port: u16) -> reqwest::Client {
-    reqwest::Client::builder()
+    client_as(ca_pem, port, None)
+}
+
+/// [`client`], presenting the client certificate `(cert_pem, key_pem)` when given (as the API server
+/// does with its AdmissionConfiguration kubeconfig).
+pub fn client_as(ca_pem: &str, port: u16, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder();
+    if let Some((cert, key)) = identity {
+        let pem = format!("{cert}\n{key}");
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
