@@ -9,89 +9,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 use support::api::Api;
+use support::webhook::{message, review, workload, Hook};
 use support::{fathom, free_addr, http_get, metric, webhook_certs, Fleet};
-
-/// The Service name the certificate is made for (deploy/base/webhook.yaml's).
-const HOST: &str = "fathom-webhook.fathom.svc";
-
-/// A workload of `kind` in `ns` running `containers` and `init` (`(name, image)`).
-fn workload(kind: &str, ns: &str, containers: &[(&str, &str)], init: &[(&str, &str)]) -> Value {
-    let list = |cs: &[(&str, &str)]| -> Vec<Value> {
-        cs.iter()
-            .map(|(n, i)| json!({"name": n, "image": i, "imagePullPolicy": "IfNotPresent"}))
-            .collect()
-    };
-    let spec = json!({"containers": list(containers), "initContainers": list(init)});
-    let meta = json!({"name": "app", "namespace": ns, "labels": {"app": "app"}});
-    match kind {
-        "Pod" => json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}),
-        _ => json!({"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "app"}},
-            "template": {"metadata": {"labels": {"app": "app"}}, "spec": spec}
-        }}),
-    }
-}
-
-/// The AdmissionReview the API server sends for CREATE of `object`.
-fn review(uid: &str, object: &Value, dry_run: bool) -> Value {
-    let kind = object["kind"].as_str().unwrap();
-    let (group, resource) = match kind {
-        "Pod" => ("", "pods"),
-        _ => ("apps", "deployments"),
-    };
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": group, "version": "v1", "kind": kind},
-            "resource": {"group": group, "version": "v1", "resource": resource},
-            "name": "app",
-            "namespace": object["metadata"]["namespace"],
-            "operation": "CREATE",
-            "userInfo": {"username": "admin", "groups": ["system:authenticated"]},
-            "object": object,
-            "oldObject": null,
-            "dryRun": dry_run,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
-        }
-    })
-}
-
-struct Hook {
-    client: reqwest::Client,
-    port: u16,
-}
-
-impl Hook {
-    /// POSTs `review` to /validate; the `response` of the answer, after checking it echoes `uid`.
-    async fn admit(&self, review: &Value) -> Value {
-        let answer: Value = self
-            .client
-            .post(format!("https://{HOST}:{}/validate", self.port))
-            .json(review)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{answer}");
-        assert_eq!(
-            answer["response"]["uid"], review["request"]["uid"],
-            "{answer}"
-        );
-        answer["response"].clone()
-    }
-}
-
-fn message(response: &Value) -> String {
-    response["status"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_honours_breakglass() {
@@ -128,17 +47,7 @@ async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_hono
         tls.join("tls.key").display(),
     );
     let api = Api::start(fleet.path(), fleet.url(), &extra);
-    let hook = Hook {
-        client: reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-            .resolve(HOST, ([127, 0, 0, 1], port).into())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap(),
-        port,
-    };
+    let hook = Hook::new(&tls, port);
     let _worker = fleet.worker("w1", &fleet.spec());
 
     // An analyzed image, by tag in a container and by digest in an init container: admitted.
@@ -393,7 +302,6 @@ async fn a_namespace_label_selector_picks_the_mode_from_the_namespace_in_the_kub
     .unwrap();
     let tls = dir.path().join("tls");
     webhook_certs(&tls);
-    let ca_pem = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
     let hook_addr = free_addr();
     let port: u16 = hook_addr.rsplit_once(':').unwrap().1.parse().unwrap();
     let extra = format!(
@@ -406,17 +314,7 @@ async fn a_namespace_label_selector_picks_the_mode_from_the_namespace_in_the_kub
         kubeconfig.display(),
     );
     let _api = Api::start(dir.path(), db.url(), &extra);
-    let hook = Hook {
-        client: reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-            .resolve(HOST, ([127, 0, 0, 1], port).into())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap(),
-        port,
-    };
+    let hook = Hook::new(&tls, port);
     // An image fathom never saw, as dry runs (nothing queued): only the mode differs per namespace.
     let image = format!("registry.test/app@sha256:{}", "ab".repeat(32));
     let in_ns =

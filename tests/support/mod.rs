@@ -8,6 +8,7 @@ pub mod autoscaler;
 pub mod fleet;
 pub mod osv_server;
 pub mod proxy;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
