@@ -21,7 +21,11 @@ fn objects(dir: &str) -> Vec<Value> {
         .current_dir(repo())
         .output()
         .expect("install kubectl (it renders the kustomize overlays)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_yaml::Deserializer::from_slice(&out.stdout)
         .map(|d| serde::Deserialize::deserialize(d).expect("rendered YAML"))
         .collect()
@@ -45,7 +49,11 @@ fn effective_core(env: &[(&str, &str)]) -> serde_json::Value {
         .envs(env.iter().copied())
         .output()
         .expect("run fathom config");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("fathom config prints JSON")
 }
 
@@ -66,8 +74,11 @@ fn only_the_api_servers_range_reaches_the_webhook_port() {
     let objects = objects("deploy/overlays/webhook-networkpolicy");
     let policy = find(&objects, "NetworkPolicy", "fathom-webhook-ingress");
     // It selects the core pods ...
-    let pods = &find(&objects, "Deployment", "fathom-core")["spec"]["template"]["metadata"]["labels"];
-    let wanted = policy["spec"]["podSelector"]["matchLabels"].as_mapping().unwrap();
+    let pods =
+        &find(&objects, "Deployment", "fathom-core")["spec"]["template"]["metadata"]["labels"];
+    let wanted = policy["spec"]["podSelector"]["matchLabels"]
+        .as_mapping()
+        .unwrap();
     assert!(!wanted.is_empty());
     for (k, v) in wanted {
         assert_eq!(&pods[k], v, "the podSelector matches the core pods");
@@ -104,8 +115,16 @@ fn only_the_api_servers_range_reaches_the_webhook_port() {
 #[test]
 fn the_pin_overlay_mutates_with_the_validating_webhooks_service_rules_and_exemptions() {
     let objects = objects("deploy/overlays/pin-digests");
-    let vwc = &find(&objects, "ValidatingWebhookConfiguration", "fathom-image-admission")["webhooks"][0];
-    let mwc = &find(&objects, "MutatingWebhookConfiguration", "fathom-image-pinning")["webhooks"][0];
+    let vwc = &find(
+        &objects,
+        "ValidatingWebhookConfiguration",
+        "fathom-image-admission",
+    )["webhooks"][0];
+    let mwc = &find(
+        &objects,
+        "MutatingWebhookConfiguration",
+        "fathom-image-pinning",
+    )["webhooks"][0];
     assert_eq!(mwc["clientConfig"]["service"]["path"], "/mutate");
     for key in ["name", "namespace", "port"] {
         assert_eq!(
@@ -113,8 +132,17 @@ fn the_pin_overlay_mutates_with_the_validating_webhooks_service_rules_and_exempt
             "{key}"
         );
     }
-    for key in ["rules", "namespaceSelector", "sideEffects", "admissionReviewVersions", "matchPolicy"] {
-        assert_eq!(mwc[key], vwc[key], "{key} differs from the validating webhook's");
+    for key in [
+        "rules",
+        "namespaceSelector",
+        "sideEffects",
+        "admissionReviewVersions",
+        "matchPolicy",
+    ] {
+        assert_eq!(
+            mwc[key], vwc[key],
+            "{key} differs from the validating webhook's"
+        );
     }
     assert_eq!(mwc["reinvocationPolicy"], "IfNeeded");
     // The overlay turns pin_digests on through the core's environment, and the core reads it.
@@ -127,7 +155,10 @@ fn the_pin_overlay_mutates_with_the_validating_webhooks_service_rules_and_exempt
     let value = set["value"].as_str().unwrap();
     let config = effective_core(&[("FATHOM_SERVICES_WEBHOOK_PIN_DIGESTS", value)]);
     assert_eq!(config["services"]["webhook"]["pin_digests"], true);
-    assert_eq!(effective_core(&[])["services"]["webhook"]["pin_digests"], false);
+    assert_eq!(
+        effective_core(&[])["services"]["webhook"]["pin_digests"],
+        false
+    );
 }
 
 #[test]
@@ -138,5 +169,8 @@ fn the_shipped_core_config_suggests_no_self_granted_breakglass() {
         .filter(|l| l.contains("mode: breakglass") && l.contains("object_labels"))
         .collect::<Vec<_>>();
     assert!(suggestion.is_empty(), "{suggestion:?}");
-    assert!(text.contains("namespace_labels: {fathom.dev/breakglass"), "the admin-controlled way");
+    assert!(
+        text.contains("namespace_labels: {fathom.dev/breakglass"),
+        "the admin-controlled way"
+    );
 }

@@ -67,7 +67,8 @@ async fn pinned_digests_are_the_registrys_and_a_namespace_cannot_flood_the_queue
     let api = Api::start(fleet.path(), fleet.url(), &extra);
     let hook = Hook::new(&tls, port);
     let (alpine, rocky) = (fleet.refs[0].clone(), fleet.refs[1].clone());
-    let pinned = |i: usize, r: &str| format!("{}@{}", r.rsplit_once(':').unwrap().0, fleet.digest(i));
+    let pinned =
+        |i: usize, r: &str| format!("{}@{}", r.rsplit_once(':').unwrap().0, fleet.digest(i));
 
     // Two unanalyzed images in one namespace, limit 1 a minute: one analysis queued, the other image
     // denied with the limit named and nothing queued for it.
@@ -82,7 +83,13 @@ async fn pinned_digests_are_the_registrys_and_a_namespace_cannot_flood_the_queue
     );
     let mut queued = 0;
     for (i, r) in [(0, &alpine), (1, &rocky)] {
-        queued += fleet.db.store.status(Some(&pinned(i, r)), 5).await.unwrap().len();
+        queued += fleet
+            .db
+            .store
+            .status(Some(&pinned(i, r)), 5)
+            .await
+            .unwrap()
+            .len();
     }
     assert_eq!(queued, 1, "exactly one analysis queued");
     // Another namespace has its own budget.
@@ -90,15 +97,26 @@ async fn pinned_digests_are_the_registrys_and_a_namespace_cannot_flood_the_queue
     let r = hook.admit(&review("u-other", &other, false)).await;
     assert!(message(&r).contains("queued at high priority"), "{r}");
     let text = support::http_get(&api.addr, "/metrics").unwrap().1;
-    assert_eq!(metric(&text, "fathom_webhook_enqueues_limited_total"), 1.0, "{text}");
+    assert_eq!(
+        metric(&text, "fathom_webhook_enqueues_limited_total"),
+        1.0,
+        "{text}"
+    );
 
     // Analyzed (by the worker): /mutate admits and pins each tag to the digest the registry serves.
     let _worker = fleet.worker("w1", &fleet.spec());
     let both = [pinned(0, &alpine), pinned(1, &rocky)];
     fleet.submit(&both, 3).await;
     fleet.wait_analyzed(&both, Duration::from_secs(180)).await;
-    let deployment = workload("Deployment", "shop", &[("web", &alpine)], &[("init", &rocky)]);
-    let r = hook.post("/mutate", &review("u-pin", &deployment, false)).await;
+    let deployment = workload(
+        "Deployment",
+        "shop",
+        &[("web", &alpine)],
+        &[("init", &rocky)],
+    );
+    let r = hook
+        .post("/mutate", &review("u-pin", &deployment, false))
+        .await;
     assert_eq!(r["allowed"], true, "{r}");
     let pinned_object = patched(&r, &deployment);
     let spec = &pinned_object["spec"]["template"]["spec"];
@@ -112,8 +130,13 @@ async fn pinned_digests_are_the_registrys_and_a_namespace_cannot_flood_the_queue
     // The validating webhook (called after the mutating one) admits the pinned object as is.
     let r = hook.admit(&review("u-pinned", &pinned_object, false)).await;
     assert_eq!(r["allowed"], true, "{r}");
-    let r = hook.post("/mutate", &review("u-again", &pinned_object, false)).await;
-    assert!(r.get("patch").is_none(), "pinned images are left alone: {r}");
+    let r = hook
+        .post("/mutate", &review("u-again", &pinned_object, false))
+        .await;
+    assert!(
+        r.get("patch").is_none(),
+        "pinned images are left alone: {r}"
+    );
     drop(api);
 }
 
@@ -153,5 +176,9 @@ fn a_breakglass_selector_on_object_labels_stops_the_core_unless_allowed() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

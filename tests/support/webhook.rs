@@ -101,7 +101,10 @@ impl Hook {
             .await
             .unwrap();
         assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{answer}");
-        assert_eq!(answer["response"]["uid"], review["request"]["uid"], "{answer}");
+        assert_eq!(
+            answer["response"]["uid"], review["request"]["uid"],
+            "{answer}"
+        );
         answer["response"].clone()
     }
 }

@@ -94,15 +94,26 @@ impl Admission {
             Err(_) => {
                 self.metrics.timeouts.inc();
                 let timeout = humantime::format_duration(self.settings.config.timeout);
-                let message =
-                    format!("fathom could not check the images within services.webhook.timeout ({timeout})");
+                let message = format!(
+                    "fathom could not check the images within services.webhook.timeout ({timeout})"
+                );
                 let mode = mode.map_or("none", Mode::as_str);
-                let mut a =
-                    self.by_failure_policy(request.uid.clone(), mode, Reason::Timeout, 504, message);
+                let mut a = self.by_failure_policy(
+                    request.uid.clone(),
+                    mode,
+                    Reason::Timeout,
+                    504,
+                    message,
+                );
                 // None of them got a verdict in time: name every one, not just the request.
                 let unchecked: Vec<(String, String)> = uses(&request)
                     .into_iter()
-                    .map(|u| (u.image, format!("not checked within services.webhook.timeout ({timeout})")))
+                    .map(|u| {
+                        (
+                            u.image,
+                            format!("not checked within services.webhook.timeout ({timeout})"),
+                        )
+                    })
                     .collect();
                 mark_unchecked(&mut a, &unchecked, "by services.webhook.failure_policy");
                 a
@@ -298,7 +309,11 @@ impl Admission {
                 .map(|u| (u.image, format!("breakglass for {what}")))
                 .collect();
             let mut a = Self::admit(&req.uid, "breakglass", Reason::Breakglass, Vec::new());
-            mark_unchecked(&mut a, &unchecked, &format!("under breakglass, selector {selector}"));
+            mark_unchecked(
+                &mut a,
+                &unchecked,
+                &format!("under breakglass, selector {selector}"),
+            );
             a.response
                 .audit_annotations
                 .insert("selector".into(), selector.into());

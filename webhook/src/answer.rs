@@ -114,7 +114,11 @@ pub(crate) fn mark_unchecked(a: &mut Answer, unchecked: &[(String, String)], how
         };
         let mut warnings: Vec<String> = unchecked[..shown]
             .iter()
-            .map(|(image, why)| clip(&format!("fathom admitted image {image:?} unchecked {how}: {why}")))
+            .map(|(image, why)| {
+                clip(&format!(
+                    "fathom admitted image {image:?} unchecked {how}: {why}"
+                ))
+            })
             .collect();
         if shown < unchecked.len() {
             warnings.push(format!(
@@ -134,7 +138,8 @@ fn audit_list(unchecked: &[(String, String)]) -> String {
     let mut items = Vec::new();
     let mut size = 2;
     for (i, (image, why)) in unchecked.iter().enumerate() {
-        let item = serde_json::json!({"image": image, "reason": clip_to(why, MAX_AUDIT_REASON_CHARS)});
+        let item =
+            serde_json::json!({"image": image, "reason": clip_to(why, MAX_AUDIT_REASON_CHARS)});
         let len = item.to_string().len() + 1;
         // Room for the `{"more": N}` that ends a cut list.
         if size + len + 24 > MAX_AUDIT_CHARS {

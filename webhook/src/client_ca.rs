@@ -25,7 +25,9 @@ pub(crate) struct ClientCa {
 
 impl std::fmt::Debug for ClientCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCa").field("file", &self.file).finish()
+        f.debug_struct("ClientCa")
+            .field("file", &self.file)
+            .finish()
     }
 }
 

@@ -260,9 +260,10 @@ impl WebhookConfig {
         if self.allow_object_label_breakglass {
             return Ok(());
         }
-        let culprit = self.selectors.iter().position(|s| {
-            s.mode == Some(Mode::Breakglass) && !s.object_labels.is_empty()
-        });
+        let culprit = self
+            .selectors
+            .iter()
+            .position(|s| s.mode == Some(Mode::Breakglass) && !s.object_labels.is_empty());
         match culprit {
             None => Ok(()),
             Some(i) => Err(Error::config(
@@ -331,12 +332,18 @@ mod tests {
         allowed.allow_object_label_breakglass = true;
         allowed.validate().unwrap();
         // Object labels for another mode, and breakglass by namespace labels, stay allowed.
-        parse(r#"{"selectors":[{"object_labels":{"tier":"dev"},"mode":"analysis"},
-            {"namespace_labels":{"fathom.dev/breakglass":"true"},"mode":"breakglass"}]}"#)
-            .validate()
-            .unwrap();
+        parse(
+            r#"{"selectors":[{"object_labels":{"tier":"dev"},"mode":"analysis"},
+            {"namespace_labels":{"fathom.dev/breakglass":"true"},"mode":"breakglass"}]}"#,
+        )
+        .validate()
+        .unwrap();
         let e = parse(r#"{"client_ca_file":""}"#).validate().unwrap_err();
-        assert!(e.to_string().starts_with("services.webhook.client_ca_file:"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("services.webhook.client_ca_file:"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -105,8 +105,14 @@ mod tests {
         let limit = EnqueueLimit::new(3);
         let t0 = Instant::now();
         assert!((0..3).all(|_| limit.try_take_at("a", t0)));
-        assert!(!limit.try_take_at("a", t0), "the fourth in the same instant");
-        assert!(limit.try_take_at("b", t0), "another namespace is not charged");
+        assert!(
+            !limit.try_take_at("a", t0),
+            "the fourth in the same instant"
+        );
+        assert!(
+            limit.try_take_at("b", t0),
+            "another namespace is not charged"
+        );
         // 3 per minute: one more token after 20 s, not before.
         assert!(!limit.try_take_at("a", t0 + Duration::from_secs(19)));
         assert!(limit.try_take_at("a", t0 + Duration::from_secs(21)));

@@ -104,7 +104,11 @@ mod tests {
             "containers": [{"name": "a", "image": "busybox@sha256:bb"}, {"name": "b", "image": "nginx:1.25"}],
             "ephemeralContainers": [{"name": "e", "image": "nginx:1.25"}]
         });
-        let ops = patch("CronJob", &json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}}), &pins);
+        let ops = patch(
+            "CronJob",
+            &json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}}),
+            &pins,
+        );
         let paths: Vec<&str> = ops.iter().map(|o| o["path"].as_str().unwrap()).collect();
         let base = "/spec/jobTemplate/spec/template/spec";
         assert_eq!(
@@ -115,10 +119,15 @@ mod tests {
                 format!("{base}/ephemeralContainers/0/image"),
             ]
         );
-        assert!(ops.iter().all(|o| o["op"] == "replace" && o["value"] == "nginx:1.25@sha256:aa"));
+        assert!(ops
+            .iter()
+            .all(|o| o["op"] == "replace" && o["value"] == "nginx:1.25@sha256:aa"));
         // The old EphemeralContainers kind: the list at the top.
         let old = json!({"kind": "EphemeralContainers", "ephemeralContainers": [{"name": "e", "image": "nginx:1.25"}]});
-        assert_eq!(patch("EphemeralContainers", &old, &pins)[0]["path"], "/ephemeralContainers/0/image");
+        assert_eq!(
+            patch("EphemeralContainers", &old, &pins)[0]["path"],
+            "/ephemeralContainers/0/image"
+        );
         assert!(patch("ConfigMap", &old, &pins).is_empty());
     }
 }

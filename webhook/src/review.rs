@@ -182,6 +182,9 @@ mod tests {
         assert_eq!(v["response"]["auditAnnotations"]["mode"], "policy");
         assert_eq!(v["response"]["status"]["code"], 403);
         assert_eq!(v["response"]["warnings"][0], "w");
-        assert!(v["response"].get("patch").is_none(), "no patch unless mutating");
+        assert!(
+            v["response"].get("patch").is_none(),
+            "no patch unless mutating"
+        );
     }
 }

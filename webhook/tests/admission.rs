@@ -378,7 +378,10 @@ async fn breakglass_and_namespace_label_selectors() {
     assert_eq!(r["allowed"], true);
     let warnings = r["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 2, "{r}");
-    for (w, image) in warnings.iter().zip(["unknown.test/x:1", "unknown.test/y:1"]) {
+    for (w, image) in warnings
+        .iter()
+        .zip(["unknown.test/x:1", "unknown.test/y:1"])
+    {
         let w = w.as_str().unwrap();
         assert!(
             w.contains(image) && w.contains("breakglass, selector incident"),
@@ -408,7 +411,9 @@ async fn breakglass_and_namespace_label_selectors() {
         pod_spec(&[("x", "unknown.test/x:1")], &[]),
     );
     oracle.tag("unknown.test/x:1", &digest("x"));
-    let r = hook.post(&review("s0", "CREATE", &sneaky, None, true)).await;
+    let r = hook
+        .post(&review("s0", "CREATE", &sneaky, None, true))
+        .await;
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(r["auditAnnotations"]["mode"], "policy", "{r}");
     // team-a is labelled env=staging: analysis mode, no policy evaluated.

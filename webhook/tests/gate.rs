@@ -83,7 +83,12 @@ async fn the_old_ephemeral_containers_kind_is_checked_like_the_subresource() {
     let hook = start(oracle.clone(), |_| {}).await;
     let debugger = format!("registry.test/tools/debug@{}", digest("debug"));
     let r = hook
-        .post(&old_ephemeral_review("e1", "shop", "web", &[("dbg", &debugger)]))
+        .post(&old_ephemeral_review(
+            "e1",
+            "shop",
+            "web",
+            &[("dbg", &debugger)],
+        ))
         .await;
     assert_eq!(r["allowed"], false, "an unanalyzed debug image: {r}");
     assert!(message(&r).contains("registry.test/tools/debug"), "{r}");
@@ -92,7 +97,12 @@ async fn the_old_ephemeral_containers_kind_is_checked_like_the_subresource() {
     // Analyzed: admitted.
     oracle.analyzed(&digest("debug"));
     let r = hook
-        .post(&old_ephemeral_review("e2", "shop", "web", &[("dbg", &debugger)]))
+        .post(&old_ephemeral_review(
+            "e2",
+            "shop",
+            "web",
+            &[("dbg", &debugger)],
+        ))
         .await;
     assert_eq!(r["allowed"], true, "{r}");
     hook.stop().await;
@@ -104,17 +114,24 @@ async fn kinds_without_pod_spec_are_allowed_even_when_failure_policy_denies() {
     let hook = start(oracle.clone(), |c| c.failure_policy = FailurePolicy::Deny).await;
     for kind in ["ConfigMap", "Service"] {
         let object = workload(kind, "x", "shop", json!({}), json!({}));
-        let r = hook.post(&review(kind, "CREATE", &object, None, false)).await;
+        let r = hook
+            .post(&review(kind, "CREATE", &object, None, false))
+            .await;
         assert_eq!(r["allowed"], true, "{kind}: {r}");
         assert_eq!(r["auditAnnotations"]["reason"], "skipped", "{kind}: {r}");
     }
     assert!(oracle.calls().is_empty(), "{:?}", oracle.calls());
     let skipped = [("result", "allowed"), ("reason", "skipped")];
-    assert_eq!(hook.counter("fathom_webhook_decisions_total", &skipped), 2.0);
+    assert_eq!(
+        hook.counter("fathom_webhook_decisions_total", &skipped),
+        2.0
+    );
     // A kind the webhook checks still follows the failure policy when it cannot decide.
     oracle.down.store(true, Ordering::SeqCst);
     let pod = pod_of("shop", &pinned_images(0..1));
-    let r = hook.post(&review("down", "CREATE", &pod, None, false)).await;
+    let r = hook
+        .post(&review("down", "CREATE", &pod, None, false))
+        .await;
     assert_eq!(r["allowed"], false, "{r}");
     hook.stop().await;
 }
@@ -126,7 +143,13 @@ async fn every_image_admitted_unchecked_is_named_in_its_own_warning_and_the_audi
     let hook = start(oracle.clone(), |_| {}).await;
     let images = pinned_images(0..3);
     let r = hook
-        .post(&review("down", "CREATE", &pod_of("shop", &images), None, false))
+        .post(&review(
+            "down",
+            "CREATE",
+            &pod_of("shop", &images),
+            None,
+            false,
+        ))
         .await;
     assert_eq!(r["allowed"], true, "failure_policy allow: {r}");
     let warnings: Vec<&str> = r["warnings"]
@@ -164,7 +187,13 @@ async fn every_image_admitted_unchecked_is_named_in_its_own_warning_and_the_audi
     // 40 images: 14 warnings and one saying how many more; the annotation bounded, ending with the rest.
     let many = pinned_images(0..40);
     let r = hook
-        .post(&review("many", "CREATE", &pod_of("shop", &many), None, false))
+        .post(&review(
+            "many",
+            "CREATE",
+            &pod_of("shop", &many),
+            None,
+            false,
+        ))
         .await;
     let warnings = r["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 15, "{r}");
@@ -189,7 +218,13 @@ async fn every_image_admitted_unchecked_is_named_in_its_own_warning_and_the_audi
     let hook = start(oracle, |c| c.timeout = Duration::from_millis(200)).await;
     let images = pinned_images(0..2);
     let r = hook
-        .post(&review("slow", "CREATE", &pod_of("shop", &images), None, false))
+        .post(&review(
+            "slow",
+            "CREATE",
+            &pod_of("shop", &images),
+            None,
+            false,
+        ))
         .await;
     assert_eq!(r["allowed"], true, "{r}");
     let warnings = r["warnings"].as_array().unwrap();
@@ -213,15 +248,32 @@ async fn a_namespace_cannot_queue_more_than_its_enqueue_limit() {
     let images = pinned_images(0..3);
     // A dry run queues nothing and costs nothing.
     let r = hook
-        .post(&review("dry", "CREATE", &pod_of("flood", &images), None, true))
+        .post(&review(
+            "dry",
+            "CREATE",
+            &pod_of("flood", &images),
+            None,
+            true,
+        ))
         .await;
     assert_eq!(r["allowed"], false, "{r}");
     assert!(oracle.enqueued().is_empty());
     let r = hook
-        .post(&review("f1", "CREATE", &pod_of("flood", &images), None, false))
+        .post(&review(
+            "f1",
+            "CREATE",
+            &pod_of("flood", &images),
+            None,
+            false,
+        ))
         .await;
     assert_eq!(r["allowed"], false, "{r}");
-    assert_eq!(oracle.enqueued().len(), 2, "two tokens: {:?}", oracle.enqueued());
+    assert_eq!(
+        oracle.enqueued().len(),
+        2,
+        "two tokens: {:?}",
+        oracle.enqueued()
+    );
     let limited = message(&r);
     assert!(
         limited.contains("namespace \"flood\" reached its enqueue limit")
@@ -229,18 +281,36 @@ async fn a_namespace_cannot_queue_more_than_its_enqueue_limit() {
             && limited.contains("nothing was queued"),
         "{r}"
     );
-    assert_eq!(hook.counter("fathom_webhook_enqueues_limited_total", &[]), 1.0);
+    assert_eq!(
+        hook.counter("fathom_webhook_enqueues_limited_total", &[]),
+        1.0
+    );
     // Another batch in the same namespace: nothing more is queued.
     let more = pinned_images(10..15);
     let r = hook
-        .post(&review("f2", "CREATE", &pod_of("flood", &more), None, false))
+        .post(&review(
+            "f2",
+            "CREATE",
+            &pod_of("flood", &more),
+            None,
+            false,
+        ))
         .await;
     assert_eq!(r["allowed"], false, "{r}");
     assert_eq!(oracle.enqueued().len(), 2);
-    assert_eq!(hook.counter("fathom_webhook_enqueues_limited_total", &[]), 6.0);
+    assert_eq!(
+        hook.counter("fathom_webhook_enqueues_limited_total", &[]),
+        6.0
+    );
     // Other namespaces have their own budget.
     let r = hook
-        .post(&review("q", "CREATE", &pod_of("quiet", &more[..1]), None, false))
+        .post(&review(
+            "q",
+            "CREATE",
+            &pod_of("quiet", &more[..1]),
+            None,
+            false,
+        ))
         .await;
     assert!(message(&r).contains("queued at high priority"), "{r}");
     assert_eq!(oracle.enqueued().len(), 3);

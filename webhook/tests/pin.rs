@@ -88,7 +88,10 @@ async fn admitted_tags_are_pinned_to_the_checked_digest_in_every_kind_and_list()
         want.sort();
         assert_eq!(got, want, "{kind}");
     }
-    assert_eq!(hook.counter("fathom_webhook_pinned_images_total", &[]), 24.0);
+    assert_eq!(
+        hook.counter("fathom_webhook_pinned_images_total", &[]),
+        24.0
+    );
     hook.stop().await;
 }
 
@@ -121,17 +124,32 @@ async fn denied_objects_are_not_patched_and_without_pin_digests_there_is_no_muta
     );
     let r = mutate(&hook, &review("stop", "CREATE", &object, None, false)).await;
     assert_eq!(r["allowed"], false, "{r}");
-    assert!(r.get("patch").is_none(), "a denied object is not patched: {r}");
+    assert!(
+        r.get("patch").is_none(),
+        "a denied object is not patched: {r}"
+    );
     // Unanalyzed (queued now): denied, not patched.
     let fresh = "registry.test/shop/new:1";
     oracle.tag(fresh, &digest("new"));
-    let object = workload("Pod", "app", "shop", json!({}), pod_spec(&[("n", fresh)], &[]));
+    let object = workload(
+        "Pod",
+        "app",
+        "shop",
+        json!({}),
+        pod_spec(&[("n", fresh)], &[]),
+    );
     let r = mutate(&hook, &review("new", "CREATE", &object, None, false)).await;
     assert_eq!(r["allowed"], false, "{r}");
     assert!(r.get("patch").is_none(), "{r}");
     // Only digest references: admitted, nothing to patch.
     let by_digest = format!("registry.test/shop/web@{}", digest("web"));
-    let object = workload("Pod", "app", "shop", json!({}), pod_spec(&[("w", &by_digest)], &[]));
+    let object = workload(
+        "Pod",
+        "app",
+        "shop",
+        json!({}),
+        pod_spec(&[("w", &by_digest)], &[]),
+    );
     let r = mutate(&hook, &review("d", "CREATE", &object, None, false)).await;
     assert_eq!(r["allowed"], true, "{r}");
     assert_eq!(patched(&r, &object), object);

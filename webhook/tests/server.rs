@@ -220,7 +220,10 @@ async fn with_a_client_ca_only_its_certificates_get_an_answer_and_it_rotates() {
     let (cert, key) = (apiserver.cert_pem.as_str(), apiserver.key_pem.as_str());
     let (other_cert, other_key) = (stranger.cert_pem.as_str(), stranger.key_pem.as_str());
     // Without a certificate, and with one from another CA: the handshake is refused, no answer.
-    assert!(ask(None).await.is_err(), "answered without a client certificate");
+    assert!(
+        ask(None).await.is_err(),
+        "answered without a client certificate"
+    );
     assert!(
         ask(Some((other_cert, other_key))).await.is_err(),
         "answered a certificate of another CA"
@@ -239,7 +242,10 @@ async fn with_a_client_ca_only_its_certificates_get_an_answer_and_it_rotates() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(rotated, "the new client CA was never used");
-    assert!(ask(Some((cert, key))).await.is_err(), "the old CA still admits");
+    assert!(
+        ask(Some((cert, key))).await.is_err(),
+        "the old CA still admits"
+    );
     hook.stop().await;
 }
 

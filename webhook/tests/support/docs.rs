@@ -83,7 +83,9 @@ pub fn workload(kind: &str, name: &str, ns: &str, labels: Value, mut spec: Value
         "ConfigMap" => {
             return json!({"apiVersion": "v1", "kind": kind, "metadata": meta, "data": {"a": "b"}})
         }
-        "Service" => json!({"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}),
+        "Service" => {
+            json!({"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]})
+        }
         _ => panic!("no shape for {kind}"),
     };
     json!({"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": body})
