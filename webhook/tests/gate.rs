@@ -12,7 +12,9 @@ use std::time::Duration;
 use fathom_webhook::{FailurePolicy, Mode, SelectorConfig, WebhookConfig};
 use serde_json::{json, Value};
 use support::docs::{old_ephemeral_review, pod_spec, review, workload};
-use support::{digest, start, FakeOracle};
+use support::{digest, start, Call, FakeOracle};
+
+const WEB: &str = "registry.test/shop/web";
 
 fn message(r: &Value) -> &str {
     r["status"]["message"].as_str().unwrap_or_default()
@@ -34,6 +36,118 @@ fn pod_of(ns: &str, images: &[String]) -> Value {
         .collect();
     workload("Pod", "p", ns, json!({}), pod_spec(&containers, &[]))
 }
+#[tokio::test]
+async fn breakglass_and_namespace_label_selectors() {
+    let oracle = Arc::new(FakeOracle::default());
+    oracle.analyzed(&digest("web"));
+    oracle.namespaces.lock().unwrap().extend([
+        (
+            "team-a".to_string(),
+            [("env".to_string(), "staging".to_string())].into(),
+        ),
+        (
+            "incident".to_string(),
+            [("fathom.dev/breakglass".to_string(), "true".to_string())].into(),
+        ),
+    ]);
+    let hook = start(oracle.clone(), |c| {
+        c.selectors = vec![
+            SelectorConfig {
+                name: Some("incident".into()),
+                namespace_labels: [("fathom.dev/breakglass".to_string(), "^true$".to_string())]
+                    .into(),
+                mode: Some(Mode::Breakglass),
+                ..SelectorConfig::default()
+            },
+            SelectorConfig {
+                name: Some("staging".into()),
+                namespace_labels: [("env".to_string(), "^staging$".to_string())].into(),
+                mode: Some(Mode::Analysis),
+                ..SelectorConfig::default()
+            },
+        ]
+    })
+    .await;
+    // Breakglass by the namespace's label (set by whoever may edit Namespaces): admitted unchecked,
+    // one warning per image, and every image with its reason in the audit annotation.
+    let glass = workload(
+        "Pod",
+        "p",
+        "incident",
+        json!({}),
+        pod_spec(&[("x", "unknown.test/x:1"), ("y", "unknown.test/y:1")], &[]),
+    );
+    let r = hook.post(&review("b", "CREATE", &glass, None, false)).await;
+    assert_eq!(r["allowed"], true);
+    let warnings = r["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 2, "{r}");
+    for (w, image) in warnings
+        .iter()
+        .zip(["unknown.test/x:1", "unknown.test/y:1"])
+    {
+        let w = w.as_str().unwrap();
+        assert!(
+            w.contains(image) && w.contains("breakglass, selector incident"),
+            "{r}"
+        );
+    }
+    let listed: Value =
+        serde_json::from_str(r["auditAnnotations"]["unchecked-images"].as_str().unwrap()).unwrap();
+    assert_eq!(listed[1]["image"], "unknown.test/y:1", "{r}");
+    assert!(!oracle
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Resolve(_) | Call::State(_))));
+    assert_eq!(
+        hook.counter(
+            "fathom_webhook_decisions_total",
+            &[("mode", "breakglass"), ("reason", "breakglass")]
+        ),
+        1.0
+    );
+    // A Pod that labels itself as if breakglass were on object labels gets the default mode: denied.
+    let sneaky = workload(
+        "Pod",
+        "p",
+        "team-b",
+        json!({"fathom.dev/breakglass": "true"}),
+        pod_spec(&[("x", "unknown.test/x:1")], &[]),
+    );
+    oracle.tag("unknown.test/x:1", &digest("x"));
+    let r = hook
+        .post(&review("s0", "CREATE", &sneaky, None, true))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert_eq!(r["auditAnnotations"]["mode"], "policy", "{r}");
+    // team-a is labelled env=staging: analysis mode, no policy evaluated.
+    let web = format!("{WEB}@{}", digest("web"));
+    let pod = workload(
+        "Pod",
+        "p",
+        "team-a",
+        json!({}),
+        pod_spec(&[("web", &web)], &[]),
+    );
+    let r = hook.post(&review("s", "CREATE", &pod, None, false)).await;
+    assert_eq!(r["allowed"], true);
+    assert_eq!(r["auditAnnotations"]["mode"], "analysis");
+    assert_eq!(r["auditAnnotations"]["selector"], "staging");
+    // Elsewhere the default (policy) applies.
+    let pod = workload(
+        "Pod",
+        "p",
+        "team-b",
+        json!({}),
+        pod_spec(&[("web", &web)], &[]),
+    );
+    let r = hook.post(&review("d", "CREATE", &pod, None, false)).await;
+    assert_eq!(r["auditAnnotations"]["mode"], "policy");
+    assert!(oracle
+        .calls()
+        .contains(&Call::Evaluate(digest("web"), None)));
+    hook.stop().await;
+}
+
 #[tokio::test]
 async fn object_label_breakglass_is_refused_at_startup_unless_allowed() {
     let glass = SelectorConfig {
