@@ -237,6 +237,7 @@ async fn locked_round(
             images = r.images_indexed,
             undecodable = r.images_undecodable,
             keys = r.keys_matched,
+            changed = r.keys_changed,
             matches = r.matches,
             ms = r.wall_ms,
             "fleet re-matched"

@@ -17,9 +17,10 @@ pub mod feed;
 pub mod local;
 pub mod store;
 
-/// Channel on which committed changes to matches and feed freshness are announced (migration
-/// `20261130150500_vulns_notify`): payload `*` for the whole fleet, else the space-separated digests of
-/// re-indexed images.
+/// Channel on which committed changes to matches and feed freshness are announced: `*` for the whole
+/// fleet when a feed's current data, last success or offer moved (migration
+/// `20261210000002_vulns_notify_changes`), else the space-separated digests of re-indexed images and of
+/// images whose matches a re-match changed. A poll or a re-match that changed nothing announces nothing.
 pub const CHANNEL: &str = "fathom_vulns";
 
 pub use config::VulnsConfig;

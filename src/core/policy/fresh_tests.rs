@@ -121,8 +121,64 @@ async fn a_bundle_activated_by_one_engine_is_used_by_the_others_next_check() {
     assert!(b.bundle(Some("strict")).await.is_err(), "deleted on a");
 }
 
+/// Another image than [`image()`].
+fn other() -> ImageId {
+    ImageId {
+        digest: format!("sha256:{}", "ef".repeat(32)),
+        ..image()
+    }
+}
+
+/// Caches a verdict for `id` (a miss first).
+async fn cache(cache: &VerdictCache, id: &ImageId) {
+    match cache.lookup(id, None).await.unwrap() {
+        Lookup::Miss(pending) => cache.insert(*pending, verdict("cached")),
+        Lookup::Hit(v) => panic!("{v:?}"),
+    }
+}
+
+/// Indexes `digest` as carrying the npm package `name@1.0.0` (not matched yet).
+async fn carries(pool: &PgPool, digest: &str, name: &str) {
+    sqlx::query(
+        "INSERT INTO fathom_vuln_keys (ecosystem, name, version) VALUES ('npm', $1, '1.0.0') \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(name)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO fathom_vuln_image_packages (manifest_digest, ecosystem, name, version, \
+         package_type, package_name, package_version, purl, layer_digest, os) \
+         VALUES ($1, 'npm', $2, '1.0.0', 'npm', $2, '1.0.0', 'pkg:npm/' || $2 || '@1.0.0', 'sha256:l', false)",
+    )
+    .bind(digest)
+    .bind(name)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Proves `change` notified nothing: a marker sent after it is the only event the listener sees.
+async fn notifies_nothing<F: std::future::Future<Output = ()>>(
+    fresh: &Freshness,
+    pool: &PgPool,
+    change: F,
+) {
+    let seen = fresh.events();
+    change.await;
+    sqlx::query("SELECT pg_notify($1, 'sha256:marker')")
+        .bind(fathom_vulns::CHANNEL)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(until(|| fresh.events() > seen).await, "marker not seen");
+    // Notifications arrive in commit order: one sent by the change would have come first.
+    assert_eq!(fresh.events(), seen + 1, "the change notified something");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rematch_or_a_re_analysis_invalidates_the_cached_verdicts() {
+async fn a_rematch_or_a_re_analysis_invalidates_only_the_images_that_changed() {
     let db = db().await;
     let b = engine(&db).await;
     let pool = PgPool::connect(db.url()).await.unwrap();
@@ -132,37 +188,66 @@ async fn a_rematch_or_a_re_analysis_invalidates_the_cached_verdicts() {
         b.freshness().clone(),
     )
     .unwrap();
-    // The image carries one package, never matched yet: a re-match gives it a new stamp.
-    sqlx::query("INSERT INTO fathom_vuln_keys (ecosystem, name, version) VALUES ('npm', 'x', '1')")
+    // An npm feed with one advisory for every version of `x`.
+    sqlx::query("INSERT INTO fathom_vuln_feeds (feed, generation, last_success_at) VALUES ('npm', 1, now())")
         .execute(&pool)
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO fathom_vuln_image_packages (manifest_digest, ecosystem, name, version, \
-         package_type, package_name, package_version, purl, layer_digest, os) \
-         VALUES ($1, 'npm', 'x', '1', 'npm', 'x', '1', 'pkg:npm/x@1', 'sha256:l', false)",
+        "INSERT INTO fathom_vuln_affected (generation, ecosystem, name, vuln_id, aliases, severity, urls, entry) \
+         VALUES (1, 'npm', 'x', 'GHSA-x', '{}', 'high', '{}', \
+         '{\"package\": {\"ecosystem\": \"npm\", \"name\": \"x\"}, \
+           \"ranges\": [{\"type\": \"SEMVER\", \"events\": [{\"introduced\": \"0\"}]}]}')",
     )
-    .bind(&image().digest)
     .execute(&pool)
     .await
     .unwrap();
+    // image() carries x (the advisory will match), other() carries y (nothing matches); neither matched.
+    carries(&pool, &image().digest, "x").await;
+    carries(&pool, &other().digest, "y").await;
     cache_one(&verdicts).await;
+    cache(&verdicts, &other()).await;
+
     let seen = b.freshness().events();
     let report = fathom_vulns::Matcher::rematch(&pool).await.unwrap();
-    assert_eq!(report.keys_matched, 1, "{report:?}");
+    assert_eq!(
+        (report.keys_matched, report.keys_changed),
+        (2, 1),
+        "{report:?}"
+    );
     assert!(until(|| b.freshness().events() > seen).await);
     assert!(is_miss(verdicts.lookup(&image(), None).await.unwrap()));
+    assert!(
+        matches!(
+            verdicts.lookup(&other(), None).await.unwrap(),
+            Lookup::Hit(_)
+        ),
+        "other()'s matches did not change: its verdict stays cached"
+    );
+    cache_one(&verdicts).await;
+
+    // A round with nothing to do, a feed poll that found nothing new, and a failed poll: no event.
+    notifies_nothing(b.freshness(), &pool, async {
+        fathom_vulns::Matcher::rematch(&pool).await.unwrap();
+    })
+    .await;
+    notifies_nothing(b.freshness(), &pool, async {
+        sqlx::query("UPDATE fathom_vuln_feeds SET last_checked_at = now(), last_error = 'down'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO fathom_vuln_feeds (feed, last_checked_at, last_error) VALUES ('PyPI', now(), 'down')")
+            .execute(&pool)
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(matches!(
+        verdicts.lookup(&image(), None).await.unwrap(),
+        Lookup::Hit(_)
+    ));
 
     // An image's index rewritten (what a re-analysis leads to): that image's verdicts only.
-    cache_one(&verdicts).await;
-    let other = ImageId {
-        digest: format!("sha256:{}", "ef".repeat(32)),
-        ..image()
-    };
-    match verdicts.lookup(&other, None).await.unwrap() {
-        Lookup::Miss(pending) => verdicts.insert(*pending, verdict("other")),
-        Lookup::Hit(v) => panic!("{v:?}"),
-    }
     let seen = b.freshness().events();
     sqlx::query("INSERT INTO fathom_vuln_images (manifest_digest, analyzed_at) VALUES ($1, now())")
         .bind(&image().digest)
@@ -172,9 +257,20 @@ async fn a_rematch_or_a_re_analysis_invalidates_the_cached_verdicts() {
     assert!(until(|| b.freshness().events() > seen).await);
     assert!(is_miss(verdicts.lookup(&image(), None).await.unwrap()));
     assert!(matches!(
-        verdicts.lookup(&other, None).await.unwrap(),
+        verdicts.lookup(&other(), None).await.unwrap(),
         Lookup::Hit(_)
     ));
+
+    // A feed that moved to new data: everything.
+    let seen = b.freshness().events();
+    sqlx::query(
+        "UPDATE fathom_vuln_feeds SET generation = 2, last_success_at = now() WHERE feed = 'npm'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(until(|| b.freshness().events() > seen).await);
+    assert!(is_miss(verdicts.lookup(&other(), None).await.unwrap()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

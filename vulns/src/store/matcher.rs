@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::copy::{copy_in, next_buffer, CopyRows};
 use super::index::index_images;
+use super::notify;
 use crate::core::affected::{evaluate, Verdict};
 use crate::core::osv::Affected;
 use crate::core::version::Scheme;
@@ -31,6 +32,8 @@ pub struct RematchReport {
     pub images_undecodable: u64,
     /// Distinct keys evaluated (new keys and keys under dirty names; the rest carried over).
     pub keys_matched: u64,
+    /// Of those, keys whose matches changed: the images carrying them were notified.
+    pub keys_changed: u64,
     /// Matches now stored for those keys.
     pub matches: u64,
     /// (key, record) pairs whose versions did not parse in the ecosystem's ordering.
@@ -64,10 +67,6 @@ SELECT f.vuln_id, f.ecosystem, f.name, f.fixed_version,
        to_char(f.first_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 FROM fathom_vuln_fix_seen f
 JOIN (SELECT DISTINCT e, n FROM unnest($1::text[], $2::text[]) AS k(e, n)) k ON f.ecosystem = k.e AND f.name = k.n
-"#;
-const DELETE_MATCHES_SQL: &str = r#"
-DELETE FROM fathom_vuln_matches m USING unnest($1::text[], $2::text[], $3::text[]) AS k(e, n, v)
-WHERE m.ecosystem = k.e AND m.name = k.n AND m.version = k.v
 "#;
 const COPY_MATCHES_SQL: &str =
     "COPY fathom_vuln_matches (ecosystem, name, version, vuln_id, aliases, \
@@ -127,11 +126,15 @@ impl Matcher {
             .fetch_all(pool)
             .await?;
         let mut tx = pool.begin().await?;
-        for batch in keys.chunks(KEY_BATCH) {
-            let (matches, undecidable) = match_batch(&mut tx, batch, upto).await?;
-            report.keys_matched += batch.len() as u64;
-            report.matches += matches;
-            report.undecidable += undecidable;
+        if !keys.is_empty() {
+            notify::begin(&mut tx).await?;
+            for batch in keys.chunks(KEY_BATCH) {
+                let (matches, undecidable) = match_batch(&mut tx, batch, upto).await?;
+                report.keys_matched += batch.len() as u64;
+                report.matches += matches;
+                report.undecidable += undecidable;
+            }
+            report.keys_changed = notify::finish(&mut tx).await?;
         }
         if upto > 0 {
             sqlx::query(CONSUME_DIRTY_SQL)
@@ -172,7 +175,7 @@ async fn match_batch(conn: &mut PgConnection, keys: &[Key], stamp: i64) -> Resul
         .bind(&n)
         .fetch_all(&mut *conn)
         .await?;
-    sqlx::query(DELETE_MATCHES_SQL)
+    sqlx::query(notify::DELETE_KEEPING_SQL)
         .bind(&e)
         .bind(&n)
         .bind(&v)
@@ -199,6 +202,7 @@ async fn match_batch(conn: &mut PgConnection, keys: &[Key], stamp: i64) -> Resul
         .bind(stamp)
         .execute(&mut *conn)
         .await?;
+    notify::compare_batch(conn, &e, &n, &v).await?;
     Ok((count, undecidable))
 }
 

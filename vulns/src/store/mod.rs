@@ -1,11 +1,12 @@
-//! The Postgres side: feed generations ([`sync`]), image indexing and fleet matching ([`matcher`]) and the questions the
-//! API asks ([`queries`]). SQL lives next to the functions that run it; migrations in `migrations/`.
+//! The Postgres side: feed generations ([`sync`]), image indexing and fleet matching ([`matcher`], which
+//! notifies the images whose matches changed) and the questions the API asks ([`queries`]). SQL lives next to the functions that run it; migrations in `migrations/`.
 
 use sqlx::migrate::Migrator;
 
 mod copy;
 mod index;
 pub mod matcher;
+mod notify;
 pub mod queries;
 pub mod sync;
 
