@@ -188,11 +188,13 @@ async fn a_rematch_or_a_re_analysis_invalidates_only_the_images_that_changed() {
         b.freshness().clone(),
     )
     .unwrap();
-    // An npm feed with one advisory for every version of `x`.
+    // An npm feed with one advisory for every version of `x` (its `*` seen before anything is cached).
+    let seen = b.freshness().events();
     sqlx::query("INSERT INTO fathom_vuln_feeds (feed, generation, last_success_at) VALUES ('npm', 1, now())")
         .execute(&pool)
         .await
         .unwrap();
+    assert!(until(|| b.freshness().events() > seen).await);
     sqlx::query(
         "INSERT INTO fathom_vuln_affected (generation, ecosystem, name, vuln_id, aliases, severity, urls, entry) \
          VALUES (1, 'npm', 'x', 'GHSA-x', '{}', 'high', '{}', \
