@@ -23,6 +23,8 @@
 //!     tokens: []          # FATHOM_SERVICES_API_TOKENS=tok1,tok2
 //!   policy_engine:        # src/core/policy/config.rs
 //!     bundle_file: /etc/fathom/bundle.json   # stored and activated at start
+//!   catalog:              # catalog/src/config.rs
+//!     watch_interval: 5m  # every watched tag HEADed once per interval
 //! registry:               # worker/src/config.rs
 //!   insecure: [registry.local:5000]   # also FATHOM_INSECURE_REGISTRIES=a:5000,b
 //!   credentials:
@@ -101,6 +103,8 @@ pub struct ServicesConfig {
     pub webhook: fathom_webhook::WebhookConfig,
     /// Policy checks: enabled, the bundle to activate at start, the evaluation cache.
     pub policy_engine: crate::core::policy::config::PolicyEngineConfig,
+    /// The catalog's watches: intervals, the repository cap, the per-host rate (catalog/src/config.rs).
+    pub catalog: fathom_catalog::CatalogConfig,
 }
 
 /// `metrics`.
@@ -156,6 +160,7 @@ impl FathomConfig {
         self.services.autoscaler.validate()?;
         self.services.api.validate()?;
         self.services.policy_engine.validate()?;
+        self.services.catalog.validate()?;
         self.services
             .feeds
             .validate("services.feeds")

@@ -55,6 +55,8 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Policy bundles: validate a file (every problem with its JSON path).
     Policy(cmd::policy::PolicyArgs),
+    /// Watch tags and repositories: add REF | --repository REPO, list, rm ID, history REF.
+    Watch(cmd::watch::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => cmd::webhook::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Policy(args) => cmd::policy::run(args),
+        Command::Watch(args) => cmd::watch::run(args),
     };
     match result {
         Ok(code) => code,

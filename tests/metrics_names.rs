@@ -23,10 +23,16 @@ const EXTERNAL_METRICS: &[(&str, &str)] = &[];
 
 /// fathom's own names whose series exist only per registry host, so an idle process (which has met no
 /// registry) cannot export them; each names the test that asserts them after real registry work.
-const PER_HOST_METRICS: &[(&str, &str)] = &[(
-    "fathom_worker_registry_requests_total",
-    "tests/worker.rs metrics_pass_promtool_and_health_answers",
-)];
+const PER_HOST_METRICS: &[(&str, &str)] = &[
+    (
+        "fathom_worker_registry_requests_total",
+        "tests/worker.rs metrics_pass_promtool_and_health_answers",
+    ),
+    (
+        "fathom_catalog_requests_total",
+        "tests/catalog.rs an_idle_pass_sends_only_heads_and_500_tags_keep_the_per_host_rate",
+    ),
+];
 
 /// Labels Prometheus attaches when it scrapes (from the target and the Kubernetes service discovery),
 /// so no exposition carries them.

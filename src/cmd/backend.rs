@@ -228,6 +228,16 @@ impl ApiClient {
         builder: reqwest::RequestBuilder,
         what: &str,
     ) -> anyhow::Result<T> {
+        let bytes = self.answer(builder, what).await?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{what}: decoding the answer"))
+    }
+
+    /// Sends; the body of a successful answer, the API's error body as a one-line error otherwise.
+    async fn answer(
+        &self,
+        builder: reqwest::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<Vec<u8>> {
         let response = builder
             .send()
             .await
@@ -245,6 +255,26 @@ impl ApiClient {
                     String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
                 ),
             }
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Any request with an optional JSON body; the answer as JSON (`null` for an empty one, e.g. 204).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut builder = self.request(method, path).query(query);
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let bytes = self.answer(builder, what).await?;
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
         }
         serde_json::from_slice(&bytes).with_context(|| format!("{what}: decoding the answer"))
     }

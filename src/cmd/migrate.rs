@@ -1,4 +1,4 @@
-//! `fathom migrate`: apply the embedded database migrations (queue, results store, vulnerability feeds, policy bundles).
+//! `fathom migrate`: apply the embedded database migrations (queue, results store, vulnerability feeds, policy bundles, catalog).
 
 use std::process::ExitCode;
 
@@ -20,6 +20,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             .await?;
         fathom_vulns::migrator().run(&pool).await?;
         fathom_policy::store::migrator().run(&pool).await?;
+        fathom_catalog::migrator().run(&pool).await?;
         pool.close().await;
         anyhow::Ok(())
     })?;

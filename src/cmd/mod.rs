@@ -23,6 +23,7 @@ pub mod scan_vulns;
 pub mod status;
 pub mod submit;
 pub mod vulns;
+pub mod watch;
 pub mod webhook;
 pub mod worker;
 

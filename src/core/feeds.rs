@@ -122,28 +122,17 @@ const MATCHES_SQL: &str = "SELECT count(*) FROM fathom_vuln_matches";
 
 /// Takes the feed lock on `conn` without waiting; true when this session now holds it.
 pub async fn try_lock(conn: &mut PgConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(FEED_LOCK)
-        .fetch_one(conn)
-        .await
+    crate::core::election::try_lock(conn, FEED_LOCK).await
 }
 
 /// Takes the feed lock on `conn`, waiting for the holder (a core's cycle) to finish its round.
 pub async fn lock(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(FEED_LOCK)
-        .execute(conn)
-        .await
-        .map(drop)
+    crate::core::election::lock(conn, FEED_LOCK).await
 }
 
 /// Releases the feed lock held by `conn`'s session.
 pub async fn unlock(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(FEED_LOCK)
-        .execute(conn)
-        .await
-        .map(drop)
+    crate::core::election::unlock(conn, FEED_LOCK).await
 }
 
 /// Runs the cycle until `shutdown` turns true. Each round (every `rematch_interval`): refresh the gauges

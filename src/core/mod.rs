@@ -6,7 +6,9 @@
 //! surface over them. Its runner is [`crate::services::core`], beside the worker's and the autoscaler's.
 
 pub mod api;
+pub mod catalog;
 pub mod config;
+pub mod election;
 pub mod facts;
 pub mod facts_local;
 pub mod feeds;

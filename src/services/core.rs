@@ -1,6 +1,6 @@
 //! The core's runner: the external API and, beside it, the queue maintenance (rescue of dead workers'
-//! leases, pruning of finished jobs), the feed cycle when `services.feeds.enabled`, and the admission
-//! webhook when `services.webhook.enabled`.
+//! leases, pruning of finished jobs), the feed cycle when `services.feeds.enabled`, the catalog loop when
+//! `services.catalog.enabled`, and the admission webhook when `services.webhook.enabled`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::config::FathomConfig;
 use crate::core::api::{self, ApiMetrics, ApiState, Tokens, DOCUMENTS_AT_ONCE};
 use crate::core::feeds::FeedMetrics;
 use crate::core::policy::PolicyEngine;
+use fathom_catalog::CatalogMetrics;
 
 /// Runs the API service (and the queue maintenance beside it) until `shutdown` turns true: binds
 /// `services.api.address` first so a taken port fails at once, then serves with graceful shutdown.
@@ -53,6 +54,14 @@ pub async fn run_core(
         tracing::info!(id = %stored.id, digest = %stored.digest, "policy bundle activated from {file}");
     }
     let tokens = Tokens::from_config(&api.tokens)?;
+    let catalog_config = config.services.catalog.clone();
+    let catalog_metrics = CatalogMetrics::register(metrics.registry(), &catalog_config)?;
+    let catalog = crate::core::catalog::build(
+        config,
+        store.pool().clone(),
+        cache_key.clone(),
+        catalog_metrics.clone(),
+    )?;
     let state = Arc::new(ApiState {
         store,
         queue: queue.clone(),
@@ -60,6 +69,7 @@ pub async fn run_core(
         cache_key,
         documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
         policy: Arc::new(policy),
+        catalog: Some(Arc::new(catalog.clone())),
     });
     // The admission webhook beside the API, on its own HTTPS port, its metrics on the API's /metrics.
     // Bound before the API serves so a taken port or a missing certificate fails the start.
@@ -97,6 +107,21 @@ pub async fn run_core(
     } else {
         None
     };
+    let catalog_loop = catalog_config.enabled.then(|| {
+        tracing::info!(
+            watch_interval = %humantime::format_duration(catalog_config.watch_interval),
+            repository_interval = %humantime::format_duration(catalog_config.repository_interval),
+            "catalog loop on"
+        );
+        tokio::spawn(crate::core::catalog::run(
+            catalog,
+            state.store.pool().clone(),
+            database_url.to_string(),
+            catalog_config.clone(),
+            catalog_metrics,
+            shutdown.clone(),
+        ))
+    });
     let app = api::router(state, tokens, metrics)?;
     tracing::info!(address = %bound, auth = api.auth, "API listening");
     // Printed for scripts and tests that bind port 0.
@@ -111,6 +136,9 @@ pub async fn run_core(
     maintenance.abort();
     if let Some(cycle) = feed_cycle {
         cycle.abort();
+    }
+    if let Some(catalog) = catalog_loop {
+        catalog.abort();
     }
     if let Some(webhook) = webhook {
         webhook.await.context("webhook task")??;

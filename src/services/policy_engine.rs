@@ -63,6 +63,7 @@ pub async fn run_policy_engine(
         cache_key: String::new(),
         documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
         policy: Arc::new(policy),
+        catalog: None,
     });
     let app = engine::router(state, tokens, metrics);
     tracing::info!(address = %bound, "policy engine listening");

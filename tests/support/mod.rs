@@ -41,6 +41,7 @@ pub async fn test_db() -> TestDb {
         &fathom_worker::store::migrator(),
         &fathom_vulns::migrator(),
         &fathom_policy::store::migrator(),
+        &fathom_catalog::migrator(),
     ])
     .await
     .expect("test database")

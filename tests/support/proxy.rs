@@ -34,6 +34,19 @@ pub struct Rules {
     max_in_flight: AtomicUsize,
     /// When each request arrived and what it was answered by the fault rules (`None`: forwarded).
     log: Mutex<Vec<(Instant, Option<u16>)>>,
+    /// When each request arrived, its method and path.
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// A request as the proxy saw it arrive.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Arrival.
+    pub at: Instant,
+    /// `GET`, `HEAD`, ...
+    pub method: String,
+    /// Path and query.
+    pub path: String,
 }
 
 impl Rules {
@@ -50,6 +63,11 @@ impl Rules {
     /// Most requests in flight at once so far.
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Every request's arrival, method and path, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
     }
 
     /// Every request's arrival and its injected status, if any, in order.
@@ -124,6 +142,15 @@ async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     rules.requests.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight::enter(rules);
     let arrived = Instant::now();
+    rules.seen.lock().unwrap().push(Seen {
+        at: arrived,
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+    });
     let delay = rules.delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;

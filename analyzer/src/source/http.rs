@@ -69,7 +69,7 @@ impl Http {
     }
 
     /// `https://HOST` (or `http://` for registries allowed plain HTTP); Docker Hub's API lives elsewhere.
-    fn base(&self, host: &str) -> String {
+    pub(crate) fn base(&self, host: &str) -> String {
         let scheme = if self.is_insecure(host) {
             "http"
         } else {
@@ -92,13 +92,26 @@ impl Http {
         accept: Option<&str>,
         kind: RequestKind,
     ) -> Result<reqwest::Response, HttpError> {
+        self.send(reqwest::Method::GET, image, path, accept, kind)
+            .await
+    }
+
+    /// [`Http::get`] with another method (`HEAD` for a watcher's digest lookups).
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        image: &ImageRef,
+        path: &str,
+        accept: Option<&str>,
+        kind: RequestKind,
+    ) -> Result<reqwest::Response, HttpError> {
         let host = image.registry.as_str();
         let url = format!("{}/v2/{}/{path}", self.base(host), image.repository);
         let scope = format!("repository:{}:pull", image.repository);
         let mut authorization = self.authorization(host, &scope, None).await?;
         let mut challenged = false;
         loop {
-            let mut request = self.client.get(&url);
+            let mut request = self.client.request(method.clone(), &url);
             if let Some(accept) = accept {
                 request = request.header(ACCEPT, accept);
             }

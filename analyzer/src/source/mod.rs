@@ -15,6 +15,7 @@ pub mod registry;
 mod registry_error;
 pub mod requests;
 mod token;
+pub mod watch;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -12,6 +12,10 @@ pub enum RequestKind {
     Blob,
     /// A bearer token from the registry's token service.
     Token,
+    /// `HEAD /v2/NAME/manifests/TAG` (a watcher's digest lookup).
+    Head,
+    /// `GET /v2/NAME/tags/list` (a watcher's tag listing, one per page).
+    Tags,
 }
 
 impl RequestKind {
@@ -21,6 +25,8 @@ impl RequestKind {
             RequestKind::Manifest => "manifest",
             RequestKind::Blob => "blob",
             RequestKind::Token => "token",
+            RequestKind::Head => "head",
+            RequestKind::Tags => "tags",
         }
     }
 }

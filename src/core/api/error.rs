@@ -99,6 +99,11 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// 502: a registry fathom had to ask could not be reached or refused (its answer in the message).
+    pub fn registry(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "registry_error", message)
+    }
+
     /// 500: a fault on our side (logged in full; the client gets the gist).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)

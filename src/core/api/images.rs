@@ -47,6 +47,13 @@ pub struct Page<T> {
     next: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page of `items`, `next` naming the following one.
+    pub(super) fn new(items: Vec<T>, next: Option<String>) -> Self {
+        Page { items, next }
+    }
+}
+
 /// Checks a submitted reference and returns its canonical form.
 fn reference_of(raw: &str) -> Result<String, ApiError> {
     let text = raw.trim();

@@ -19,6 +19,7 @@ mod policies;
 mod queue;
 mod retry;
 mod vulns;
+mod watches;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub documents: tokio::sync::Semaphore,
     /// Policy bundles and checks (`services.policy_engine`).
     pub policy: Arc<crate::core::policy::PolicyEngine>,
+    /// Tag and repository watches (`services.catalog`); none where the core does not serve them.
+    pub catalog: Option<Arc<fathom_catalog::Catalog>>,
 }
 
 impl ApiState {
@@ -100,6 +103,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/policies/{id}"),
     ("GET", "/v1/images/{digest}/check"),
     ("GET", "/v1/images/{digest}/checks"),
+    ("POST", "/v1/watches"),
+    ("GET", "/v1/watches"),
+    ("GET", "/v1/watches/{id}"),
+    ("DELETE", "/v1/watches/{id}"),
 ];
 
 /// The OpenAPI 3 document, written by hand next to the handlers and checked against [`ROUTES`] by tests.
@@ -144,6 +151,11 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         )
         .route("/v1/images/{digest}/check", get(policies::check))
         .route("/v1/images/{digest}/checks", get(checks::history))
+        .route("/v1/watches", get(watches::list).post(watches::create))
+        .route(
+            "/v1/watches/{id}",
+            get(watches::get).delete(watches::delete),
+        )
         .route(
             "/v1/openapi.json",
             get(move || {

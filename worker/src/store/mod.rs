@@ -26,7 +26,7 @@ pub use images::{
 };
 pub use layers::{PackageHit, PackageQuery};
 pub use status::{
-    unsubmitted_entry, Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted,
+    submit_in, unsubmitted_entry, Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted,
     ANALYZE_KIND, STATUSES,
 };
 

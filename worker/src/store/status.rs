@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use fathom_queue::{Enqueued, NewJob};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 
 use super::images::rfc3339;
 use super::{from_epoch, Result, Store};
@@ -302,60 +303,9 @@ impl Store {
         options: &SubmitOptions,
     ) -> Result<Vec<Submitted>> {
         let mut tx = self.pool.begin().await?;
-        let analyzed: Vec<String> = match (&options.cache_key, options.force) {
-            (Some(key), false) => {
-                sqlx::query_scalar(ANALYZED_REFERENCES_SQL)
-                    .bind(references)
-                    .bind(key)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-            _ => Vec::new(),
-        };
-        let to_enqueue: Vec<&String> = references
-            .iter()
-            .filter(|r| !analyzed.contains(r))
-            .collect();
-        let jobs: Vec<NewJob> = to_enqueue
-            .iter()
-            .map(|r| {
-                let mut payload = serde_json::json!({ "reference": r });
-                if options.force {
-                    payload["force"] = serde_json::Value::Bool(true);
-                }
-                // A forced analysis must not be swallowed by a normal job of the same reference that is
-                // queued or running (it would reuse what force is meant to bypass): its own dedup key.
-                let dedup = if options.force {
-                    format!("{r}#force")
-                } else {
-                    r.to_string()
-                };
-                NewJob::new(ANALYZE_KIND, payload)
-                    .dedup_key(dedup)
-                    .priority(options.priority)
-                    .max_attempts(options.max_attempts)
-            })
-            .collect();
-        let enqueued = fathom_queue::tx::enqueue_many_in(&mut tx, &jobs).await?;
-        let ids: Vec<i64> = enqueued.iter().map(|e| e.id).collect();
-        sqlx::query(RECORD_SUBMISSIONS_SQL)
-            .bind(&to_enqueue)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+        let submitted = submit_in(&mut tx, references, options).await?;
         tx.commit().await?;
-        let mut jobs = enqueued.into_iter();
-        Ok(references
-            .iter()
-            .map(|r| {
-                if analyzed.contains(r) {
-                    Submitted::AlreadyAnalyzed
-                } else {
-                    jobs.next()
-                        .map_or(Submitted::AlreadyAnalyzed, Submitted::Job)
-                }
-            })
-            .collect())
+        Ok(submitted)
     }
 
     /// Submissions matching `filter`, newest first, in one query (plus one image lookup per named
@@ -415,6 +365,68 @@ impl Store {
             .await?;
         Ok(out)
     }
+}
+
+/// [`Store::submit_with`] on the caller's connection, so a submission commits together with the caller's
+/// own record of why (the catalog's history row of a tag's new digest).
+pub async fn submit_in(
+    conn: &mut PgConnection,
+    references: &[String],
+    options: &SubmitOptions,
+) -> Result<Vec<Submitted>> {
+    let analyzed: Vec<String> = match (&options.cache_key, options.force) {
+        (Some(key), false) => {
+            sqlx::query_scalar(ANALYZED_REFERENCES_SQL)
+                .bind(references)
+                .bind(key)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        _ => Vec::new(),
+    };
+    let to_enqueue: Vec<&String> = references
+        .iter()
+        .filter(|r| !analyzed.contains(r))
+        .collect();
+    let jobs: Vec<NewJob> = to_enqueue
+        .iter()
+        .map(|r| {
+            let mut payload = serde_json::json!({ "reference": r });
+            if options.force {
+                payload["force"] = serde_json::Value::Bool(true);
+            }
+            // A forced analysis must not be swallowed by a normal job of the same reference that is
+            // queued or running (it would reuse what force is meant to bypass): its own dedup key.
+            let dedup = if options.force {
+                format!("{r}#force")
+            } else {
+                r.to_string()
+            };
+            NewJob::new(ANALYZE_KIND, payload)
+                .dedup_key(dedup)
+                .priority(options.priority)
+                .max_attempts(options.max_attempts)
+        })
+        .collect();
+    let enqueued = fathom_queue::tx::enqueue_many_in(&mut *conn, &jobs).await?;
+    let ids: Vec<i64> = enqueued.iter().map(|e| e.id).collect();
+    sqlx::query(RECORD_SUBMISSIONS_SQL)
+        .bind(&to_enqueue)
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    let mut jobs = enqueued.into_iter();
+    Ok(references
+        .iter()
+        .map(|r| {
+            if analyzed.contains(r) {
+                Submitted::AlreadyAnalyzed
+            } else {
+                jobs.next()
+                    .map_or(Submitted::AlreadyAnalyzed, Submitted::Job)
+            }
+        })
+        .collect())
 }
 
 /// The status of a reference known only from its stored image.

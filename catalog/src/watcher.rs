@@ -1,0 +1,143 @@
+//! The catalog's registry edge: the analyzer's [`TagWatcher`] behind a per-host pacer (at most
+//! `services.catalog.requests_per_second_per_host`, whoever in this process asks, `Retry-After` holding
+//! the host off), counting every request by host and kind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use fathom_analyzer::source::reference::ImageRef;
+use fathom_analyzer::source::watch::{TagWatcher, TagsPage};
+use fathom_analyzer::AnalyzeError;
+use tokio::time::Instant;
+
+use crate::decide::Seen;
+use crate::metrics::CatalogMetrics;
+use crate::schedule;
+
+/// Longest `Retry-After` honoured by holding a host off (a longer one waits for the next pass).
+const MAX_HOLD_OFF: Duration = Duration::from_secs(300);
+
+/// Requests sent, by kind (for a pass's report and the bench).
+#[derive(Debug, Default)]
+pub struct Counts {
+    heads: AtomicU64,
+    manifests: AtomicU64,
+    tags: AtomicU64,
+}
+
+impl Counts {
+    /// `(heads, manifests, tag list pages)` so far.
+    pub fn get(&self) -> (u64, u64, u64) {
+        (
+            self.heads.load(Ordering::Relaxed),
+            self.manifests.load(Ordering::Relaxed),
+            self.tags.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A paced, counted registry client shared by everything the catalog of one process asks.
+pub struct Watcher {
+    client: TagWatcher,
+    gap: Duration,
+    origin: Instant,
+    /// Per host: the earliest start of its next request, from `origin`.
+    next_free: Mutex<HashMap<String, Duration>>,
+    metrics: CatalogMetrics,
+    counts: Counts,
+}
+
+impl Watcher {
+    /// A watcher sending at most `rate` requests per second to any one host.
+    pub fn new(client: TagWatcher, rate: f64, metrics: CatalogMetrics) -> Watcher {
+        Watcher {
+            client,
+            gap: schedule::min_gap(rate),
+            origin: Instant::now(),
+            next_free: Mutex::new(HashMap::new()),
+            metrics,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Requests sent so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// The metrics requests are counted in.
+    pub fn metrics(&self) -> &CatalogMetrics {
+        &self.metrics
+    }
+
+    /// Waits for `host`'s next slot.
+    async fn pace(&self, host: &str) {
+        let start = {
+            let mut hosts = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+            let now = self.origin.elapsed();
+            let next = hosts.entry(host.to_string()).or_insert(now);
+            let (start, after) = schedule::reserve(now, *next, self.gap);
+            *next = after;
+            start
+        };
+        tokio::time::sleep_until(self.origin + start).await;
+    }
+
+    /// Keeps `host` quiet for `wait` (its `Retry-After`).
+    fn hold_off(&self, host: &str, wait: Duration) {
+        let mut hosts = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        let until = self.origin.elapsed() + wait.min(MAX_HOLD_OFF);
+        let next = hosts.entry(host.to_string()).or_insert(until);
+        *next = (*next).max(until);
+    }
+
+    fn noted<T>(&self, host: &str, result: Result<T, AnalyzeError>) -> Result<T, AnalyzeError> {
+        if let Err(e) = &result {
+            if let Some(wait) = e.retry_after() {
+                self.hold_off(host, wait);
+            }
+        }
+        result
+    }
+
+    /// Where `image` (a tag) points now: a `HEAD`, and a manifest `GET` only when the registry gave no
+    /// digest. Missing (404, `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`) and failing answers keep the registry's
+    /// words.
+    pub async fn resolve(&self, image: &ImageRef) -> Seen {
+        let host = image.registry.as_str();
+        self.pace(host).await;
+        self.metrics.request(host, "head");
+        self.counts.heads.fetch_add(1, Ordering::Relaxed);
+        let head = self.noted(host, self.client.head_digest(image).await);
+        let result = match head {
+            Ok(Some(digest)) => Ok(digest),
+            Ok(None) => {
+                self.pace(host).await;
+                self.metrics.request(host, "manifest");
+                self.counts.manifests.fetch_add(1, Ordering::Relaxed);
+                self.noted(host, self.client.get_digest(image).await)
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(digest) => Seen::Digest(digest),
+            Err(e @ AnalyzeError::ManifestUnknown { .. }) => Seen::Missing(e.to_string()),
+            Err(e) => Seen::Failed(e.to_string()),
+        }
+    }
+
+    /// One page of `repository`'s tags (see [`TagWatcher::tags_page`]).
+    pub async fn tags_page(
+        &self,
+        repository: &ImageRef,
+        page: Option<&str>,
+    ) -> Result<TagsPage, AnalyzeError> {
+        let host = repository.registry.as_str();
+        self.pace(host).await;
+        self.metrics.request(host, "tags");
+        self.counts.tags.fetch_add(1, Ordering::Relaxed);
+        self.noted(host, self.client.tags_page(repository, page).await)
+    }
+}
