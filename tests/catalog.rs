@@ -157,10 +157,7 @@ async fn a_moved_tag_is_analyzed_within_one_interval_and_its_history_keeps_both_
     })
     .await;
     assert!(
-        missing["error"]
-            .as_str()
-            .unwrap()
-            .contains("HTTP 404"),
+        missing["error"].as_str().unwrap().contains("HTTP 404"),
         "{missing}"
     );
     assert_eq!(digests(&missing).len(), 2);
