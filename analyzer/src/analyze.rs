@@ -233,7 +233,18 @@ impl Analyzer {
     /// Reads the manifest and config only (no layer is touched), e.g. to look the manifest digest up in a
     /// results store before analyzing.
     pub async fn resolve(&self, source: &ImageSource) -> Result<ResolvedImage> {
-        self.resolve_prefetching(source, 0).await
+        self.resolve_prefetching(source, &self.inner.options.platform, 0)
+            .await
+    }
+
+    /// [`resolve`](Self::resolve) picking `platform` from a multi-platform index instead of the
+    /// configured one (a job that asks for one platform of an index).
+    pub async fn resolve_platform(
+        &self,
+        source: &ImageSource,
+        platform: &Platform,
+    ) -> Result<ResolvedImage> {
+        self.resolve_prefetching(source, platform, 0).await
     }
 
     /// Resolves, and for a registry image requests the first `prefetch` layers together with the config
@@ -241,9 +252,9 @@ impl Analyzer {
     async fn resolve_prefetching(
         &self,
         source: &ImageSource,
+        platform: &Platform,
         prefetch: usize,
     ) -> Result<ResolvedImage> {
-        let platform = &self.inner.options.platform;
         match source {
             ImageSource::Registry { reference } => {
                 self.inner
@@ -272,7 +283,8 @@ impl Analyzer {
         let started = Instant::now();
         // Twice the layers analyzed at once: the next wave's round trips overlap the current one's work.
         let prefetch = 2 * self.inner.options.layers_in_flight.max(1);
-        let image = self.resolve_prefetching(source, prefetch).await?;
+        let platform = &self.inner.options.platform;
+        let image = self.resolve_prefetching(source, platform, prefetch).await?;
         let resolve_ms = started.elapsed().as_millis() as u64;
         let mut analysis = self.analyze_resolved(&image, cache).await?;
         analysis.stats.resolve_ms = resolve_ms;

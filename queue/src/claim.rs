@@ -30,7 +30,7 @@ UPDATE fathom_jobs j SET
     first_claimed_at = coalesce(j.first_claimed_at, now())
 FROM ready
 WHERE j.id = ready.id
-RETURNING j.id, j.lease_token, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
+RETURNING j.id, j.lease_token, j.kind, j.payload, j.platform, j.priority, j.attempt, j.max_attempts,
           j.lease_expires_at, j.enqueued_at, j.claimed_at
 "#;
 
@@ -72,6 +72,7 @@ pub(crate) fn claimed_from_row(row: &Row) -> Result<ClaimedJob> {
         },
         kind: row.try_get("kind")?,
         payload: row.try_get("payload")?,
+        platform: row.try_get("platform")?,
         priority: row.try_get("priority")?,
         attempt: row.try_get("attempt")?,
         max_attempts: row.try_get("max_attempts")?,

@@ -13,12 +13,13 @@ use crate::queue::{secs, Queue};
 pub const ENQUEUE_SQL: &str = r#"
 WITH input AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('fathom_jobs', 'id')) AS id, t.*
-    FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::int2[], $5::float8[], $6::int4[])
-         WITH ORDINALITY AS t(kind, payload, dedup_key, priority, delay_s, max_attempts, ord)
+    FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::int2[], $5::float8[], $6::int4[], $7::text[])
+         WITH ORDINALITY AS t(kind, payload, dedup_key, priority, delay_s, max_attempts, platform, ord)
 ),
 ins AS (
-    INSERT INTO fathom_jobs (id, kind, payload, dedup_key, priority, run_at, max_attempts)
-    SELECT id, kind, payload, dedup_key, priority, now() + make_interval(secs => delay_s), max_attempts
+    INSERT INTO fathom_jobs (id, kind, payload, dedup_key, priority, run_at, max_attempts, platform)
+    SELECT id, kind, payload, dedup_key, priority, now() + make_interval(secs => delay_s), max_attempts,
+           platform
     -- One lock order for every batch: two overlapping batches in different orders cannot deadlock on
     -- the dedup index. RETURNING rows are matched back by id, so the input order is not needed here.
     FROM input ORDER BY kind, dedup_key, ord
@@ -51,6 +52,7 @@ pub(crate) struct Columns {
     pub priorities: Vec<i16>,
     pub delays: Vec<f64>,
     pub max_attempts: Vec<i32>,
+    pub platforms: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -62,6 +64,7 @@ impl Columns {
             priorities: jobs.iter().map(|j| j.priority).collect(),
             delays: jobs.iter().map(|j| secs(j.delay)).collect(),
             max_attempts: jobs.iter().map(|j| j.max_attempts.max(1)).collect(),
+            platforms: jobs.iter().map(|j| j.platform.clone()).collect(),
         }
     }
 }
@@ -148,6 +151,7 @@ impl Queue {
                         (&c.priorities, Type::INT2_ARRAY),
                         (&c.delays, Type::FLOAT8_ARRAY),
                         (&c.max_attempts, Type::INT4_ARRAY),
+                        (&c.platforms, Type::TEXT_ARRAY),
                     ],
                 )
                 .await?;

@@ -36,7 +36,7 @@ GROUP BY lease_owner
 "#;
 
 pub(crate) const JOB_SQL: &str = r#"
-SELECT id, kind, payload, dedup_key, state, priority, attempt, max_attempts, lease_owner, last_error,
+SELECT id, kind, payload, dedup_key, platform, state, priority, attempt, max_attempts, lease_owner, last_error,
        enqueued_at, run_at, first_claimed_at, finished_at
 FROM fathom_jobs WHERE id = $1
 "#;
@@ -94,6 +94,7 @@ fn record_from_row(row: &Row) -> Result<JobRecord> {
         kind: row.try_get("kind")?,
         payload: row.try_get("payload")?,
         dedup_key: row.try_get("dedup_key")?,
+        platform: row.try_get("platform")?,
         state: JobState::parse(&state).unwrap_or(JobState::Failed),
         priority: row.try_get("priority")?,
         attempt: row.try_get("attempt")?,

@@ -78,10 +78,13 @@ pub struct NewJob {
     pub delay: Duration,
     /// Attempts before the job goes `dead`.
     pub max_attempts: i32,
+    /// The platform (`linux/arm64`) to analyze from a multi-platform index; `None`: the worker's own.
+    pub platform: Option<String>,
 }
 
 impl NewJob {
-    /// A job of `kind` with `payload`, default priority, no delay, 5 attempts, no dedup key.
+    /// A job of `kind` with `payload`, default priority, no delay, 5 attempts, no dedup key, the worker's
+    /// platform.
     pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
         Self {
             kind: kind.into(),
@@ -90,7 +93,14 @@ impl NewJob {
             priority: 0,
             delay: Duration::ZERO,
             max_attempts: 5,
+            platform: None,
         }
+    }
+
+    /// Asks for one platform of a multi-platform index instead of the worker's configured one.
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
+        self
     }
 
     /// Sets the dedup key.
@@ -145,6 +155,8 @@ pub struct ClaimedJob {
     pub kind: String,
     /// Job arguments.
     pub payload: serde_json::Value,
+    /// The platform asked for ([`NewJob::platform`]), if any.
+    pub platform: Option<String>,
     /// Priority it was claimed at.
     pub priority: i16,
     /// This attempt's number, from 1.
@@ -242,6 +254,9 @@ pub struct JobRecord {
     pub payload: serde_json::Value,
     /// Dedup key, if any.
     pub dedup_key: Option<String>,
+    /// The platform asked for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     /// State.
     pub state: JobState,
     /// Priority.

@@ -20,6 +20,7 @@ pub async fn enqueue_many_in(conn: &mut PgConnection, jobs: &[NewJob]) -> Result
             .bind(&c.priorities)
             .bind(&c.delays)
             .bind(&c.max_attempts)
+            .bind(&c.platforms)
             .fetch_all(&mut *conn)
             .await?;
         rounds.record(rows.into_iter().map(|(_, id, created)| (id, created)));

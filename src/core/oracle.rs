@@ -11,10 +11,16 @@ use crate::core::policy::PolicyEngine;
 use crate::core::verdicts::{Lookup, VerdictCache};
 use async_trait::async_trait;
 use fathom_analyzer::source::registry::DigestResolver;
+use fathom_analyzer::source::Platform;
 use fathom_analyzer::AnalyzeError;
 use fathom_policy::{Action, Evaluation};
-use fathom_webhook::{AnalysisState, Finding, ImageId, ImageOracle, OracleError, Outcome, Verdict};
-use fathom_worker::store::{ImageStatus, Store, StoreError, SubmissionFilter, SubmitOptions};
+use fathom_webhook::{
+    AnalysisState, Finding, ImageId, ImageOracle, IndexPlatforms, OracleError, Outcome,
+    PlatformImage, Resolved, Verdict,
+};
+use fathom_worker::store::{
+    ImageStatus, PlatformSubmission, Store, StoreError, SubmissionFilter, SubmitOptions,
+};
 
 /// Queue priority of analyses the webhook asks for (lower runs first; submissions default to 0): a
 /// deployment is waiting on them, so they overtake bulk submissions.
@@ -232,17 +238,59 @@ fn unavailable(what: &str, e: StoreError) -> OracleError {
     OracleError::Unavailable(format!("{what}: {e}"))
 }
 
+/// A registry failure as the webhook decides on it: what may pass (unreachable, timed out, 5xx, rate
+/// limited: the analyzer retries those) is left to the failure policy; what will not (the image does
+/// not exist, the registry refuses fathom, the image is one fathom refuses) is an answer.
+fn registry_error(e: AnalyzeError) -> OracleError {
+    if e.is_retryable() {
+        return OracleError::Unavailable(e.to_string());
+    }
+    match e {
+        // The workload names an image that does not exist: it could never start.
+        AnalyzeError::ManifestUnknown { .. } => OracleError::NotFound(e.to_string()),
+        AnalyzeError::Unauthorized { .. } | AnalyzeError::RegistryStatus { .. } => {
+            OracleError::Refused(e.to_string())
+        }
+        other => OracleError::Unsupported(other.to_string()),
+    }
+}
+
 #[async_trait]
 impl ImageOracle for StoreOracle {
-    async fn resolve(&self, reference: &str) -> Result<String, OracleError> {
-        self.resolver
-            .manifest_digest(reference)
+    async fn resolve(
+        &self,
+        reference: &str,
+        platforms: &[String],
+    ) -> Result<Resolved, OracleError> {
+        let resolution = self
+            .resolver
+            .resolve(reference)
             .await
-            .map_err(|e| match e {
-                // The workload names an image that does not exist: it could never start.
-                AnalyzeError::ManifestUnknown { .. } => OracleError::NotFound(e.to_string()),
-                other => OracleError::Unavailable(other.to_string()),
+            .map_err(registry_error)?;
+        let Some(index) = &resolution.index else {
+            return Ok(Resolved::manifest(resolution.digest));
+        };
+        let wanted = platforms
+            .iter()
+            .map(|p| p.parse::<Platform>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| OracleError::Unavailable(format!("services.webhook.platforms: {e}")))?;
+        let platforms = resolution
+            .platform_manifests(&wanted)
+            .map_err(registry_error)?
+            .into_iter()
+            .map(|(platform, digest)| PlatformImage {
+                platform: platform.to_string(),
+                digest,
             })
+            .collect();
+        Ok(Resolved {
+            index: Some(IndexPlatforms {
+                platforms,
+                available: index.platforms(),
+            }),
+            digest: resolution.digest,
+        })
     }
 
     async fn analysis_state(&self, image: &ImageId) -> Result<AnalysisState, OracleError> {
@@ -319,6 +367,35 @@ impl ImageOracle for StoreOracle {
         };
         self.store
             .submit_with(&[image.pinned()], &options)
+            .await
+            .map_err(|e| unavailable("queueing the analysis", e))?;
+        Ok(())
+    }
+
+    async fn enqueue_platform(
+        &self,
+        image: &ImageId,
+        index: &str,
+        platform: &str,
+    ) -> Result<(), OracleError> {
+        // The job fetches the index (immutable, by digest) and picks the platform, so the stored image
+        // records the index it came from; the submission is the platform's manifest, whose status
+        // `analysis_state` finds under `image.pinned()`.
+        let repository = image.pinned();
+        let repository = repository.split_once('@').map_or("", |(r, _)| r);
+        let item = PlatformSubmission {
+            index_reference: format!("{repository}@{index}"),
+            platform: platform.to_owned(),
+            manifest_digest: image.digest.clone(),
+        };
+        let options = SubmitOptions {
+            priority: ADMISSION_PRIORITY,
+            max_attempts: self.max_attempts,
+            force: false,
+            cache_key: Some(self.cache_key.clone()),
+        };
+        self.store
+            .submit_platform(&item, &options)
             .await
             .map_err(|e| unavailable("queueing the analysis", e))?;
         Ok(())

@@ -17,7 +17,7 @@ use crate::images::{self, ImageUse};
 use crate::limit::EnqueueLimit;
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceCache;
-use crate::oracle::ImageOracle;
+use crate::oracle::{ImageOracle, Resolved};
 use crate::review::{self, Invalid, Request, Response, Status};
 use crate::selector::Subject;
 
@@ -42,7 +42,8 @@ pub struct Admission {
     pub(crate) settings: Settings,
     pub(crate) oracle: Arc<dyn ImageOracle>,
     pub(crate) metrics: Metrics,
-    pub(crate) tags: TtlCache<String, String>,
+    /// Reference → what it names ([`crate::oracle::Resolved`]), for `services.webhook.cache_ttl`.
+    pub(crate) tags: TtlCache<String, Resolved>,
     pub(crate) enqueues: EnqueueLimit,
     namespaces: NamespaceCache,
 }

@@ -1,4 +1,5 @@
 //! One image under one mode: resolve (cached), look up its analysis, enqueue or wait if needed, evaluate.
+//! An image index is checked platform by platform ([`crate::platforms`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,7 +9,9 @@ use oci_spec::distribution::Reference;
 
 use crate::admission::Admission;
 use crate::config::Mode;
-use crate::oracle::{AnalysisState, ImageId, OracleError, Outcome, Verdict};
+use crate::oracle::{
+    AnalysisState, ImageId, IndexPlatforms, OracleError, Outcome, Resolved, Verdict,
+};
 
 /// Why an answer is what it is: the `reason` label of `fathom_webhook_decisions_total` and the
 /// `reason` audit annotation. For a request of several images, the most severe one.
@@ -42,6 +45,10 @@ pub enum Reason {
     AnalysisFailed,
     /// The tag, repository or registry does not exist.
     NotFound,
+    /// The registry refused fathom (401, 403, ...): the image cannot be checked, so it is not admitted.
+    Refused,
+    /// fathom refuses the image as hostile or unsupported, or it has none of the configured platforms.
+    Unsupported,
     /// The image reference does not parse.
     BadReference,
     /// The policy said STOP.
@@ -66,6 +73,8 @@ impl Reason {
             Reason::Unanalyzed => "unanalyzed",
             Reason::AnalysisFailed => "analysis_failed",
             Reason::NotFound => "not_found",
+            Reason::Refused => "registry_refused",
+            Reason::Unsupported => "unsupported",
             Reason::BadReference => "bad_reference",
             Reason::Stop => "stop",
         }
@@ -103,6 +112,38 @@ fn undecided(what: &str, e: OracleError) -> ImageVerdict {
     }
 }
 
+/// What a reference turned out to name.
+enum Target {
+    /// One image manifest, with its analysis state when already looked up.
+    Manifest(ImageId, Option<AnalysisState>),
+    /// An image index (its digest and platforms), checked platform by platform.
+    Index(String, IndexPlatforms),
+}
+
+/// The answer when the registry cannot tell what the reference names. Only an unavailable registry (or
+/// store) is left to the failure policy: a refusal is an answer, and an image fathom cannot check is not
+/// admitted unchecked.
+fn unresolvable(e: OracleError) -> ImageVerdict {
+    match e {
+        OracleError::NotFound(m) => ImageVerdict::Deny {
+            reason: Reason::NotFound,
+            message: format!("was not found in its registry ({m})"),
+        },
+        OracleError::Refused(m) => ImageVerdict::Deny {
+            reason: Reason::Refused,
+            message: format!(
+                "cannot be checked: its registry refused fathom ({m}); give fathom pull access to \
+                 it (registry.credentials)"
+            ),
+        },
+        OracleError::Unsupported(m) => ImageVerdict::Deny {
+            reason: Reason::Unsupported,
+            message: format!("cannot be checked: fathom refuses it ({m})"),
+        },
+        e @ OracleError::Unavailable(_) => undecided("resolving it in its registry", e),
+    }
+}
+
 impl Admission {
     /// Checks one image (`image` as written in the spec).
     pub(crate) async fn check_image(&self, image: &str, ctx: &CheckContext<'_>) -> ImageVerdict {
@@ -115,28 +156,49 @@ impl Admission {
                 }
             }
         };
-        let id = match self.digest_of(&reference).await {
-            Ok(id) => id,
-            Err(OracleError::NotFound(m)) => {
-                return ImageVerdict::Deny {
-                    reason: Reason::NotFound,
-                    message: format!("was not found in its registry ({m})"),
-                }
+        // What a pinning mutation writes: the manifest's digest, or the index's (every node pulls what
+        // was checked for its own platform).
+        match self.target_of(&reference).await {
+            Ok(Target::Manifest(id, state)) => {
+                ctx.resolved(image, &id.digest);
+                self.check_manifest(&id, state, None, ctx).await
             }
-            Err(e) => return undecided("resolving its tag", e),
-        };
-        ctx.resolved(image, &id.digest);
-        let mut state = match self.oracle.analysis_state(&id).await {
-            Ok(s) => s,
-            Err(e) => return undecided("looking up its analysis", e),
+            Ok(Target::Index(digest, index)) => {
+                ctx.resolved(image, &digest);
+                self.check_index(&reference.whole(), &digest, &index, ctx)
+                    .await
+            }
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// Checks one image manifest: its analysis (queued when unknown: for `platform` = (index digest,
+    /// platform) as that entry of the index), then its policy. `state` is the analysis state when the
+    /// caller already looked it up.
+    pub(crate) async fn check_manifest(
+        &self,
+        id: &ImageId,
+        state: Option<AnalysisState>,
+        platform: Option<(&str, &str)>,
+        ctx: &CheckContext<'_>,
+    ) -> ImageVerdict {
+        let mut state = match state {
+            Some(s) => s,
+            None => match self.oracle.analysis_state(id).await {
+                Ok(s) => s,
+                Err(e) => return undecided("looking up its analysis", e),
+            },
         };
         let mut queued_now = None;
         if state == AnalysisState::Unknown && !ctx.dry_run {
             if !self.enqueues.try_take(ctx.namespace) {
                 self.metrics.enqueues_limited.inc();
-                return crate::limit::denial(&id, ctx.namespace, self.enqueues.per_minute());
+                return crate::limit::denial(id, ctx.namespace, self.enqueues.per_minute());
             }
-            let result = self.oracle.enqueue(&id).await;
+            let result = match platform {
+                Some((index, platform)) => self.oracle.enqueue_platform(id, index, platform).await,
+                None => self.oracle.enqueue(id).await,
+            };
             if result.is_ok() {
                 self.metrics.enqueued.inc();
             }
@@ -145,12 +207,12 @@ impl Admission {
         let wait = self.settings.config.analysis_wait;
         let waitable = state == AnalysisState::Queued || matches!(queued_now, Some(Ok(())));
         if !wait.is_zero() && waitable {
-            state = match self.oracle.wait_analyzed(&id, wait).await {
+            state = match self.oracle.wait_analyzed(id, wait).await {
                 Ok(s) => s,
                 Err(e) => return undecided("waiting for its analysis", e),
             };
         }
-        if let Some(deny) = unanalyzed(&id, &state, queued_now, ctx.dry_run, wait) {
+        if let Some(deny) = unanalyzed(id, &state, queued_now, ctx.dry_run, wait) {
             return deny;
         }
         if ctx.mode != Mode::Policy {
@@ -159,35 +221,67 @@ impl Admission {
                 warnings: Vec::new(),
             };
         }
-        match self.oracle.evaluate(&id, ctx.bundle).await {
+        match self.oracle.evaluate(id, ctx.bundle).await {
             Ok(verdict) => from_verdict(&verdict),
             Err(e) => undecided("evaluating its policy", e),
         }
     }
 
-    /// The digest: from a digest reference as is, else from the TTL cache or the oracle.
-    async fn digest_of(&self, reference: &Reference) -> Result<ImageId, OracleError> {
+    /// What the reference names. A digest the store knows is an image manifest as is (no registry
+    /// request); any other is asked of the registry, through the TTL cache.
+    async fn target_of(&self, reference: &Reference) -> Result<Target, ImageVerdict> {
         let whole = reference.whole();
-        if let Some(digest) = reference.digest() {
-            return Ok(ImageId {
-                digest: digest.to_owned(),
-                reference: whole,
+        let Some(digest) = reference.digest() else {
+            let resolved = self.resolution(&whole).await.map_err(unresolvable)?;
+            return Ok(match resolved.index {
+                Some(index) => Target::Index(resolved.digest, index),
+                None => Target::Manifest(
+                    ImageId {
+                        reference: whole,
+                        digest: resolved.digest,
+                    },
+                    None,
+                ),
             });
+        };
+        let id = ImageId {
+            digest: digest.to_owned(),
+            reference: whole.clone(),
+        };
+        let state = match self.oracle.analysis_state(&id).await {
+            Ok(s) => s,
+            Err(e) => return Err(undecided("looking up its analysis", e)),
+        };
+        if state != AnalysisState::Unknown {
+            return Ok(Target::Manifest(id, Some(state)));
         }
-        if let Some(digest) = self.tags.get(&whole) {
-            self.metrics.tag_cache.with_label_values(&["hit"]).inc();
-            return Ok(ImageId {
-                reference: whole,
+        // Unknown as a manifest: an index digest (what Helm charts pin) or an image never analyzed.
+        match self.resolution(&whole).await {
+            Ok(Resolved {
+                index: Some(index),
                 digest,
-            });
+            }) => Ok(Target::Index(digest, index)),
+            Ok(_) => Ok(Target::Manifest(id, Some(state))),
+            // Whatever it is, fathom never analyzed this digest: denied as unanalyzed (and queued),
+            // not left to the failure policy.
+            Err(OracleError::Unavailable(_)) => Ok(Target::Manifest(id, Some(state))),
+            Err(e) => Err(unresolvable(e)),
+        }
+    }
+
+    /// What `whole` names, from the TTL cache or the oracle.
+    async fn resolution(&self, whole: &str) -> Result<Resolved, OracleError> {
+        if let Some(resolved) = self.tags.get(&whole.to_owned()) {
+            self.metrics.tag_cache.with_label_values(&["hit"]).inc();
+            return Ok(resolved);
         }
         self.metrics.tag_cache.with_label_values(&["miss"]).inc();
-        let digest = self.oracle.resolve(&whole).await?;
-        self.tags.insert(whole.clone(), digest.clone());
-        Ok(ImageId {
-            reference: whole,
-            digest,
-        })
+        let resolved = self
+            .oracle
+            .resolve(whole, &self.settings.config.platforms)
+            .await?;
+        self.tags.insert(whole.to_owned(), resolved.clone());
+        Ok(resolved)
     }
 }
 

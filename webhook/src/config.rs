@@ -135,6 +135,9 @@ pub struct WebhookConfig {
     /// Whether `POST /mutate` is served: a mutating webhook that rewrites each checked `repo:tag` to
     /// `repo:tag@digest` (the digest checked), so nodes pull what was checked even if the tag moves.
     pub pin_digests: bool,
+    /// The platforms (`os/arch[/variant]`) the cluster's nodes run: a multi-platform image is admitted
+    /// only when each of these that its index lists is analyzed (and passes policy).
+    pub platforms: Vec<String>,
 }
 
 impl Default for WebhookConfig {
@@ -161,8 +164,20 @@ impl Default for WebhookConfig {
             client_ca_file: None,
             max_enqueues_per_minute: 60,
             pin_digests: false,
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
         }
     }
+}
+
+/// Whether `p` reads `os/arch` or `os/arch/variant` (lowercase ASCII letters, digits, `_` and `.`).
+fn valid_platform(p: &str) -> bool {
+    let parts: Vec<&str> = p.split('/').collect();
+    (2..=3).contains(&parts.len())
+        && parts.iter().all(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+        })
 }
 
 /// A validated configuration: regexes compiled, limits checked.
@@ -247,6 +262,24 @@ impl WebhookConfig {
             ));
         }
         self.refuse_object_label_breakglass()?;
+        if self.platforms.is_empty() {
+            return Err(Error::config(
+                format!("{KEY}.platforms"),
+                "must name at least one platform (e.g. linux/amd64): multi-platform images are checked \
+                 for these",
+            ));
+        }
+        if let Some((i, bad)) = self
+            .platforms
+            .iter()
+            .enumerate()
+            .find(|(_, p)| !valid_platform(p))
+        {
+            return Err(Error::config(
+                format!("{KEY}.platforms[{i}]"),
+                format!("{bad:?} is not OS/ARCH[/VARIANT] (e.g. linux/arm64 or linux/arm/v7)"),
+            ));
+        }
         let selectors = Selectors::compile(&self.selectors, &format!("{KEY}.selectors"))?;
         Ok(Settings {
             config: self.clone(),
@@ -311,6 +344,23 @@ mod tests {
             e.starts_with("services.webhook.selectors[1].namespace:"),
             "{e}"
         );
+        assert!(err(r#"{"platforms":[]}"#).starts_with("services.webhook.platforms:"));
+        for bad in [
+            "linux",
+            "linux/",
+            "Linux/amd64",
+            "linux/arm/v7/x",
+            "linux amd64/x",
+        ] {
+            let e = err(&format!(r#"{{"platforms":["linux/amd64","{bad}"]}}"#));
+            assert!(
+                e.starts_with("services.webhook.platforms[1]:"),
+                "{bad}: {e}"
+            );
+        }
+        parse(r#"{"platforms":["linux/arm/v7","windows/amd64"]}"#)
+            .validate()
+            .unwrap();
         let e = err(r#"{"selectors":[{"object_labels":{"app":"[z-a]"},"mode":"analysis"}]}"#);
         assert!(
             e.starts_with("services.webhook.selectors[0].object_labels.app:"),

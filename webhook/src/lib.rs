@@ -27,6 +27,7 @@ mod metrics;
 mod namespaces;
 mod oracle;
 mod pin;
+mod platforms;
 pub mod review;
 mod selector;
 mod server;
@@ -38,7 +39,10 @@ pub use cluster::{KubeNamespaces, Labels, NamespaceSource};
 pub use config::{FailurePolicy, Mode, SelectorConfig, Settings, WebhookConfig};
 pub use error::{Error, Result};
 pub use metrics::Metrics;
-pub use oracle::{AnalysisState, Finding, ImageId, ImageOracle, OracleError, Outcome, Verdict};
+pub use oracle::{
+    AnalysisState, Finding, ImageId, ImageOracle, IndexPlatforms, OracleError, Outcome,
+    PlatformImage, Resolved, Verdict,
+};
 pub use selector::{Selector, Selectors, Subject};
 pub use server::{serve, WebhookServer};
 pub use tls::CertReloader;

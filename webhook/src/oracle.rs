@@ -35,6 +35,44 @@ fn strip_tag(reference: &str) -> &str {
     }
 }
 
+/// What a reference names in its registry: one image manifest, or an image index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The digest the reference names: a tag's current target, or the digest as written. For a
+    /// multi-platform image, the index's own digest.
+    pub digest: String,
+    /// `Some` when the digest names an image index.
+    pub index: Option<IndexPlatforms>,
+}
+
+impl Resolved {
+    /// A single-platform image manifest.
+    pub fn manifest(digest: impl Into<String>) -> Self {
+        Resolved {
+            digest: digest.into(),
+            index: None,
+        }
+    }
+}
+
+/// The platforms of an image index, as far as the webhook checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexPlatforms {
+    /// Each platform asked for that the index has, with its manifest digest, in the order asked.
+    pub platforms: Vec<PlatformImage>,
+    /// Every platform the index lists (`linux/amd64`, ...), for messages.
+    pub available: Vec<String>,
+}
+
+/// One platform's image manifest in an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformImage {
+    /// `os/arch[/variant]`, as configured in `services.webhook.platforms`.
+    pub platform: String,
+    /// The platform's manifest digest (what its analysis is stored under).
+    pub digest: String,
+}
+
 /// Where an image stands in fathom's store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnalysisState {
@@ -84,24 +122,34 @@ pub struct Verdict {
     pub findings: Vec<Finding>,
 }
 
-/// Why the oracle could not answer.
+/// Why the oracle could not answer. Only [`Unavailable`](Self::Unavailable) leaves the answer to the
+/// failure policy: the others are answers about the image, and deny it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OracleError {
     /// The image (tag, repository or registry) does not exist: the workload could never run it.
     #[error("not found: {0}")]
     NotFound(String),
-    /// A dependency is down or failing; the webhook answers by its failure policy.
+    /// The registry refused fathom (401, 403, another 4xx): fathom cannot check the image, so the
+    /// webhook does not admit it unchecked.
+    #[error("refused by its registry: {0}")]
+    Refused(String),
+    /// fathom refuses the image as hostile or unsupported (media type, size, malformed manifest).
+    #[error("refused by fathom: {0}")]
+    Unsupported(String),
+    /// A dependency is down, failing or too slow; the webhook answers by its failure policy.
     #[error("unavailable: {0}")]
     Unavailable(String),
 }
 
 /// fathom as the webhook sees it. Calls must be quick (the whole answer has `services.webhook.timeout`);
-/// the webhook caches `resolve` and `namespace_labels` itself and never calls `resolve` for a digest
-/// reference, nor `enqueue` for a dry run.
+/// the webhook caches `resolve` and `namespace_labels` itself, calls `resolve` for a digest reference
+/// only when the store does not know the digest, and never calls `enqueue` for a dry run.
 #[async_trait]
 pub trait ImageOracle: Send + Sync + 'static {
-    /// The manifest digest a tag reference (canonical, e.g. `docker.io/library/nginx:1.25`) points at.
-    async fn resolve(&self, reference: &str) -> Result<String, OracleError>;
+    /// What a canonical reference (`docker.io/library/nginx:1.25`, or `...@sha256:...`) names: an image
+    /// manifest, or an index with the manifests of those `platforms` (`os/arch[/variant]`) it has.
+    async fn resolve(&self, reference: &str, platforms: &[String])
+        -> Result<Resolved, OracleError>;
 
     /// The image's analysis state.
     async fn analysis_state(&self, image: &ImageId) -> Result<AnalysisState, OracleError>;
@@ -113,6 +161,19 @@ pub trait ImageOracle: Send + Sync + 'static {
     /// Queues the image's analysis at high priority (a deployment is waiting for it). Enqueuing an image
     /// already queued must be harmless.
     async fn enqueue(&self, image: &ImageId) -> Result<(), OracleError>;
+
+    /// Queues the analysis of one platform of an index: `image` is the platform's manifest (under the
+    /// admitted reference), `index` the index's digest and `platform` the entry to pick from it. The
+    /// default queues the manifest by its own digest (the same analysis, without the index recorded).
+    async fn enqueue_platform(
+        &self,
+        image: &ImageId,
+        index: &str,
+        platform: &str,
+    ) -> Result<(), OracleError> {
+        let _ = (index, platform);
+        self.enqueue(image).await
+    }
 
     /// Waits up to `budget` for the image to leave the queue; returns the state then. The default polls
     /// [`analysis_state`](Self::analysis_state); an implementation may listen for completion instead.

@@ -114,6 +114,18 @@ pub struct Index {
     pub manifests: Vec<Descriptor>,
 }
 
+impl Index {
+    /// The platforms the index lists (`linux/amd64`, ...), in its order, without attestation entries.
+    pub fn platforms(&self) -> Vec<String> {
+        self.manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref())
+            .filter(|p| p.os != "unknown")
+            .map(Platform::to_string)
+            .collect()
+    }
+}
+
 /// The image config fields the analyzer reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ImageConfig {
@@ -214,6 +226,21 @@ pub fn select_platform<'a>(
     want: &Platform,
     what: &str,
 ) -> Result<&'a Descriptor> {
+    if let Some(d) = find_platform(index, want) {
+        return Ok(d);
+    }
+    let available = index.platforms();
+    Err(AnalyzeError::invalid_image(
+        what,
+        format!(
+            "no manifest for platform {want}; available: {}",
+            available.join(", ")
+        ),
+    ))
+}
+
+/// The index entry for `want` ([`select_platform`]'s choice), or none when the index lacks it.
+pub fn find_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
     let default_variant = |arch: &str| match arch {
         "arm64" => Some("v8"),
         _ => None,
@@ -234,25 +261,11 @@ pub fn select_platform<'a>(
             })
         })
         .collect();
-    if let Some(d) = matching
+    matching
         .iter()
         .find(|d| d.platform.as_ref().map(norm) == Some(norm(want)))
         .or_else(|| matching.first())
-    {
-        return Ok(d);
-    }
-    let available: Vec<String> = index
-        .manifests
-        .iter()
-        .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-        .collect();
-    Err(AnalyzeError::invalid_image(
-        what,
-        format!(
-            "no manifest for platform {want}; available: {}",
-            available.join(", ")
-        ),
-    ))
+        .copied()
 }
 
 /// Checks that `digest` is a well-formed sha256 digest, so it can safely name a file or URL path.

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::auth::Credentials;
 use super::http::Http;
-use super::manifest::{self, sha256_digest, ManifestDoc, Platform};
+use super::manifest::{self, sha256_digest, Index, ManifestDoc, Platform};
 use super::oci_dir::layer_infos;
 use super::prefetch::{Pending, Prefetch};
 use super::reference::ImageRef;
@@ -133,6 +133,23 @@ impl Registry {
         Ok((bytes, digest))
     }
 
+    /// What `reference_text` names, from one manifest request: an image manifest's digest, or an index's
+    /// digest and the index itself (its entries are the platform manifests an analysis is stored under).
+    pub(crate) async fn lookup(&self, reference_text: &str) -> Result<Resolution> {
+        let reference =
+            ImageRef::parse(reference_text).map_err(|message| AnalyzeError::InvalidSource {
+                source_text: reference_text.to_string(),
+                message,
+            })?;
+        let whole = reference.to_string();
+        let (bytes, digest) = self.manifest(&reference, &whole).await?;
+        let index = match manifest::parse_manifest(&bytes, &format!("manifest of {whole}"))? {
+            ManifestDoc::Image(_) => None,
+            ManifestDoc::Index(index) => Some(index),
+        };
+        Ok(Resolution { digest, index })
+    }
+
     /// The digest of the image manifest `reference_text` names for `platform` (in an index: the chosen
     /// entry's digest, the one an analysis is stored under), from one manifest request: no config, no
     /// layers.
@@ -141,18 +158,12 @@ impl Registry {
         reference_text: &str,
         platform: &Platform,
     ) -> Result<String> {
-        let reference =
-            ImageRef::parse(reference_text).map_err(|message| AnalyzeError::InvalidSource {
-                source_text: reference_text.to_string(),
-                message,
-            })?;
-        let whole = reference.to_string();
-        let (bytes, digest) = self.manifest(&reference, &whole).await?;
-        match manifest::parse_manifest(&bytes, &format!("manifest of {whole}"))? {
-            ManifestDoc::Image(_) => Ok(digest),
-            ManifestDoc::Index(index) => {
-                let chosen =
-                    manifest::select_platform(&index, platform, &format!("index of {whole}"))?;
+        let resolution = self.lookup(reference_text).await?;
+        match &resolution.index {
+            None => Ok(resolution.digest),
+            Some(index) => {
+                let what = format!("index of {reference_text}");
+                let chosen = manifest::select_platform(index, platform, &what)?;
                 manifest::check_digest(&chosen.digest, "manifest")?;
                 Ok(chosen.digest.clone())
             }
@@ -334,6 +345,38 @@ impl Read for ChannelReader {
     }
 }
 
+/// What a reference names in its registry.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The digest of the document the reference names (for a tag, what it points at now): an image
+    /// manifest's, or an index's.
+    pub digest: String,
+    /// The index, when the reference names one.
+    pub index: Option<Index>,
+}
+
+impl Resolution {
+    /// The manifest digest of each platform in `wanted` that the index lists ([`manifest::find_platform`],
+    /// the analyzer's own choice), paired with the platform asked for; platforms it lacks are left out, and
+    /// two asked-for platforms choosing one entry give it once. Empty for an image manifest. A malformed
+    /// entry digest is an error: the index is hostile or broken.
+    pub fn platform_manifests(&self, wanted: &[Platform]) -> Result<Vec<(Platform, String)>> {
+        let Some(index) = &self.index else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<(Platform, String)> = Vec::new();
+        for want in wanted {
+            if let Some(entry) = manifest::find_platform(index, want) {
+                manifest::check_digest(&entry.digest, &format!("index entry for {want}"))?;
+                if !out.iter().any(|(_, d)| *d == entry.digest) {
+                    out.push((want.clone(), entry.digest.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Resolves references to manifest digests with a shared client (connections and tokens reused), for
 /// callers that need an image's identity but not its contents (the admission webhook).
 #[derive(Clone)]
@@ -366,6 +409,12 @@ impl DigestResolver {
         self.registry
             .manifest_digest(reference, &self.platform)
             .await
+    }
+
+    /// What `reference` (a tag or a digest reference) names: one manifest, or an index with its
+    /// platform manifests, from one manifest request; a 404 is [`AnalyzeError::ManifestUnknown`].
+    pub async fn resolve(&self, reference: &str) -> Result<Resolution> {
+        self.registry.lookup(reference).await
     }
 }
 

@@ -86,9 +86,14 @@ pub(crate) fn classify(err: HttpError, insecure: bool, target: Target<'_>) -> An
             let (code, message) = envelope(status, &body);
             let retry_after = retry_after(&headers);
             match (status, code.as_str()) {
+                // The status too: "401" and "403" are what an operator searches for.
                 (401 | 403, _) | (_, "UNAUTHORIZED" | "DENIED") => AnalyzeError::Unauthorized {
                     registry: host,
-                    message,
+                    message: if message.starts_with("HTTP ") {
+                        message
+                    } else {
+                        format!("HTTP {status}: {message}")
+                    },
                 },
                 (404, _)
                 | (_, "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN" | "NOT_FOUND") => {
@@ -111,13 +116,22 @@ pub(crate) fn classify(err: HttpError, insecure: bool, target: Target<'_>) -> An
     }
 }
 
-/// No response: a timeout, or a connection that failed (with a hint when plain HTTP may be the cause).
+/// No response: a timeout, a host name that does not resolve, or a connection that failed (with a hint
+/// when plain HTTP may be the cause).
 pub(crate) fn transport(e: &reqwest::Error, registry: &str, insecure: bool) -> AnalyzeError {
     let mut message = error_chain(e);
     if e.is_timeout() {
         return AnalyzeError::Timeout {
             registry: registry.to_string(),
             message,
+        };
+    }
+    // Plain HTTP cannot help a name that does not resolve: say what failed, not what to allow.
+    if let Some(cause) = dns_failure(e) {
+        let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
+        return AnalyzeError::Connect {
+            registry: registry.to_string(),
+            message: format!("name resolution failed for host {host:?}: {cause}"),
         };
     }
     if !insecure {
@@ -129,6 +143,19 @@ pub(crate) fn transport(e: &reqwest::Error, registry: &str, insecure: bool) -> A
         registry: registry.to_string(),
         message,
     }
+}
+
+/// The resolver's own error when `e` is a DNS failure (hyper-util's connector wraps it in an error
+/// that reads `dns error`), else none.
+fn dns_failure(e: &dyn std::error::Error) -> Option<String> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if s.to_string() == "dns error" {
+            return Some(s.source().map_or_else(|| "dns error".into(), error_chain));
+        }
+        source = s.source();
+    }
+    None
 }
 
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
@@ -181,6 +208,16 @@ mod tests {
             classify(status(401, &[], ""), false, m()).reason(),
             "unauthorized"
         );
+        let denied = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+        let refused = classify(status(403, &[], denied), false, m());
+        assert_eq!(refused.reason(), "unauthorized");
+        assert!(!refused.is_retryable());
+        assert!(
+            refused
+                .to_string()
+                .contains("HTTP 403: DENIED: requested access to the resource is denied"),
+            "{refused}"
+        );
         let limited = classify(status(429, &[("retry-after", "3")], ""), false, m());
         assert_eq!(limited.reason(), "rate_limited");
         assert_eq!(limited.retry_after(), Some(Duration::from_secs(3)));
@@ -197,5 +234,37 @@ mod tests {
             classify(status(400, &[], toomany), false, m()).reason(),
             "rate_limited"
         );
+    }
+
+    #[tokio::test]
+    async fn a_host_that_does_not_resolve_is_named_as_such_not_as_plain_http() {
+        // `.invalid` never resolves (RFC 2606), with or without network access.
+        let host = "fathom-registry.invalid";
+        let err = reqwest::Client::new()
+            .get(format!("https://{host}/v2/"))
+            .send()
+            .await
+            .unwrap_err();
+        let classified = transport(&err, &format!("{host}:5000"), false);
+        let text = classified.to_string();
+        assert_eq!(classified.reason(), "connect", "{text}");
+        assert!(classified.is_retryable(), "{text}");
+        assert!(
+            text.contains(&format!("name resolution failed for host \"{host}\"")),
+            "{text}"
+        );
+        assert!(!text.contains("--insecure-registry"), "{text}");
+        // A refused connection still gets the plain-HTTP hint.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = reqwest::Client::new()
+            .get(format!("https://127.0.0.1:{port}/v2/"))
+            .send()
+            .await
+            .unwrap_err();
+        let text = transport(&err, &format!("127.0.0.1:{port}"), false).to_string();
+        assert!(text.contains("--insecure-registry"), "{text}");
     }
 }

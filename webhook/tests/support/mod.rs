@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use fathom_webhook::certs::{self, CertBundle};
 use fathom_webhook::{
-    AnalysisState, ImageId, ImageOracle, OracleError, Verdict, WebhookConfig, WebhookServer,
+    AnalysisState, ImageId, ImageOracle, IndexPlatforms, OracleError, PlatformImage, Resolved,
+    Verdict, WebhookConfig, WebhookServer,
 };
 use prometheus::Registry;
 use serde_json::Value;
@@ -27,7 +28,16 @@ pub enum Call {
     State(String),
     Evaluate(String, Option<String>),
     Enqueue(String),
+    /// An index platform queued: (manifest digest, index digest, platform).
+    EnqueuePlatform(String, String, String),
     Namespace(String),
+}
+
+/// An index the fake registry serves: its digest and (platform, manifest digest) entries.
+#[derive(Debug, Clone)]
+pub struct FakeIndex {
+    pub digest: String,
+    pub platforms: Vec<(String, String)>,
 }
 
 /// fathom's store, registry and policy engine in memory.
@@ -35,6 +45,10 @@ pub enum Call {
 pub struct FakeOracle {
     /// Canonical tag reference → digest.
     pub tags: Mutex<HashMap<String, String>>,
+    /// Canonical reference (tag or digest) → the index it names.
+    pub indexes: Mutex<HashMap<String, FakeIndex>>,
+    /// Canonical reference → the registry's refusal (`resolve` fails with it).
+    pub refusals: Mutex<HashMap<String, OracleError>>,
     /// Digest → state (absent: Unknown).
     pub states: Mutex<HashMap<String, AnalysisState>>,
     /// Digest → verdict (absent: GO from bundle "active").
@@ -64,6 +78,23 @@ impl FakeOracle {
             .unwrap()
             .insert(reference.into(), digest.into());
     }
+    /// `reference` (a tag, or `repo@digest`) names an index with these (platform, digest) entries.
+    pub fn index(&self, reference: &str, digest: &str, platforms: &[(&str, &str)]) {
+        let index = FakeIndex {
+            digest: digest.into(),
+            platforms: platforms
+                .iter()
+                .map(|(p, d)| (p.to_string(), d.to_string()))
+                .collect(),
+        };
+        self.indexes.lock().unwrap().insert(reference.into(), index);
+    }
+    pub fn refuse(&self, reference: &str, error: OracleError) {
+        self.refusals
+            .lock()
+            .unwrap()
+            .insert(reference.into(), error);
+    }
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
@@ -71,7 +102,7 @@ impl FakeOracle {
         self.calls()
             .into_iter()
             .filter_map(|c| match c {
-                Call::Enqueue(d) => Some(d),
+                Call::Enqueue(d) | Call::EnqueuePlatform(d, _, _) => Some(d),
                 _ => None,
             })
             .collect()
@@ -88,15 +119,44 @@ impl FakeOracle {
 
 #[async_trait]
 impl ImageOracle for FakeOracle {
-    async fn resolve(&self, reference: &str) -> Result<String, OracleError> {
+    async fn resolve(
+        &self,
+        reference: &str,
+        platforms: &[String],
+    ) -> Result<Resolved, OracleError> {
         self.record(Call::Resolve(reference.into()));
         self.maybe_hang().await;
-        self.tags
-            .lock()
-            .unwrap()
-            .get(reference)
-            .cloned()
-            .ok_or_else(|| OracleError::NotFound(format!("manifest unknown: {reference}")))
+        if let Some(e) = self.refusals.lock().unwrap().get(reference) {
+            return Err(e.clone());
+        }
+        if let Some(index) = self.indexes.lock().unwrap().get(reference) {
+            return Ok(Resolved {
+                digest: index.digest.clone(),
+                index: Some(IndexPlatforms {
+                    platforms: platforms
+                        .iter()
+                        .filter_map(|want| {
+                            let (p, d) = index.platforms.iter().find(|(p, _)| p == want)?;
+                            Some(PlatformImage {
+                                platform: p.clone(),
+                                digest: d.clone(),
+                            })
+                        })
+                        .collect(),
+                    available: index.platforms.iter().map(|(p, _)| p.clone()).collect(),
+                }),
+            });
+        }
+        if let Some(digest) = self.tags.lock().unwrap().get(reference) {
+            return Ok(Resolved::manifest(digest.clone()));
+        }
+        // A digest reference the registry has, as far as this fake knows: an image manifest.
+        match reference.split_once('@') {
+            Some((_, digest)) => Ok(Resolved::manifest(digest)),
+            None => Err(OracleError::NotFound(format!(
+                "manifest unknown: {reference}"
+            ))),
+        }
     }
 
     async fn analysis_state(&self, image: &ImageId) -> Result<AnalysisState, OracleError> {
@@ -153,6 +213,24 @@ impl ImageOracle for FakeOracle {
 
     async fn enqueue(&self, image: &ImageId) -> Result<(), OracleError> {
         self.record(Call::Enqueue(image.digest.clone()));
+        self.states
+            .lock()
+            .unwrap()
+            .insert(image.digest.clone(), AnalysisState::Queued);
+        Ok(())
+    }
+
+    async fn enqueue_platform(
+        &self,
+        image: &ImageId,
+        index: &str,
+        platform: &str,
+    ) -> Result<(), OracleError> {
+        self.record(Call::EnqueuePlatform(
+            image.digest.clone(),
+            index.into(),
+            platform.into(),
+        ));
         self.states
             .lock()
             .unwrap()

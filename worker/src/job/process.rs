@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::store::{self, StoreError, Timings};
 use fathom_analyzer::analyze::ImageAnalysis;
 use fathom_analyzer::cache::WriteOnly;
+use fathom_analyzer::source::Platform;
 use fathom_analyzer::{AnalyzeError, ImageSource};
 
 /// Why a job did not complete.
@@ -136,7 +137,14 @@ async fn work(
     // A forced job (API `force: true`) re-analyzes: no short cut through a stored image or cached layers.
     let force = job.payload.get("force").and_then(|f| f.as_bool()) == Some(true);
     let source: ImageSource = reference.parse()?;
-    let image = ctx.analyzer.resolve(&source).await?;
+    // A job for one platform of an index (the webhook queues each platform it checks) picks that one.
+    let image = match &job.platform {
+        Some(platform) => {
+            let platform: Platform = platform.parse()?;
+            ctx.analyzer.resolve_platform(&source, &platform).await?
+        }
+        None => ctx.analyzer.resolve(&source).await?,
+    };
     if let Some(host) = host {
         gate::answered(ctx, host).await;
     }

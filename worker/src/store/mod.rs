@@ -13,6 +13,7 @@
 mod content;
 mod images;
 mod layers;
+mod platforms;
 mod status;
 
 use std::time::{Duration, SystemTime};
@@ -25,6 +26,7 @@ pub use images::{
     add_reference_in, save_analysis_in, save_failure_in, ImageRecord, ImageStatus, Timings,
 };
 pub use layers::{PackageHit, PackageQuery};
+pub use platforms::PlatformSubmission;
 pub use status::{
     submit_in, unsubmitted_entry, Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted,
     ANALYZE_KIND, STATUSES,

@@ -32,7 +32,7 @@ WHERE latest.status = 'analyzed' AND latest.cache_key = $2
 /// Records submissions in the history and moves each reference's head to its newest job, in one
 /// statement. A resubmission answered by the live job keeps the original time in both; twins in one
 /// batch are folded first (one head row per reference).
-const RECORD_SUBMISSIONS_SQL: &str = r#"
+pub(super) const RECORD_SUBMISSIONS_SQL: &str = r#"
 WITH history AS (
     INSERT INTO fathom_submissions (reference, job_id)
     SELECT * FROM unnest($1::text[], $2::int8[])
