@@ -417,4 +417,80 @@ mod tests {
         assert_eq!(v.bundle, "strict");
         assert_eq!(v.findings[0].message, NO_POLICY_ENGINE);
     }
+
+    #[test]
+    fn only_what_may_pass_is_left_to_the_failure_policy() {
+        let s = || "x".to_owned();
+        let status = |status| AnalyzeError::RegistryStatus {
+            status,
+            url: s(),
+            message: s(),
+            retry_after: None,
+        };
+        let kind = |e: AnalyzeError| match registry_error(e) {
+            OracleError::NotFound(_) => "not_found",
+            OracleError::Refused(_) => "refused",
+            OracleError::Unsupported(_) => "unsupported",
+            OracleError::Unavailable(_) => "unavailable",
+        };
+        let cases = [
+            (
+                AnalyzeError::ManifestUnknown {
+                    reference: s(),
+                    message: s(),
+                },
+                "not_found",
+            ),
+            (
+                AnalyzeError::Unauthorized {
+                    registry: s(),
+                    message: s(),
+                },
+                "refused",
+            ),
+            (status(400), "refused"),
+            (
+                AnalyzeError::UnsupportedMediaType {
+                    what: s(),
+                    media_type: s(),
+                },
+                "unsupported",
+            ),
+            (
+                AnalyzeError::InvalidImage {
+                    what: s(),
+                    message: "larger than 16777216 bytes".into(),
+                },
+                "unsupported",
+            ),
+            (
+                AnalyzeError::DigestMismatch {
+                    what: s(),
+                    expected: s(),
+                    actual: s(),
+                },
+                "unsupported",
+            ),
+            (status(503), "unavailable"),
+            (status(429), "unavailable"),
+            (
+                AnalyzeError::Connect {
+                    registry: s(),
+                    message: s(),
+                },
+                "unavailable",
+            ),
+            (
+                AnalyzeError::Timeout {
+                    registry: s(),
+                    message: s(),
+                },
+                "unavailable",
+            ),
+        ];
+        for (error, want) in cases {
+            let text = error.to_string();
+            assert_eq!(kind(error), want, "{text}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! A tiny HTTP proxy in front of the real test registry that counts blob downloads and concurrent requests
-//! and injects faults (500s, an outage, 429 with Retry-After, slow requests), so tests can watch what the
-//! worker fetches and how it copes.
+//! and injects faults (500s, an outage, 429 with Retry-After, 403 refusals, slow requests), so tests can
+//! watch what the worker fetches and how it copes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +28,9 @@ pub struct Rules {
     pub rate_limit_next: AtomicUsize,
     /// The Retry-After, in seconds, of injected 429s.
     pub retry_after_s: AtomicU64,
+    /// While true the registry refuses us: every request answers 403 with a `DENIED` envelope (a
+    /// registry whose policy denies fathom's pulls).
+    pub forbid: AtomicBool,
     blob_gets: Mutex<HashMap<String, usize>>,
     requests: AtomicUsize,
     in_flight: AtomicUsize,
@@ -160,6 +163,14 @@ async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             r#"{"errors":[{"code":"UNAVAILABLE","message":"registry down (injected)"}]}"#,
+        )
+            .into_response();
+    }
+    if rules.forbid.load(Ordering::SeqCst) {
+        rules.log.lock().unwrap().push((arrived, Some(403)));
+        return (
+            StatusCode::FORBIDDEN,
+            r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied (injected)"}]}"#,
         )
             .into_response();
     }
