@@ -14,10 +14,33 @@ use fathom_testkit::image::{index_json, layer_tar};
 use fathom_testkit::samples::{sample_images, SampleEntry, SampleKind};
 use fathom_testkit::{BuiltImage, BuiltLayer, Compress, Pusher};
 use support::api::Api;
-use support::hook::{message, pod_review, Hook};
-use support::{http_get, metric, registry, unique_repo, Fleet};
+use support::webhook::{message, review, workload, Hook};
+use support::{free_addr, http_get, metric, registry, unique_repo, webhook_certs, Fleet};
 
 const WAIT: Duration = Duration::from_secs(120);
+
+/// A `fathom run` serving the webhook (certificates from `fathom webhook certs`) on the fleet's
+/// database, reaching the registries `insecure` over plain HTTP; a client of the webhook.
+fn core(fleet: &Fleet, insecure: &[&str]) -> (Api, Hook) {
+    let tls = fleet.path().join("tls");
+    webhook_certs(&tls);
+    let address = free_addr();
+    let port: u16 = address.rsplit_once(':').unwrap().1.parse().unwrap();
+    let extra = format!(
+        "  webhook:\n    enabled: true\n    address: '{address}'\n    cert_file: '{}'\n    \
+         key_file: '{}'\n    timeout: 5s\nregistry:\n  insecure: ['{}']\n",
+        tls.join("tls.crt").display(),
+        tls.join("tls.key").display(),
+        insecure.join("', '"),
+    );
+    let api = Api::start(fleet.path(), fleet.url(), &extra);
+    (api, Hook::new(&tls, port))
+}
+
+/// The AdmissionReview for CREATE of a Pod in `ns` running `image`.
+fn pod_review(uid: &str, ns: &str, image: &str) -> serde_json::Value {
+    review(uid, &workload("Pod", ns, &[("app", image)], &[]), false)
+}
 
 /// The sample `name` for `platform`, with a layer of its own (`marker`) so each test has its own digests.
 fn image(name: &str, platform: &str, marker: &str) -> BuiltImage {
@@ -81,10 +104,7 @@ async fn job_of(fleet: &Fleet, reference: &str) -> (String, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_pinned_by_digest_is_admitted_once_each_platform_is_analyzed() {
     let fleet = Fleet::direct(&[]).await;
-    let hook = Hook::prepare(fleet.path());
-    let host = registry();
-    let extra = format!("{}registry:\n  insecure: ['{host}']\n", hook.config(&[]));
-    let _api = Api::start(fleet.path(), fleet.url(), &extra);
+    let (_api, hook) = core(&fleet, &[&registry()]);
     let _worker = fleet.worker("w1", &fleet.spec());
     let (tag, index, amd, arm) = push_multi_arch("pinned").await;
     let pinned = format!("{}@{index}", repository(&tag));
@@ -133,10 +153,7 @@ async fn an_index_pinned_by_digest_is_admitted_once_each_platform_is_analyzed() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_of_an_index_is_judged_on_arm64_too() {
     let fleet = Fleet::direct(&[]).await;
-    let hook = Hook::prepare(fleet.path());
-    let host = registry();
-    let extra = format!("{}registry:\n  insecure: ['{host}']\n", hook.config(&[]));
-    let api = Api::start(fleet.path(), fleet.url(), &extra);
+    let (api, hook) = core(&fleet, &[&registry()]);
     let _worker = fleet.worker("w1", &fleet.spec());
     let (tag, index, _amd, arm) = push_multi_arch("tagged").await;
 
@@ -202,14 +219,7 @@ async fn a_registry_that_refuses_fathom_is_a_denial_and_an_unreachable_one_the_f
     let private_pinned = format!("{}/team/app@{}", private.addr, secret.manifest_digest());
     // 403 and 503: the fault proxy in front of the test registry.
     let fleet = Fleet::new(&["alpine-apk"]).await;
-    let hook = Hook::prepare(fleet.path());
-    let extra = format!(
-        "{}registry:\n  insecure: ['{}', '{}']\n",
-        hook.config(&[]),
-        fleet.host,
-        private.addr
-    );
-    let api = Api::start(fleet.path(), fleet.url(), &extra);
+    let (api, hook) = core(&fleet, &[&fleet.host, &private.addr]);
 
     // Under the default failure_policy (allow), a refusal is still a denial, with the registry's answer.
     for (uid, image) in [("a1", &private_tag), ("a2", &private_pinned)] {

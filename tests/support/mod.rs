@@ -6,7 +6,6 @@
 pub mod api;
 pub mod autoscaler;
 pub mod fleet;
-pub mod hook;
 pub mod osv_server;
 pub mod proxy;
 pub mod webhook;
