@@ -100,6 +100,7 @@ pub fn evaluate(bundle: &ValidatedBundle, facts: &ImageFacts, now: Timestamp) ->
                         policy_id: Arc::clone(&policy.id),
                         rule_id: rule.id.clone(),
                         error,
+                        unevaluable_action: error.then_some(rule.action),
                     }
                 }));
                 let rule_rows = &mut rows[start..];

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use fathom_reference::ImageRef;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,16 @@ pub struct ImageInfo {
 }
 
 impl ImageInfo {
+    /// Sets registry, repository and tag from the reference being evaluated, as the workspace's one
+    /// parser reads it (`docker.io`, `library/` and `latest` applied; `repo:tag@digest` keeps its tag
+    /// and nothing of it in the repository). Mappings, `whitelisted_images` and `blacklisted_images`
+    /// select on these fields, so every spelling of a reference selects alike.
+    pub fn set_reference(&mut self, reference: &ImageRef) {
+        self.registry.clone_from(&reference.registry);
+        self.repository.clone_from(&reference.repository);
+        self.tag.clone_from(&reference.tag);
+    }
+
     /// `registry/repository:tag` as anchore prints it in the Repo_Tag column.
     pub fn repo_tag(&self) -> String {
         match &self.tag {

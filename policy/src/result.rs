@@ -82,6 +82,11 @@ pub struct Row {
     pub rule_id: Option<Arc<str>>,
     /// The rule could not be evaluated (e.g. its data is unavailable).
     pub error: bool,
+    /// For a rule that could not be evaluated: the action it is configured with (the row itself counts
+    /// as WARN, as anchore has it). The admission webhook counts an unevaluable STOP as STOP
+    /// (`services.webhook.unevaluable`), so missing data never admits what the rule would stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unevaluable_action: Option<Action>,
 }
 
 /// One policy's decision.

@@ -317,3 +317,37 @@ fn serialized_evaluation_has_the_table_and_round_trips() {
     let back: fathom_policy::Evaluation = serde_json::from_value(value).expect("reads back");
     assert_eq!(back, r);
 }
+
+#[test]
+fn a_blacklisted_repository_is_hit_by_every_spelling_of_its_references() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let b = load(&json!({
+        "id": "b", "version": "1_0",
+        "policies": [{"id": "go", "rules": []}],
+        "mappings": [rule("all", "*", "*", "tag", "*", "go")],
+        "blacklisted_images": [{"id": "no-nginx", "registry": "*", "repository": "lib/nginx",
+                                "image": {"type": "tag", "value": "*"}}],
+    }));
+    for text in [
+        format!("lib/nginx:1.25@{digest}"),
+        "lib/nginx:1.25".to_string(),
+        format!("lib/nginx@{digest}"),
+        "lib/nginx".to_string(),
+        format!("docker.io/lib/nginx:1.25@{digest}"),
+    ] {
+        let mut facts = image();
+        facts.image.digest.clone_from(&digest);
+        facts
+            .image
+            .set_reference(&fathom_policy::ImageRef::parse(&text).unwrap());
+        let r = run(&b, &facts);
+        assert_eq!(r.final_action, Action::Stop, "{text}");
+        assert_eq!(r.final_action_reason, Reason::Blacklisted, "{text}");
+    }
+    // Another repository is not blacklisted, whatever its tag looks like.
+    let mut facts = image();
+    facts
+        .image
+        .set_reference(&fathom_policy::ImageRef::parse("lib/nginx2:lib").unwrap());
+    assert_eq!(run(&b, &facts).final_action, Action::Go);
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fathom_analyzer::source::registry::canonical_reference;
+use fathom_policy::ImageRef;
 use fathom_policy::{Evaluation, Status};
 
 use super::backend::{Backend, BackendArgs};
@@ -26,8 +27,9 @@ unavailable). Without --policy, IMAGE is a stored image (digest or reference) ev
 --database-url or --api.\n\nExit codes: 0 GO or WARN, 1 STOP, 2 error."
 )]
 pub struct CheckArgs {
-    /// Stored: manifest digest (`sha256:...`) or a reference the image was analyzed under. With
-    /// --policy: a scan source (`registry:REF`, `oci-dir:PATH[:REF]`, `docker-archive:PATH`).
+    /// Stored: manifest digest (`sha256:...`), a reference the image was submitted under, or any
+    /// reference pinned to a stored digest (`REPO[:TAG]@sha256:...`), evaluated under that reference.
+    /// With --policy: a scan source (`registry:REF`, `oci-dir:PATH[:REF]`, `docker-archive:PATH`).
     pub image: String,
     /// Standalone: analyze IMAGE now and evaluate this bundle file (JSON or YAML); no database or API.
     #[arg(long, value_name = "BUNDLE", conflicts_with_all = ["bundle", "policy_id"])]
@@ -93,6 +95,11 @@ async fn resolve(backend: &Backend, image: &str) -> anyhow::Result<(String, Opti
     let text = image.strip_prefix("registry:").unwrap_or(image);
     let reference = canonical_reference(text)
         .map_err(|e| anyhow::anyhow!("{image:?} is not an image reference or digest: {e}"))?;
+    // Pinned: the digest is the image, the reference what the policy selects on, whatever it was
+    // submitted under.
+    if let Some(digest) = ImageRef::parse(&reference).ok().and_then(|r| r.digest) {
+        return Ok((digest, Some(reference)));
+    }
     let entry = backend
         .status(Some(&reference), 1)
         .await?

@@ -8,30 +8,25 @@
 
 use fathom_analyzer::ImageAnalysis;
 use fathom_policy::{
-    Cvss, FeedStatus, ImageFacts, ImageInfo, Package, SecretFinding, Severity, VulnMatch,
+    Cvss, ImageRef, FeedStatus, ImageFacts, ImageInfo, Package, SecretFinding, Severity, VulnMatch,
 };
 use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
 use fathom_vulns::queries::{self, ImageFilter};
+use fathom_vulns::store::OnDemand;
 use fathom_worker::store::ImageRecord;
 use jiff::Timestamp;
 use sqlx::PgPool;
 
 pub(crate) mod content;
 
-/// `registry/repository[:tag]` of a canonical reference (`docker.io/library/debian:12`).
-pub fn split_reference(reference: &str) -> (String, String, Option<String>) {
-    let (name, tag) = match reference.split_once('@') {
-        Some((name, _digest)) => (name, None),
-        None => match reference.rsplit_once(':') {
-            // A colon after the last slash is a tag; before it, a registry port.
-            Some((name, tag)) if !tag.contains('/') => (name, Some(tag.to_string())),
-            _ => (reference, None),
-        },
-    };
-    match name.split_once('/') {
-        Some((registry, repository)) => (registry.to_string(), repository.to_string(), tag),
-        None => (String::new(), name.to_string(), tag),
+/// Registry, repository and tag of a parsed reference, as the mappings read them (see
+/// `ImageInfo::set_reference`); all empty without one.
+pub(crate) fn identity_of(reference: Option<&ImageRef>) -> (String, String, Option<String>) {
+    let mut info = ImageInfo::default();
+    if let Some(r) = reference {
+        info.set_reference(r);
     }
+    (info.registry, info.repository, info.tag)
 }
 
 /// The image's identity, platform, config facts and packages as the policy engine reads them: one builder
@@ -85,15 +80,14 @@ pub(crate) fn identity_and_packages(
 /// Identity, platform and packages from the store's record and document.
 pub fn from_document(
     record: &ImageRecord,
-    reference: Option<&str>,
+    reference: Option<&ImageRef>,
     doc: &ImageAnalysis,
 ) -> ImageFacts {
-    let (registry, repository, tag) = reference.map(split_reference).unwrap_or_default();
     let (image, packages) = identity_and_packages(
         doc,
         &record.manifest_digest,
         &record.config_digest,
-        (registry, repository, tag),
+        identity_of(reference),
     );
     ImageFacts {
         image,
@@ -108,6 +102,23 @@ pub fn from_document(
 }
 
 pub use content::add_files;
+
+/// Data before verdicts: an analyzed image the match round has not reached yet (or whose keys were
+/// never matched) is indexed and matched now, one image, so its verdict reads its vulnerabilities
+/// instead of "data unavailable". Best effort: while a round holds the feed lock it will match the image
+/// itself, and a failure leaves the data as it was (the rules that need it are then unevaluable).
+pub async fn match_on_demand(pool: &PgPool, digest: &str) {
+    match OnDemand::match_image(pool, digest).await {
+        Ok(OnDemand::Matched { keys }) => {
+            tracing::debug!(digest, keys, "matched on demand before the verdict");
+        }
+        Ok(OnDemand::Busy) => {
+            tracing::debug!(digest, "not matched on demand: a feed round holds the lock");
+        }
+        Ok(OnDemand::Current) => {}
+        Err(e) => tracing::warn!(error = %e, digest, "matching the image on demand failed"),
+    }
+}
 
 const INDEXED_SQL: &str =
     "SELECT EXISTS (SELECT 1 FROM fathom_vuln_images WHERE manifest_digest = $1)";
@@ -233,33 +244,40 @@ pub async fn feed_state(pool: &PgPool, digest: &str) -> sqlx::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_reference;
+    use super::identity_of;
+    use fathom_policy::ImageRef;
+
+    fn split(text: &str) -> (String, String, Option<String>) {
+        identity_of(Some(&ImageRef::parse(text).unwrap()))
+    }
 
     #[test]
     fn references_split_into_registry_repository_and_tag() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let want = |r: &str, repo: &str, tag: Option<&str>| {
+            (r.to_string(), repo.to_string(), tag.map(str::to_string))
+        };
         assert_eq!(
-            split_reference("docker.io/library/debian:12"),
-            (
-                "docker.io".into(),
-                "library/debian".into(),
-                Some("12".into())
-            )
+            split("docker.io/library/debian:12"),
+            want("docker.io", "library/debian", Some("12"))
         );
         assert_eq!(
-            split_reference("127.0.0.1:5000/team/app:1.0"),
-            (
-                "127.0.0.1:5000".into(),
-                "team/app".into(),
-                Some("1.0".into())
-            )
+            split("127.0.0.1:5000/team/app:1.0"),
+            want("127.0.0.1:5000", "team/app", Some("1.0"))
         );
         assert_eq!(
-            split_reference("127.0.0.1:5000/team/app@sha256:abc"),
-            ("127.0.0.1:5000".into(), "team/app".into(), None)
+            split(&format!("127.0.0.1:5000/team/app@{digest}")),
+            want("127.0.0.1:5000", "team/app", None)
+        );
+        // The tag of `repo:tag@digest` is the tag, not part of the repository (a blacklist bypass).
+        assert_eq!(
+            split(&format!("docker.io/lib/nginx:1.25@{digest}")),
+            want("docker.io", "lib/nginx", Some("1.25"))
         );
         assert_eq!(
-            split_reference("127.0.0.1:5000/team/app"),
-            ("127.0.0.1:5000".into(), "team/app".into(), None)
+            split("127.0.0.1:5000/team/app"),
+            want("127.0.0.1:5000", "team/app", Some("latest"))
         );
+        assert_eq!(identity_of(None), (String::new(), String::new(), None));
     }
 }

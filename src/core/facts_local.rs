@@ -3,7 +3,6 @@
 //! analysis, vulnerability matches from a feed loaded for this image ([`fathom_vulns::local`]).
 
 use fathom_analyzer::layer::FileKind;
-use fathom_analyzer::source::registry::canonical_reference;
 use fathom_analyzer::ImageAnalysis;
 use fathom_policy::{FeedStatus, FileEntry, FileType, ImageFacts};
 use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
@@ -11,7 +10,7 @@ use fathom_vulns::core::matching::feed_of;
 use fathom_vulns::local::{LocalFeed, LocalMatches};
 use jiff::Timestamp;
 
-use super::facts::{identity_and_packages, split_reference, vuln_match};
+use super::facts::{identity_and_packages, identity_of, vuln_match};
 
 /// Which content data the analysis was asked for: a pass that did not run is "unavailable" to the gates,
 /// not "nothing found".
@@ -103,8 +102,8 @@ fn identity(reference: &str) -> (String, String, Option<String>) {
     if !r.contains('/') && !r.contains(':') {
         return (String::new(), String::new(), Some(r.to_string()));
     }
-    match canonical_reference(r) {
-        Ok(canonical) => split_reference(&canonical),
+    match fathom_policy::ImageRef::parse(r) {
+        Ok(parsed) => identity_of(Some(&parsed)),
         Err(_) => (String::new(), String::new(), None),
     }
 }

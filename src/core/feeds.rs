@@ -14,9 +14,7 @@ use prometheus::{
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
-/// Advisory lock key of the feed cycle and of `fathom vulns sync` ("fathomFd" as bytes): whoever holds
-/// it is the only one syncing or re-matching, so concurrent match writes never collide.
-pub const FEED_LOCK: i64 = 0x6661_7468_6f6d_4664;
+pub use fathom_vulns::store::FEED_LOCK;
 
 /// Sync outcomes, each a value of the `outcome` label.
 const OUTCOMES: [&str; 4] = ["updated", "unchanged", "failed", "not_offered"];

@@ -61,6 +61,7 @@ impl PolicyCheck for NoPolicyEngine {
                 trigger: "policy".into(),
                 outcome: Outcome::Go,
                 message: NO_POLICY_ENGINE.into(),
+                unevaluable: false,
             }],
         })
     }
@@ -132,20 +133,13 @@ impl EnginePolicy {
             _ => OracleError::Unavailable(e.message),
         };
         let compiled = self.engine.bundle(bundle).await.map_err(unavailable)?;
-        // Mappings select by registry/repository/tag: evaluate under the reference being admitted when the
-        // image was analyzed under it, else under the reference it was last seen under.
-        let checked = match self
+        // Mappings and image rules select by registry/repository/tag: always those of the reference
+        // being admitted, never of another reference that shares the digest (whichever was seen last).
+        let checked = self
             .engine
             .check(&image.digest, Some(&image.reference), &compiled)
             .await
-        {
-            Err(e) if e.status.as_u16() == 404 => self
-                .engine
-                .check(&image.digest, None, &compiled)
-                .await
-                .map_err(unavailable)?,
-            other => other.map_err(unavailable)?,
-        };
+            .map_err(unavailable)?;
         Ok(verdict(&checked.evaluation))
     }
 }
@@ -169,8 +163,10 @@ fn verdict(evaluation: &Evaluation) -> Verdict {
             .filter(|r| r.whitelisted.is_none() && r.gate_action != Action::Go)
             .map(|r| Finding {
                 trigger: format!("{}.{}", r.gate, r.trigger),
-                outcome: outcome(r.gate_action),
+                // An unevaluable rule carries its configured action: the webhook decides how it counts.
+                outcome: outcome(r.unevaluable_action.unwrap_or(r.gate_action)),
                 message: r.check_output.to_string(),
+                unevaluable: r.unevaluable_action.is_some(),
             })
             .collect(),
     }

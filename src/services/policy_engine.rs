@@ -51,6 +51,7 @@ pub async fn run_policy_engine(
         let stored = policy.seed(file).await?;
         tracing::info!(id = %stored.id, digest = %stored.digest, "policy bundle activated from {file}");
     }
+    policy.protect_webhook_bundles(&config.services.webhook);
     let tokens = Tokens::from_config(&api.tokens)?;
     let state = Arc::new(ApiState {
         store,

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use oci_spec::distribution::Reference;
+use fathom_reference::ImageRef;
 
 use crate::admission::Admission;
+use crate::verdict::from_verdict;
 use crate::config::Mode;
 use crate::oracle::{
     AnalysisState, ImageId, IndexPlatforms, OracleError, Outcome, Resolved, Verdict,
@@ -147,7 +148,7 @@ fn unresolvable(e: OracleError) -> ImageVerdict {
 impl Admission {
     /// Checks one image (`image` as written in the spec).
     pub(crate) async fn check_image(&self, image: &str, ctx: &CheckContext<'_>) -> ImageVerdict {
-        let reference: Reference = match image.parse() {
+        let reference = match ImageRef::parse(image) {
             Ok(r) => r,
             Err(e) => {
                 return ImageVerdict::Deny {
@@ -165,7 +166,7 @@ impl Admission {
             }
             Ok(Target::Index(digest, index)) => {
                 ctx.resolved(image, &digest);
-                self.check_index(&reference.whole(), &digest, &index, ctx)
+                self.check_index(&reference.to_string(), &digest, &index, ctx)
                     .await
             }
             Err(verdict) => verdict,
@@ -222,16 +223,17 @@ impl Admission {
             };
         }
         match self.oracle.evaluate(id, ctx.bundle).await {
-            Ok(verdict) => from_verdict(&verdict),
+            Ok(verdict) => from_verdict(&verdict, self.settings.config.unevaluable),
             Err(e) => undecided("evaluating its policy", e),
         }
     }
 
     /// What the reference names. A digest the store knows is an image manifest as is (no registry
     /// request); any other is asked of the registry, through the TTL cache.
-    async fn target_of(&self, reference: &Reference) -> Result<Target, ImageVerdict> {
-        let whole = reference.whole();
-        let Some(digest) = reference.digest() else {
+    async fn target_of(&self, reference: &ImageRef) -> Result<Target, ImageVerdict> {
+        // Canonical, as written: `repo:tag@digest` keeps its tag for the policy and its digest here.
+        let whole = reference.to_string();
+        let Some(digest) = reference.digest.as_deref() else {
             let resolved = self.resolution(&whole).await.map_err(unresolvable)?;
             return Ok(match resolved.index {
                 Some(index) => Target::Index(resolved.digest, index),
@@ -338,40 +340,4 @@ fn unanalyzed(
         ),
     };
     Some(ImageVerdict::Deny { reason, message })
-}
-
-fn from_verdict(v: &Verdict) -> ImageVerdict {
-    let described = |wanted: Outcome| {
-        v.findings
-            .iter()
-            .filter(|f| f.outcome == wanted)
-            .map(|f| format!("{}: {}", f.trigger, f.message))
-            .collect::<Vec<_>>()
-    };
-    match v.outcome {
-        Outcome::Go => ImageVerdict::Pass {
-            reason: Reason::Go,
-            warnings: Vec::new(),
-        },
-        Outcome::Warn => ImageVerdict::Pass {
-            reason: Reason::Warn,
-            warnings: described(Outcome::Warn)
-                .into_iter()
-                .map(|f| format!("policy bundle {:?} WARN {f}", v.bundle))
-                .collect(),
-        },
-        Outcome::Stop => {
-            let stops = described(Outcome::Stop);
-            let shown = stops.iter().take(5).cloned().collect::<Vec<_>>().join("; ");
-            let more = match stops.len() {
-                0 => "no trigger named".to_owned(),
-                n if n > 5 => format!("{shown}; and {} more", n - 5),
-                _ => shown,
-            };
-            ImageVerdict::Deny {
-                reason: Reason::Stop,
-                message: format!("is stopped by policy bundle {:?}: {more}", v.bundle),
-            }
-        }
-    }
 }

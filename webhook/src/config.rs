@@ -49,6 +49,18 @@ pub enum FailurePolicy {
     Deny,
 }
 
+/// How a policy rule with action STOP that could not be evaluated (its data, e.g. vulnerability
+/// matches, is unavailable: feeds off or failing) counts in an admission. The policy engine reports it as
+/// WARN, as anchore does; admitting on that would let missing data wave through what the rule stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unevaluable {
+    /// Deny, naming the rule and this key.
+    Stop,
+    /// Admit with a warning (the policy engine's own reading).
+    Warn,
+}
+
 /// One `services.webhook.selectors[i]` entry. Every condition given must match (regexes, unanchored
 /// unless written with `^...$`); the first matching selector picks the mode.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -138,6 +150,8 @@ pub struct WebhookConfig {
     /// The platforms (`os/arch[/variant]`) the cluster's nodes run: a multi-platform image is admitted
     /// only when each of these that its index lists is analyzed (and passes policy).
     pub platforms: Vec<String>,
+    /// How a STOP rule that could not be evaluated counts: `stop` (deny) or `warn` (admit, warned).
+    pub unevaluable: Unevaluable,
 }
 
 impl Default for WebhookConfig {
@@ -165,6 +179,7 @@ impl Default for WebhookConfig {
             max_enqueues_per_minute: 60,
             pin_digests: false,
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            unevaluable: Unevaluable::Stop,
         }
     }
 }
@@ -327,6 +342,8 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_millis(2500));
         assert_eq!(c.analysis_wait, Duration::from_secs(1));
         assert_eq!(c.failure_policy, FailurePolicy::Deny);
+        assert_eq!(c.unevaluable, Unevaluable::Stop);
+        assert_eq!(parse(r#"{"unevaluable":"warn"}"#).unevaluable, Unevaluable::Warn);
     }
 
     #[test]
@@ -400,5 +417,6 @@ mod tests {
     fn unknown_keys_and_modes_are_refused() {
         assert!(serde_json::from_str::<WebhookConfig>(r#"{"timeuot":"3s"}"#).is_err());
         assert!(serde_json::from_str::<WebhookConfig>(r#"{"default_mode":"audit"}"#).is_err());
+        assert!(serde_json::from_str::<WebhookConfig>(r#"{"unevaluable":"go"}"#).is_err());
     }
 }

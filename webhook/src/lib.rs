@@ -32,11 +32,12 @@ pub mod review;
 mod selector;
 mod server;
 mod tls;
+mod verdict;
 
 pub use admission::{Admission, Answer};
 pub use check::Reason;
 pub use cluster::{KubeNamespaces, Labels, NamespaceSource};
-pub use config::{FailurePolicy, Mode, SelectorConfig, Settings, WebhookConfig};
+pub use config::{FailurePolicy, Mode, SelectorConfig, Settings, Unevaluable, WebhookConfig};
 pub use error::{Error, Result};
 pub use metrics::Metrics;
 pub use oracle::{

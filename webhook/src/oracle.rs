@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fathom_reference::ImageRef;
 
 /// A resolved image: the reference as canonicalized and the manifest digest it points at.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -16,22 +17,15 @@ pub struct ImageId {
 }
 
 impl ImageId {
-    /// `registry/repository@digest`: the immutable form, as used by `fathom status`.
+    /// `registry/repository@digest`: the immutable form, as used by `fathom status` and queued. The tag
+    /// of `repo:tag@digest` is dropped, never left in the repository. A reference that does not parse
+    /// (the webhook only makes canonical ones) is kept whole, so the store refuses it rather than a
+    /// wrong repository being queued.
     pub fn pinned(&self) -> String {
-        let repo = match self.reference.split_once('@') {
-            Some((repo, _)) => repo,
-            None => strip_tag(&self.reference),
-        };
-        format!("{repo}@{}", self.digest)
-    }
-}
-
-/// `host:port/repo:tag` → `host:port/repo` (a colon before the last `/` is a port).
-fn strip_tag(reference: &str) -> &str {
-    let slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[slash..].rfind(':') {
-        Some(colon) => &reference[..slash + colon],
-        None => reference,
+        match ImageRef::parse(&self.reference) {
+            Ok(r) => r.with_digest(&self.digest).to_string(),
+            Err(_) => format!("{}@{}", self.reference, self.digest),
+        }
     }
 }
 
@@ -109,6 +103,9 @@ pub struct Finding {
     pub outcome: Outcome,
     /// What it found, for the user.
     pub message: String,
+    /// The rule could not be evaluated (its data, e.g. vulnerability matches, is unavailable); `outcome`
+    /// is then the action it is configured with, which `services.webhook.unevaluable` decides on.
+    pub unevaluable: bool,
 }
 
 /// The result of evaluating an image against a bundle.
@@ -210,19 +207,33 @@ mod tests {
 
     #[test]
     fn pinned_drops_the_tag_but_not_the_port() {
+        let (ab, cd) = (
+            format!("sha256:{}", "ab".repeat(32)),
+            format!("sha256:{}", "cd".repeat(32)),
+        );
         let id = |r: &str| {
             ImageId {
                 reference: r.into(),
-                digest: "sha256:ab".into(),
+                digest: ab.clone(),
             }
             .pinned()
         };
         assert_eq!(
             id("docker.io/library/nginx:1.25"),
-            "docker.io/library/nginx@sha256:ab"
+            format!("docker.io/library/nginx@{ab}")
         );
-        assert_eq!(id("127.0.0.1:5000/app"), "127.0.0.1:5000/app@sha256:ab");
-        assert_eq!(id("127.0.0.1:5000/app:1"), "127.0.0.1:5000/app@sha256:ab");
-        assert_eq!(id("ghcr.io/o/app@sha256:cd"), "ghcr.io/o/app@sha256:ab");
+        assert_eq!(id("127.0.0.1:5000/app"), format!("127.0.0.1:5000/app@{ab}"));
+        assert_eq!(id("127.0.0.1:5000/app:1"), format!("127.0.0.1:5000/app@{ab}"));
+        assert_eq!(id(&format!("ghcr.io/o/app@{cd}")), format!("ghcr.io/o/app@{ab}"));
+        // `repo:tag@digest`: the tag is dropped, not left in the repository (it was queued as
+        // `docker.io/lib/nginx:1.25@…`, whose repository `lib/nginx:1.25` no blacklist names).
+        assert_eq!(
+            id(&format!("docker.io/lib/nginx:1.25@{cd}")),
+            format!("docker.io/lib/nginx@{ab}")
+        );
+        assert_eq!(
+            id(&format!("127.0.0.1:5000/app:1@{cd}")),
+            format!("127.0.0.1:5000/app@{ab}")
+        );
     }
 }

@@ -179,6 +179,7 @@ async fn policy_stop_warn_and_go_with_the_selected_bundle() {
         trigger: trigger.into(),
         outcome,
         message: message.into(),
+        unevaluable: false,
     };
     oracle.verdicts.lock().unwrap().insert(
         digest("bad"),

@@ -8,6 +8,7 @@ mod bodies;
 pub mod config;
 mod errors;
 pub mod fresh;
+pub mod in_use;
 #[cfg(test)]
 mod fresh_tests;
 pub mod metrics;
@@ -20,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fathom_policy::store::{self as bundles, StoredBundle};
-use fathom_policy::{evaluate, Bundle, Evaluation, ValidatedBundle, DEFAULT_BUNDLE_JSON};
+use fathom_policy::{
+    evaluate, Bundle, Evaluation, ImageRef, ValidatedBundle, DEFAULT_BUNDLE_JSON,
+};
 use fathom_worker::store::{ImageStatus, Store};
 use sqlx::PgPool;
 
@@ -62,6 +65,8 @@ pub struct PolicyEngine {
     /// JSON of cached evaluations, written once.
     bodies: bodies::Bodies,
     metrics: Option<PolicyMetrics>,
+    /// Bundles the admission webhook names: not deletable.
+    in_use: in_use::InUse,
 }
 
 /// Bundles compiled and kept at once; stored bundles are few, this only bounds a pathological churn.
@@ -83,6 +88,7 @@ impl PolicyEngine {
             fresh: Freshness::off(),
             bodies: bodies::Bodies::default(),
             metrics: None,
+            in_use: in_use::InUse::default(),
         })
     }
 
@@ -171,8 +177,49 @@ impl PolicyEngine {
         }
     }
 
-    /// Deletes a stored bundle that is not active.
+    /// Protects the bundles `hook` names from deletion (the standalone policy engine, which shares the
+    /// configuration but not the webhook).
+    pub fn protect_webhook_bundles(&mut self, hook: &fathom_webhook::WebhookConfig) {
+        self.in_use = in_use::InUse::of(hook);
+    }
+
+    /// Checks that every bundle `hook` names is stored (a missing one is an error naming it and its
+    /// key: the core does not start) and protects them from deletion.
+    pub async fn require_webhook_bundles(
+        &mut self,
+        hook: &fathom_webhook::WebhookConfig,
+    ) -> anyhow::Result<()> {
+        let named = in_use::InUse::of(hook);
+        if self.config.enabled {
+            for (id, key) in named.iter() {
+                let stored = bundles::get(self.pool(), id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{key}: looking up policy bundle {id:?}: {e}"))?;
+                if stored.is_none() {
+                    let ids: Vec<String> = self.list().await.map_or_else(
+                        |_| Vec::new(),
+                        |l| l.into_iter().map(|b| b.id).collect(),
+                    );
+                    anyhow::bail!(
+                        "{key}: no policy bundle {id:?} is stored (stored: {}); upload it \
+                         (POST /v1/policies, or services.policy_engine.bundle_file) or fix the name",
+                        if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+                    );
+                }
+            }
+        }
+        self.in_use = named;
+        Ok(())
+    }
+
+    /// Deletes a stored bundle that is not active and that the admission webhook does not name.
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        if let Some(key) = self.in_use.key_of(id) {
+            return Err(ApiError::conflict(format!(
+                "{id:?} is the admission webhook's bundle ({key}): change that key and restart \
+                 before deleting it"
+            )));
+        }
         let deleted = bundles::delete(self.pool(), id).await;
         self.fresh.changed_here();
         match deleted.map_err(db_error)? {
@@ -228,17 +275,29 @@ impl PolicyEngine {
         Ok(compiled)
     }
 
-    /// Evaluates `bundle` against the stored image `digest` as seen under `tag` (a reference it was
-    /// analyzed under; default: the one it was last seen under). Counted in the metrics; a fresh
-    /// evaluation is recorded in the image's history.
+    /// Evaluates `bundle` against the stored image `digest` under `reference`: any reference naming
+    /// it (`repo`, `repo:tag`, `repo@digest`, `repo:tag@digest`), analyzed under it or not, so mappings
+    /// and image rules select by the reference being admitted or asked about, never by another that
+    /// shares the digest. Default: the reference the image was last seen under. Counted in the
+    /// metrics; a fresh evaluation is recorded in the image's history.
     pub async fn check(
         &self,
         digest: &str,
-        tag: Option<&str>,
+        reference: Option<&str>,
         bundle: &ValidatedBundle,
     ) -> Result<Checked, ApiError> {
         let started = Instant::now();
-        let checked = self.check_uncounted(digest, tag, bundle).await?;
+        // One canonical spelling: `nginx:1` and `docker.io/library/nginx:1` are one cache entry.
+        let canonical = reference
+            .map(|r| {
+                ImageRef::parse(r.trim()).map(|p| p.to_string()).map_err(|e| {
+                    ApiError::invalid(format!("{r:?} is not an image reference: {e}"))
+                })
+            })
+            .transpose()?;
+        let checked = self
+            .check_uncounted(digest, canonical.as_deref(), bundle)
+            .await?;
         if let Some(m) = &self.metrics {
             let action = checked.evaluation.final_action.as_str();
             m.evaluations.with_label_values(&[action]).inc();
@@ -308,17 +367,22 @@ impl PolicyEngine {
             )));
         }
         let reference = match tag {
-            Some(tag) => {
-                if !record.references.iter().any(|r| r == tag) {
-                    return Err(ApiError::not_found(format!(
-                        "{digest} was not analyzed under {tag}; it was under: {}",
-                        record.references.join(", ")
-                    )));
-                }
-                Some(tag.to_string())
-            }
+            Some(tag) => Some(tag.to_string()),
             None => record.references.first().cloned(),
         };
+        let parsed = reference.as_deref().and_then(|r| ImageRef::parse(r).ok());
+        if let Some(named) = parsed.as_ref().and_then(|p| p.digest.as_deref()) {
+            // A reference pinned to another image is a question about that image, not this one (the
+            // index a platform manifest was picked from names it too).
+            if named != digest && record.index_digest.as_deref() != Some(named) {
+                return Err(ApiError::invalid(format!(
+                    "the reference {} names {named}, not {digest}",
+                    reference.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        // Data before verdicts: an image analyzed since the last match round is matched now.
+        facts::match_on_demand(self.pool(), digest).await;
         let feed_state = facts::feed_state(self.pool(), digest)
             .await
             .map_err(db_error)?;
@@ -342,7 +406,7 @@ impl PolicyEngine {
         let doc = self.store.document(digest).await?.ok_or_else(|| {
             ApiError::conflict(format!("{digest} has no stored analysis document"))
         })?;
-        let mut image = facts::from_document(&record, reference.as_deref(), &doc);
+        let mut image = facts::from_document(&record, parsed.as_ref(), &doc);
         drop(doc);
         facts::add_files(&self.store, bundle.bundle(), &mut image).await?;
         facts::add_vulnerabilities(self.pool(), &mut image)

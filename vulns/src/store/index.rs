@@ -68,6 +68,7 @@ const STALE_IMAGES_SQL: &str = r#"
 SELECT i.manifest_digest, i.analyzed_at::text, i.document
 FROM fathom_images i LEFT JOIN fathom_vuln_images v ON v.manifest_digest = i.manifest_digest
 WHERE i.status = 'analyzed' AND i.document IS NOT NULL
+  AND ($3::text IS NULL OR i.manifest_digest = $3)
   AND (v.manifest_digest IS NULL OR v.analyzed_at <> i.analyzed_at)
   AND NOT EXISTS (SELECT 1 FROM fathom_vuln_undecodable u WHERE u.manifest_digest = i.manifest_digest
                   AND u.analyzed_at = i.analyzed_at AND u.decoder = $2)
@@ -232,6 +233,7 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
         let stale: Vec<(String, String, Vec<u8>)> = sqlx::query_as(STALE_IMAGES_SQL)
             .bind(IMAGE_BATCH)
             .bind(DECODER)
+            .bind(None::<&str>)
             .fetch_all(pool)
             .await?;
         if stale.is_empty() {
@@ -261,6 +263,33 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
         removed,
         undecodable,
     })
+}
+
+/// Indexes the one image `digest` when it is analyzed and not indexed (or re-analyzed since), inside the
+/// caller's transaction (which holds the feed lock): what on-demand matching needs before it matches the
+/// image's new keys. False when there was nothing to index or its document does not decode (the fleet
+/// round marks that, as for any image).
+pub(crate) async fn index_one(conn: &mut sqlx::PgConnection, digest: &str) -> Result<bool> {
+    let stale: Vec<(String, String, Vec<u8>)> = sqlx::query_as(STALE_IMAGES_SQL)
+        .bind(1_i64)
+        .bind(DECODER)
+        .bind(digest)
+        .fetch_all(&mut *conn)
+        .await?;
+    if stale.is_empty() {
+        return Ok(false);
+    }
+    let (images, bad) = tokio::task::spawn_blocking(move || decode_all(stale))
+        .await
+        .map_err(|e| Error::Document {
+            digest: digest.to_string(),
+            message: format!("decoding task: {e}"),
+        })??;
+    if !bad.is_empty() {
+        return Ok(false);
+    }
+    write_batch_in(conn, &images).await?;
+    Ok(true)
 }
 
 /// Drops the images' previous index (their row and packages), inside the caller's transaction.
@@ -321,6 +350,14 @@ fn package_rows(images: &[Indexed]) -> Vec<CopyRows> {
 
 /// One transaction for the whole batch: images, their packages (COPY) and the keys they bring.
 async fn write_batch(pool: &PgPool, images: &[Indexed]) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    write_batch_in(&mut tx, images).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`write_batch`] inside the caller's transaction.
+async fn write_batch_in(tx: &mut sqlx::PgConnection, images: &[Indexed]) -> Result<()> {
     let digests: Vec<&str> = images.iter().map(|i| i.0.as_str()).collect();
     let analyzed: Vec<&str> = images.iter().map(|i| i.1.as_str()).collect();
     let keys: BTreeSet<(&str, &str, &str)> = images
@@ -334,20 +371,18 @@ async fn write_batch(pool: &PgPool, images: &[Indexed]) -> Result<()> {
         n.push(kn);
         v.push(kv);
     }
-    let mut tx = pool.begin().await?;
-    drop_index(&mut tx, &digests).await?;
+    drop_index(&mut *tx, &digests).await?;
     sqlx::query(INSERT_IMAGES_SQL)
         .bind(&digests)
         .bind(&analyzed)
         .execute(&mut *tx)
         .await?;
-    copy_in(&mut tx, COPY_PACKAGES_SQL, package_rows(images)).await?;
+    copy_in(&mut *tx, COPY_PACKAGES_SQL, package_rows(images)).await?;
     sqlx::query(INSERT_KEYS_SQL)
         .bind(&e)
         .bind(&n)
         .bind(&v)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
     Ok(())
 }

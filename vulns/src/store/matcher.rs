@@ -18,7 +18,7 @@ use crate::core::version::Scheme;
 use crate::error::{Error, Result};
 
 /// Distinct keys evaluated per round trip.
-const KEY_BATCH: usize = 2000;
+pub(super) const KEY_BATCH: usize = 2000;
 
 /// What a rematch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -45,7 +45,7 @@ pub struct RematchReport {
 /// Fleet matching.
 pub struct Matcher;
 
-const MAX_DIRTY_SQL: &str = "SELECT coalesce(max(seq), 0) FROM fathom_vuln_dirty";
+pub(super) const MAX_DIRTY_SQL: &str = "SELECT coalesce(max(seq), 0) FROM fathom_vuln_dirty";
 /// Keys never matched, and keys under a name a sync marked dirty (up to the sequence `$1`).
 const KEYS_TO_MATCH_SQL: &str = r#"
 SELECT ecosystem, name, version FROM fathom_vuln_keys WHERE matched_stamp < 0
@@ -78,7 +78,7 @@ WHERE k.ecosystem = s.e AND k.name = s.n AND k.version = s.v
 "#;
 const CONSUME_DIRTY_SQL: &str = "DELETE FROM fathom_vuln_dirty WHERE seq <= $1";
 
-type Key = (String, String, String);
+pub(super) type Key = (String, String, String);
 
 /// (ecosystem, name, vuln_id, aliases, severity, cvss_score, urls, entry as JSON text)
 type Candidate = (
@@ -163,7 +163,7 @@ fn columns(keys: &[Key]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
 }
 
 /// Evaluates one batch of keys and replaces their matches; returns (matches, undecidable).
-async fn match_batch(conn: &mut PgConnection, keys: &[Key], stamp: i64) -> Result<(u64, u64)> {
+pub(super) async fn match_batch(conn: &mut PgConnection, keys: &[Key], stamp: i64) -> Result<(u64, u64)> {
     let (e, n, v) = columns(keys);
     let candidates: Vec<Candidate> = sqlx::query_as(CANDIDATES_SQL)
         .bind(&e)

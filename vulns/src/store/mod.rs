@@ -7,10 +7,16 @@ mod copy;
 mod index;
 pub mod matcher;
 mod notify;
+mod on_demand;
 pub mod queries;
 pub mod sync;
 
 pub use matcher::{Matcher, RematchReport};
+pub use on_demand::OnDemand;
+
+/// Advisory lock key of the feed cycle, of `fathom vulns sync` and of on-demand matching ("fathomFd" as
+/// bytes): whoever holds it is the only one syncing or writing matches, so match writes never collide.
+pub const FEED_LOCK: i64 = 0x6661_7468_6f6d_4664;
 pub use sync::{FeedReport, Feeds, Progress, SyncReport};
 
 static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");

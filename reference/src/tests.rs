@@ -1,6 +1,8 @@
-//! fathom's reference parser against oci-client's (the regex it replaces) on generated references.
+//! fathom's reference parser against oci-client's and oci-spec's: one table of the four forms, and
+//! generated references.
 
 use super::ImageRef;
+use oci_spec::distribution::Reference as SpecReference;
 
 const HEX64: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -178,4 +180,46 @@ fn normalizes_like_docker() {
         .with_digest("sha256:x");
     assert_eq!(pinned.to_string(), "ghcr.io/o/app@sha256:x");
     assert_eq!(pinned.manifest_key(), "sha256:x");
+}
+
+/// The four forms, with what each must come to: (text, registry, repository, tag, digest).
+fn forms() -> Vec<(String, &'static str, &'static str, Option<&'static str>, Option<String>)> {
+    let d = format!("sha256:{HEX64}");
+    vec![
+        ("lib/nginx".into(), "docker.io", "lib/nginx", Some("latest"), None),
+        ("nginx".into(), "docker.io", "library/nginx", Some("latest"), None),
+        ("lib/nginx:1.25".into(), "docker.io", "lib/nginx", Some("1.25"), None),
+        (format!("lib/nginx@{d}"), "docker.io", "lib/nginx", None, Some(d.clone())),
+        (format!("lib/nginx:1.25@{d}"), "docker.io", "lib/nginx", Some("1.25"), Some(d.clone())),
+        (format!("nginx:1.25@{d}"), "docker.io", "library/nginx", Some("1.25"), Some(d.clone())),
+        ("127.0.0.1:5000/team/app".into(), "127.0.0.1:5000", "team/app", Some("latest"), None),
+        ("127.0.0.1:5000/team/app:1".into(), "127.0.0.1:5000", "team/app", Some("1"), None),
+        (format!("127.0.0.1:5000/team/app@{d}"), "127.0.0.1:5000", "team/app", None, Some(d.clone())),
+        (format!("127.0.0.1:5000/team/app:1@{d}"), "127.0.0.1:5000", "team/app", Some("1"), Some(d.clone())),
+        (format!("localhost:5000/app:v2@{d}"), "localhost:5000", "app", Some("v2"), Some(d.clone())),
+        (format!("docker.io/library/nginx:1.25@{d}"), "docker.io", "library/nginx", Some("1.25"), Some(d)),
+    ]
+}
+
+#[test]
+fn the_four_forms_split_alike_in_fathom_oci_client_and_oci_spec() {
+    for (text, registry, repository, tag, digest) in forms() {
+        let ours = ImageRef::parse(&text).unwrap();
+        assert_eq!(ours.registry, registry, "{text}");
+        assert_eq!(ours.repository, repository, "{text}");
+        assert_eq!(ours.tag.as_deref(), tag, "{text}");
+        assert_eq!(ours.digest, digest, "{text}");
+        // The canonical form parses back to itself: what is stored is what is evaluated.
+        assert_eq!(ImageRef::parse(&ours.to_string()).unwrap(), ours, "{text}");
+        let client: oci_client::Reference = text.parse().unwrap();
+        let spec: SpecReference = text.parse().unwrap();
+        for (name, r) in [("oci-client", &client), ("oci-spec", &spec)] {
+            assert_eq!(r.registry(), registry, "{name}: {text}");
+            assert_eq!(r.repository(), repository, "{name}: {text}");
+            assert_eq!(r.digest(), ours.digest.as_deref(), "{name}: {text}");
+            assert_eq!(r.whole(), ours.to_string(), "{name}: {text}");
+        }
+        // oci-client reports no tag for a bare digest reference and `latest` for a bare name, as we do.
+        assert_eq!(client.tag(), ours.tag.as_deref(), "oci-client: {text}");
+    }
 }
