@@ -197,14 +197,7 @@ impl FathomConfig {
             }
         }
         if let Some(url) = &mut c.database.url {
-            // postgres://user:password@host/db → postgres://user:<redacted>@host/db
-            if let Some((scheme, rest)) = url.split_once("://") {
-                if let Some((userinfo, host)) = rest.split_once('@') {
-                    if let Some((user, _)) = userinfo.split_once(':') {
-                        *url = format!("{scheme}://{user}:{HIDDEN}@{host}");
-                    }
-                }
-            }
+            *url = redact_database_url(url, HIDDEN);
         }
         c
     }
@@ -239,6 +232,31 @@ impl FathomConfig {
             deadline: self.services.analyzer.retry_deadline,
             ..fathom_queue::QueueConfig::default()
         }
+    }
+}
+
+/// `postgres://user:password@host/db` → `postgres://user:HIDDEN@host/db`. The userinfo ends at the
+/// *last* `@` before the query: a password written unencoded may itself contain `@` (or `/`), and all
+/// of it is hidden. A keyword/value string (`host=… password=…`) has its `password=` value hidden.
+fn redact_database_url(url: &str, hidden: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url
+            .split(' ')
+            .map(|word| match word.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}={hidden}"),
+                _ => word.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return url.to_string();
+    };
+    let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:{hidden}@{host}"),
+        None => url.to_string(),
     }
 }
 
@@ -368,6 +386,24 @@ mod tests {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("postgres://u:<redacted>@db/x"), "{text}");
+    }
+
+    #[test]
+    fn a_database_password_with_at_signs_or_slashes_is_hidden_whole() {
+        for (url, want) in [
+            ("postgres://u:p@ss@host/db", "postgres://u:<redacted>@host/db"),
+            ("postgres://u:a@b@c@host:5432/db?sslmode=require", "postgres://u:<redacted>@host:5432/db?sslmode=require"),
+            ("postgres://u:pa/ss@host/db", "postgres://u:<redacted>@host/db"),
+            ("postgres://u@host/db", "postgres://u@host/db"),
+            ("postgres://host/db?user=a@b", "postgres://host/db?user=a@b"),
+            ("host=db user=u password=p@ss dbname=x", "host=db user=u password=<redacted> dbname=x"),
+        ] {
+            assert_eq!(redact_database_url(url, "<redacted>"), want, "{url}");
+        }
+        let c = load("database: {url: 'postgres://u:p@ss@host/db'}\n", &[]).unwrap();
+        let text = serde_json::to_string(&c.redacted()).unwrap();
+        assert!(!text.contains("p@ss") && !text.contains(":p@"), "{text}");
+        assert!(text.contains("postgres://u:<redacted>@host/db"), "{text}");
     }
 
     #[test]
