@@ -391,12 +391,24 @@ mod tests {
     #[test]
     fn a_database_password_with_at_signs_or_slashes_is_hidden_whole() {
         for (url, want) in [
-            ("postgres://u:p@ss@host/db", "postgres://u:<redacted>@host/db"),
-            ("postgres://u:a@b@c@host:5432/db?sslmode=require", "postgres://u:<redacted>@host:5432/db?sslmode=require"),
-            ("postgres://u:pa/ss@host/db", "postgres://u:<redacted>@host/db"),
+            (
+                "postgres://u:p@ss@host/db",
+                "postgres://u:<redacted>@host/db",
+            ),
+            (
+                "postgres://u:a@b@c@host:5432/db?sslmode=require",
+                "postgres://u:<redacted>@host:5432/db?sslmode=require",
+            ),
+            (
+                "postgres://u:pa/ss@host/db",
+                "postgres://u:<redacted>@host/db",
+            ),
             ("postgres://u@host/db", "postgres://u@host/db"),
             ("postgres://host/db?user=a@b", "postgres://host/db?user=a@b"),
-            ("host=db user=u password=p@ss dbname=x", "host=db user=u password=<redacted> dbname=x"),
+            (
+                "host=db user=u password=p@ss dbname=x",
+                "host=db user=u password=<redacted> dbname=x",
+            ),
         ] {
             assert_eq!(redact_database_url(url, "<redacted>"), want, "{url}");
         }

@@ -55,7 +55,10 @@ async fn an_image_the_match_round_has_not_reached_is_matched_on_demand_and_judge
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(indexed, 0, "the round already reached the image: nothing to prove");
+    assert_eq!(
+        indexed, 0,
+        "the round already reached the image: nothing to prove"
+    );
 
     let critical = json!({
         "id": "no-critical", "version": "1_0", "name": "no-critical",

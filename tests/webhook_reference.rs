@@ -131,7 +131,12 @@ async fn each_admission_is_judged_under_its_own_reference_and_with_its_data() {
     let (status, e) = check(format!("{dev}@sha256:{}", "0".repeat(64))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "another digest: {e}");
     let out = fathom()
-        .args(["check", &format!("{prod}@{digest}"), "--database-url", fleet.url()])
+        .args([
+            "check",
+            &format!("{prod}@{digest}"),
+            "--database-url",
+            fleet.url(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -169,7 +174,8 @@ async fn each_admission_is_judged_under_its_own_reference_and_with_its_data() {
     let r = admit("u-vuln", &vuln).await;
     assert_eq!(r["allowed"], false, "{r}");
     assert!(
-        message(&r).contains("services.webhook.unevaluable") && message(&r).contains("vulnerabilities.package"),
+        message(&r).contains("services.webhook.unevaluable")
+            && message(&r).contains("vulnerabilities.package"),
         "{r}"
     );
     let (_, e) = check(vuln.clone()).await;
@@ -254,7 +260,8 @@ async fn a_bundle_the_webhook_names_must_exist_and_cannot_be_deleted() {
     let (status, body) = client.delete("/v1/policies/strict-bundle").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(
-        body.to_string().contains("services.webhook.selectors[0].bundle"),
+        body.to_string()
+            .contains("services.webhook.selectors[0].bundle"),
         "{body}"
     );
     let (status, _) = client.get("/v1/policies/strict-bundle").await;

@@ -49,11 +49,11 @@ mod validated;
 pub use default::{default_bundle, DEFAULT_BUNDLE_JSON};
 pub use error::{Error, Result, ValidationError};
 pub use evaluate::evaluate;
-pub use fathom_reference::ImageRef;
 pub use facts::{
     ContentMatch, Cvss, DockerfileMode, FeedStatus, FileEntry, FileType, ImageConfig, ImageFacts,
     ImageInfo, Package, PackageFile, SecretFinding, Severity, VulnMatch,
 };
+pub use fathom_reference::ImageRef;
 pub use matching::glob;
 pub use model::{Action, Bundle};
 pub use result::{

@@ -183,8 +183,16 @@ fn vulnerabilities_without_data_error_as_warn_never_a_silent_go() {
         // The configured action is carried, so the admission webhook can refuse to read it as WARN.
         assert_eq!(result.rows[0].unevaluable_action, Some(Action::Stop));
     }
-    let b = one_rule("vulnerabilities", "package", "WARN", &[("package_type", "all")]);
-    assert_eq!(run(&b, &facts).rows[0].unevaluable_action, Some(Action::Warn));
+    let b = one_rule(
+        "vulnerabilities",
+        "package",
+        "WARN",
+        &[("package_type", "all")],
+    );
+    assert_eq!(
+        run(&b, &facts).rows[0].unevaluable_action,
+        Some(Action::Warn)
+    );
     let b = one_rule(
         "vulnerabilities",
         "vulnerability_data_unavailable",

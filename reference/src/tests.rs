@@ -182,22 +182,103 @@ fn normalizes_like_docker() {
     assert_eq!(pinned.manifest_key(), "sha256:x");
 }
 
-/// The four forms, with what each must come to: (text, registry, repository, tag, digest).
-fn forms() -> Vec<(String, &'static str, &'static str, Option<&'static str>, Option<String>)> {
+/// (text, registry, repository, tag, digest).
+type Form = (
+    String,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<String>,
+);
+
+/// The four forms, with what each must come to.
+fn forms() -> Vec<Form> {
     let d = format!("sha256:{HEX64}");
     vec![
-        ("lib/nginx".into(), "docker.io", "lib/nginx", Some("latest"), None),
-        ("nginx".into(), "docker.io", "library/nginx", Some("latest"), None),
-        ("lib/nginx:1.25".into(), "docker.io", "lib/nginx", Some("1.25"), None),
-        (format!("lib/nginx@{d}"), "docker.io", "lib/nginx", None, Some(d.clone())),
-        (format!("lib/nginx:1.25@{d}"), "docker.io", "lib/nginx", Some("1.25"), Some(d.clone())),
-        (format!("nginx:1.25@{d}"), "docker.io", "library/nginx", Some("1.25"), Some(d.clone())),
-        ("127.0.0.1:5000/team/app".into(), "127.0.0.1:5000", "team/app", Some("latest"), None),
-        ("127.0.0.1:5000/team/app:1".into(), "127.0.0.1:5000", "team/app", Some("1"), None),
-        (format!("127.0.0.1:5000/team/app@{d}"), "127.0.0.1:5000", "team/app", None, Some(d.clone())),
-        (format!("127.0.0.1:5000/team/app:1@{d}"), "127.0.0.1:5000", "team/app", Some("1"), Some(d.clone())),
-        (format!("localhost:5000/app:v2@{d}"), "localhost:5000", "app", Some("v2"), Some(d.clone())),
-        (format!("docker.io/library/nginx:1.25@{d}"), "docker.io", "library/nginx", Some("1.25"), Some(d)),
+        (
+            "lib/nginx".into(),
+            "docker.io",
+            "lib/nginx",
+            Some("latest"),
+            None,
+        ),
+        (
+            "nginx".into(),
+            "docker.io",
+            "library/nginx",
+            Some("latest"),
+            None,
+        ),
+        (
+            "lib/nginx:1.25".into(),
+            "docker.io",
+            "lib/nginx",
+            Some("1.25"),
+            None,
+        ),
+        (
+            format!("lib/nginx@{d}"),
+            "docker.io",
+            "lib/nginx",
+            None,
+            Some(d.clone()),
+        ),
+        (
+            format!("lib/nginx:1.25@{d}"),
+            "docker.io",
+            "lib/nginx",
+            Some("1.25"),
+            Some(d.clone()),
+        ),
+        (
+            format!("nginx:1.25@{d}"),
+            "docker.io",
+            "library/nginx",
+            Some("1.25"),
+            Some(d.clone()),
+        ),
+        (
+            "127.0.0.1:5000/team/app".into(),
+            "127.0.0.1:5000",
+            "team/app",
+            Some("latest"),
+            None,
+        ),
+        (
+            "127.0.0.1:5000/team/app:1".into(),
+            "127.0.0.1:5000",
+            "team/app",
+            Some("1"),
+            None,
+        ),
+        (
+            format!("127.0.0.1:5000/team/app@{d}"),
+            "127.0.0.1:5000",
+            "team/app",
+            None,
+            Some(d.clone()),
+        ),
+        (
+            format!("127.0.0.1:5000/team/app:1@{d}"),
+            "127.0.0.1:5000",
+            "team/app",
+            Some("1"),
+            Some(d.clone()),
+        ),
+        (
+            format!("localhost:5000/app:v2@{d}"),
+            "localhost:5000",
+            "app",
+            Some("v2"),
+            Some(d.clone()),
+        ),
+        (
+            format!("docker.io/library/nginx:1.25@{d}"),
+            "docker.io",
+            "library/nginx",
+            Some("1.25"),
+            Some(d),
+        ),
     ]
 }
 

@@ -8,7 +8,7 @@
 
 use fathom_analyzer::ImageAnalysis;
 use fathom_policy::{
-    Cvss, ImageRef, FeedStatus, ImageFacts, ImageInfo, Package, SecretFinding, Severity, VulnMatch,
+    Cvss, FeedStatus, ImageFacts, ImageInfo, ImageRef, Package, SecretFinding, Severity, VulnMatch,
 };
 use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
 use fathom_vulns::queries::{self, ImageFilter};

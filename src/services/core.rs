@@ -54,7 +54,9 @@ pub async fn run_core(
         tracing::info!(id = %stored.id, digest = %stored.digest, "policy bundle activated from {file}");
     }
     // A bundle the webhook names but nobody stored would answer every admission by failure policy.
-    policy.require_webhook_bundles(&config.services.webhook).await?;
+    policy
+        .require_webhook_bundles(&config.services.webhook)
+        .await?;
     let tokens = Tokens::from_config(&api.tokens)?;
     let catalog_config = config.services.catalog.clone();
     let catalog_metrics = CatalogMetrics::register(metrics.registry(), &catalog_config)?;

@@ -343,7 +343,10 @@ mod tests {
         assert_eq!(c.analysis_wait, Duration::from_secs(1));
         assert_eq!(c.failure_policy, FailurePolicy::Deny);
         assert_eq!(c.unevaluable, Unevaluable::Stop);
-        assert_eq!(parse(r#"{"unevaluable":"warn"}"#).unevaluable, Unevaluable::Warn);
+        assert_eq!(
+            parse(r#"{"unevaluable":"warn"}"#).unevaluable,
+            Unevaluable::Warn
+        );
     }
 
     #[test]

@@ -223,8 +223,14 @@ mod tests {
             format!("docker.io/library/nginx@{ab}")
         );
         assert_eq!(id("127.0.0.1:5000/app"), format!("127.0.0.1:5000/app@{ab}"));
-        assert_eq!(id("127.0.0.1:5000/app:1"), format!("127.0.0.1:5000/app@{ab}"));
-        assert_eq!(id(&format!("ghcr.io/o/app@{cd}")), format!("ghcr.io/o/app@{ab}"));
+        assert_eq!(
+            id("127.0.0.1:5000/app:1"),
+            format!("127.0.0.1:5000/app@{ab}")
+        );
+        assert_eq!(
+            id(&format!("ghcr.io/o/app@{cd}")),
+            format!("ghcr.io/o/app@{ab}")
+        );
         // `repo:tag@digest`: the tag is dropped, not left in the repository (it was queued as
         // `docker.io/lib/nginx:1.25@…`, whose repository `lib/nginx:1.25` no blacklist names).
         assert_eq!(

@@ -20,7 +20,10 @@ impl InUse {
         }
         for (i, s) in hook.selectors.iter().enumerate() {
             if let Some(id) = &s.bundle {
-                named.push((id.clone(), format!("services.webhook.selectors[{i}].bundle")));
+                named.push((
+                    id.clone(),
+                    format!("services.webhook.selectors[{i}].bundle"),
+                ));
             }
         }
         InUse(named)

@@ -8,9 +8,9 @@ mod bodies;
 pub mod config;
 mod errors;
 pub mod fresh;
-pub mod in_use;
 #[cfg(test)]
 mod fresh_tests;
+pub mod in_use;
 pub mod metrics;
 mod parse;
 
@@ -21,9 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fathom_policy::store::{self as bundles, StoredBundle};
-use fathom_policy::{
-    evaluate, Bundle, Evaluation, ImageRef, ValidatedBundle, DEFAULT_BUNDLE_JSON,
-};
+use fathom_policy::{evaluate, Bundle, Evaluation, ImageRef, ValidatedBundle, DEFAULT_BUNDLE_JSON};
 use fathom_worker::store::{ImageStatus, Store};
 use sqlx::PgPool;
 
@@ -196,10 +194,10 @@ impl PolicyEngine {
                     .await
                     .map_err(|e| anyhow::anyhow!("{key}: looking up policy bundle {id:?}: {e}"))?;
                 if stored.is_none() {
-                    let ids: Vec<String> = self.list().await.map_or_else(
-                        |_| Vec::new(),
-                        |l| l.into_iter().map(|b| b.id).collect(),
-                    );
+                    let ids: Vec<String> = self
+                        .list()
+                        .await
+                        .map_or_else(|_| Vec::new(), |l| l.into_iter().map(|b| b.id).collect());
                     anyhow::bail!(
                         "{key}: no policy bundle {id:?} is stored (stored: {}); upload it \
                          (POST /v1/policies, or services.policy_engine.bundle_file) or fix the name",
@@ -290,9 +288,9 @@ impl PolicyEngine {
         // One canonical spelling: `nginx:1` and `docker.io/library/nginx:1` are one cache entry.
         let canonical = reference
             .map(|r| {
-                ImageRef::parse(r.trim()).map(|p| p.to_string()).map_err(|e| {
-                    ApiError::invalid(format!("{r:?} is not an image reference: {e}"))
-                })
+                ImageRef::parse(r.trim())
+                    .map(|p| p.to_string())
+                    .map_err(|e| ApiError::invalid(format!("{r:?} is not an image reference: {e}")))
             })
             .transpose()?;
         let checked = self

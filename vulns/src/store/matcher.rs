@@ -163,7 +163,11 @@ fn columns(keys: &[Key]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
 }
 
 /// Evaluates one batch of keys and replaces their matches; returns (matches, undecidable).
-pub(super) async fn match_batch(conn: &mut PgConnection, keys: &[Key], stamp: i64) -> Result<(u64, u64)> {
+pub(super) async fn match_batch(
+    conn: &mut PgConnection,
+    keys: &[Key],
+    stamp: i64,
+) -> Result<(u64, u64)> {
     let (e, n, v) = columns(keys);
     let candidates: Vec<Candidate> = sqlx::query_as(CANDIDATES_SQL)
         .bind(&e)
