@@ -3,7 +3,9 @@
 //! keep-alive clients in this process posting AdmissionReviews for a fixed window. `analyzed` admits a
 //! Pod whose image (a digest reference) a real worker analyzed; `analyzed-tag` the same by tag (resolved
 //! once, then from the tag cache); `unanalyzed` names a new digest per request (a store lookup, a real
-//! enqueue, a denial; the per-namespace enqueue limit is off, or the case would measure its denials). Client and server share the machine's cores, so the figures are a floor.
+//! enqueue, a denial; the per-namespace enqueue limit is off, or the case would measure its denials).
+//! No feed is synced, so `unevaluable: warn` keeps the default bundle's answer the WARN it was measured
+//! with. Client and server share the machine's cores, so the figures are a floor.
 //!
 //! Prints exactly one line per case on stdout: `webhook case=C rps=X p99_ms=Y`.
 
@@ -53,7 +55,7 @@ async fn run() {
     let registry = support::registry();
     let extra = format!(
         "    max_attempts: 1\n  webhook:\n    enabled: true\n    address: '{hook}'\n    \
-         cert_file: '{}'\n    key_file: '{}'\n    max_enqueues_per_minute: 0\n\
+         cert_file: '{}'\n    key_file: '{}'\n    max_enqueues_per_minute: 0\n    unevaluable: warn\n\
          registry:\n  insecure: ['{registry}']\n",
         tls.join("tls.crt").display(),
         tls.join("tls.key").display(),

@@ -191,12 +191,21 @@ async fn bundles_are_managed_over_http_and_checks_stop_pass_and_cache() {
     let (_, again, cache) = check(&client, &check_path).await;
     assert_eq!(cache, "hit");
     assert_eq!(again, stop);
-    // The tag is part of the key; naming the reference a check defaults to is the same key. It must be
-    // a reference the image was analyzed under.
+    // The tag is part of the key; naming the reference a check defaults to is the same key. Any other
+    // reference of the digest is evaluated under itself (mappings select by it), and one that does
+    // not parse is refused.
     let (_, tagged, cache) = check(&client, &format!("{check_path}?tag={reference}")).await;
     assert_eq!((cache.as_str(), &tagged), ("hit", &stop));
-    let (status, other, _) = check(&client, &format!("{check_path}?tag=example.com/other:1")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{other}");
+    let (status, other, cache) =
+        check(&client, &format!("{check_path}?tag=example.com/other:1")).await;
+    assert_eq!(
+        (status, cache.as_str()),
+        (StatusCode::OK, "miss"),
+        "{other}"
+    );
+    assert_eq!(other["repo_tag"], "example.com/other:1", "{other}");
+    let (status, bad, _) = check(&client, &format!("{check_path}?tag=Not%20A%20Ref")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 
     // A new feed generation is part of the key: the next check is evaluated afresh.
     sqlx::query("INSERT INTO fathom_vuln_feeds (feed, generation, last_success_at) VALUES ('Debian', 1, now())")

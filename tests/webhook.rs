@@ -38,9 +38,11 @@ async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_hono
 
     let hook_addr = free_addr();
     let port: u16 = hook_addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // No feed here: the default bundle's vulnerability STOP rule cannot be evaluated; `warn` admits
+    // with warnings (tests/webhook_reference.rs covers the default, `stop`).
     let extra = format!(
         "  webhook:\n    enabled: true\n    address: '{hook_addr}'\n    \
-         cert_file: '{}'\n    key_file: '{}'\n    timeout: 5s\n    selectors:\n      \
+         cert_file: '{}'\n    key_file: '{}'\n    timeout: 5s\n    unevaluable: warn\n    selectors:\n      \
          - {{name: emergency, namespace: '^breakglass$', mode: breakglass}}\n\
          registry:\n  insecure: ['{host}']\n  timeout: 10s\n",
         tls.join("tls.crt").display(),

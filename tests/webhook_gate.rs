@@ -55,10 +55,12 @@ async fn pinned_digests_are_the_registrys_and_a_namespace_cannot_flood_the_queue
     webhook_certs(&tls);
     let hook_addr = free_addr();
     let port: u16 = hook_addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // No feed here: the default bundle's vulnerability STOP rule cannot be evaluated; `warn` admits
+    // (tests/webhook_reference.rs covers the default, `stop`).
     let extra = format!(
         "  webhook:\n    enabled: true\n    address: '{hook_addr}'\n    \
          cert_file: '{}'\n    key_file: '{}'\n    timeout: 5s\n    pin_digests: true\n    \
-         max_enqueues_per_minute: 1\n\
+         max_enqueues_per_minute: 1\n    unevaluable: warn\n\
          registry:\n  insecure: ['{}']\n  timeout: 10s\n",
         tls.join("tls.crt").display(),
         tls.join("tls.key").display(),

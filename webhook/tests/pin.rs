@@ -110,6 +110,7 @@ async fn denied_objects_are_not_patched_and_without_pin_digests_there_is_no_muta
                 trigger: "packages.blacklist".into(),
                 outcome: Outcome::Stop,
                 message: "musl".into(),
+                unevaluable: false,
             }],
         },
     );
