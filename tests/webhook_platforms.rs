@@ -26,9 +26,11 @@ fn core(fleet: &Fleet, insecure: &[&str]) -> (Api, Hook) {
     webhook_certs(&tls);
     let address = free_addr();
     let port: u16 = address.rsplit_once(':').unwrap().1.parse().unwrap();
+    // No feed here: the default bundle's vulnerability STOP rule cannot be evaluated; `warn` admits
+    // (tests/webhook_reference.rs covers the default, `stop`).
     let extra = format!(
         "  webhook:\n    enabled: true\n    address: '{address}'\n    cert_file: '{}'\n    \
-         key_file: '{}'\n    timeout: 5s\nregistry:\n  insecure: ['{}']\n",
+         key_file: '{}'\n    timeout: 5s\n    unevaluable: warn\nregistry:\n  insecure: ['{}']\n",
         tls.join("tls.crt").display(),
         tls.join("tls.key").display(),
         insecure.join("', '"),

@@ -8,11 +8,9 @@ use std::time::Duration;
 use fathom_reference::ImageRef;
 
 use crate::admission::Admission;
-use crate::verdict::from_verdict;
 use crate::config::Mode;
-use crate::oracle::{
-    AnalysisState, ImageId, IndexPlatforms, OracleError, Outcome, Resolved, Verdict,
-};
+use crate::oracle::{AnalysisState, ImageId, IndexPlatforms, OracleError, Resolved};
+use crate::verdict::from_verdict;
 
 /// Why an answer is what it is: the `reason` label of `fathom_webhook_decisions_total` and the
 /// `reason` audit annotation. For a request of several images, the most severe one.

@@ -116,7 +116,10 @@ mod tests {
         match from_verdict(&missing_data(), Unevaluable::Stop) {
             ImageVerdict::Deny { reason, message } => {
                 assert_eq!(reason, Reason::Stop);
-                assert!(message.contains("services.webhook.unevaluable"), "{message}");
+                assert!(
+                    message.contains("services.webhook.unevaluable"),
+                    "{message}"
+                );
                 assert!(message.contains("vulnerabilities.package"), "{message}");
             }
             other => panic!("admitted: {other:?}"),
@@ -125,7 +128,10 @@ mod tests {
             ImageVerdict::Pass { reason, warnings } => {
                 assert_eq!(reason, Reason::Warn);
                 assert_eq!(warnings.len(), 2, "{warnings:?}");
-                assert!(warnings[0].contains("vulnerabilities.package"), "{warnings:?}");
+                assert!(
+                    warnings[0].contains("vulnerabilities.package"),
+                    "{warnings:?}"
+                );
                 assert!(warnings[1].contains("runs as root"), "{warnings:?}");
             }
             other => panic!("not admitted with warnings: {other:?}"),

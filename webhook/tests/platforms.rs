@@ -141,6 +141,7 @@ async fn a_tag_of_an_index_is_denied_until_arm64_is_analyzed_and_then_judged_on_
                 trigger: "packages.blacklist".into(),
                 outcome: Outcome::Stop,
                 message: "busybox on arm64".into(),
+                unevaluable: false,
             }],
         },
     );
