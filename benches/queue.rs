@@ -3,8 +3,10 @@
 //! an idle worker woken by NOTIFY. Prints the contract lines:
 //! `queue batch=B workers=W jobs_per_s=X ceiling_jobs_per_s=Y ratio=R`
 //! `queue latency p50_ms=A p99_ms=B`
-//! `queue herd workers=W jobs=J claims_per_job=X idle_claims_per_s=Y p50_ms=Z` (W idle workers listening,
-//! J single-job enqueues: claim statements per job, fleet-wide idle claims per second, enqueue→claim p50)
+//! `queue herd workers=W jobs=J claims_per_job=X idle_claims_per_s=Y p50_ms=Z connections=C` (W idle workers
+//! listening, each with its own queue pool as a worker process has, J single-job enqueues: claim
+//! statements per job, fleet-wide idle claims per second, enqueue→claim p50, and the connections the
+//! fleet holds after idling past the pools' idle timeout)
 //! Uses `DATABASE_URL` when set, else a throwaway cluster (the test harness).
 
 use std::time::{Duration, Instant};
@@ -25,8 +27,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(run())
 }
 
+/// Whether the section `name` runs: every section without arguments, else those named
+/// (`cargo bench --bench queue -- herd`).
+fn selected(name: &str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    named.is_empty() || named.iter().any(|n| n == name)
+}
+
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let db = TestDb::create(&[&fathom_queue::migrator()]).await?;
+    if selected("throughput") {
+        throughput(db.url()).await?;
+    }
+    if selected("latency") {
+        let (p50, p99) = latency(db.url(), 300).await?;
+        println!("queue latency p50_ms={p50:.2} p99_ms={p99:.2}");
+    }
+    if selected("herd") {
+        for workers in [60usize, 100] {
+            herd(db.url(), workers, 100, Duration::from_secs(20)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `queue batch=…` lines: the library against the bare statements.
+async fn throughput(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     for batch in [1usize, 10, 100] {
         for workers in [1usize, 4, 16] {
             let jobs = match batch {
@@ -34,19 +63,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 10 => 15_000,
                 _ => 60_000,
             };
-            let library = library_throughput(db.url(), batch, workers, jobs).await?;
-            let ceiling = bare_throughput(db.url(), batch, workers, jobs).await?;
+            let library = library_throughput(url, batch, workers, jobs).await?;
+            let ceiling = bare_throughput(url, batch, workers, jobs).await?;
             println!(
                 "queue batch={batch} workers={workers} jobs_per_s={library:.0} \
                  ceiling_jobs_per_s={ceiling:.0} ratio={:.2}",
                 library / ceiling
             );
         }
-    }
-    let (p50, p99) = latency(db.url(), 300).await?;
-    println!("queue latency p50_ms={p50:.2} p99_ms={p99:.2}");
-    for workers in [60usize, 100] {
-        herd(db.url(), workers, 100, Duration::from_secs(20)).await?;
     }
     Ok(())
 }
@@ -68,6 +92,8 @@ async fn herd(
             slots: 2,
             poll_interval: Duration::from_secs(5),
             kind: KIND.into(),
+            // A worker's queue pool (`database.pool_size` defaults to 2).
+            member_pool: Some(2),
         },
     )
     .await?;
@@ -86,15 +112,37 @@ async fn herd(
     waits.sort();
     let p50 = waits[waits.len() / 2].as_secs_f64() * 1000.0;
     let before = herd.counts();
+    let idle_started = Instant::now();
     tokio::time::sleep(idle).await;
     let polled = herd.counts().since(before);
+    // Idle pools close within twice their timeout.
+    let closed_by = 2 * fathom_queue::IDLE_TIMEOUT + Duration::from_secs(5);
+    tokio::time::sleep(closed_by.saturating_sub(idle_started.elapsed())).await;
+    let connections = fleet_connections(url).await?;
     herd.stop().await;
     println!(
-        "queue herd workers={workers} jobs={jobs} claims_per_job={:.2} idle_claims_per_s={:.2} p50_ms={p50:.2}",
+        "queue herd workers={workers} jobs={jobs} claims_per_job={:.2} idle_claims_per_s={:.2} p50_ms={p50:.2} connections={connections}",
         burst.claims() as f64 / jobs as f64,
         polled.claims() as f64 / idle.as_secs_f64(),
     );
     Ok(())
+}
+
+/// Connections to the bench database but the asking one (the bench's own enqueueing pool has idled
+/// past its timeout too).
+async fn fleet_connections(url: &str) -> Result<i64, Box<dyn std::error::Error>> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let task = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await?;
+    drop(client);
+    let _ = task.await;
+    Ok(row.get(0))
 }
 
 async fn fill(queue: &Queue, jobs: usize) -> Result<(), fathom_queue::Error> {

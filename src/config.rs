@@ -6,6 +6,7 @@
 //!   url: postgres://fathom@db/fathom
 //!   pool_size: 2          # per process; keep it tiny, a fleet multiplies it
 //!   poll_only: false      # true behind PgBouncer in transaction mode (no LISTEN)
+//!   idle_timeout: 30s     # unused pooled connections close; an idle worker keeps only its listener
 //! services:
 //!   analyzer:           # worker/src/config.rs
 //!     enabled: false
@@ -38,6 +39,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use fathom_autoscaler::AutoscalerServiceConfig;
 use fathom_config::env::{keys, overlay};
@@ -75,6 +77,10 @@ pub struct DatabaseConfig {
     pub pool_size: u32,
     /// Poll for work instead of LISTEN/NOTIFY, and use unnamed statements (PgBouncer transaction mode).
     pub poll_only: bool,
+    /// A pooled connection unused this long is closed (queue and store pools), and an idle worker
+    /// whose next poll is further away than this holds none: it reconnects when woken (a few ms).
+    #[serde(with = "fathom_config::duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -83,6 +89,7 @@ impl Default for DatabaseConfig {
             url: None,
             pool_size: 2,
             poll_only: false,
+            idle_timeout: fathom_queue::IDLE_TIMEOUT,
         }
     }
 }
@@ -176,6 +183,12 @@ impl FathomConfig {
         if self.database.pool_size == 0 {
             return Err(ConfigError::new("database.pool_size", "must be at least 1"));
         }
+        if self.database.idle_timeout < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "database.idle_timeout",
+                "must be at least 1s",
+            ));
+        }
         self.metrics
             .address
             .parse::<SocketAddr>()
@@ -230,6 +243,7 @@ impl FathomConfig {
             backoff_base: self.services.analyzer.retry_backoff_base,
             backoff_cap: self.services.analyzer.retry_backoff_cap,
             deadline: self.services.analyzer.retry_deadline,
+            idle_timeout: self.database.idle_timeout,
             ..fathom_queue::QueueConfig::default()
         }
     }

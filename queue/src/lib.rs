@@ -37,6 +37,6 @@ pub use model::{
     NewJob, QueueStats,
 };
 pub use notify::{Wake, Waker, CHANNEL, MAX_HOPS, POLL_GAP};
-pub use queue::{Queue, QueueConfig, StatementMode};
+pub use queue::{Queue, QueueConfig, StatementMode, IDLE_TIMEOUT};
 pub use recover::Requeue;
 pub use subscribe::{Event, Subscription, PING};

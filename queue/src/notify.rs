@@ -253,6 +253,18 @@ impl Waker {
         }
     }
 
+    /// How long this process waits between its own polls when nothing wakes it: `max(poll_interval,
+    /// members × POLL_GAP)` for a member, `poll_interval` otherwise (see [`Waker::wait_idle`]).
+    pub fn poll_period(&self, poll_interval: Duration) -> Duration {
+        match &self.shared {
+            Some(s) if s.common.member => {
+                let members = u32::try_from(s.common.fleet.size()).unwrap_or(u32::MAX);
+                poll_interval.max(POLL_GAP.saturating_mul(members))
+            }
+            _ => poll_interval,
+        }
+    }
+
     /// Waits for a wake-up or this member's next polling turn: each member polls once per
     /// `max(poll_interval, members × POLL_GAP)`, at its own offset (observers and poll-only: every
     /// `poll_interval`). The turn is re-computed when the fleet changes meanwhile.

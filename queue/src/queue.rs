@@ -37,7 +37,14 @@ pub struct QueueConfig {
     pub deadline: Duration,
     /// Give up connecting (or waiting for a pooled connection) after this long.
     pub connect_timeout: Duration,
+    /// A pooled connection unused this long is closed (checked every half of it, so none stays idle
+    /// past 1.5×); the next query opens one again. An idle fleet then holds only its listeners.
+    pub idle_timeout: Duration,
 }
+
+/// Default [`QueueConfig::idle_timeout`], also the store pools' (`fathom-worker`): with the checks' lag,
+/// no idle connection outlives a minute.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -48,6 +55,7 @@ impl Default for QueueConfig {
             backoff_cap: Duration::from_secs(600),
             deadline: Duration::from_secs(24 * 3600),
             connect_timeout: Duration::from_secs(5),
+            idle_timeout: IDLE_TIMEOUT,
         }
     }
 }
@@ -92,7 +100,18 @@ impl Queue {
             .create_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|e| Error::Config(format!("connection pool: {e}")))?;
+        close_idle(&pool, config.idle_timeout);
         Ok(Queue { pool, config })
+    }
+
+    /// After a claim that found nothing: closes the pool's unused connections now when the next query is
+    /// not due for at least [`QueueConfig::idle_timeout`] (`next_use_in`: the caller's next poll), instead
+    /// of holding them until the idle check. In a large fleet each member polls rarely, so its pool is
+    /// empty between polls and the fleet holds only its listeners; a wake-up reconnects.
+    pub fn release_until(&self, next_use_in: Duration) {
+        if next_use_in >= self.config.idle_timeout {
+            let _closed = self.pool.retain(|_, _| false);
+        }
     }
 
     /// The configuration this queue was opened with.
@@ -118,6 +137,27 @@ impl Queue {
         };
         Ok(rows)
     }
+}
+
+/// Closes `pool`'s connections unused for `idle` (deadpool keeps them forever otherwise), until the pool
+/// is dropped. Needs a tokio runtime; outside one (a sync caller) connections stay open as before.
+/// "Unused" counts from a connection's last checkout, so one returned after a long transaction may be
+/// closed at the next check and reopened when needed: a reconnect, never an error.
+fn close_idle(pool: &Pool, idle: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak = pool.weak();
+    let every = (idle / 2).max(Duration::from_millis(100));
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(pool) = weak.upgrade() else { return };
+            let _closed = pool.retain(|_, m| m.last_used() < idle);
+        }
+    });
 }
 
 /// Seconds as the float8 the SQL takes for intervals (`make_interval(secs => $n)`).

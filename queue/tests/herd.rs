@@ -33,6 +33,7 @@ async fn an_idle_fleet_claims_about_once_per_job_and_polls_once_per_gap() {
             slots: 2,
             poll_interval: POLL,
             kind: KIND.into(),
+            member_pool: None,
         },
     )
     .await
@@ -112,6 +113,7 @@ async fn a_batch_wakes_enough_workers_and_a_full_batch_chains_to_the_rest() {
             slots: 1,
             poll_interval: POLL,
             kind: KIND.into(),
+            member_pool: None,
         },
     )
     .await

@@ -41,7 +41,11 @@ pub async fn run_worker(
         database_url,
         config.queue_config(config.database.pool_size as usize),
     )?;
-    let store = Store::connect_lazy(database_url, config.database.pool_size)?;
+    let store = Store::connect_lazy_idle(
+        database_url,
+        config.database.pool_size,
+        config.database.idle_timeout,
+    )?;
     let waker = if config.database.poll_only {
         Waker::poll_only()
     } else {

@@ -22,6 +22,10 @@ pub struct HerdConfig {
     pub poll_interval: Duration,
     /// Job kind claimed.
     pub kind: String,
+    /// `Some(n)`: each member opens its own queue pool of `n` connections (idle ones closing after
+    /// [`fathom_queue::IDLE_TIMEOUT`]), as worker processes do, so the connections an idle fleet holds can
+    /// be counted. `None`: the members share one pool of 8 (fewer connections next to other tests).
+    pub member_pool: Option<usize>,
 }
 
 /// Claims made so far.
@@ -70,7 +74,7 @@ impl Herd {
     /// Starts the members and returns once every one counts the whole fleet and their start-up claims
     /// (each member's first wake-up) are done.
     pub async fn start(database_url: &str, config: HerdConfig) -> Result<Herd> {
-        let queue = Queue::connect(
+        let shared = Queue::connect(
             database_url,
             QueueConfig {
                 pool_size: 8,
@@ -86,8 +90,18 @@ impl Herd {
         for i in 0..config.members {
             let waker = Waker::join(database_url)?;
             herd.wakers.push(waker.clone());
+            let queue = match config.member_pool {
+                Some(pool_size) => Queue::connect(
+                    database_url,
+                    QueueConfig {
+                        pool_size,
+                        ..QueueConfig::default()
+                    },
+                )?,
+                None => shared.clone(),
+            };
             herd.tasks.push(tokio::spawn(member(
-                queue.clone(),
+                queue,
                 waker,
                 config.clone(),
                 format!("herd-{i}"),
@@ -195,6 +209,11 @@ async fn member(
                     continue;
                 }
             };
+            // As the worker does: idle, it holds no pooled connection until its next poll (a shared
+            // pool is left alone: the others use it).
+            if jobs.is_empty() && config.member_pool.is_some() {
+                queue.release_until(waker.poll_period(config.poll_interval));
+            }
             // Jobs finish at once, so "claim again when a slot frees" is right away.
             due = waker.claimed(config.slots, jobs.len());
             let counter = if jobs.is_empty() {

@@ -108,6 +108,8 @@ pub struct WorkerSpec {
     pub lease_ttl: &'static str,
     pub drain_timeout: &'static str,
     pub rescue_interval: &'static str,
+    /// `services.analyzer.poll_interval`.
+    pub poll_interval: &'static str,
     pub retry_backoff_base: &'static str,
     pub insecure: Vec<String>,
     /// `registry.max_concurrent_per_host`.
@@ -127,6 +129,7 @@ impl Default for WorkerSpec {
             lease_ttl: "30s",
             drain_timeout: "25s",
             rescue_interval: "1s",
+            poll_interval: "1s",
             retry_backoff_base: "200ms",
             insecure: vec![registry()],
             max_concurrent_per_host: 32,
@@ -156,7 +159,7 @@ impl WorkerProc {
             format!(
                 "database:\n  url: '{database_url}'\n  pool_size: 2\n\
                  services:\n  analyzer:\n    concurrency: {}\n    lease_ttl: {}\n    drain_timeout: {}\n    \
-                 rescue_interval: {}\n    retry_backoff_base: {}\n    poll_interval: 1s\n{}\
+                 rescue_interval: {}\n    retry_backoff_base: {}\n    poll_interval: {}\n{}\
                  registry:\n  insecure: [{}]\n  timeout: 10s\n  max_concurrent_per_host: {}\n  \
                  breaker_failures: {}\n  breaker_probe_interval: {}\n\
                  metrics:\n  address: '{metrics}'\n",
@@ -165,6 +168,7 @@ impl WorkerProc {
                 spec.drain_timeout,
                 spec.rescue_interval,
                 spec.retry_backoff_base,
+                spec.poll_interval,
                 spec.layers_in_flight
                     .map(|n| format!("    layers_in_flight: {n}\n"))
                     .unwrap_or_default(),

@@ -24,7 +24,7 @@ pub mod limit;
 mod process;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fathom_queue::{Queue, Waker};
 use futures_util::FutureExt;
@@ -174,6 +174,11 @@ impl Worker {
                     Ok(jobs) => {
                         backoff.reset();
                         ctx.health.set_database_up(true);
+                        if jobs.is_empty() && tasks.is_empty() {
+                            // Idle: no connection held until the next poll or wake-up.
+                            ctx.queue
+                                .release_until(self.waker.poll_period(ctx.config.poll_interval));
+                        }
                         let outcome = if jobs.is_empty() { "empty" } else { "jobs" };
                         metrics.claims.with_label_values(&[outcome]).inc();
                         claim_due = self.waker.claimed(free, jobs.len());
@@ -312,12 +317,26 @@ async fn rescue_loop(ctx: Arc<Ctx>, fleet: fathom_queue::Fleet) {
     }
 }
 
-/// Keeps the breaker gauges in step with the fleet's shared breakers (a read of a tiny table).
+/// Keeps the breaker gauges in step with the fleet's shared breakers (a read of a tiny table) while this
+/// worker has work, and for [`fathom_queue::IDLE_TIMEOUT`] after. An idle worker reports no breakers
+/// and reads nothing, so its store pool's connection closes (every 5 s would keep it open forever: one
+/// connection per idle worker); the breakers matter to the jobs they defer, whose workers report them.
 async fn breaker_metrics_loop(ctx: Arc<Ctx>) {
+    let mut last_busy = Instant::now();
+    let mut reported = true;
     loop {
-        match ctx.breaker.all().await {
-            Ok(all) => Metrics::get().set_breakers(&all),
-            Err(err) => tracing::debug!(%err, "reading registry breakers failed"),
+        if !ctx.held.is_empty() {
+            last_busy = Instant::now();
+        }
+        if last_busy.elapsed() < fathom_queue::IDLE_TIMEOUT {
+            match ctx.breaker.all().await {
+                Ok(all) => Metrics::get().set_breakers(&all),
+                Err(err) => tracing::debug!(%err, "reading registry breakers failed"),
+            }
+            reported = true;
+        } else if reported {
+            Metrics::get().set_breakers(&[]);
+            reported = false;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }

@@ -139,8 +139,21 @@ impl Store {
     /// A lazily connecting pool of at most `max_connections` (keep it tiny on workers). Never fails because
     /// the server is down; the first query will.
     pub fn connect_lazy(database_url: &str, max_connections: u32) -> Result<Store> {
+        Store::connect_lazy_idle(database_url, max_connections, fathom_queue::IDLE_TIMEOUT)
+    }
+
+    /// [`Store::connect_lazy`] closing connections unused for `idle_timeout` (`database.idle_timeout`).
+    pub fn connect_lazy_idle(
+        database_url: &str,
+        max_connections: u32,
+        idle_timeout: Duration,
+    ) -> Result<Store> {
+        // Closed when unused (sqlx checks every `idle_timeout`, so none stays idle past twice it): an
+        // idle worker holds only its listener.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
+            .min_connections(0)
+            .idle_timeout(Some(idle_timeout))
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(connect_options(database_url)?);
         let claim_owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()).into();
