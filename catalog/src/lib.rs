@@ -8,13 +8,16 @@
 //! within the rate, the pure [`decide`] says what an answer means (a moved tag, a missing one, new tags
 //! of a repository), and the pass records it, a new digest and its analysis in one transaction. Which
 //! core runs a pass is the caller's business: [`store::begin_pass`] lets exactly one take each.
-//! [`CatalogConfig`] is the `services.catalog` section; [`CatalogMetrics`] its metrics.
+//! [`CatalogConfig`] is the `services.catalog` section; [`CatalogMetrics`] its metrics. The
+//! [`inventory`] records which workloads run which digests (from admissions, through a batching
+//! [`inventory::Recorder`]).
 #![deny(missing_docs)]
 
 mod catalog;
 pub mod config;
 pub mod decide;
 mod error;
+pub mod inventory;
 pub mod metrics;
 mod model;
 mod pass;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fathom_analyzer::source::reference::ImageRef;
 use fathom_analyzer::AnalyzeError;
+use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use crate::catalog::Catalog;
@@ -19,6 +20,9 @@ use crate::PassKind;
 
 /// Unchanged watches written per statement.
 const UNCHANGED_BATCH: usize = 500;
+
+/// Looks at one host in flight at most (each still starts at its own slot, within the host's rate).
+const IN_FLIGHT_PER_HOST: usize = 8;
 
 /// What one host's share of a pass found.
 #[derive(Default)]
@@ -136,15 +140,23 @@ impl Catalog {
 
     async fn tag_host(&self, plan: HostPlan, targets: &[TagTarget]) -> Result<Tally> {
         let start = Instant::now();
+        let gap = plan.gap;
+        // Each look starts at its slot whether or not the one before has answered (a slow registry
+        // must not stretch the pass), at most IN_FLIGHT_PER_HOST at once.
+        let looks = plan.items.into_iter().enumerate().map(|(n, i)| async move {
+            tokio::time::sleep_until(start + gap.mul_f64(n as f64)).await;
+            let target = &targets[i];
+            let seen = match ImageRef::parse(&target.reference) {
+                Ok(image) => Some(self.watcher.resolve(&image).await),
+                Err(_) => None,
+            };
+            (target, seen)
+        });
+        let mut looks = futures_util::stream::iter(looks).buffered(IN_FLIGHT_PER_HOST);
         let mut tally = Tally::default();
         let mut unchanged = Vec::new();
-        for (n, &i) in plan.items.iter().enumerate() {
-            tokio::time::sleep_until(start + plan.offset(n)).await;
-            let target = &targets[i];
-            let Ok(image) = ImageRef::parse(&target.reference) else {
-                continue;
-            };
-            let seen = self.watcher.resolve(&image).await;
+        while let Some((target, seen)) = looks.next().await {
+            let Some(seen) = seen else { continue };
             match decide(target.digest.as_deref(), &seen) {
                 Change::Unchanged => {
                     unchanged.push(target.id);

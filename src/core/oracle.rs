@@ -184,6 +184,8 @@ pub struct StoreOracle {
     /// cluster runs answer without a store round trip for `analyzed_ttl`.
     analyzed: Mutex<HashMap<String, Instant>>,
     analyzed_ttl: Duration,
+    /// Where admitted containers' images go (the inventory of what runs), when wired.
+    inventory: Option<fathom_catalog::inventory::Recorder>,
 }
 
 impl StoreOracle {
@@ -206,7 +208,14 @@ impl StoreOracle {
             max_attempts,
             analyzed: Mutex::new(HashMap::new()),
             analyzed_ttl,
+            inventory: None,
         }
+    }
+
+    /// The same oracle, recording admitted containers' images through `recorder`.
+    pub fn with_inventory(mut self, recorder: fathom_catalog::inventory::Recorder) -> Self {
+        self.inventory = Some(recorder);
+        self
     }
 
     fn known_analyzed(&self, digest: &str) -> bool {
@@ -352,6 +361,12 @@ impl ImageOracle for StoreOracle {
         self.policy.evaluate(image, bundle).await
     }
 
+    fn record_use(&self, sightings: Vec<fathom_webhook::inventory::Sighting>) {
+        if let Some(recorder) = &self.inventory {
+            recorder.record(sightings.into_iter().map(workload_use).collect());
+        }
+    }
+
     async fn enqueue(&self, image: &ImageId) -> Result<(), OracleError> {
         // The pinned reference: the analysis is of the digest the workload was checked against, even
         // if the tag moves meanwhile. The store deduplicates against live jobs of the same reference.
@@ -395,6 +410,18 @@ impl ImageOracle for StoreOracle {
             .await
             .map_err(|e| unavailable("queueing the analysis", e))?;
         Ok(())
+    }
+}
+
+/// An admission's sighting as an inventory row.
+fn workload_use(s: fathom_webhook::inventory::Sighting) -> fathom_catalog::inventory::WorkloadUse {
+    fathom_catalog::inventory::WorkloadUse {
+        namespace: s.namespace,
+        kind: s.owner_kind,
+        name: s.owner_name,
+        container: s.container,
+        image: s.image,
+        digest: s.digest,
     }
 }
 

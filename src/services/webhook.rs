@@ -35,6 +35,17 @@ pub async fn start(
     registry_options.timeout = registry_options.timeout.min(hook.timeout);
     let resolver = DigestResolver::new(registry_options, options.platform.clone());
     let policy = cached_policy_check(policy, store.pool().clone(), &config.services.policy_engine);
+    // What runs, written in batches off the request path; a full queue drops uses (counted) instead.
+    let dropped = prometheus::IntCounter::new(
+        "fathom_webhook_inventory_dropped_total",
+        "Admitted containers' image uses not recorded in the inventory because its write queue was full",
+    )?;
+    registry.register(Box::new(dropped.clone()))?;
+    let recorder = fathom_catalog::inventory::Recorder::spawn(
+        store.pool().clone(),
+        hook.inventory_ttl,
+        dropped,
+    );
     let oracle = StoreOracle::new(
         store,
         resolver,
@@ -42,7 +53,8 @@ pub async fn start(
         cache_key,
         config.services.api.max_attempts,
         hook.cache_ttl,
-    );
+    )
+    .with_inventory(recorder);
     // Selectors on namespace labels: the labels come from the Kubernetes API (in-cluster by default).
     let namespaces = KubeNamespaces::for_config(hook)
         .await

@@ -327,6 +327,7 @@ impl Admission {
             namespace,
             resolved: Default::default(),
         };
+        let used = uses.clone();
         let verdicts: Vec<(ImageUse, ImageVerdict)> = stream::iter(uses)
             .map(|u| async {
                 let v = self.check_image(&u.image, &ctx).await;
@@ -342,6 +343,17 @@ impl Admission {
             .collect();
         let mut answer = self.aggregate(req, mode, selector, &what, verdicts);
         answer.pins = ctx.pins(&passed);
+        if answer.response.allowed && !req.dry_run {
+            let resolved = ctx
+                .resolved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let seen = crate::inventory::sightings(req, &used, &resolved);
+            if !seen.is_empty() {
+                self.oracle.record_use(seen);
+            }
+        }
         answer
             .response
             .audit_annotations

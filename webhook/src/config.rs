@@ -152,6 +152,9 @@ pub struct WebhookConfig {
     pub platforms: Vec<String>,
     /// How a STOP rule that could not be evaluated counts: `stop` (deny) or `warn` (admit, warned).
     pub unevaluable: Unevaluable,
+    /// Inventory entries (a workload's container running a digest) not seen for this long expire.
+    #[serde(with = "fathom_config::duration")]
+    pub inventory_ttl: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -180,6 +183,7 @@ impl Default for WebhookConfig {
             pin_digests: false,
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
             unevaluable: Unevaluable::Stop,
+            inventory_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -222,6 +226,12 @@ impl WebhookConfig {
                     humantime::format_duration(MAX_TIMEOUT),
                     humantime::format_duration(self.timeout)
                 ),
+            ));
+        }
+        if self.inventory_ttl < Duration::from_secs(1) {
+            return Err(Error::config(
+                format!("{KEY}.inventory_ttl"),
+                "must be at least 1s",
             ));
         }
         if self.analysis_wait >= self.timeout {

@@ -9,7 +9,8 @@
 //! cached per namespace. [`certs`] makes a
 //! self-signed CA and serving certificate for clusters without cert-manager (and a client CA and
 //! certificate for `client_ca_file`). With `pin_digests`, `POST /mutate` ([`Admission::mutate`]) checks
-//! the same way and pins each admitted tag to the digest checked.
+//! the same way and pins each admitted tag to the digest checked. Each admitted container's image is
+//! handed to [`ImageOracle::record_use`] ([`inventory::Sighting`]) for fathom's inventory of what runs.
 #![deny(missing_docs)]
 
 mod admission;
@@ -22,6 +23,7 @@ mod cluster;
 mod config;
 mod error;
 pub mod images;
+pub mod inventory;
 mod limit;
 mod metrics;
 mod namespaces;

@@ -172,6 +172,13 @@ pub trait ImageOracle: Send + Sync + 'static {
         self.enqueue(image).await
     }
 
+    /// Records what an admitted, non-dry-run request runs (fathom's inventory). Called after the answer
+    /// is decided; it must not block (an implementation queues the sightings and writes them later).
+    /// The default records nothing.
+    fn record_use(&self, sightings: Vec<crate::inventory::Sighting>) {
+        let _ = sightings;
+    }
+
     /// Waits up to `budget` for the image to leave the queue; returns the state then. The default polls
     /// [`analysis_state`](Self::analysis_state); an implementation may listen for completion instead.
     async fn wait_analyzed(

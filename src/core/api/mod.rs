@@ -20,6 +20,7 @@ mod queue;
 mod retry;
 mod vulns;
 mod watches;
+mod workloads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +108,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/watches"),
     ("GET", "/v1/watches/{id}"),
     ("DELETE", "/v1/watches/{id}"),
+    ("GET", "/v1/images/{digest}/workloads"),
+    ("GET", "/v1/workloads"),
+    ("GET", "/v1/vulnerabilities/{id}/workloads"),
 ];
 
 /// The OpenAPI 3 document, written by hand next to the handlers and checked against [`ROUTES`] by tests.
@@ -152,6 +156,12 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route("/v1/images/{digest}/check", get(policies::check))
         .route("/v1/images/{digest}/checks", get(checks::history))
         .route("/v1/watches", get(watches::list).post(watches::create))
+        .route("/v1/images/{digest}/workloads", get(workloads::by_image))
+        .route("/v1/workloads", get(workloads::list))
+        .route(
+            "/v1/vulnerabilities/{id}/workloads",
+            get(workloads::by_vulnerability),
+        )
         .route(
             "/v1/watches/{id}",
             get(watches::get).delete(watches::delete),
