@@ -1,5 +1,5 @@
 //! When each request of a pass goes: every host's watches spread evenly over the interval, never closer
-//! together than the per-host rate allows. Pure arithmetic; [`crate::pace`] sleeps by it.
+//! together than the per-host rate allows. Pure arithmetic; [`crate::Watcher`] paces by it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -70,13 +70,6 @@ pub fn plan<'a>(
         .collect()
 }
 
-/// The start of the next request to a host whose next free slot is `next_free`, at `now`, and the slot
-/// after it: requests to one host are at least `gap` apart, whoever sends them.
-pub fn reserve(now: Duration, next_free: Duration, gap: Duration) -> (Duration, Duration) {
-    let start = now.max(next_free);
-    (start, start + gap)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,16 +105,5 @@ mod tests {
         assert_eq!(plan[1].gap, Duration::from_millis(2700));
         assert_eq!(plan[1].offset(2), Duration::from_millis(5400));
         assert_eq!(plan[0].span(), Duration::ZERO);
-    }
-
-    #[test]
-    fn reservations_never_come_closer_than_the_gap() {
-        let g = Duration::from_millis(200);
-        // Idle host: now. Busy host: its next free slot, and each caller pushes it on.
-        assert_eq!(reserve(S(5), S(1), g), (S(5), S(5) + g));
-        let (first, next) = reserve(S(5), S(5) + g, g);
-        assert_eq!(first, S(5) + g);
-        let (second, _) = reserve(S(5), next, g);
-        assert_eq!(second - first, g);
     }
 }

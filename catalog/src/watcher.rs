@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fathom_analyzer::source::reference::ImageRef;
@@ -43,8 +43,10 @@ pub struct Watcher {
     client: TagWatcher,
     gap: Duration,
     origin: Instant,
-    /// Per host: the earliest start of its next request, from `origin`.
-    next_free: Mutex<HashMap<String, Duration>>,
+    /// Per host: the earliest start of its next request, from `origin`. Held while a request waits for
+    /// its slot, so waiters go one at a time and the next slot counts from when the last one really
+    /// started (a process starved of CPU wakes late; its requests must not then go out in a bunch).
+    next_free: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Duration>>>>,
     metrics: CatalogMetrics,
     counts: Counts,
 }
@@ -72,31 +74,34 @@ impl Watcher {
         &self.metrics
     }
 
+    fn slot(&self, host: &str) -> Arc<tokio::sync::Mutex<Duration>> {
+        let mut hosts = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(hosts.entry(host.to_string()).or_default())
+    }
+
     /// Waits for `host`'s next slot.
     async fn pace(&self, host: &str) {
-        let start = {
-            let mut hosts = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
-            let now = self.origin.elapsed();
-            let next = hosts.entry(host.to_string()).or_insert(now);
-            let (start, after) = schedule::reserve(now, *next, self.gap);
-            *next = after;
-            start
-        };
-        tokio::time::sleep_until(self.origin + start).await;
+        let slot = self.slot(host);
+        let mut next = slot.lock().await;
+        tokio::time::sleep_until(self.origin + *next).await;
+        *next = self.origin.elapsed() + self.gap;
     }
 
     /// Keeps `host` quiet for `wait` (its `Retry-After`).
-    fn hold_off(&self, host: &str, wait: Duration) {
-        let mut hosts = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
-        let until = self.origin.elapsed() + wait.min(MAX_HOLD_OFF);
-        let next = hosts.entry(host.to_string()).or_insert(until);
-        *next = (*next).max(until);
+    async fn hold_off(&self, host: &str, wait: Duration) {
+        let slot = self.slot(host);
+        let mut next = slot.lock().await;
+        *next = (*next).max(self.origin.elapsed() + wait.min(MAX_HOLD_OFF));
     }
 
-    fn noted<T>(&self, host: &str, result: Result<T, AnalyzeError>) -> Result<T, AnalyzeError> {
+    async fn noted<T>(
+        &self,
+        host: &str,
+        result: Result<T, AnalyzeError>,
+    ) -> Result<T, AnalyzeError> {
         if let Err(e) = &result {
             if let Some(wait) = e.retry_after() {
-                self.hold_off(host, wait);
+                self.hold_off(host, wait).await;
             }
         }
         result
@@ -110,14 +115,14 @@ impl Watcher {
         self.pace(host).await;
         self.metrics.request(host, "head");
         self.counts.heads.fetch_add(1, Ordering::Relaxed);
-        let head = self.noted(host, self.client.head_digest(image).await);
+        let head = self.noted(host, self.client.head_digest(image).await).await;
         let result = match head {
             Ok(Some(digest)) => Ok(digest),
             Ok(None) => {
                 self.pace(host).await;
                 self.metrics.request(host, "manifest");
                 self.counts.manifests.fetch_add(1, Ordering::Relaxed);
-                self.noted(host, self.client.get_digest(image).await)
+                self.noted(host, self.client.get_digest(image).await).await
             }
             Err(e) => Err(e),
         };
@@ -139,5 +144,6 @@ impl Watcher {
         self.metrics.request(host, "tags");
         self.counts.tags.fetch_add(1, Ordering::Relaxed);
         self.noted(host, self.client.tags_page(repository, page).await)
+            .await
     }
 }
