@@ -20,6 +20,7 @@ use crate::namespaces::NamespaceCache;
 use crate::oracle::{ImageOracle, Resolved};
 use crate::review::{self, Invalid, Request, Response, Status};
 use crate::selector::Subject;
+use crate::stale::StaleKey;
 
 /// An answer: the HTTP status to send and the AdmissionReview response in it.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct Admission {
     /// Reference → what it names ([`crate::oracle::Resolved`]), for `services.webhook.cache_ttl`.
     pub(crate) tags: TtlCache<String, Resolved>,
     pub(crate) enqueues: EnqueueLimit,
+    /// Decided verdicts kept for `services.webhook.stale_if_error` ([`crate::stale`]).
+    pub(crate) kept: TtlCache<StaleKey, ImageVerdict>,
     namespaces: NamespaceCache,
 }
 
@@ -68,6 +71,7 @@ impl Admission {
         Admission {
             tags: TtlCache::new(config.cache_ttl),
             enqueues: EnqueueLimit::new(config.max_enqueues_per_minute),
+            kept: TtlCache::new(config.stale_if_error),
             namespaces,
             settings,
             oracle,
@@ -330,7 +334,7 @@ impl Admission {
         let used = uses.clone();
         let verdicts: Vec<(ImageUse, ImageVerdict)> = stream::iter(uses)
             .map(|u| async {
-                let v = self.check_image(&u.image, &ctx).await;
+                let v = self.check_or_stale(&u.image, &ctx, deadline).await;
                 (u, v)
             })
             .buffered(self.settings.config.image_concurrency)

@@ -1,4 +1,5 @@
-//! A small TTL cache for tag → digest resolutions and namespace labels, shared by all requests.
+//! A small TTL cache for tag → digest resolutions, namespace labels and the verdicts kept for
+//! `services.webhook.stale_if_error`, shared by all requests.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -27,11 +28,23 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
 
     /// The value, if inserted less than `ttl` ago.
     pub fn get(&self, key: &K) -> Option<V> {
+        self.get_aged(key).map(|(v, _)| v)
+    }
+
+    /// The value and how long ago it was inserted, if less than `ttl` ago.
+    pub fn get_aged(&self, key: &K) -> Option<(V, Duration)> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(key)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(v, _)| v.clone())
+            .map(|(v, at)| (v, at.elapsed()))
+            .filter(|(_, age)| *age < self.ttl)
+            .map(|(v, age)| (v.clone(), age))
+    }
+
+    /// Forgets `key`.
+    pub fn remove(&self, key: &K) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.remove(key);
     }
 
     /// Stores `value` for `ttl`.

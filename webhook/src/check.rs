@@ -28,6 +28,9 @@ pub enum Reason {
     Breakglass,
     /// The policy said WARN.
     Warn,
+    /// Undecided now (store unavailable or out of time): answered by a verdict this process computed
+    /// within `services.webhook.stale_if_error` (which may deny: a STOP stays a STOP).
+    Stale,
     /// Undecided: the oracle was unavailable; answered by failure policy.
     Unavailable,
     /// Undecided: the time budget ran out; answered by failure policy.
@@ -64,6 +67,7 @@ impl Reason {
             Reason::Unchanged => "unchanged",
             Reason::Breakglass => "breakglass",
             Reason::Warn => "warn",
+            Reason::Stale => "stale",
             Reason::Unavailable => "unavailable",
             Reason::Timeout => "timeout",
             Reason::Invalid => "invalid",

@@ -16,8 +16,11 @@ const KEY: &str = "services.webhook";
 /// The API server waits at most 30 s (`timeoutSeconds` maximum); the answer must come before it.
 const MAX_TIMEOUT: Duration = Duration::from_secs(29);
 
+/// A verdict older than this says little about the image today (feeds and bundles move daily).
+const MAX_STALE_IF_ERROR: Duration = Duration::from_secs(24 * 3600);
+
 /// What the webhook checks for the workloads a selector (or the default) covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Every image must be analyzed and the active (or named) policy bundle must not say STOP.
@@ -113,6 +116,11 @@ pub struct WebhookConfig {
     pub analysis_wait: Duration,
     /// The answer when no decision is possible in time or the store cannot be reached.
     pub failure_policy: FailurePolicy,
+    /// When the store cannot answer in time, a verdict this process computed for the same image (same
+    /// reference, digest, mode and bundle) less than this long ago answers instead of `failure_policy`,
+    /// with a warning naming its age (0: never; the failure policy answers).
+    #[serde(with = "fathom_config::duration")]
+    pub stale_if_error: Duration,
     /// How long a tag → digest resolution is reused (0: not cached).
     #[serde(with = "fathom_config::duration")]
     pub cache_ttl: Duration,
@@ -171,6 +179,7 @@ impl Default for WebhookConfig {
             timeout: Duration::from_secs(3),
             analysis_wait: Duration::ZERO,
             failure_policy: FailurePolicy::Allow,
+            stale_if_error: Duration::from_secs(600),
             cache_ttl: Duration::from_secs(60),
             namespace_labels: true,
             namespace_cache_ttl: Duration::from_secs(60),
@@ -258,6 +267,16 @@ impl WebhookConfig {
             return Err(Error::config(
                 format!("{KEY}.max_request_bytes"),
                 format!("must be at least 1024, got {}", self.max_request_bytes),
+            ));
+        }
+        if self.stale_if_error > MAX_STALE_IF_ERROR {
+            return Err(Error::config(
+                format!("{KEY}.stale_if_error"),
+                format!(
+                    "must be at most {} (feeds and bundles move daily; 0s turns it off), got {}",
+                    humantime::format_duration(MAX_STALE_IF_ERROR),
+                    humantime::format_duration(self.stale_if_error)
+                ),
             ));
         }
         if !(1..=256).contains(&self.image_concurrency) {
@@ -375,6 +394,10 @@ mod tests {
             "{e}"
         );
         assert!(err(r#"{"platforms":[]}"#).starts_with("services.webhook.platforms:"));
+        assert!(err(r#"{"stale_if_error":"25h"}"#).starts_with("services.webhook.stale_if_error:"));
+        let off = parse(r#"{"stale_if_error":"0s"}"#);
+        assert_eq!(off.stale_if_error, Duration::ZERO);
+        off.validate().unwrap();
         for bad in [
             "linux",
             "linux/",

@@ -4,7 +4,8 @@
 //! `POST /validate` and hands it to [`Admission`], the pure core, which extracts the images of Pods and
 //! pod templates ([`images`]), picks a [`Mode`] by the first matching selector, and asks an
 //! [`ImageOracle`] (fathom's store, registry client, policy engine and queue, wired in by the core) about
-//! each image, answering within [`WebhookConfig::timeout`] or by [`FailurePolicy`]. Selectors on
+//! each image, answering within [`WebhookConfig::timeout`] or by [`FailurePolicy`] (unless a verdict it
+//! computed for the same image within [`WebhookConfig::stale_if_error`] can answer). Selectors on
 //! namespace labels get them from a [`NamespaceSource`] ([`KubeNamespaces`]: the Kubernetes API),
 //! cached per namespace. [`certs`] makes a
 //! self-signed CA and serving certificate for clusters without cert-manager (and a client CA and
@@ -33,6 +34,7 @@ mod platforms;
 pub mod review;
 mod selector;
 mod server;
+mod stale;
 mod tls;
 mod verdict;
 

@@ -41,6 +41,9 @@ const PRIMED_DECISIONS: &[(&str, &str, &str)] = &[
     ("denied", "analysis", "unanalyzed"),
     ("denied", "analysis", "queued"),
     ("allowed", "breakglass", "breakglass"),
+    ("allowed", "policy", "stale"),
+    ("denied", "policy", "stale"),
+    ("allowed", "analysis", "stale"),
 ];
 
 impl Metrics {
