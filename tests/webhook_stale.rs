@@ -15,7 +15,8 @@ use support::webhook::{message, review, workload, Hook};
 use support::{free_addr, http_get, metric, webhook_certs, Fleet};
 
 /// A core with the webhook on `url` in `dir` (its own config and logs), namespace `strict` on the bundle
-/// `no-musl`; `stale_if_error` as given (the default when `None`).
+/// `no-musl`; `stale_if_error` as given (the default when `None`). No vulnerability feed here, so the
+/// default bundle's vulnerability STOP cannot be evaluated: `unevaluable: warn`.
 fn core(dir: &Path, url: &str, tls: &Path, registry: &str, stale: Option<&str>) -> (Api, Hook) {
     std::fs::create_dir_all(dir).unwrap();
     let hook_addr = free_addr();
@@ -23,7 +24,7 @@ fn core(dir: &Path, url: &str, tls: &Path, registry: &str, stale: Option<&str>) 
     let stale = stale.map_or(String::new(), |s| format!("    stale_if_error: {s}\n"));
     let extra = format!(
         "  webhook:\n    enabled: true\n    address: '{hook_addr}'\n    \
-         cert_file: '{}'\n    key_file: '{}'\n{stale}    selectors:\n      \
+         cert_file: '{}'\n    key_file: '{}'\n{stale}    unevaluable: warn\n    selectors:\n      \
          - {{name: strict, namespace: '^strict$', mode: policy, bundle: no-musl}}\n\
          registry:\n  insecure: ['{registry}']\n  timeout: 10s\n",
         tls.join("tls.crt").display(),

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use oci_spec::distribution::Reference;
+use fathom_reference::ImageRef;
 use tokio::time::Instant;
 
 use crate::admission::Admission;
@@ -140,7 +140,7 @@ fn key(image: &str, ctx: &CheckContext<'_>) -> Option<StaleKey> {
         .cloned();
     let digest = match checked_as {
         Some(digest) => digest,
-        None => image.parse::<Reference>().ok()?.digest()?.to_owned(),
+        None => ImageRef::parse(image).ok()?.digest?,
     };
     Some(StaleKey {
         image: image.to_owned(),

@@ -43,6 +43,7 @@ fn stop(bundle: &str) -> Verdict {
             trigger: "packages.blacklist".into(),
             outcome: Outcome::Stop,
             message: "musl is blacklisted".into(),
+            unevaluable: false,
         }],
     }
 }
