@@ -168,8 +168,7 @@ impl Admission {
             }
             Ok(Target::Index(digest, index)) => {
                 ctx.resolved(image, &digest);
-                self.check_index(&reference.to_string(), &digest, &index, ctx)
-                    .await
+                self.check_index(&reference, &digest, &index, ctx).await
             }
             Err(verdict) => verdict,
         }

@@ -2,6 +2,7 @@
 //! it has (`services.webhook.platforms`) is analyzed and passes, each checked as an image of its own and
 //! queued as a job for its platform; one answer for the whole index.
 
+use fathom_reference::ImageRef;
 use futures_util::future::join_all;
 
 use crate::admission::Admission;
@@ -9,10 +10,10 @@ use crate::check::{CheckContext, ImageVerdict, Reason};
 use crate::oracle::{ImageId, IndexPlatforms, PlatformImage};
 
 impl Admission {
-    /// Checks the platforms of the index `digest` that `whole` names.
+    /// Checks the platforms of the index `digest` that `reference` names.
     pub(crate) async fn check_index(
         &self,
-        whole: &str,
+        reference: &ImageRef,
         digest: &str,
         index: &IndexPlatforms,
         ctx: &CheckContext<'_>,
@@ -33,9 +34,16 @@ impl Admission {
             };
         }
         let checks = index.platforms.iter().map(|p| async move {
-            // Policy sees the admitted reference; the digest is the platform's own manifest.
+            // Policy sees the admitted registry, repository and tag, pinned to the platform's own
+            // manifest: a reference naming the index digest is, to the policy engine, a question about
+            // another image unless the stored manifest happens to record this very index (one analyzed
+            // on its own or from another index that shares it would be left to the failure policy).
             let id = ImageId {
-                reference: whole.to_owned(),
+                reference: ImageRef {
+                    digest: Some(p.digest.clone()),
+                    ..reference.clone()
+                }
+                .to_string(),
                 digest: p.digest.clone(),
             };
             let verdict = self

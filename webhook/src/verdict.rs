@@ -27,7 +27,8 @@ pub(crate) fn from_verdict(v: &Verdict, unevaluable: Unevaluable) -> ImageVerdic
             Unevaluable::Stop => ImageVerdict::Deny {
                 reason: Reason::Stop,
                 message: format!(
-                    "is stopped by policy bundle {:?}: a STOP rule could not be evaluated, and                      services.webhook.unevaluable is stop: {}",
+                    "is stopped by policy bundle {:?}: a STOP rule could not be evaluated, and \
+                     services.webhook.unevaluable is stop: {}",
                     v.bundle,
                     clip_list(&unevaluable_stops)
                 ),
@@ -121,6 +122,7 @@ mod tests {
                     "{message}"
                 );
                 assert!(message.contains("vulnerabilities.package"), "{message}");
+                assert!(!message.contains("  "), "one sentence, no run of spaces: {message}");
             }
             other => panic!("admitted: {other:?}"),
         }

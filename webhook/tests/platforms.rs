@@ -297,3 +297,53 @@ async fn an_unknown_digest_is_denied_as_unanalyzed_even_when_its_registry_is_unr
     assert_eq!(oracle.enqueued(), vec![digest("never")]);
     hook.stop().await;
 }
+
+#[tokio::test]
+async fn each_platform_of_an_index_pinned_by_digest_is_judged_not_left_to_the_failure_policy() {
+    // Both platform manifests analyzed, but not as entries of this index (on their own, or from another
+    // index that shares them): the verdict is still the policy's. arm64 is STOPped; with
+    // `failure_policy: allow` an evaluation asked under the index digest failed and admitted it.
+    let oracle = Arc::new(FakeOracle::default());
+    let (tag, pinned) = multi_arch(&oracle);
+    oracle.analyzed(&digest("amd"));
+    oracle.analyzed(&digest("arm"));
+    oracle.verdicts.lock().unwrap().insert(
+        digest("arm"),
+        Verdict {
+            outcome: Outcome::Stop,
+            bundle: "strict".into(),
+            findings: vec![Finding {
+                trigger: "packages.blacklist".into(),
+                outcome: Outcome::Stop,
+                message: "bash".into(),
+                unevaluable: false,
+            }],
+        },
+    );
+    let hook = start(oracle.clone(), |c| c.failure_policy = FailurePolicy::Allow).await;
+    let tagged_pin = format!("{tag}@{}", digest("index"));
+    let entries = [("linux/amd64", digest("amd")), ("linux/arm64", digest("arm"))];
+    let entries: Vec<(&str, &str)> = entries.iter().map(|(p, d)| (*p, d.as_str())).collect();
+    oracle.index(&tagged_pin, &digest("index"), &entries);
+    for (uid, image) in [("i1", pinned.as_str()), ("i2", tagged_pin.as_str())] {
+        let r = hook
+            .post(&review(uid, "CREATE", &pod(image), None, false))
+            .await;
+        assert_eq!(r["allowed"], false, "{image}: {r}");
+        assert_eq!(r["auditAnnotations"]["reason"], "stop", "{image}: {r}");
+        let msg = message(&r);
+        assert!(
+            msg.contains("for platform linux/arm64") && msg.contains("packages.blacklist"),
+            "{msg}"
+        );
+    }
+    // GO on every platform: admitted on the policy's word, not by failure policy.
+    oracle.verdicts.lock().unwrap().clear();
+    let r = hook
+        .post(&review("i3", "CREATE", &pod(&pinned), None, false))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["auditAnnotations"]["reason"], "go", "{r}");
+    assert!(r["warnings"].is_null(), "{r}");
+    hook.stop().await;
+}

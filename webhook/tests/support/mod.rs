@@ -198,6 +198,18 @@ impl ImageOracle for FakeOracle {
             image.digest.clone(),
             bundle.map(str::to_owned),
         ));
+        // As the core's policy engine does (src/core/policy/mod.rs): a reference pinned to another
+        // digest is a question about another image (the core lets only the index the stored manifest
+        // records pass; a manifest analyzed on its own or from another index records none or another).
+        let named = fathom_reference::ImageRef::parse(&image.reference)
+            .ok()
+            .and_then(|r| r.digest);
+        if let Some(named) = named.filter(|n| *n != image.digest) {
+            return Err(OracleError::Unavailable(format!(
+                "the reference {} names {named}, not {}",
+                image.reference, image.digest
+            )));
+        }
         Ok(self
             .verdicts
             .lock()
