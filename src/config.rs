@@ -251,27 +251,73 @@ impl FathomConfig {
 
 /// `postgres://user:password@host/db` → `postgres://user:HIDDEN@host/db`. The userinfo ends at the
 /// *last* `@` before the query: a password written unencoded may itself contain `@` (or `/`), and all
-/// of it is hidden. A keyword/value string (`host=… password=…`) has its `password=` value hidden.
+/// of it is hidden; one that contains `?` or `#` (before any `/`, where no path has begun) is hidden
+/// too. A keyword/value string (`host=… password=…`) has its `password=` value hidden, quoted (`'a b'`)
+/// or not.
 fn redact_database_url(url: &str, hidden: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url
-            .split(' ')
-            .map(|word| match word.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}={hidden}"),
-                _ => word.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        return redact_keyword_password(url, hidden);
     };
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..end].rfind('@') else {
-        return url.to_string();
+    let at = match rest[..end].rfind('@') {
+        Some(at) => at,
+        // `u:p?ss@host/db`: the `?` is the password's, not a query's (none starts before the path).
+        None if !rest[..end].contains('/') => match rest.rfind('@') {
+            Some(at) => at,
+            None => return url.to_string(),
+        },
+        None => return url.to_string(),
     };
     let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:{hidden}@{host}"),
         None => url.to_string(),
     }
+}
+
+/// `host=db password='a b' dbname=x` → `host=db password=HIDDEN dbname=x` (libpq's quoting: a value in
+/// single quotes runs to the closing unescaped quote).
+fn redact_keyword_password(text: &str, hidden: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word_end = rest.find(' ').unwrap_or(rest.len());
+        let word = &rest[..word_end];
+        let Some((key, value)) = word.split_once('=') else {
+            out.push_str(word);
+            rest = &rest[word_end..];
+            if let Some(r) = rest.strip_prefix(' ') {
+                out.push(' ');
+                rest = r;
+            }
+            continue;
+        };
+        let value_start = key.len() + 1;
+        let value_end = if value.starts_with('\'') {
+            // The closing quote: the first `'` after the opening one not escaped by a backslash.
+            let bytes = rest.as_bytes();
+            let mut i = value_start + 1;
+            while i < bytes.len() && bytes[i] != b'\'' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            (i + 1).min(rest.len())
+        } else {
+            word_end
+        };
+        if key.eq_ignore_ascii_case("password") {
+            out.push_str(key);
+            out.push('=');
+            out.push_str(hidden);
+        } else {
+            out.push_str(&rest[..value_end]);
+        }
+        rest = &rest[value_end..];
+        if let Some(r) = rest.strip_prefix(' ') {
+            out.push(' ');
+            rest = r;
+        }
+    }
+    out
 }
 
 /// Test helper: loads `text` with `env` as the only environment (shared by the config modules' tests).
@@ -422,6 +468,20 @@ mod tests {
             (
                 "host=db user=u password=p@ss dbname=x",
                 "host=db user=u password=<redacted> dbname=x",
+            ),
+            // A `?` or `#` in an unencoded password does not start a query there.
+            (
+                "postgres://u:p?ss@host/db",
+                "postgres://u:<redacted>@host/db",
+            ),
+            (
+                "postgres://u:p#1@ss@host:5432/db?sslmode=require",
+                "postgres://u:<redacted>@host:5432/db?sslmode=require",
+            ),
+            // A quoted keyword value is hidden whole, spaces and escaped quotes included.
+            (
+                "host=db password='my s3cret \\' word' dbname=x",
+                "host=db password=<redacted> dbname=x",
             ),
         ] {
             assert_eq!(redact_database_url(url, "<redacted>"), want, "{url}");

@@ -45,7 +45,8 @@ pub enum Reason {
     Unanalyzed,
     /// The image's analysis failed.
     AnalysisFailed,
-    /// The tag, repository or registry does not exist.
+    /// The tag, repository or registry does not exist, or the policy engine no longer has the bundle
+    /// (or the image) to evaluate.
     NotFound,
     /// The registry refused fathom (401, 403, ...): the image cannot be checked, so it is not admitted.
     Refused,
@@ -225,7 +226,13 @@ impl Admission {
         }
         match self.oracle.evaluate(id, ctx.bundle).await {
             Ok(verdict) => from_verdict(&verdict, self.settings.config.unevaluable),
-            Err(e) => undecided("evaluating its policy", e),
+            Err(e @ OracleError::Unavailable(_)) => undecided("evaluating its policy", e),
+            // The bundle (or the stored image) is gone: an answer, not an outage to wait out; admitting
+            // by failure policy would let every image through while it lasts.
+            Err(e) => ImageVerdict::Deny {
+                reason: Reason::NotFound,
+                message: format!("cannot be checked: evaluating its policy failed ({e})"),
+            },
         }
     }
 

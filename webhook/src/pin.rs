@@ -29,7 +29,14 @@ impl CheckContext<'_> {
         passed
             .iter()
             .filter(|image| !image.contains('@'))
-            .filter_map(|image| Some((image.clone(), format!("{image}@{}", map.get(image)?))))
+            .filter_map(|image| {
+                let digest = map.get(image)?;
+                // `nginx` was checked as `nginx:latest`: pinned without its tag, the validating webhook
+                // (and mappings by tag) would see no tag at all and judge another reference.
+                let last = image.rsplit('/').next().unwrap_or(image);
+                let tag = if last.contains(':') { "" } else { ":latest" };
+                Some((image.clone(), format!("{image}{tag}@{digest}")))
+            })
             .collect()
     }
 }
@@ -92,6 +99,29 @@ pub(crate) fn patch(kind: &str, object: &Value, pins: &BTreeMap<String, String>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Mode;
+
+    #[test]
+    fn a_reference_without_tag_is_pinned_under_the_tag_it_was_checked_as() {
+        let ctx = CheckContext {
+            mode: Mode::Policy,
+            bundle: None,
+            dry_run: false,
+            namespace: "shop",
+            resolved: Default::default(),
+        };
+        for image in ["nginx", "localhost:5000/app", "nginx:1.25", "localhost:5000/app:2"] {
+            ctx.resolved(image, "sha256:aa");
+        }
+        let passed: Vec<String> = ["nginx", "localhost:5000/app", "nginx:1.25", "localhost:5000/app:2"]
+            .map(String::from)
+            .to_vec();
+        let pins = ctx.pins(&passed);
+        assert_eq!(pins["nginx"], "nginx:latest@sha256:aa");
+        assert_eq!(pins["localhost:5000/app"], "localhost:5000/app:latest@sha256:aa");
+        assert_eq!(pins["nginx:1.25"], "nginx:1.25@sha256:aa");
+        assert_eq!(pins["localhost:5000/app:2"], "localhost:5000/app:2@sha256:aa");
+    }
 
     #[test]
     fn every_list_of_the_spec_and_only_pinned_images() {

@@ -347,3 +347,28 @@ async fn each_platform_of_an_index_pinned_by_digest_is_judged_not_left_to_the_fa
     assert!(r["warnings"].is_null(), "{r}");
     hook.stop().await;
 }
+
+#[tokio::test]
+async fn a_bundle_the_policy_engine_no_longer_has_denies_and_is_not_left_to_the_failure_policy() {
+    // The bundle was deleted behind the webhook's back (by a process that does not protect it): every
+    // evaluation answers 404. That is no outage fathom may wait out; admitting by failure policy would
+    // wave every image through unchecked.
+    let oracle = Arc::new(FakeOracle::default());
+    let image = "registry.test/shop/web:1";
+    oracle.tag(image, &digest("web"));
+    oracle.analyzed(&digest("web"));
+    oracle.missing_bundles.lock().unwrap().push("strict".into());
+    let hook = start(oracle.clone(), |c| {
+        c.failure_policy = FailurePolicy::Allow;
+        c.bundle = Some("strict".into());
+    })
+    .await;
+    let r = hook
+        .post(&review("b1", "CREATE", &pod(image), None, false))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = message(&r);
+    assert!(msg.contains("no policy bundle \"strict\""), "{msg}");
+    assert!(!msg.contains("failure_policy"), "{msg}");
+    hook.stop().await;
+}

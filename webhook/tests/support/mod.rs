@@ -61,6 +61,8 @@ pub struct FakeOracle {
     pub hang: AtomicBool,
     /// When set, `analysis_state` fails as if the store were down.
     pub down: AtomicBool,
+    /// Bundles the policy engine does not have (deleted meanwhile): `evaluate` answers 404 as the core's does.
+    pub missing_bundles: Mutex<Vec<String>>,
     /// When non-zero: a queued image becomes analyzed after this many state lookups (a worker).
     pub analyze_after_polls: AtomicUsize,
 }
@@ -198,6 +200,9 @@ impl ImageOracle for FakeOracle {
             image.digest.clone(),
             bundle.map(str::to_owned),
         ));
+        if let Some(b) = bundle.filter(|b| self.missing_bundles.lock().unwrap().iter().any(|m| m == b)) {
+            return Err(OracleError::NotFound(format!("no policy bundle {b:?}")));
+        }
         // As the core's policy engine does (src/core/policy/mod.rs): a reference pinned to another
         // digest is a question about another image (the core lets only the index the stored manifest
         // records pass; a manifest analyzed on its own or from another index records none or another).
