@@ -271,3 +271,26 @@ async fn a_registry_that_refuses_fathom_is_a_denial_and_an_unreachable_one_the_f
     let queued = fleet.db.queue.stats().await.unwrap();
     assert_eq!(queued.queued() + queued.running, 0, "{queued:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_pinned_by_digest_whose_platforms_were_analyzed_on_their_own_is_judged() {
+    // The platform manifests analyzed by their own digests (no index recorded; as after an analysis
+    // from another index that shares them): the index pinned by digest is judged on them, not refused
+    // by the policy engine as "another image" and admitted by failure policy.
+    let fleet = Fleet::direct(&[]).await;
+    let (_api, hook) = core(&fleet, &[&registry()]);
+    let _worker = fleet.worker("w1", &fleet.spec());
+    let (tag, index, amd, arm) = push_multi_arch("own").await;
+    let manifests: Vec<String> = [&amd, &arm]
+        .iter()
+        .map(|i| format!("{}@{}", repository(&tag), i.manifest_digest()))
+        .collect();
+    fleet.submit(&manifests, 3).await;
+    fleet.wait_analyzed(&manifests, WAIT).await;
+    let pinned = format!("{}@{index}", repository(&tag));
+    let r = hook.admit(&pod_review("o1", "shop", &pinned)).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_ne!(r["auditAnnotations"]["reason"], "unavailable", "{r}");
+    assert!(!message(&r).contains("failure_policy"), "{r}");
+    assert!(r["auditAnnotations"]["unchecked-images"].is_null(), "{r}");
+}
