@@ -110,17 +110,33 @@ mod tests {
             namespace: "shop",
             resolved: Default::default(),
         };
-        for image in ["nginx", "localhost:5000/app", "nginx:1.25", "localhost:5000/app:2"] {
+        for image in [
+            "nginx",
+            "localhost:5000/app",
+            "nginx:1.25",
+            "localhost:5000/app:2",
+        ] {
             ctx.resolved(image, "sha256:aa");
         }
-        let passed: Vec<String> = ["nginx", "localhost:5000/app", "nginx:1.25", "localhost:5000/app:2"]
-            .map(String::from)
-            .to_vec();
+        let passed: Vec<String> = [
+            "nginx",
+            "localhost:5000/app",
+            "nginx:1.25",
+            "localhost:5000/app:2",
+        ]
+        .map(String::from)
+        .to_vec();
         let pins = ctx.pins(&passed);
         assert_eq!(pins["nginx"], "nginx:latest@sha256:aa");
-        assert_eq!(pins["localhost:5000/app"], "localhost:5000/app:latest@sha256:aa");
+        assert_eq!(
+            pins["localhost:5000/app"],
+            "localhost:5000/app:latest@sha256:aa"
+        );
         assert_eq!(pins["nginx:1.25"], "nginx:1.25@sha256:aa");
-        assert_eq!(pins["localhost:5000/app:2"], "localhost:5000/app:2@sha256:aa");
+        assert_eq!(
+            pins["localhost:5000/app:2"],
+            "localhost:5000/app:2@sha256:aa"
+        );
     }
 
     #[test]

@@ -44,9 +44,11 @@ pub(crate) fn from_verdict(v: &Verdict, unevaluable: Unevaluable) -> ImageVerdic
                             v.bundle
                         )
                     })
-                    .chain(described(Outcome::Warn).into_iter().map(|f| {
-                        format!("policy bundle {:?} WARN {f}", v.bundle)
-                    }))
+                    .chain(
+                        described(Outcome::Warn)
+                            .into_iter()
+                            .map(|f| format!("policy bundle {:?} WARN {f}", v.bundle)),
+                    )
                     .collect(),
             },
         };
@@ -122,7 +124,10 @@ mod tests {
                     "{message}"
                 );
                 assert!(message.contains("vulnerabilities.package"), "{message}");
-                assert!(!message.contains("  "), "one sentence, no run of spaces: {message}");
+                assert!(
+                    !message.contains("  "),
+                    "one sentence, no run of spaces: {message}"
+                );
             }
             other => panic!("admitted: {other:?}"),
         }

@@ -322,7 +322,10 @@ async fn each_platform_of_an_index_pinned_by_digest_is_judged_not_left_to_the_fa
     );
     let hook = start(oracle.clone(), |c| c.failure_policy = FailurePolicy::Allow).await;
     let tagged_pin = format!("{tag}@{}", digest("index"));
-    let entries = [("linux/amd64", digest("amd")), ("linux/arm64", digest("arm"))];
+    let entries = [
+        ("linux/amd64", digest("amd")),
+        ("linux/arm64", digest("arm")),
+    ];
     let entries: Vec<(&str, &str)> = entries.iter().map(|(p, d)| (*p, d.as_str())).collect();
     oracle.index(&tagged_pin, &digest("index"), &entries);
     for (uid, image) in [("i1", pinned.as_str()), ("i2", tagged_pin.as_str())] {

@@ -200,7 +200,9 @@ impl ImageOracle for FakeOracle {
             image.digest.clone(),
             bundle.map(str::to_owned),
         ));
-        if let Some(b) = bundle.filter(|b| self.missing_bundles.lock().unwrap().iter().any(|m| m == b)) {
+        if let Some(b) =
+            bundle.filter(|b| self.missing_bundles.lock().unwrap().iter().any(|m| m == b))
+        {
             return Err(OracleError::NotFound(format!("no policy bundle {b:?}")));
         }
         // As the core's policy engine does (src/core/policy/mod.rs): a reference pinned to another
