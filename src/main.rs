@@ -3,6 +3,7 @@
 mod cmd;
 mod config;
 mod core;
+mod process_metrics;
 mod queue_source;
 mod server;
 mod services;
@@ -60,6 +61,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    process_metrics::mark_started();
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {

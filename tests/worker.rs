@@ -354,7 +354,9 @@ async fn metrics_pass_promtool_and_health_answers() {
         "fathom_worker_inflated_bytes_total",
         "fathom_worker_jobs_in_flight 0",
         "fathom_worker_database_up 1",
-        "fathom_build_info{version=",
+        "fathom_build_info{",
+        "role=\"worker\"",
+        "process_start_time_seconds ",
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }

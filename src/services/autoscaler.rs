@@ -114,6 +114,7 @@ pub async fn run_autoscaler(
     let a = &config.services.autoscaler;
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
+    crate::process_metrics::register(&registry, "autoscaler")?;
     let loop_cfg = LoopConfig {
         policy: policy(config)?,
         poll_interval: a.poll_interval,

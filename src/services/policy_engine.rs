@@ -44,6 +44,7 @@ pub async fn run_policy_engine(
     // The shared state carries a queue handle; the engine never uses it (its pool connects lazily).
     let queue = Queue::connect(database_url, config.queue_config(1))?;
     let metrics = ApiMetrics::new()?;
+    crate::process_metrics::register(metrics.registry(), "policy-engine")?;
     let mut policy = PolicyEngine::new(store.clone(), section.clone())?;
     policy.register_metrics(metrics.registry())?;
     crate::core::policy::listen(&mut policy, config, database_url)?;

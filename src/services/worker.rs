@@ -59,6 +59,7 @@ pub async fn run_worker(
         key: "metrics.address".into(),
         message: format!("not HOST:PORT ({e})"),
     })?;
+    crate::process_metrics::register(Metrics::get().registry(), "worker")?;
     let health = Arc::new(Health::default());
     let ready = Arc::clone(&health);
     let app = crate::server::health_router(|| Metrics::get().render(), move || ready.ready());

@@ -57,8 +57,6 @@ pub struct Metrics {
     pub database_up: Gauge,
     /// `fathom_worker_draining`: 1 once shutdown began.
     pub draining: IntGauge,
-    /// `fathom_build_info{version}`: always 1.
-    pub build_info: IntGaugeVec,
     /// `fathom_worker_registry_breakers{state}`: registry hosts per breaker state (`closed`, `open`,
     /// `half_open`), as this worker last read the fleet's shared breakers.
     pub registry_breakers: IntGaugeVec,
@@ -97,7 +95,7 @@ const COMPLETED_OUTCOMES: [&str; 2] = ["analyzed", "reused"];
 const FAILED_OUTCOMES: [&str; 3] = ["retry", "failed", "dead"];
 /// `reason` of `fathom_worker_jobs_failed_total` beside [`fathom_analyzer::AnalyzeError::REASONS`]: a job payload
 /// the worker cannot read, and a results store that refused the write.
-const JOB_FAILURE_REASONS: &[&str] = &["invalid_job", "store"];
+pub const JOB_FAILURE_REASONS: &[&str] = &["invalid_job", "store"];
 /// `reason` of `fathom_worker_jobs_abandoned_total`.
 const ABANDONED_REASONS: [&str; 2] = ["lease_lost", "released"];
 /// `operation` of `fathom_worker_database_errors_total`: the round trips the job loop makes.
@@ -222,11 +220,6 @@ impl Metrics {
             .unwrap_or_else(unreachable_metric),
             draining: IntGauge::new("fathom_worker_draining", "1 once shutdown began.")
                 .unwrap_or_else(unreachable_metric),
-            build_info: IntGaugeVec::new(
-                Opts::new("fathom_build_info", "Build information; always 1."),
-                &["version"],
-            )
-            .unwrap_or_else(unreachable_metric),
             registry_breakers: IntGaugeVec::new(
                 Opts::new(
                     "fathom_worker_registry_breakers",
@@ -271,9 +264,6 @@ impl Metrics {
                 tracing::error!(%err, "metric registration failed");
             }
         }
-        m.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
         // Every series of a closed label set starts at zero, so a dashboard shows 0 instead of no data,
         // rate() sees the first increment, and a scrape of an idle worker names every family (the CI
         // check that dashboards use only exported names relies on it).
@@ -370,11 +360,16 @@ impl Metrics {
             Box::new(self.database_errors.clone()),
             Box::new(self.database_up.clone()),
             Box::new(self.draining.clone()),
-            Box::new(self.build_info.clone()),
             Box::new(self.registry_breakers.clone()),
             Box::new(self.jobs_deferred.clone()),
             Box::new(self.registry_slot_waits.clone()),
         ]
+    }
+
+    /// The registry the metrics live in: the binary adds the process's own series (start time, build
+    /// info) here, so one scrape carries them.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The text exposition of every metric.
@@ -435,7 +430,6 @@ mod tests {
             "fathom_worker_layer_cache_hits_total",
             "fathom_worker_fetched_bytes_total",
             "fathom_worker_jobs_in_flight",
-            "fathom_build_info{version=",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
