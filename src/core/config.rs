@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use fathom_config::ConfigError;
 
+/// Shortest `services.api.queue_stats_interval` (other than 0s, off).
+const MIN_QUEUE_STATS_INTERVAL: Duration = Duration::from_millis(100);
+
 /// `services.api`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -44,6 +47,10 @@ pub struct ApiServiceConfig {
     /// How long finished jobs are kept (results live on in the store).
     #[serde(with = "fathom_config::duration")]
     pub job_retention: Duration,
+    /// How often the core reads the queue's counts into its `fathom_queue_*` gauges, which the
+    /// dashboards and the backlog alert read with or without an autoscaler (0s turns them off).
+    #[serde(with = "fathom_config::duration")]
+    pub queue_stats_interval: Duration,
     /// Base URL of a policy engine running on its own (`http://fathom-policy-engine:8229`): policy checks
     /// are forwarded to it over HTTP. Unset: the core evaluates them itself.
     pub policy_engine_url: Option<String>,
@@ -69,6 +76,7 @@ impl Default for ApiServiceConfig {
             rescue_interval: Duration::from_secs(15),
             prune_interval: Duration::from_secs(600),
             job_retention: Duration::from_secs(7 * 24 * 3600),
+            queue_stats_interval: Duration::from_secs(15),
             policy_engine_url: None,
             policy_engine_timeout: Duration::from_secs(10),
         }
@@ -151,6 +159,14 @@ impl ApiServiceConfig {
                 "must be greater than 0",
             ));
         }
+        if !self.queue_stats_interval.is_zero()
+            && self.queue_stats_interval < MIN_QUEUE_STATS_INTERVAL
+        {
+            return Err(ConfigError::new(
+                "services.api.queue_stats_interval",
+                "must be 0s (off) or at least 100ms: shorter reads the queue counts back to back",
+            ));
+        }
         if self.max_attempts < 1 {
             return Err(ConfigError::new(
                 "services.api.max_attempts",
@@ -158,5 +174,24 @@ impl ApiServiceConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::ApiServiceConfig;
+
+    #[test]
+    fn queue_stats_interval_is_off_or_at_least_100ms() {
+        let with = |ms| ApiServiceConfig {
+            queue_stats_interval: Duration::from_millis(ms),
+            ..Default::default()
+        };
+        assert!(with(0).validate().is_ok());
+        assert!(with(100).validate().is_ok());
+        let err = with(10).validate().unwrap_err().to_string();
+        assert!(err.contains("services.api.queue_stats_interval"), "{err}");
     }
 }

@@ -14,4 +14,5 @@ pub mod facts_local;
 pub mod feeds;
 pub mod oracle;
 pub mod policy;
+pub mod queue_gauges;
 pub mod verdicts;

@@ -1,6 +1,6 @@
 //! The core's runner: the external API and, beside it, the queue maintenance (rescue of dead workers'
-//! leases, pruning of finished jobs), the feed cycle when `services.feeds.enabled`, the catalog loop when
-//! `services.catalog.enabled`, and the admission webhook when `services.webhook.enabled`.
+//! leases, pruning of finished jobs), the queue gauges, the feed cycle when `services.feeds.enabled`, the
+//! catalog loop when `services.catalog.enabled`, and the admission webhook when `services.webhook.enabled`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::config::FathomConfig;
 use crate::core::api::{self, ApiMetrics, ApiState, Tokens, DOCUMENTS_AT_ONCE};
 use crate::core::feeds::FeedMetrics;
 use crate::core::policy::PolicyEngine;
+use crate::core::queue_gauges::QueueGauges;
 use fathom_catalog::CatalogMetrics;
 
 /// Runs the API service (and the queue maintenance beside it) until `shutdown` turns true: binds
@@ -43,6 +44,7 @@ pub async fn run_core(
         &options,
     );
     let metrics = ApiMetrics::new()?;
+    crate::process_metrics::register(metrics.registry(), "core")?;
     let mut policy = PolicyEngine::new(store.clone(), config.services.policy_engine.clone())?;
     policy.register_metrics(metrics.registry())?;
     crate::core::policy::listen(&mut policy, config, database_url)?;
@@ -86,6 +88,16 @@ pub async fn run_core(
         shutdown.clone(),
     )
     .await?;
+    let queue_gauges = if api.queue_stats_interval.is_zero() {
+        None
+    } else {
+        let gauges = QueueGauges::register(metrics.registry())?;
+        Some(tokio::spawn(gauges.run(
+            queue.clone(),
+            api.queue_stats_interval,
+            shutdown.clone(),
+        )))
+    };
     let maintenance = tokio::spawn(api::maintenance::run(
         queue,
         api.clone(),
@@ -138,6 +150,9 @@ pub async fn run_core(
         .await
         .context("API server")?;
     maintenance.abort();
+    if let Some(gauges) = queue_gauges {
+        gauges.abort();
+    }
     if let Some(cycle) = feed_cycle {
         cycle.abort();
     }

@@ -22,6 +22,12 @@ pub struct ApiMetrics {
 /// Label of requests no route matched: their paths are unbounded, so they must not become labels.
 const UNMATCHED: &str = "unmatched";
 
+/// Statuses every route's series start with: the success most routes answer, and each server error the
+/// API sends (500 internal, 502 policy engine unreachable, 503 timeout or dependency down). A series born
+/// with its first error at 1 hides that error from `rate()`, so the 5xx alert would miss the first error
+/// of every route.
+const PRIMED_STATUSES: [&str; 4] = ["200", "500", "502", "503"];
+
 impl ApiMetrics {
     /// Registers the metrics in a fresh registry.
     pub fn new() -> prometheus::Result<ApiMetrics> {
@@ -64,11 +70,13 @@ impl ApiMetrics {
         })
     }
 
-    /// Creates the series of these routes up front, so dashboards and alerts see zeros instead of
-    /// absent series before the first request.
+    /// Creates the series of these routes up front (success and every server error), so dashboards and
+    /// alerts see zeros instead of absent series before the first request or the first error.
     pub fn prime(&self, routes: &[(&str, &str)]) {
         for (method, route) in routes {
-            self.requests.with_label_values(&[route, method, "200"]);
+            for status in PRIMED_STATUSES {
+                self.requests.with_label_values(&[route, method, status]);
+            }
             self.duration.with_label_values(&[route, method]);
         }
     }
