@@ -101,6 +101,81 @@ fn prometheus_rules_load() {
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
+/// The example scrape config gives every fathom pod the `pod` and `namespace` labels the per-pod alerts
+/// name, and the rest of it (relabel rules, rule file) loads in promtool. Debian's promtool is built
+/// without Kubernetes discovery, so the check runs on a copy whose discovery is a static target.
+#[test]
+fn prometheus_scrape_config_labels_pods_and_loads() {
+    let dir = repo().join("deploy/prometheus");
+    let text = std::fs::read_to_string(dir.join("prometheus.yaml")).expect("prometheus.yaml");
+    let config: serde_json::Value = serde_yaml::from_str(&text).expect("prometheus.yaml is YAML");
+    let job = &config["scrape_configs"][0];
+    assert_eq!(job["kubernetes_sd_configs"][0]["role"], "pod", "{job}");
+    let relabels = job["relabel_configs"].as_array().expect("relabel_configs");
+    for (source, target) in [
+        ("__meta_kubernetes_pod_name", "pod"),
+        ("__meta_kubernetes_namespace", "namespace"),
+    ] {
+        assert!(
+            relabels
+                .iter()
+                .any(|r| r["source_labels"][0] == source && r["target_label"] == target),
+            "no relabel of {source} into {target}: {relabels:?}"
+        );
+    }
+    assert_eq!(config["rule_files"][0], "rules.yaml");
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    std::fs::copy(dir.join("rules.yaml"), scratch.path().join("rules.yaml")).expect("copy rules");
+    let statics = text.replace(
+        "kubernetes_sd_configs:\n      - role: pod\n        namespaces:\n          names: [fathom]",
+        "static_configs:\n      - targets: ['127.0.0.1:8228']",
+    );
+    assert_ne!(statics, text, "the discovery block moved; update this test");
+    let copy = scratch.path().join("prometheus.yaml");
+    std::fs::write(&copy, statics).expect("write the copy");
+    let out = run(
+        "promtool",
+        &["check", "config", copy.to_str().expect("utf-8 path")],
+        "apt-get install prometheus (for promtool)",
+    );
+    assert!(out.contains("SUCCESS: 1 rule files found"), "{out}");
+}
+
+/// Every scraped Deployment of every overlay gives its process POD_NAME from the downward API: the
+/// `pod` label of fathom_build_info, which the per-pod alerts fall back on.
+#[test]
+fn every_scraped_pod_knows_its_name() {
+    for dir in overlays() {
+        for doc in render(&dir).split("\n---\n") {
+            let object: serde_json::Value = serde_yaml::from_str(doc).expect("rendered YAML");
+            let template = &object["spec"]["template"];
+            if object["kind"] != "Deployment"
+                || template["metadata"]["annotations"]["prometheus.io/scrape"] != "true"
+            {
+                continue;
+            }
+            let named = template["spec"]["containers"]
+                .as_array()
+                .expect("containers")
+                .iter()
+                .all(|c| {
+                    c["env"].as_array().is_some_and(|env| {
+                        env.iter().any(|e| {
+                            e["name"] == "POD_NAME"
+                                && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+                        })
+                    })
+                });
+            assert!(
+                named,
+                "{}: Deployment {} sets no POD_NAME from metadata.name",
+                dir.display(),
+                object["metadata"]["name"]
+            );
+        }
+    }
+}
+
 #[test]
 fn grafana_dashboard_is_valid_json_with_panels() {
     let text =
