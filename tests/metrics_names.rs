@@ -10,12 +10,11 @@ mod support;
 mod promql;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use promql::{selectors, Selector};
-use support::{fathom, free_addr, http_get, test_db, webhook_certs};
+use support::process::{repo, DeployedCore, Running};
+use support::{fathom, free_addr, http_get, test_db};
 
 /// Names no fathom process exports, each with why that is right. Empty today: every expression selects
 /// only fathom's own metrics (an entry such as `("up", "Prometheus' own scrape health")` goes here).
@@ -41,96 +40,17 @@ const TARGET_LABELS: &[&str] = &["instance", "job", "pod", "namespace", "contain
 const DASHBOARD: &str = "deploy/grafana/fathom.json";
 const RULES: &str = "deploy/prometheus/rules.yaml";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fathom process serving `/metrics`, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Running {
-    what: String,
-    metrics: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    /// Spawns `cmd` (its output to `dir/<name>.log`) and waits until `metrics` answers `/readyz` 200.
-    fn spawn(what: &str, mut cmd: Command, metrics: String, dir: &Path) -> Running {
-        let file_name: String = what
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        let log = dir.join(format!("{file_name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = cmd
-            .env("FATHOM_LOG", "info")
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-        let mut running = Running {
-            what: what.to_string(),
-            metrics,
-            child,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(&running.metrics, "/readyz").is_none_or(|(status, _)| status != 200) {
-            if let Ok(Some(status)) = running.child.try_wait() {
-                panic!(
-                    "{what} exited ({status}) before it was ready; log:\n{}",
-                    std::fs::read_to_string(&running.log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} never ready on {}; log:\n{}",
-                running.metrics,
-                std::fs::read_to_string(&running.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        running
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Every process whose metrics the dashboards and rules use, idle: the core and the analyzer with the
 /// deployment's own ConfigMaps (only the listen addresses, the database and the token come from the
 /// environment, as in the pods), and the autoscaler with the local target and min 0 replicas, so with
 /// nothing queued it spawns no worker. Whatever a process exports only after some work is pre-created at
 /// zero at registration, as Prometheus recommends for known label sets.
 fn start_processes(dir: &Path, url: &str) -> Vec<Running> {
-    let core = free_addr();
-    // The core's admission webhook serves the certificate the pod mounts from a Secret: made here.
-    let tls = dir.join("webhook-tls");
-    webhook_certs(&tls);
-    let mut core_cmd = fathom();
-    core_cmd
-        .args(["run", "--config"])
-        .arg(repo().join("deploy/base/core-config.yaml"))
-        .env("DATABASE_URL", url)
-        .env("FATHOM_SERVICES_API_ADDRESS", &core)
-        .env("FATHOM_SERVICES_API_TOKENS", "metric-names-test-token")
-        // The deployment's feed cycle is on; with no network here it reads an empty directory (each
-        // feed's sync fails, counted) instead of OSV's bucket.
-        .env("FATHOM_SERVICES_FEEDS_BASE_URL", dir.join("no-feeds"))
-        .env("FATHOM_SERVICES_WEBHOOK_ADDRESS", free_addr())
-        .env("FATHOM_SERVICES_WEBHOOK_CERT_FILE", tls.join("tls.crt"))
-        .env("FATHOM_SERVICES_WEBHOOK_KEY_FILE", tls.join("tls.key"));
+    let mut core = DeployedCore::new(dir, url, "metric-names-test-token");
+    // The deployment's feed cycle is on; with no network here it reads an empty directory (each
+    // feed's sync fails, counted) instead of OSV's bucket.
+    core.command
+        .env("FATHOM_SERVICES_FEEDS_BASE_URL", dir.join("no-feeds"));
     let worker = free_addr();
     let mut worker_cmd = fathom();
     worker_cmd
@@ -149,7 +69,7 @@ fn start_processes(dir: &Path, url: &str) -> Vec<Running> {
         .arg(dir.join("autoscaler-state"))
         .env("DATABASE_URL", url);
     vec![
-        Running::spawn("fathom run (core API)", core_cmd, core, dir),
+        Running::spawn("fathom run (core API)", core.command, core.api, dir),
         Running::spawn("fathom worker", worker_cmd, worker, dir),
         Running::spawn(
             "fathom autoscaler --target local",

@@ -7,6 +7,7 @@ pub mod api;
 pub mod autoscaler;
 pub mod fleet;
 pub mod osv_server;
+pub mod process;
 pub mod proxy;
 pub mod webhook;
 
@@ -151,7 +152,17 @@ pub struct WorkerProc {
 impl WorkerProc {
     /// Starts `fathom worker --config <file>` with `POD_NAME=name`, logging to `dir/name.log`.
     pub fn start(dir: &Path, name: &str, database_url: &str, spec: &WorkerSpec) -> WorkerProc {
-        let metrics = free_addr();
+        WorkerProc::start_at(dir, name, database_url, spec, free_addr())
+    }
+
+    /// [`WorkerProc::start`] serving `/metrics` at `metrics` (a restarted pod keeps its address).
+    pub fn start_at(
+        dir: &Path,
+        name: &str,
+        database_url: &str,
+        spec: &WorkerSpec,
+        metrics: String,
+    ) -> WorkerProc {
         let config = dir.join(format!("{name}.yaml"));
         let insecure: Vec<String> = spec.insecure.iter().map(|h| format!("'{h}'")).collect();
         std::fs::write(
