@@ -205,13 +205,18 @@ pub async fn scene(shape: Shape) -> Scene {
     }
 }
 
-/// What an operator's fleet does in a few minutes, compressed: images analyzed through the API, two
-/// mistyped references, one job that dies (its registry never answers), policy checks, AdmissionReviews
+/// What an operator's fleet does in a few minutes, compressed: images analyzed through the API, a tag
+/// watch, two mistyped references, one job that dies (its registry never answers), policy checks, AdmissionReviews
 /// of an analyzed and of an unknown image (queued, analyzed, then admitted), client errors.
 pub async fn drive(s: &Scene) {
     let api = &s.api;
     let analyzed = &s.fleet.refs[0];
     api.submit_and_wait(analyzed).await;
+    // A tag watch: the catalog resolves it at once and keeps looking.
+    let (status, watch) = api
+        .post("/v1/watches", json!({"reference": analyzed}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{watch}");
     let repo = analyzed.rsplit_once(':').expect("repo:tag").0;
     for typo in ["v1-typo", "latset"] {
         let (status, job) = api
