@@ -2,7 +2,8 @@
 //! range reach the webhook port of the core pods (and keeps their API port open), and
 //! deploy/overlays/pin-digests adds the MutatingWebhookConfiguration calling `/mutate` with the
 //! validating one's Service, rules and exemptions, and turns `services.webhook.pin_digests` on. The
-//! shipped core configuration suggests no breakglass a workload could grant itself. (Rendering and
+//! shipped core configuration suggests no breakglass a workload could grant itself. deploy/overlays/
+//! inventory-sync grants the core `list pods` (the base does not) and turns the Pod lister on. (Rendering and
 //! schema validation of every overlay is tests/deploy.rs.)
 
 use std::path::PathBuf;
@@ -172,5 +173,72 @@ fn the_shipped_core_config_suggests_no_self_granted_breakglass() {
     assert!(
         text.contains("namespace_labels: {fathom.dev/breakglass"),
         "the admin-controlled way"
+    );
+}
+
+/// The rules of every ClusterRole bound to the core's service account in `objects`.
+fn core_cluster_rules(objects: &[Value]) -> Vec<Value> {
+    let core = &find(objects, "Deployment", "fathom-core")["spec"]["template"]["spec"];
+    let account = core["serviceAccountName"].as_str().unwrap();
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRoleBinding")
+        .filter(|b| {
+            b["subjects"].as_sequence().is_some_and(|s| {
+                s.iter().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == account
+                        && s["namespace"] == "fathom"
+                })
+            })
+        })
+        .flat_map(|b| {
+            let role = b["roleRef"]["name"].as_str().unwrap();
+            find(objects, "ClusterRole", role)["rules"]
+                .as_sequence()
+                .unwrap()
+                .clone()
+        })
+        .collect()
+}
+
+/// Whether `rules` allow `verb` on core-group `resource`.
+fn allows(rules: &[Value], resource: &str, verb: &str) -> bool {
+    rules.iter().any(|r| {
+        let has = |key: &str, want: &str| {
+            r[key]
+                .as_sequence()
+                .is_some_and(|l| l.iter().any(|v| v == want || v == "*"))
+        };
+        has("apiGroups", "") && has("resources", resource) && has("verbs", verb)
+    })
+}
+
+#[test]
+fn the_inventory_sync_overlay_lets_the_core_list_pods_and_turns_the_sync_on() {
+    let base = core_cluster_rules(&objects("deploy/base"));
+    assert!(
+        !allows(&base, "pods", "list"),
+        "the base grants the core no pods: {base:?}"
+    );
+    let objects = objects("deploy/overlays/inventory-sync");
+    let rules = core_cluster_rules(&objects);
+    assert!(allows(&rules, "pods", "list"), "{rules:?}");
+    // List only: the lister never gets, watches or changes a Pod.
+    let pods = &find(&objects, "ClusterRole", "fathom-core-pods")["rules"];
+    assert_eq!(pods[0]["verbs"], serde_yaml::to_value(["list"]).unwrap());
+    // The overlay turns inventory_sync on through the core's environment, and the core reads it.
+    let core = &find(&objects, "Deployment", "fathom-core")["spec"]["template"]["spec"];
+    let env = core["containers"][0]["env"].as_sequence().unwrap();
+    let set = env
+        .iter()
+        .find(|e| e["name"] == "FATHOM_SERVICES_WEBHOOK_INVENTORY_SYNC")
+        .expect("the overlay sets inventory_sync");
+    let value = set["value"].as_str().unwrap();
+    let config = effective_core(&[("FATHOM_SERVICES_WEBHOOK_INVENTORY_SYNC", value)]);
+    assert_eq!(config["services"]["webhook"]["inventory_sync"], true);
+    assert_eq!(
+        effective_core(&[])["services"]["webhook"]["inventory_sync"],
+        false
     );
 }

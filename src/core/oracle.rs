@@ -363,7 +363,12 @@ impl ImageOracle for StoreOracle {
 
     fn record_use(&self, sightings: Vec<fathom_webhook::inventory::Sighting>) {
         if let Some(recorder) = &self.inventory {
-            recorder.record(sightings.into_iter().map(workload_use).collect());
+            recorder.record(
+                sightings
+                    .into_iter()
+                    .map(crate::core::inventory_sync::workload_use)
+                    .collect(),
+            );
         }
     }
 
@@ -410,18 +415,6 @@ impl ImageOracle for StoreOracle {
             .await
             .map_err(|e| unavailable("queueing the analysis", e))?;
         Ok(())
-    }
-}
-
-/// An admission's sighting as an inventory row.
-fn workload_use(s: fathom_webhook::inventory::Sighting) -> fathom_catalog::inventory::WorkloadUse {
-    fathom_catalog::inventory::WorkloadUse {
-        namespace: s.namespace,
-        kind: s.owner_kind,
-        name: s.owner_name,
-        container: s.container,
-        image: s.image,
-        digest: s.digest,
     }
 }
 

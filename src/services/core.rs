@@ -1,6 +1,8 @@
 //! The core's runner: the external API and, beside it, the queue maintenance (rescue of dead workers'
 //! leases, pruning of finished jobs), the queue gauges, the feed cycle when `services.feeds.enabled`, the
-//! catalog loop when `services.catalog.enabled`, and the admission webhook when `services.webhook.enabled`.
+//! catalog loop when `services.catalog.enabled`, the admission webhook when `services.webhook.enabled`,
+//! and the Pod lister filling the inventory when `services.webhook.inventory_sync` (with or without the
+//! webhook: an inventory of what runs is worth having without admission control).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use tokio::sync::watch;
 use crate::config::FathomConfig;
 use crate::core::api::{self, ApiMetrics, ApiState, Tokens, DOCUMENTS_AT_ONCE};
 use crate::core::feeds::FeedMetrics;
+use crate::core::inventory_sync::SyncMetrics;
 use crate::core::policy::PolicyEngine;
 use crate::core::queue_gauges::QueueGauges;
 use fathom_catalog::CatalogMetrics;
@@ -88,6 +91,30 @@ pub async fn run_core(
         shutdown.clone(),
     )
     .await?;
+    // Pods listed into the inventory, one core per interval; a missing Kubernetes client stops the start.
+    let hook = &config.services.webhook;
+    let inventory_sync = match fathom_webhook::KubePods::for_config(hook)
+        .await
+        .context("starting services.webhook.inventory_sync")?
+    {
+        Some(pods) => {
+            let sync_metrics = SyncMetrics::register(metrics.registry())?;
+            tracing::info!(
+                interval = %humantime::format_duration(hook.inventory_sync_interval),
+                "inventory sync on: listing pods"
+            );
+            Some(tokio::spawn(crate::core::inventory_sync::run(
+                pods,
+                state.store.pool().clone(),
+                queue.clone(),
+                hook.inventory_sync_interval,
+                hook.inventory_ttl,
+                sync_metrics,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     let queue_gauges = if api.queue_stats_interval.is_zero() {
         None
     } else {
@@ -158,6 +185,9 @@ pub async fn run_core(
     }
     if let Some(catalog) = catalog_loop {
         catalog.abort();
+    }
+    if let Some(sync) = inventory_sync {
+        sync.abort();
     }
     if let Some(webhook) = webhook {
         webhook.await.context("webhook task")??;

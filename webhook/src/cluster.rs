@@ -50,29 +50,43 @@ impl KubeNamespaces {
             .map(Some)
     }
 
-    /// A client from `kubeconfig`, else the in-cluster configuration (service account token), else
-    /// `KUBECONFIG` / `~/.kube/config`; no call waits on the API longer than `timeout`.
+    /// Lookups through [`kube_client`]`(kubeconfig, timeout)`.
     pub async fn connect(kubeconfig: Option<&Path>, timeout: Duration) -> Result<Self> {
-        let mut config = match kubeconfig {
-            Some(path) => {
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?;
-                Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?
-            }
-            None => match Config::incluster() {
-                Ok(config) => config,
-                Err(in_cluster) => Config::infer()
-                    .await
-                    .map_err(|e| Error::Kube(format!("not in a pod ({in_cluster}), and {e}")))?,
-            },
-        };
-        config.connect_timeout = Some(timeout);
-        config.read_timeout = Some(timeout);
-        let client = Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))?;
-        Ok(Self::new(client))
+        kube_client(kubeconfig, timeout)
+            .await
+            .map(Self::new)
+            .map_err(|message| Error::Kube {
+                key: "services.webhook.namespace_labels",
+                message,
+            })
     }
+}
+
+/// A client from `kubeconfig`, else the in-cluster configuration (service account token), else
+/// `KUBECONFIG` / `~/.kube/config`; no call waits on the API longer than `timeout`. The error says why
+/// none could be made; callers name the key that needed it.
+pub(crate) async fn kube_client(
+    kubeconfig: Option<&Path>,
+    timeout: Duration,
+) -> std::result::Result<Client, String> {
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let file =
+                Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => match Config::incluster() {
+            Ok(config) => config,
+            Err(in_cluster) => Config::infer()
+                .await
+                .map_err(|e| format!("not in a pod ({in_cluster}), and {e}"))?,
+        },
+    };
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    Client::try_from(config).map_err(|e| e.to_string())
 }
 
 #[async_trait]

@@ -163,6 +163,12 @@ pub struct WebhookConfig {
     /// Inventory entries (a workload's container running a digest) not seen for this long expire.
     #[serde(with = "fathom_config::duration")]
     pub inventory_ttl: Duration,
+    /// Also list Pods through the Kubernetes API every `inventory_sync_interval`, to fill the inventory
+    /// with workloads admitted before fathom was installed (RBAC `list pods`: its own overlay).
+    pub inventory_sync: bool,
+    /// How often `inventory_sync` lists Pods.
+    #[serde(with = "fathom_config::duration")]
+    pub inventory_sync_interval: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -193,6 +199,8 @@ impl Default for WebhookConfig {
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
             unevaluable: Unevaluable::Stop,
             inventory_ttl: Duration::from_secs(7 * 24 * 3600),
+            inventory_sync: false,
+            inventory_sync_interval: Duration::from_secs(600),
         }
     }
 }
@@ -235,6 +243,12 @@ impl WebhookConfig {
                     humantime::format_duration(MAX_TIMEOUT),
                     humantime::format_duration(self.timeout)
                 ),
+            ));
+        }
+        if self.inventory_sync_interval < Duration::from_secs(1) {
+            return Err(Error::config(
+                format!("{KEY}.inventory_sync_interval"),
+                "must be at least 1s",
             ));
         }
         if self.inventory_ttl < Duration::from_secs(1) {

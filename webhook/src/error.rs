@@ -29,10 +29,22 @@ pub enum Error {
     /// A metric could not be registered (usually: registered twice in one registry).
     #[error("registering webhook metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    /// No Kubernetes client could be configured for the namespace label lookups.
-    #[error("services.webhook.namespace_labels: no Kubernetes API client ({0}); set \
-             services.webhook.kubeconfig, run in a pod with a service account, or set namespace_labels: false")]
-    Kube(String),
+    /// No Kubernetes client could be configured for what `key` turns on (namespace label lookups,
+    /// the Pod lister).
+    #[error("{key}: no Kubernetes API client ({message}); set services.webhook.kubeconfig, run in a pod \
+             with a service account, or set {key}: false")]
+    Kube {
+        /// The key that needs the client (`services.webhook.namespace_labels`, `…inventory_sync`).
+        key: &'static str,
+        /// Why there is none.
+        message: String,
+    },
+    /// The Kubernetes API did not list Pods for `services.webhook.inventory_sync`.
+    #[error(
+        "services.webhook.inventory_sync: listing pods: {0} (the core's service account needs \
+             `list pods` cluster-wide: deploy/overlays/inventory-sync)"
+    )]
+    PodList(String),
     /// Generating certificates failed.
     #[error("generating certificates: {0}")]
     Certs(#[from] rcgen::Error),

@@ -11,7 +11,8 @@
 //! self-signed CA and serving certificate for clusters without cert-manager (and a client CA and
 //! certificate for `client_ca_file`). With `pin_digests`, `POST /mutate` ([`Admission::mutate`]) checks
 //! the same way and pins each admitted tag to the digest checked. Each admitted container's image is
-//! handed to [`ImageOracle::record_use`] ([`inventory::Sighting`]) for fathom's inventory of what runs.
+//! handed to [`ImageOracle::record_use`] ([`inventory::Sighting`]) for fathom's inventory of what runs;
+//! with `inventory_sync`, [`KubePods`] lists the cluster's Pods as sightings too.
 #![deny(missing_docs)]
 
 mod admission;
@@ -31,6 +32,7 @@ mod namespaces;
 mod oracle;
 mod pin;
 mod platforms;
+pub mod pods;
 pub mod review;
 mod selector;
 mod server;
@@ -48,6 +50,7 @@ pub use oracle::{
     AnalysisState, Finding, ImageId, ImageOracle, IndexPlatforms, OracleError, Outcome,
     PlatformImage, Resolved, Verdict,
 };
+pub use pods::KubePods;
 pub use selector::{Selector, Selectors, Subject};
 pub use server::{serve, WebhookServer};
 pub use tls::CertReloader;
