@@ -2,7 +2,10 @@
 //! in-process (shared base layers, real-format package databases), a burst of analysis jobs, and the
 //! autoscaler running real `fathom worker` processes: they scale up, drain the queue, and scale back to
 //! zero. Then a generated sample OSV feed is synced and each image's vulnerabilities are listed
-//! ([`super::demo_vulns`]). Everything started here is stopped on exit or Ctrl-C.
+//! ([`super::demo_vulns`]), each image is checked against the default policy bundle and a sample
+//! admission is answered ([`super::demo_gate`]), and a watched tag in a sample registry moves to a new
+//! image that the catalog finds and has analyzed, whose admitted workload the inventory then lists
+//! ([`super::demo_watch`]). Everything started here is stopped on exit or Ctrl-C.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -191,6 +194,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         &fathom_analyzer::AnalyzerOptions::default(),
     );
     super::demo_gate::run(&store, &references, &cache_key).await?;
+    super::demo_watch::run(&url, &store).await?;
     // Close every pool before the server goes away, so nothing logs a lost connection on the way out.
     store.pool().close().await;
     drop(store);
@@ -222,7 +226,7 @@ fn build_images(layout: &Path, builds: usize) -> anyhow::Result<Vec<String>> {
 }
 
 /// The sample with one small layer of its own on top: a new image that shares every other layer.
-fn variant(sample: &SampleImage, build: usize) -> SampleImage {
+pub(super) fn variant(sample: &SampleImage, build: usize) -> SampleImage {
     let mut image = sample.clone();
     image.name = format!("{}-build{build}", sample.name);
     image.layers.push(vec![SampleEntry {

@@ -10,7 +10,11 @@ pub mod demo;
 #[cfg(feature = "demo")]
 mod demo_gate;
 #[cfg(feature = "demo")]
+mod demo_registry;
+#[cfg(feature = "demo")]
 pub mod demo_vulns;
+#[cfg(feature = "demo")]
+mod demo_watch;
 pub mod migrate;
 pub mod policy;
 pub mod queue;
