@@ -51,7 +51,12 @@ use crate::core::config::ApiServiceConfig;
 
 /// Keys only the file can set: lists of mappings, whose empty defaults cannot show that they are not
 /// lists of strings.
-pub const FILE_ONLY: &[&str] = &["registry.credentials", "services.webhook.selectors"];
+pub const FILE_ONLY: &[&str] = &[
+    "registry.credentials",
+    "services.webhook.selectors",
+    "services.analyzer.secrets.rules",
+    "services.analyzer.content_search",
+];
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -430,6 +435,15 @@ mod tests {
         assert!(!keys
             .iter()
             .any(|k| k.starts_with("services.webhook.selectors")));
+        for key in [
+            "services.analyzer.secrets.rules",
+            "services.analyzer.content_search",
+        ] {
+            assert!(
+                !keys.iter().any(|k| k == key),
+                "{key} is a list of mappings"
+            );
+        }
         assert!(keys.iter().any(|k| k == "services.webhook.failure_policy"));
     }
 

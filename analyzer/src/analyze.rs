@@ -13,7 +13,7 @@ use crate::catalog::Cataloger;
 use crate::content::{ContentOptions, ContentPass};
 use crate::error::{AnalyzeError, Result};
 use crate::layer::{self, Compression, LayerContext, LayerResult, Limits};
-use crate::merge::{self, FilesSummary, ImagePackage, ImageSecret};
+use crate::merge::{self, FilesSummary, ImageContentMatch, ImagePackage, ImageSecret};
 use crate::model::Distro;
 use crate::source::manifest::check_digest;
 use crate::source::registry::{Registry, RegistryOptions};
@@ -136,6 +136,16 @@ pub struct AnalysisStats {
     pub merge_ms: u64,
 }
 
+/// What content search found, with the rules it ran (a policy's `regex_name` may name a rule or its
+/// pattern, as in anchore).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentSearchReport {
+    /// The rules searched for.
+    pub rules: Vec<crate::content::ContentRule>,
+    /// Matches in visible files, sorted by path, line and rule.
+    pub matches: Vec<ImageContentMatch>,
+}
+
 /// The result of analyzing one image: what the store keeps and the SBOM writers read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageAnalysis {
@@ -156,6 +166,10 @@ pub struct ImageAnalysis {
     /// Secrets in visible files (path, line, rule, layer: never the value).
     #[serde(default)]
     pub secrets: Vec<ImageSecret>,
+    /// Content search results; absent when it did not run (no rules configured, the content pass off,
+    /// or a document written before content search existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_search: Option<ContentSearchReport>,
     /// Non-fatal problems, each naming its layer and file.
     pub warnings: Vec<String>,
     /// Counters and timings.
@@ -349,6 +363,13 @@ impl Analyzer {
         let visible =
             merge::content::visible(&refs, content && inner.options.content.entries_in_document);
         let secrets = merge::content::secrets(&refs, &visible);
+        let content_search =
+            (content && !inner.options.content.content_search.is_empty()).then(|| {
+                ContentSearchReport {
+                    rules: inner.options.content.content_search.clone(),
+                    matches: merge::content::content_matches(&refs, &visible),
+                }
+            });
         if content {
             merge::content::apply_licenses(&mut merged.packages, &visible);
         }
@@ -412,6 +433,7 @@ impl Analyzer {
             files: merged.files,
             layers: summaries,
             secrets,
+            content_search,
             warnings,
             stats,
         })

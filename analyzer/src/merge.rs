@@ -12,7 +12,7 @@ use crate::layer::{FileKind, LayerResult};
 use crate::model::{Distro, Package, PackageType};
 
 pub mod content;
-pub use content::{ImageFile, ImageSecret};
+pub use content::{ImageContentMatch, ImageFile, ImageSecret};
 
 /// A layer named by its position (0 = base) and digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

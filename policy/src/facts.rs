@@ -187,7 +187,8 @@ pub struct FileEntry {
     pub sha256: Option<String>,
 }
 
-/// A content-search regex that matched in a file.
+/// A content-search regex that matched in a file (one per matching line or per file: the gate fires once
+/// per file and regex either way).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ContentMatch {

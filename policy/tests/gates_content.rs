@@ -107,6 +107,30 @@ fn files_name_suid_attribute_and_content() {
         let b = one_rule("files", "content_regex_match", "STOP", &params);
         assert_eq!(!outputs(&b, &facts).is_empty(), fires, "{name:?}");
     }
+    // Several matching lines of one file fire once per (file, regex), as anchore's per-file map does.
+    let hit = |path: &str, name: &str| fathom_policy::ContentMatch {
+        path: path.into(),
+        regex_name: Some(name.into()),
+        regex: format!("{name}=.*"),
+    };
+    facts.content_matches = Some(vec![
+        hit("/app/config.ini", "password"),
+        hit("/app/config.ini", "password"),
+        hit("/app/config.ini", "host"),
+        hit("/etc/other.ini", "password"),
+    ]);
+    let b = one_rule("files", "content_regex_match", "STOP", &[]);
+    assert_eq!(
+        outputs(&b, &facts),
+        [
+            "File content analyzer found regexp match in container: file=/app/config.ini regexp=host=host=.*",
+            "File content analyzer found regexp match in container: file=/app/config.ini regexp=password=password=.*",
+            "File content analyzer found regexp match in container: file=/etc/other.ini regexp=password=password=.*",
+        ]
+    );
+    // Content search that did not run is an errored rule (WARN), never a silent pass.
+    facts.content_matches = None;
+    assert_eq!(run(&b, &facts).final_action, Action::Warn);
     facts.files = None;
     let b = one_rule("files", "suid_or_guid_set", "STOP", &[]);
     assert_eq!(

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use fathom_analyzer::content::{ContentOptions, ContentRule, ContentSearcher};
 use fathom_analyzer::sbom::{self, Format};
 use fathom_analyzer::source::auth::Credentials;
 use fathom_analyzer::source::registry::RegistryOptions;
@@ -64,14 +65,53 @@ pub struct PullArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+    /// Content search rule (repeatable): files whose contents match REGEX (Rust regex syntax, `^`/`$` per
+    /// line) are reported under NAME, for the `files.content_regex_match` policy gate. Text files up to
+    /// 1 MiB are searched, binary files skipped.
+    #[arg(long = "content-search", value_name = "NAME=REGEX", value_parser = parse_content_rule)]
+    pub content_search: Vec<ContentRule>,
+    /// Keep the matched text (first 256 bytes) with each `--content-search` match.
+    #[arg(long = "content-search-store-match", requires = "content_search")]
+    pub content_search_store_match: bool,
+}
+
+/// `NAME=REGEX` of `--content-search`; the pattern is compiled with the other rules.
+fn parse_content_rule(s: &str) -> Result<ContentRule, String> {
+    match s.split_once('=') {
+        Some((name, pattern)) if !name.trim().is_empty() && !pattern.is_empty() => {
+            Ok(ContentRule {
+                name: name.trim().to_string(),
+                pattern: pattern.to_string(),
+                store_match: false,
+            })
+        }
+        _ => Err(format!(
+            "want NAME=REGEX (e.g. PASSWORD='password\\s*='), got {s:?}"
+        )),
+    }
 }
 
 impl PullArgs {
     /// Analyzer options for these flags (platform, plain-HTTP registries, the registry credentials of
-    /// the environment); content options stay at their defaults.
+    /// the environment, content search rules); the other content options stay at their defaults.
     pub(crate) fn analyzer_options(&self) -> anyhow::Result<AnalyzerOptions> {
         let credentials = Credentials::from_env().map_err(anyhow::Error::msg)?;
+        let rules: Vec<ContentRule> = self
+            .content_search
+            .iter()
+            .map(|r| ContentRule {
+                store_match: self.content_search_store_match,
+                ..r.clone()
+            })
+            .collect();
+        // Compiled now, so a bad pattern is refused before anything is downloaded.
+        ContentSearcher::new(&rules)
+            .map_err(|e| anyhow::anyhow!("--content-search: {}", e.message))?;
         Ok(AnalyzerOptions {
+            content: ContentOptions {
+                content_search: rules,
+                ..Default::default()
+            },
             platform: self.platform.parse()?,
             registry: RegistryOptions {
                 insecure: insecure_registries(self.insecure_registries.clone()),
@@ -134,6 +174,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let mut options = args.pull.analyzer_options()?;
     if let Some(n) = args.layers_in_flight {
         options.layers_in_flight = n.max(1);
+    }
+    if args.no_content && !args.pull.content_search.is_empty() {
+        anyhow::bail!("--content-search runs in the content pass; drop --no-content to use it");
     }
     let content = &mut options.content;
     content.enabled = !args.no_content;

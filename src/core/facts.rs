@@ -1,14 +1,16 @@
 //! What the policy engine knows about a stored image: its record and analysis document from the results
 //! store, its vulnerability matches and the feeds' freshness from fathom-vulns, mapped into `ImageFacts`.
 //!
-//! The image config and secret findings come from the document, the file inventory from the stored layer
-//! results (only the files the bundle's `files` rules can fire on, see [`add_files`]). Content-search
-//! matches are not recorded, and secrets are `None` for images analyzed without secret search, so the
+//! The image config, secret findings and content search matches come from the document, the file
+//! inventory from the stored layer results (only the files the bundle's `files` rules can fire on, see
+//! [`add_files`]). Secrets are `None` for images analyzed without secret search, and content search
+//! matches for images analyzed without content search rules (or before content search existed), so the
 //! rules that need them report "unavailable" (WARN) instead of passing silently.
 
 use fathom_analyzer::ImageAnalysis;
 use fathom_policy::{
-    Cvss, FeedStatus, ImageFacts, ImageInfo, ImageRef, Package, SecretFinding, Severity, VulnMatch,
+    ContentMatch, Cvss, FeedStatus, ImageFacts, ImageInfo, ImageRef, Package, SecretFinding,
+    Severity, VulnMatch,
 };
 use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
 use fathom_vulns::queries::{self, ImageFilter};
@@ -94,7 +96,7 @@ pub fn from_document(
         packages,
         // Filled by `add_files`, which reads the stored layers.
         files: None,
-        content_matches: None,
+        content_matches: content_matches(doc),
         secrets: doc.analyzer.content().secrets.then(|| secret_findings(doc)),
         vulnerabilities: None,
         feed: FeedStatus::default(),
@@ -215,6 +217,28 @@ pub(crate) fn secret_findings(doc: &ImageAnalysis) -> Vec<SecretFinding> {
             regex_name: s.rule.clone(),
         })
         .collect()
+}
+
+/// The analysis's content search matches as the `files.content_regex_match` gate reads them, each with
+/// its rule's pattern (a policy's `regex_name` may give either); `None` when content search did not run.
+pub(crate) fn content_matches(doc: &ImageAnalysis) -> Option<Vec<ContentMatch>> {
+    let report = doc.content_search.as_ref()?;
+    Some(
+        report
+            .matches
+            .iter()
+            .map(|m| ContentMatch {
+                path: m.path.clone(),
+                regex_name: Some(m.rule.clone()),
+                regex: report
+                    .rules
+                    .iter()
+                    .find(|r| r.name == m.rule)
+                    .map(|r| r.pattern.clone())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    )
 }
 
 pub(crate) const FEED_STATE_SQL: &str = r#"

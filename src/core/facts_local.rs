@@ -1,6 +1,7 @@
 //! What the policy engine knows about an image analyzed just now, without a database (`fathom check
-//! SOURCE --policy BUNDLE`): identity, packages, config facts, file inventory and secret findings from the
-//! analysis, vulnerability matches from a feed loaded for this image ([`fathom_vulns::local`]).
+//! SOURCE --policy BUNDLE`): identity, packages, config facts, file inventory, secret findings and
+//! content search matches from the analysis, vulnerability matches from a feed loaded for this image
+//! ([`fathom_vulns::local`]).
 
 use fathom_analyzer::layer::FileKind;
 use fathom_analyzer::ImageAnalysis;
@@ -66,7 +67,7 @@ pub fn from_analysis(
         image,
         packages,
         files,
-        content_matches: None,
+        content_matches: super::facts::content_matches(doc),
         secrets,
         vulnerabilities: None,
         feed: FeedStatus::default(),

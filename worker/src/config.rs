@@ -12,7 +12,11 @@ use fathom_config::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// Keys only a file can set: lists of mappings.
-pub const FILE_ONLY: &[&str] = &["registry.credentials", "services.analyzer.secrets.rules"];
+pub const FILE_ONLY: &[&str] = &[
+    "registry.credentials",
+    "services.analyzer.secrets.rules",
+    "services.analyzer.content_search",
+];
 
 /// Conventional variable names accepted besides the derived `FATHOM_<KEY>` ones: `fathom scan` has always
 /// read `FATHOM_INSECURE_REGISTRIES`, and every command that pulls images honours it.
@@ -60,6 +64,9 @@ pub struct AnalyzerServiceConfig {
     pub licenses: bool,
     /// Secret search.
     pub secrets: crate::content_config::SecretsConfig,
+    /// Content search: named regexes over file contents whose matches the `files.content_regex_match`
+    /// policy gate reads (none by default: content search does not run).
+    pub content_search: Vec<fathom_analyzer::content::ContentRule>,
 }
 
 impl Default for AnalyzerServiceConfig {
@@ -80,6 +87,7 @@ impl Default for AnalyzerServiceConfig {
             file_digest_max_bytes: 1 << 20,
             licenses: true,
             secrets: Default::default(),
+            content_search: Vec::new(),
         }
     }
 }
@@ -178,13 +186,19 @@ impl AnalyzerServiceConfig {
         self.platform
             .parse::<Platform>()
             .map_err(|e| ConfigError::new("services.analyzer.platform", e.to_string()))?;
-        crate::content_config::content_options(
-            self.content,
-            self.file_digest_max_bytes,
-            self.licenses,
-            &self.secrets,
-        )?;
+        crate::content_config::content_options(self.content_keys())?;
         Ok(())
+    }
+
+    /// The content pass's keys.
+    pub fn content_keys(&self) -> crate::content_config::ContentKeys<'_> {
+        crate::content_config::ContentKeys {
+            content: self.content,
+            file_digest_max_bytes: self.file_digest_max_bytes,
+            licenses: self.licenses,
+            secrets: &self.secrets,
+            content_search: &self.content_search,
+        }
     }
 }
 
@@ -252,12 +266,7 @@ pub fn analyzer_options(
             credentials,
             timeout: registry.timeout,
         },
-        content: crate::content_config::content_options(
-            analyzer.content,
-            analyzer.file_digest_max_bytes,
-            analyzer.licenses,
-            &analyzer.secrets,
-        )?,
+        content: crate::content_config::content_options(analyzer.content_keys())?,
         ..Default::default()
     };
     if let Some(n) = analyzer.layers_in_flight {

@@ -1,8 +1,9 @@
-//! The content pass's keys in `services.analyzer` (file digests, licenses, `secrets.*`) and their
-//! conversion into the engine's [`ContentOptions`].
+//! The content pass's keys in `services.analyzer` (file digests, licenses, `secrets.*`,
+//! `content_search`) and their conversion into the engine's [`ContentOptions`].
 
 use fathom_analyzer::content::{
-    default_exclude, default_rules, ContentOptions, ContentPass, SecretOptions, SecretRule,
+    default_exclude, default_rules, ContentOptions, ContentPass, ContentRule, ContentSearcher,
+    SecretOptions, SecretRule,
 };
 use fathom_config::ConfigError;
 use serde::{Deserialize, Serialize};
@@ -37,14 +38,38 @@ impl Default for SecretsConfig {
     }
 }
 
+/// The content pass's keys of `services.analyzer`, as one borrow.
+#[derive(Debug, Clone, Copy)]
+pub struct ContentKeys<'a> {
+    /// `content`.
+    pub content: bool,
+    /// `file_digest_max_bytes`.
+    pub file_digest_max_bytes: u64,
+    /// `licenses`.
+    pub licenses: bool,
+    /// `secrets`.
+    pub secrets: &'a SecretsConfig,
+    /// `content_search`.
+    pub content_search: &'a [ContentRule],
+}
+
 /// Builds the engine's content options from the keys, compiling the rules once so that a bad pattern
 /// stops start-up with the key named instead of failing every job.
-pub fn content_options(
-    content: bool,
-    file_digest_max_bytes: u64,
-    licenses: bool,
-    secrets: &SecretsConfig,
-) -> Result<ContentOptions, ConfigError> {
+pub fn content_options(keys: ContentKeys<'_>) -> Result<ContentOptions, ConfigError> {
+    let ContentKeys {
+        content,
+        file_digest_max_bytes,
+        licenses,
+        secrets,
+        content_search,
+    } = keys;
+    // Compiled on their own first so the error names the entry at fault.
+    ContentSearcher::new(content_search).map_err(|e| {
+        ConfigError::new(
+            format!("services.analyzer.content_search[{}]", e.index),
+            e.message,
+        )
+    })?;
     let options = ContentOptions {
         enabled: content,
         file_digest_max_bytes,
@@ -60,6 +85,7 @@ pub fn content_options(
             include: secrets.include.clone(),
             exclude: secrets.exclude.clone(),
         },
+        content_search: content_search.to_vec(),
         entries_in_document: false,
     };
     ContentPass::new(options.clone())
@@ -71,10 +97,43 @@ pub fn content_options(
 mod tests {
     use super::*;
 
+    fn keys<'a>(secrets: &'a SecretsConfig, content_search: &'a [ContentRule]) -> ContentKeys<'a> {
+        ContentKeys {
+            content: true,
+            file_digest_max_bytes: 1 << 20,
+            licenses: true,
+            secrets,
+            content_search,
+        }
+    }
+
     #[test]
     fn defaults_are_the_engine_defaults() {
-        let o = content_options(true, 1 << 20, true, &SecretsConfig::default()).unwrap();
+        let o = content_options(keys(&SecretsConfig::default(), &[])).unwrap();
         assert_eq!(o, ContentOptions::default());
+    }
+
+    #[test]
+    fn a_bad_content_search_rule_names_its_entry() {
+        let rules = [
+            ContentRule {
+                name: "FINE".into(),
+                pattern: "ok".into(),
+                store_match: false,
+            },
+            ContentRule {
+                name: "PASSWORD".into(),
+                pattern: "password=(".into(),
+                store_match: true,
+            },
+        ];
+        let e = content_options(keys(&SecretsConfig::default(), &rules)).unwrap_err();
+        assert_eq!(e.key, "services.analyzer.content_search[1]");
+        assert!(e.to_string().contains("PASSWORD"), "{e}");
+        let o = content_options(keys(&SecretsConfig::default(), &rules[..1])).unwrap();
+        assert_eq!(o.content_search, rules[..1]);
+        // Rules change the layer cache key; no rules leave it as it always was.
+        assert_ne!(o.key(), ContentOptions::default().key());
     }
 
     #[test]
@@ -86,7 +145,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let e = content_options(true, 0, true, &secrets).unwrap_err();
+        let e = content_options(keys(&secrets, &[])).unwrap_err();
         assert_eq!(e.key, "services.analyzer.secrets");
         assert!(e.to_string().contains("MINE"), "{e}");
     }

@@ -1,5 +1,6 @@
 //! The content pass: facts for the `files`, `secret_scans` and `licenses` policy gates, collected from the
-//! same tar walk that feeds the catalogers (file digests, secret findings, Debian copyright licenses).
+//! same tar walk that feeds the catalogers (file digests, secret findings, content search matches, Debian
+//! copyright licenses).
 //!
 //! Everything here is per layer and independent of the other layers, like packages: the merge decides what
 //! is visible. Its knobs are part of the layer cache key ([`ContentOptions::key`]), so changing a rule or a
@@ -7,12 +8,16 @@
 
 mod copyright;
 pub mod license;
+mod search;
 mod secrets;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use copyright::{is_copyright_path, parse_copyright};
+pub use search::{
+    ContentMatch, ContentRule, ContentSearcher, RuleError, MAX_MATCHES_PER_FILE, MAX_MATCH_TEXT,
+};
 pub use secrets::{default_rules, SecretRule, SecretScanner};
 
 /// Bytes of a file the binary check looks at: a NUL among them means "binary, skip it" (git's rule).
@@ -30,6 +35,9 @@ pub struct ContentOptions {
     pub file_digest_max_bytes: u64,
     /// Secret search.
     pub secrets: SecretOptions,
+    /// Content search rules (none: content search does not run). Files are read under the secret
+    /// search's size cap (`secrets.max_file_bytes`) and binary files are skipped, as for secrets.
+    pub content_search: Vec<ContentRule>,
     /// Read Debian `copyright` files for deb package licenses.
     pub licenses: bool,
     /// Put the merged file inventory into the analysis document (`files.entries`): on for `fathom scan`,
@@ -85,6 +93,7 @@ impl Default for ContentOptions {
             enabled: true,
             file_digest_max_bytes: 1 << 20,
             secrets: SecretOptions::default(),
+            content_search: Vec::new(),
             licenses: true,
             entries_in_document: false,
         }
@@ -126,6 +135,14 @@ impl ContentOptions {
                 h.update(format!("exclude {p}\n"));
             }
         }
+        // Only hashed when there are rules, so the key (and every cached layer) of a configuration
+        // without content search stays what it was before content search existed.
+        for r in &self.content_search {
+            h.update(format!(
+                "search {}={} store={}\n",
+                r.name, r.pattern, r.store_match
+            ));
+        }
         format!("content={}", &hex::encode(h.finalize())[..16])
     }
 }
@@ -162,6 +179,7 @@ pub struct ContentPass {
     /// The options it was built from.
     pub options: ContentOptions,
     secrets: Option<SecretScanner>,
+    search: Option<ContentSearcher>,
 }
 
 /// What the content pass wants of one regular file, decided from its path and size only.
@@ -171,6 +189,8 @@ pub struct ContentWant {
     pub digest: bool,
     /// Search it for secrets.
     pub secrets: bool,
+    /// Run the content search rules over it.
+    pub search: bool,
     /// Parse it as a Debian copyright file.
     pub copyright: bool,
 }
@@ -178,7 +198,7 @@ pub struct ContentWant {
 impl ContentWant {
     /// Whether any of them needs the file's bytes.
     pub fn any(self) -> bool {
-        self.digest || self.secrets || self.copyright
+        self.digest || self.secrets || self.search || self.copyright
     }
 }
 
@@ -189,6 +209,8 @@ pub struct ContentFound {
     pub sha256: Option<String>,
     /// Secret findings.
     pub secrets: Vec<SecretFinding>,
+    /// Content search matches.
+    pub matches: Vec<ContentMatch>,
     /// Copyright licenses.
     pub copyright: Option<CopyrightRecord>,
 }
@@ -201,7 +223,16 @@ impl ContentPass {
         } else {
             None
         };
-        Ok(ContentPass { options, secrets })
+        let search = if options.enabled && !options.content_search.is_empty() {
+            Some(ContentSearcher::new(&options.content_search).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        Ok(ContentPass {
+            options,
+            secrets,
+            search,
+        })
     }
 
     /// What the pass wants of a regular file (no IO).
@@ -212,6 +243,9 @@ impl ContentPass {
         ContentWant {
             digest: size <= self.options.file_digest_max_bytes,
             secrets: self.secrets.as_ref().is_some_and(|s| s.wants(path, size)),
+            search: self.search.is_some()
+                && size > 0
+                && size <= self.options.secrets.max_file_bytes,
             copyright: self.options.licenses
                 && size <= MAX_COPYRIGHT_BYTES
                 && is_copyright_path(path),
@@ -224,9 +258,12 @@ impl ContentPass {
         if want.digest {
             found.sha256 = Some(hex::encode(Sha256::digest(bytes)));
         }
-        if want.secrets && !is_binary(bytes) {
-            if let Some(scanner) = &self.secrets {
+        if (want.secrets || want.search) && !is_binary(bytes) {
+            if let (true, Some(scanner)) = (want.secrets, &self.secrets) {
                 found.secrets = scanner.scan(path, bytes);
+            }
+            if let (true, Some(searcher)) = (want.search, &self.search) {
+                found.matches = searcher.search(path, bytes);
             }
         }
         if want.copyright {

@@ -147,3 +147,31 @@ fn invalid_rules_are_named_and_change_the_key() {
     assert!(e.contains("BROKEN"), "{e}");
     assert_eq!(ContentOptions::off().key(), "content=off");
 }
+
+#[test]
+fn content_search_skips_binary_and_large_files_and_runs_without_secret_search() {
+    let mut o = ContentOptions::default();
+    o.secrets.enabled = false;
+    o.secrets.max_file_bytes = 1000;
+    o.content_search = vec![ContentRule {
+        name: "PASSWORD".into(),
+        pattern: r"password\s*=\s*\S+".into(),
+        store_match: true,
+    }];
+    let p = ContentPass::new(o).unwrap();
+    let text = b"[db]\npassword = hunter2\n";
+    let want = p.wants("/etc/app.conf", text.len() as u64);
+    assert!(want.search && !want.secrets);
+    let found = p.examine("/etc/app.conf", want, text);
+    assert_eq!(found.matches.len(), 1);
+    assert_eq!(found.matches[0].line, 2);
+    assert_eq!(found.matches[0].text.as_deref(), Some("password = hunter2"));
+    // Binary: skipped, as for secrets.
+    let binary = b"\0ELF password = hunter2\n";
+    let want = p.wants("/bin/tool", binary.len() as u64);
+    assert!(p.examine("/bin/tool", want, binary).matches.is_empty());
+    // Over the secret search's size cap: not read for the search.
+    assert!(!p.wants("/etc/big.conf", 1001).search);
+    // No rules: nothing is searched.
+    assert!(!pass().wants("/etc/app.conf", 10).search);
+}

@@ -7,7 +7,7 @@ mod walk;
 
 use serde::{Deserialize, Serialize};
 
-use crate::content::{CopyrightRecord, SecretFinding};
+use crate::content::{ContentMatch, CopyrightRecord, SecretFinding};
 use crate::model::{Distro, Package};
 pub use decode::{Compression, NotALayer};
 pub use walk::{analyze_blob, LayerContext};
@@ -107,6 +107,10 @@ pub struct LayerResult {
     /// Secrets the content pass found (file, line, rule: never the value).
     #[serde(default)]
     pub secrets: Vec<SecretFinding>,
+    /// Content search matches (file, line, rule; the text only for `store_match` rules). Absent from
+    /// results stored before content search existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_matches: Vec<ContentMatch>,
     /// Licenses named by Debian `copyright` files in this layer.
     #[serde(default)]
     pub copyrights: Vec<CopyrightRecord>,

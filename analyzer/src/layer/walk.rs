@@ -26,7 +26,7 @@ pub struct LayerContext<'a> {
     pub layer: &'a LayerInfo,
     /// Catalogers to offer files to.
     pub catalogers: &'a [Box<dyn Cataloger>],
-    /// The content pass (file digests, secrets, copyright licenses).
+    /// The content pass (file digests, secrets, content search, copyright licenses).
     pub content: &'a ContentPass,
     /// Per-layer limits.
     pub limits: &'a Limits,
@@ -69,6 +69,7 @@ pub fn analyze_blob(reader: BlobReader, ctx: &LayerContext<'_>) -> Result<LayerR
         packages: Vec::new(),
         distros: Vec::new(),
         secrets: Vec::new(),
+        content_matches: Vec::new(),
         copyrights: Vec::new(),
         warnings: Vec::new(),
     };
@@ -408,6 +409,7 @@ fn catalog_file<R: Read>(
     let bytes = &bytes[..size];
     let found = ctx.content.examine(meta.path, content, bytes);
     result.secrets.extend(found.secrets);
+    result.content_matches.extend(found.matches);
     result.copyrights.extend(found.copyright);
     if meta.size > largest_cap {
         return Ok(found.sha256);

@@ -1,4 +1,5 @@
-//! The merge of the content pass: which files, secrets and copyright files are visible in the final image
+//! The merge of the content pass: which files, secrets, content search matches and copyright files are
+//! visible in the final image
 //! (same whiteout and overwrite rules as packages), and deb package licenses from the visible copyrights.
 
 use std::collections::BTreeMap;
@@ -6,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{remove_below, remove_tree, ImagePackage, LayerRef, Parents};
-use crate::content::{license, CopyrightRecord, SecretFinding};
+use crate::content::{license, ContentMatch, CopyrightRecord, SecretFinding};
 use crate::layer::{FileEntry, FileKind, LayerResult};
 use crate::model::PackageType;
 
@@ -33,6 +34,22 @@ pub struct ImageSecret {
     pub layer: LayerRef,
 }
 
+/// A content search match in a visible file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageContentMatch {
+    /// File path.
+    pub path: String,
+    /// 1-based line.
+    pub line: u64,
+    /// Rule name.
+    pub rule: String,
+    /// The matched text (capped), only when the rule says `store_match`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Layer holding the file.
+    pub layer: LayerRef,
+}
+
 /// What the content pass leaves visible in the final image.
 #[derive(Debug, Default)]
 pub struct Visible<'a> {
@@ -40,6 +57,8 @@ pub struct Visible<'a> {
     pub files: BTreeMap<&'a str, (usize, &'a FileEntry)>,
     /// Secret findings by file.
     pub secrets: BTreeMap<&'a str, (usize, Vec<&'a SecretFinding>)>,
+    /// Content search matches by file.
+    pub matches: BTreeMap<&'a str, (usize, Vec<&'a ContentMatch>)>,
     /// Copyright records by file.
     pub copyrights: BTreeMap<&'a str, &'a CopyrightRecord>,
 }
@@ -52,20 +71,24 @@ pub fn visible<'a>(layers: &[&'a LayerResult], with_files: bool) -> Visible<'a> 
         for dir in &layer.opaque_dirs {
             remove_below(&mut v.files, dir);
             remove_below(&mut v.secrets, dir);
+            remove_below(&mut v.matches, dir);
             remove_below(&mut v.copyrights, dir);
         }
         for path in &layer.whiteouts {
             remove_tree(&mut v.files, path);
             remove_tree(&mut v.secrets, path);
+            remove_tree(&mut v.matches, path);
             remove_tree(&mut v.copyrights, path);
         }
         for entry in &layer.files {
             if entry.kind != FileKind::Dir && parents.may_have_below(&entry.path) {
                 remove_below(&mut v.files, &entry.path);
                 remove_below(&mut v.secrets, &entry.path);
+                remove_below(&mut v.matches, &entry.path);
                 remove_below(&mut v.copyrights, &entry.path);
             }
             v.secrets.remove(entry.path.as_str());
+            v.matches.remove(entry.path.as_str());
             v.copyrights.remove(entry.path.as_str());
             parents.add(&entry.path);
             if with_files {
@@ -79,6 +102,14 @@ pub fn visible<'a>(layers: &[&'a LayerResult], with_files: bool) -> Visible<'a> 
                 .or_insert_with(|| (index, Vec::new()))
                 .1
                 .push(s);
+        }
+        for m in &layer.content_matches {
+            parents.add(&m.path);
+            v.matches
+                .entry(&m.path)
+                .or_insert_with(|| (index, Vec::new()))
+                .1
+                .push(m);
         }
         for c in &layer.copyrights {
             parents.add(&c.path);
@@ -116,6 +147,22 @@ pub fn secrets(layers: &[&LayerResult], v: &Visible<'_>) -> Vec<ImageSecret> {
                 path: s.path.clone(),
                 line: s.line,
                 rule: s.rule.clone(),
+                layer: layer_ref(layers, *i),
+            })
+        })
+        .collect()
+}
+
+/// Visible content search matches, sorted by path, line and rule.
+pub fn content_matches(layers: &[&LayerResult], v: &Visible<'_>) -> Vec<ImageContentMatch> {
+    v.matches
+        .values()
+        .flat_map(|(i, found)| {
+            found.iter().map(move |m| ImageContentMatch {
+                path: m.path.clone(),
+                line: m.line,
+                rule: m.rule.clone(),
+                text: m.text.clone(),
                 layer: layer_ref(layers, *i),
             })
         })

@@ -31,6 +31,7 @@ fn layer(
         whiteouts: whiteouts.iter().map(|s| s.to_string()).collect(),
         opaque_dirs: vec![],
         secrets: vec![],
+        content_matches: vec![],
         copyrights: vec![],
         packages: packages
             .iter()
@@ -116,6 +117,48 @@ fn distro_prefers_etc_os_release_and_follows_whiteouts() {
     assert_eq!(merge(&[&l0]).distro, Some(custom));
     let l1 = layer("sha256:1", &[], &["/etc/os-release"], &[]);
     assert_eq!(merge(&[&l0, &l1]).distro, Some(debian));
+}
+
+#[test]
+fn content_matches_follow_whiteouts_overwrites_and_opaque_dirs() {
+    use crate::content::ContentMatch;
+    let hit = |path: &str, text: Option<&str>| ContentMatch {
+        path: path.into(),
+        line: 2,
+        rule: "PASSWORD".into(),
+        text: text.map(String::from),
+    };
+    let mut base = layer(
+        "sha256:a",
+        &[
+            "/etc/app.conf",
+            "/opt/old.conf",
+            "/srv/a.conf",
+            "/etc/kept.conf",
+        ],
+        &[],
+        &[],
+    );
+    base.content_matches = vec![
+        hit("/etc/app.conf", Some("password=x")),
+        hit("/etc/kept.conf", None),
+        hit("/opt/old.conf", None),
+        hit("/srv/a.conf", None),
+    ];
+    // The top layer deletes one file, rewrites another without a match, and makes /srv opaque.
+    let mut top = layer("sha256:b", &["/etc/app.conf"], &["/opt/old.conf"], &[]);
+    top.opaque_dirs = vec!["/srv".into()];
+    let refs = [&base, &top];
+    let v = content::visible(&refs, false);
+    let got = content::content_matches(&refs, &v);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].path, "/etc/kept.conf");
+    assert_eq!(got[0].layer.digest, "sha256:a");
+    // Alone, the base shows every match, stored text included.
+    let v = content::visible(&[&base], false);
+    let all = content::content_matches(&[&base], &v);
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].text.as_deref(), Some("password=x"));
 }
 
 #[test]

@@ -94,23 +94,28 @@ impl Check {
         Ok(match self {
             Check::ContentRegex { regex_name } => {
                 let matches = facts.content_matches.as_deref().ok_or("content search results unavailable for this image")?;
-                let mut fires = Vec::new();
-                for m in matches {
-                    let hit = regex_name
-                        .as_ref()
-                        .is_none_or(|want| &m.regex == want || m.regex_name.as_ref() == Some(want));
-                    if hit {
-                        let shown = match &m.regex_name {
-                            Some(name) => format!("{name}={}", m.regex),
-                            None => m.regex.clone(),
+                // One firing per (file, regex), as anchore's per-file result map yields, whatever the
+                // number of matching lines; in a stable order.
+                let hits: BTreeSet<(&str, Option<&str>, &str)> = matches
+                    .iter()
+                    .filter(|m| {
+                        regex_name
+                            .as_ref()
+                            .is_none_or(|want| &m.regex == want || m.regex_name.as_ref() == Some(want))
+                    })
+                    .map(|m| (m.path.as_str(), m.regex_name.as_deref(), m.regex.as_str()))
+                    .collect();
+                hits.into_iter()
+                    .map(|(path, name, regex)| {
+                        let shown = match name {
+                            Some(name) => format!("{name}={regex}"),
+                            None => regex.to_string(),
                         };
-                        fires.push(Fire::msg(format!(
-                            "File content analyzer found regexp match in container: file={} regexp={shown}",
-                            m.path
-                        )));
-                    }
-                }
-                fires
+                        Fire::msg(format!(
+                            "File content analyzer found regexp match in container: file={path} regexp={shown}"
+                        ))
+                    })
+                    .collect()
             }
             Check::NameMatch { regex, pattern } => files()?
                 .iter()

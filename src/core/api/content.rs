@@ -1,5 +1,7 @@
-//! `GET /v1/images/{digest}/files` (the file inventory, merged from the stored layers, paged by path) and
-//! `GET /v1/images/{digest}/secrets` (secret findings: file, line, rule — never the value).
+//! `GET /v1/images/{digest}/files` (the file inventory, merged from the stored layers, paged by path),
+//! `GET /v1/images/{digest}/secrets` (secret findings: file, line, rule — never the value) and
+//! `GET /v1/images/{digest}/content-search` (content search matches: file, line, rule, and the matched
+//! text only for rules with `store_match`).
 
 use std::sync::Arc;
 
@@ -77,4 +79,25 @@ pub(super) async fn secrets(
 ) -> Result<Response, ApiError> {
     let doc = analysis(&state, &digest).await?;
     Ok(axum::Json(serde_json::json!({ "digest": digest, "secrets": doc.secrets })).into_response())
+}
+
+pub(super) async fn content_search(
+    State(state): State<Arc<ApiState>>,
+    Path(digest): Path<String>,
+) -> Result<Response, ApiError> {
+    let doc = analysis(&state, &digest).await?;
+    match &doc.content_search {
+        Some(report) => Ok(axum::Json(serde_json::json!({
+            "digest": digest,
+            "rules": report.rules,
+            "matches": report.matches,
+        }))
+        .into_response()),
+        // "Not searched" must not read as "nothing found".
+        None => Err(ApiError::conflict(format!(
+            "{digest}: content search did not run for this image (it was analyzed with no \
+             services.analyzer.content_search rules, or before content search existed); resubmit it \
+             once rules are configured"
+        ))),
+    }
 }

@@ -88,6 +88,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/images/{digest}/layers"),
     ("GET", "/v1/images/{digest}/files"),
     ("GET", "/v1/images/{digest}/secrets"),
+    ("GET", "/v1/images/{digest}/content-search"),
     ("GET", "/v1/packages"),
     ("GET", "/v1/queue"),
     ("DELETE", "/v1/jobs/{id}"),
@@ -135,6 +136,10 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route("/v1/images/{digest}/layers", get(images::layers))
         .route("/v1/images/{digest}/files", get(content::files))
         .route("/v1/images/{digest}/secrets", get(content::secrets))
+        .route(
+            "/v1/images/{digest}/content-search",
+            get(content::content_search),
+        )
         .route("/v1/packages", get(queue::find))
         .route("/v1/queue", get(queue::stats))
         .route("/v1/jobs/{id}", delete(queue::cancel))

@@ -1,5 +1,5 @@
-//! The content pass in the store: secret rows per layer, and an image's file inventory merged from its
-//! stored layer results (each layer is stored once, however many images share it).
+//! The content pass in the store: secret and content search rows per layer, and an image's file inventory
+//! merged from its stored layer results (each layer is stored once, however many images share it).
 
 use serde::Serialize;
 
@@ -13,6 +13,12 @@ pub(super) const PUT_SECRETS_SQL: &str = r#"
 INSERT INTO fathom_layer_secrets (layer_digest, cache_key, path, line, rule)
 SELECT $1, $2, t.path, t.line, t.rule
 FROM unnest($3::text[], $4::bigint[], $5::text[]) AS t(path, line, rule)
+"#;
+
+pub(super) const PUT_CONTENT_MATCHES_SQL: &str = r#"
+INSERT INTO fathom_layer_content_matches (layer_digest, cache_key, path, line, rule, match_text)
+SELECT $1, $2, t.path, t.line, t.rule, t.match_text
+FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[]) AS t(path, line, rule, match_text)
 "#;
 
 /// Which files of an image to list.

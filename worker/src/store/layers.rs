@@ -132,8 +132,8 @@ impl Store {
             .transpose()
     }
 
-    /// Stores a layer result and its package rows in one transaction (once per digest and key; with
-    /// `replace`, in place of what is stored).
+    /// Stores a layer result and its package, secret and content search rows in one transaction (once
+    /// per digest and key; with `replace`, in place of what is stored).
     pub async fn put_layer(
         &self,
         digest: &str,
@@ -189,6 +189,18 @@ impl Store {
                 .bind(s.iter().map(|s| s.path.as_str()).collect::<Vec<_>>())
                 .bind(s.iter().map(|s| clamp(s.line)).collect::<Vec<_>>())
                 .bind(s.iter().map(|s| s.rule.as_str()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if inserted.is_some() && !result.content_matches.is_empty() {
+            let m = &result.content_matches;
+            sqlx::query(super::content::PUT_CONTENT_MATCHES_SQL)
+                .bind(digest)
+                .bind(cache_key)
+                .bind(m.iter().map(|m| m.path.as_str()).collect::<Vec<_>>())
+                .bind(m.iter().map(|m| clamp(m.line)).collect::<Vec<_>>())
+                .bind(m.iter().map(|m| m.rule.as_str()).collect::<Vec<_>>())
+                .bind(m.iter().map(|m| m.text.as_deref()).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
         }
