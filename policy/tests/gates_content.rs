@@ -120,8 +120,10 @@ fn files_name_suid_attribute_and_content() {
         hit("/etc/other.ini", "password"),
     ]);
     let b = one_rule("files", "content_regex_match", "STOP", &[]);
+    let mut fired = outputs(&b, &facts);
+    fired.sort();
     assert_eq!(
-        outputs(&b, &facts),
+        fired,
         [
             "File content analyzer found regexp match in container: file=/app/config.ini regexp=host=host=.*",
             "File content analyzer found regexp match in container: file=/app/config.ini regexp=password=password=.*",
