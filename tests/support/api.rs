@@ -26,13 +26,19 @@ pub struct Api {
 impl Api {
     /// Starts the API with extra `services.api` YAML lines (indented by four spaces).
     pub fn start(dir: &Path, database_url: &str, extra: &str) -> Api {
+        Api::start_with_analyzer(dir, database_url, "", extra)
+    }
+
+    /// [`Api::start`] with `services.analyzer` YAML lines too (indented by four spaces): the core reads
+    /// the analyzer's content keys for the cache key it submits under.
+    pub fn start_with_analyzer(dir: &Path, database_url: &str, analyzer: &str, extra: &str) -> Api {
         let addr = free_addr();
         let config = dir.join("core.yaml");
         std::fs::write(
             &config,
             format!(
                 "database:\n  url: '{database_url}'\n  pool_size: 8\n\
-                 services:\n  analyzer:\n    enabled: false\n  api:\n    enabled: true\n    \
+                 services:\n  analyzer:\n    enabled: false\n{analyzer}  api:\n    enabled: true\n    \
                  address: '{addr}'\n    tokens: ['{TOKEN}']\n{extra}"
             ),
         )

@@ -121,6 +121,8 @@ pub struct WorkerSpec {
     pub breaker_probe_interval: &'static str,
     /// `services.analyzer.layers_in_flight` (CPUs when unset).
     pub layers_in_flight: Option<usize>,
+    /// More `services.analyzer` YAML lines, each indented by four spaces (e.g. `content_search`).
+    pub analyzer_yaml: String,
 }
 
 impl Default for WorkerSpec {
@@ -137,6 +139,7 @@ impl Default for WorkerSpec {
             breaker_failures: 5,
             breaker_probe_interval: "5s",
             layers_in_flight: None,
+            analyzer_yaml: String::new(),
         }
     }
 }
@@ -170,7 +173,7 @@ impl WorkerProc {
             format!(
                 "database:\n  url: '{database_url}'\n  pool_size: 2\n\
                  services:\n  analyzer:\n    concurrency: {}\n    lease_ttl: {}\n    drain_timeout: {}\n    \
-                 rescue_interval: {}\n    retry_backoff_base: {}\n    poll_interval: {}\n{}\
+                 rescue_interval: {}\n    retry_backoff_base: {}\n    poll_interval: {}\n{}{}\
                  registry:\n  insecure: [{}]\n  timeout: 10s\n  max_concurrent_per_host: {}\n  \
                  breaker_failures: {}\n  breaker_probe_interval: {}\n\
                  metrics:\n  address: '{metrics}'\n",
@@ -183,6 +186,7 @@ impl WorkerProc {
                 spec.layers_in_flight
                     .map(|n| format!("    layers_in_flight: {n}\n"))
                     .unwrap_or_default(),
+                spec.analyzer_yaml,
                 insecure.join(", "),
                 spec.max_concurrent_per_host,
                 spec.breaker_failures,
