@@ -305,6 +305,11 @@ async fn matches_are_stored_merged_served_and_gated_and_unsearched_images_say_un
     .await;
     assert_eq!(other["final_action"], "GO", "{other}");
     assert!(fired(&other).is_empty(), "{other}");
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let (status, _) = client
+        .get(&format!("/v1/images/{unknown}/content-search"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     drop(worker);
 }
 
