@@ -273,6 +273,21 @@ impl ContentPass {
     }
 }
 
+/// A rule's matches in a file with the 1-based line each starts on; the newlines are counted once, as
+/// the matches advance (secret and content search place their findings with it).
+pub(crate) fn matches_with_lines<'a>(
+    re: &'a regex::bytes::Regex,
+    bytes: &'a [u8],
+) -> impl Iterator<Item = (u64, regex::bytes::Match<'a>)> + 'a {
+    let mut line = 1u64;
+    let mut at = 0usize;
+    re.find_iter(bytes).map(move |m| {
+        line += bytes[at..m.start()].iter().filter(|&&b| b == b'\n').count() as u64;
+        at = m.start();
+        (line, m)
+    })
+}
+
 /// A NUL byte near the start means binary (executables, images, archives): not searched.
 pub fn is_binary(bytes: &[u8]) -> bool {
     bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0)

@@ -132,15 +132,11 @@ impl ContentSearcher {
         let mut found: Vec<ContentMatch> = Vec::new();
         for i in matched.iter() {
             let rule = &self.rules[i];
-            let mut line = 1u64;
-            let mut at = 0usize;
             let mut last_line = 0u64;
-            for m in self.compiled[i].find_iter(bytes) {
+            for (line, m) in super::matches_with_lines(&self.compiled[i], bytes) {
                 if found.len() >= MAX_MATCHES_PER_FILE {
                     break;
                 }
-                line += bytes[at..m.start()].iter().filter(|&&b| b == b'\n').count() as u64;
-                at = m.start();
                 if line == last_line {
                     continue;
                 }

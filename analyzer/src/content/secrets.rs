@@ -140,14 +140,10 @@ impl SecretScanner {
         let matched = self.set.matches(bytes);
         let mut found = Vec::new();
         for i in matched.iter() {
-            let mut line = 1u64;
-            let mut at = 0usize;
-            for m in self.rules[i].find_iter(bytes) {
+            for (line, _) in super::matches_with_lines(&self.rules[i], bytes) {
                 if found.len() >= MAX_FINDINGS_PER_FILE {
                     break;
                 }
-                line += bytes[at..m.start()].iter().filter(|&&b| b == b'\n').count() as u64;
-                at = m.start();
                 found.push(SecretFinding {
                     path: path.to_string(),
                     line,
