@@ -69,13 +69,7 @@ async fn with_postgres_down_a_recent_verdict_answers_a_stop_still_denies_and_zer
     let tls = fleet.path().join("tls");
     webhook_certs(&tls);
     let (api, hook) = core(&fleet.path().join("a"), &url, &tls, &fleet.host, None);
-    let (off_api, off) = core(
-        &fleet.path().join("b"),
-        &url,
-        &tls,
-        &fleet.host,
-        Some("0s"),
-    );
+    let (off_api, off) = core(&fleet.path().join("b"), &url, &tls, &fleet.host, Some("0s"));
     // The bundle of namespace `strict` STOPs on a package the image carries.
     let no_musl = serde_json::json!({
         "id": "no-musl", "version": "1_0", "name": "no-musl",
@@ -132,7 +126,10 @@ async fn with_postgres_down_a_recent_verdict_answers_a_stop_still_denies_and_zer
     // An image this process never decided on: the failure policy, as before.
     let r = admit(&hook, "never", "shop", &never_checked).await;
     assert_eq!(r["allowed"], true, "{r}");
-    assert!(message(&r).contains("services.webhook.failure_policy"), "{r}");
+    assert!(
+        message(&r).contains("services.webhook.failure_policy"),
+        "{r}"
+    );
     assert_ne!(r["auditAnnotations"]["reason"], "stale", "{r}");
     assert_eq!(decided(&api, "allowed", "stale"), 1.0);
     assert_eq!(decided(&api, "denied", "stale"), 1.0);
@@ -140,7 +137,10 @@ async fn with_postgres_down_a_recent_verdict_answers_a_stop_still_denies_and_zer
     // stale_if_error: 0s: the same image, checked by that process moments ago, goes to the failure policy.
     let r = admit(&off, "off", "shop", &image).await;
     assert_eq!(r["allowed"], true, "{r}");
-    assert!(message(&r).contains("services.webhook.failure_policy"), "{r}");
+    assert!(
+        message(&r).contains("services.webhook.failure_policy"),
+        "{r}"
+    );
     assert_ne!(r["auditAnnotations"]["reason"], "stale", "{r}");
     assert_eq!(decided(&off_api, "allowed", "stale"), 0.0);
 }

@@ -202,6 +202,9 @@ mod tests {
         assert_eq!(shown(Duration::from_micros(2500)), "2ms");
         assert_eq!(shown(Duration::from_secs(125)), "2m 5s");
         assert_eq!(margin(Duration::from_secs(3)), MAX_MARGIN);
-        assert_eq!(margin(Duration::from_millis(300)), Duration::from_millis(30));
+        assert_eq!(
+            margin(Duration::from_millis(300)),
+            Duration::from_millis(30)
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fathom_webhook::{AnalysisState, FailurePolicy, Finding, Mode, Outcome, SelectorConfig, Verdict};
+use fathom_webhook::{
+    AnalysisState, FailurePolicy, Finding, Mode, Outcome, SelectorConfig, Verdict,
+};
 use serde_json::{json, Value};
 use support::docs::{pod_spec, review, workload};
 use support::{digest, start, FakeOracle, Hook};
@@ -202,7 +204,10 @@ async fn nothing_stale_answers_beyond_the_window_after_a_fresh_denial_or_for_a_m
         let r = admit(&hook, "shop", image).await;
         assert_eq!(r["allowed"], false, "{image}: {r}");
         assert_eq!(r["auditAnnotations"]["reason"], "unavailable", "{r}");
-        assert!(message(&r).contains("denied by services.webhook.failure_policy"), "{r}");
+        assert!(
+            message(&r).contains("denied by services.webhook.failure_policy"),
+            "{r}"
+        );
     }
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = admit(&hook, "shop", &go).await;
