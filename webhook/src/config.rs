@@ -132,8 +132,9 @@ pub struct WebhookConfig {
     /// request asks, concurrent ones still share one call).
     #[serde(with = "fathom_config::duration")]
     pub namespace_cache_ttl: Duration,
-    /// A kubeconfig file for the namespace lookups; none: the pod's in-cluster configuration (service
-    /// account token), else the usual `KUBECONFIG` / `~/.kube/config`.
+    /// A kubeconfig file for the namespace lookups and the Pod listing (`inventory_sync`); none: the
+    /// pod's in-cluster configuration (service account token), else the usual `KUBECONFIG` /
+    /// `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
     /// Larger AdmissionReview bodies are refused (the API server itself sends at most ~3 MiB objects,
     /// twice on UPDATE).
