@@ -68,8 +68,6 @@ async fn with_postgres_down_a_recent_verdict_answers_a_stop_still_denies_and_zer
     }
     let tls = fleet.path().join("tls");
     webhook_certs(&tls);
-    let (api, hook) = core(&fleet.path().join("a"), &url, &tls, &fleet.host, None);
-    let (off_api, off) = core(&fleet.path().join("b"), &url, &tls, &fleet.host, Some("0s"));
     // The bundle of namespace `strict` STOPs on a package the image carries.
     let no_musl = serde_json::json!({
         "id": "no-musl", "version": "1_0", "name": "no-musl",
@@ -81,8 +79,17 @@ async fn with_postgres_down_a_recent_verdict_answers_a_stop_still_denies_and_zer
                       "image": {"type": "tag", "value": "*"}, "policy_ids": ["p"], "whitelist_ids": []}],
         "whitelisted_images": [], "blacklisted_images": []
     });
-    let (status, body) = api.client().post("/v1/policies", no_musl).await;
-    assert!(status.is_success(), "{status} {body}");
+    // Stored (not activated) before the webhook cores start: a core refuses to start on a selector naming a
+    // bundle it does not have.
+    {
+        let seed_dir = fleet.path().join("seed");
+        std::fs::create_dir_all(&seed_dir).unwrap();
+        let seed = Api::start(&seed_dir, &url, "");
+        let (status, body) = seed.client().post("/v1/policies", no_musl).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    let (api, hook) = core(&fleet.path().join("a"), &url, &tls, &fleet.host, None);
+    let (off_api, off) = core(&fleet.path().join("b"), &url, &tls, &fleet.host, Some("0s"));
 
     // Checked while the store answers: admitted (the default bundle WARNs) in `shop`, stopped in `strict`.
     for hook in [&hook, &off] {
