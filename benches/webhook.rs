@@ -2,8 +2,10 @@
 //! the shared test Postgres, over HTTPS with a certificate from `fathom webhook certs`, and 64 concurrent
 //! keep-alive clients in this process posting AdmissionReviews for a fixed window. `analyzed` admits a
 //! Pod whose image (a digest reference) a real worker analyzed; `analyzed-tag` the same by tag (resolved
-//! once, then from the tag cache); `unanalyzed` names a new digest per request (a store lookup, a real
-//! enqueue, a denial; the per-namespace enqueue limit is off, or the case would measure its denials).
+//! once, then from the tag cache); `unanalyzed` names a new digest per request, one of 50,000 manifests a
+//! local registry in this process serves (a store lookup, one manifest GET to learn whether the digest is
+//! an index, a real enqueue, a denial; the per-namespace enqueue limit is off, or the case would measure
+//! its denials).
 //! No feed is synced, so `unevaluable: warn` keeps the default bundle's answer the WARN it was measured
 //! with. Client and server share the machine's cores, so the figures are a floor.
 //!
@@ -11,6 +13,8 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "webhook_support/registry.rs"]
+mod webhook_registry;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +28,8 @@ const CLIENTS: usize = 64;
 const WARMUP: Duration = Duration::from_secs(1);
 const WINDOW: Duration = Duration::from_secs(5);
 const HOST: &str = "fathom-webhook.fathom.svc";
+/// Distinct manifests the `unanalyzed` case names (more than one window's requests: each is new).
+const UNANALYZED_IMAGES: usize = 50_000;
 
 #[derive(Clone, Copy)]
 enum Case {
@@ -53,10 +59,12 @@ async fn run() {
         .parse()
         .expect("port");
     let registry = support::registry();
+    let manifests = Arc::new(webhook_registry::Manifests::generate(UNANALYZED_IMAGES));
+    let unknown = webhook_registry::serve(Arc::clone(&manifests)).await;
     let extra = format!(
         "    max_attempts: 1\n  webhook:\n    enabled: true\n    address: '{hook}'\n    \
          cert_file: '{}'\n    key_file: '{}'\n    max_enqueues_per_minute: 0\n    unevaluable: warn\n\
-         registry:\n  insecure: ['{registry}']\n",
+         registry:\n  insecure: ['{registry}', '{unknown}']\n",
         tls.join("tls.crt").display(),
         tls.join("tls.key").display(),
     );
@@ -76,7 +84,7 @@ async fn run() {
         ("analyzed-tag", Case::AnalyzedTag),
         ("unanalyzed", Case::Unanalyzed),
     ] {
-        let (rps, p99) = load(&http, port, case, &tag, &pinned).await;
+        let (rps, p99) = load(&http, port, case, &tag, &pinned, &unknown, &manifests).await;
         println!("webhook case={name} rps={rps:.0} p99_ms={p99:.2}");
     }
     drop(api);
@@ -129,6 +137,8 @@ async fn load(
     case: Case,
     tag: &str,
     pinned: &str,
+    unknown: &str,
+    manifests: &Arc<webhook_registry::Manifests>,
 ) -> (f64, f64) {
     let counter = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -139,6 +149,7 @@ async fn load(
     for c in 0..CLIENTS {
         let (http, counter, url) = (http.clone(), Arc::clone(&counter), url.clone());
         let (tag, pinned) = (tag.to_string(), pinned.to_string());
+        let (unknown, manifests) = (unknown.to_string(), Arc::clone(manifests));
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < end {
@@ -147,7 +158,8 @@ async fn load(
                     Case::Analyzed => (pinned.clone(), true),
                     Case::AnalyzedTag => (tag.clone(), true),
                     Case::Unanalyzed => {
-                        (format!("bench.example/unknown/c{c}@sha256:{n:064x}"), false)
+                        let digest = &manifests.digests[n as usize % manifests.digests.len()];
+                        (format!("{unknown}/unknown/c{c}@{digest}"), false)
                     }
                 };
                 let sent = Instant::now();
