@@ -1,6 +1,6 @@
 //! Connections an idle fleet holds: real `fathom worker` processes analyze an image from the real registry,
-//! then sit idle; their pools close what they do not use, so Postgres is left with one listening
-//! connection per worker.
+//! then sit idle, polling and rescuing on their listening connections; their pools close what they do
+//! not use, so Postgres is left with one listening connection per worker.
 
 mod support;
 
@@ -27,11 +27,11 @@ async fn connections(url: &str) -> BTreeMap<String, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_workers_keep_only_their_listeners_and_reconnect_for_work() {
     let fleet = Fleet::direct(&["debian-python-npm", "debian-java-go"]).await;
-    // Polls and rescues far apart, as each member's turn is in a large fleet: an idle worker touches
-    // neither pool for minutes.
+    // Polls and rescues every second (each worker every 2 s, in turn): they run on the listening
+    // connection, so neither pool is touched while idle and both close.
     let spec = WorkerSpec {
-        poll_interval: "1h",
-        rescue_interval: "1h",
+        poll_interval: "1s",
+        rescue_interval: "1s",
         ..fleet.spec()
     };
     let workers = [fleet.worker("w1", &spec), fleet.worker("w2", &spec)];

@@ -50,7 +50,7 @@ impl Queue {
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         let ttl = secs(lease_ttl);
         let rows = self
-            .query(
+            .query_on_listener(
                 CLAIM_SQL,
                 &[
                     (&kind, Type::TEXT),

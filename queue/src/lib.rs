@@ -16,6 +16,7 @@ mod claim;
 mod enqueue;
 mod error;
 mod fleet;
+mod home;
 mod inspect;
 mod lease;
 mod listener;

@@ -12,6 +12,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Note, Origin, MEMBERS_CHANNEL};
+use crate::home::HomeSlot;
 use crate::notify::{bump, Share, Signal, Wake, CHANNEL, MAX_HOPS};
 
 /// `application_name` of members' listening connections, so members can count each other.
@@ -33,6 +34,9 @@ pub(crate) struct Common {
     pub idle: AtomicUsize,
     /// Takes part in draws (a worker) rather than observing every notification.
     pub member: bool,
+    /// The listening connection while it is up, for a [`crate::Queue`] to claim on
+    /// ([`crate::Queue::with_listener`]).
+    pub home: Arc<HomeSlot>,
 }
 
 /// Requests from wakers to the listening connection.
@@ -80,7 +84,8 @@ pub(crate) struct Message {
 
 /// A connection whose notifications arrive on `notes`; dropping it stops the driver (and closes it).
 pub(crate) struct Listening {
-    pub client: Client,
+    /// Shared: a worker's claims run on it too (see [`HomeSlot`]).
+    pub client: Arc<Client>,
     pub notes: mpsc::UnboundedReceiver<Message>,
     driver: tokio::task::JoinHandle<()>,
 }
@@ -119,7 +124,7 @@ pub(crate) async fn open(config: &tokio_postgres::Config) -> Result<Listening> {
         }
     });
     Ok(Listening {
-        client,
+        client: Arc::new(client),
         notes,
         driver,
     })
@@ -142,7 +147,7 @@ async fn listen_once(
     last_pid: &mut Option<i32>,
 ) -> Result<Closed> {
     let mut listening = open(config).await?;
-    serve(
+    let served = serve(
         &listening.client,
         tx,
         commands,
@@ -150,11 +155,13 @@ async fn listen_once(
         last_pid,
         &mut listening.notes,
     )
-    .await
+    .await;
+    common.home.clear();
+    served
 }
 
 async fn serve(
-    client: &Client,
+    client: &Arc<Client>,
     tx: &watch::Sender<Signal>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
     common: &Common,
@@ -180,6 +187,8 @@ async fn serve(
         }
         own = Some(pid);
     }
+    // Claims may run here from now on; published before the wake-up below, whose claim uses it.
+    common.home.set(Arc::clone(client));
     // Anything enqueued while we were not listening would otherwise wait for a poll.
     let reason = if common.member {
         Wake::Reconnected
@@ -208,6 +217,7 @@ async fn serve(
                         let _ = notify(client, MEMBERS_CHANNEL, &format!("leave {pid}")).await;
                     }
                     common.fleet.clear();
+                    common.home.clear();
                     let _ = ack.send(());
                     return Ok(Closed::Left);
                 }

@@ -69,7 +69,9 @@ impl Queue {
     /// Rescues up to `limit` jobs whose lease expired; returns (id, new state) of each.
     pub async fn rescue_expired(&self, limit: usize) -> Result<Vec<(i64, JobState)>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.query(RESCUE_SQL, &[(&limit, Type::INT8)]).await?;
+        let rows = self
+            .query_on_listener(RESCUE_SQL, &[(&limit, Type::INT8)])
+            .await?;
         rows.iter()
             .map(|row| {
                 let state: String = row.try_get(1)?;

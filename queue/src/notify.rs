@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Note, Origin};
+use crate::home::HomeSlot;
 use crate::listener::{listen_forever, Command, Common};
 
 /// Channel every job notification goes to.
@@ -184,6 +185,7 @@ impl Waker {
             fleet: Fleet::default(),
             idle: AtomicUsize::new(0),
             member,
+            home: Arc::default(),
         });
         let task = tokio::spawn(listen_forever(config, tx, command_rx, Arc::clone(&common)));
         Ok(Waker {
@@ -215,6 +217,11 @@ impl Waker {
             .as_ref()
             .map(|s| s.common.fleet.clone())
             .unwrap_or_default()
+    }
+
+    /// Where this process's listening connection is published while it is up (`None` for poll-only).
+    pub(crate) fn home(&self) -> Option<Arc<HomeSlot>> {
+        self.shared.as_ref().map(|s| Arc::clone(&s.common.home))
     }
 
     /// Waits for a wake-up newer than the last one seen by this handle, or `timeout`.

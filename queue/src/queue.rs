@@ -1,6 +1,7 @@
 //! [`Queue`]: the hot-path handle on the job table, over a small deadpool of tokio-postgres connections.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -8,6 +9,8 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 use crate::error::{Error, Result};
+use crate::home::HomeSlot;
+use crate::notify::Waker;
 
 /// How statements reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +68,9 @@ impl Default for QueueConfig {
 pub struct Queue {
     pub(crate) pool: Pool,
     pub(crate) config: QueueConfig,
+    /// A waker's listening connection, where claims and rescues run while it is up
+    /// ([`Queue::with_listener`]).
+    home: Option<Arc<HomeSlot>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -72,6 +78,7 @@ impl std::fmt::Debug for Queue {
         f.debug_struct("Queue")
             .field("config", &self.config)
             .field("pool", &self.pool.status())
+            .field("listener", &self.home.as_ref().and_then(|h| h.current()))
             .finish()
     }
 }
@@ -101,7 +108,25 @@ impl Queue {
             .build()
             .map_err(|e| Error::Config(format!("connection pool: {e}")))?;
         close_idle(&pool, config.idle_timeout);
-        Ok(Queue { pool, config })
+        Ok(Queue {
+            pool,
+            config,
+            home: None,
+        })
+    }
+
+    /// This queue, claiming (and rescuing expired leases) on `waker`'s listening connection while it is
+    /// up, through the pool otherwise. A worker holds that connection anyway: a woken worker claims at
+    /// once, on a warm backend with the claim already prepared, instead of first opening a pooled
+    /// connection that its pool closed while it idled, and an idle worker's polls and rescues need no
+    /// other connection. Other statements keep to the pool: they may wait on row locks (a heartbeat
+    /// behind a completing transaction), and the listener must not wait behind them. A poll-only waker
+    /// has no listener: the queue is returned unchanged.
+    pub fn with_listener(&self, waker: &Waker) -> Queue {
+        Queue {
+            home: waker.home(),
+            ..self.clone()
+        }
     }
 
     /// After a claim that found nothing: closes the pool's unused connections now when the next query is
@@ -117,6 +142,29 @@ impl Queue {
     /// The configuration this queue was opened with.
     pub fn config(&self) -> &QueueConfig {
         &self.config
+    }
+
+    /// [`Queue::query`] on the listening connection when this queue has one and it is up. Only for
+    /// statements that never wait on a lock (see [`Queue::with_listener`]).
+    pub(crate) async fn query_on_listener(
+        &self,
+        sql: &'static str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>> {
+        let Some(conn) = self.home.as_ref().and_then(|h| h.current()) else {
+            return self.query(sql, params).await;
+        };
+        match conn.query(self.config.statement_mode, sql, params).await {
+            // The listener's connection died under the statement (it reconnects on its own; the error
+            // may arrive before the client notices it closed): the pool answers now instead of the
+            // caller backing off. A claim that ran before the connection died only strands its jobs
+            // until their lease expires and they are rescued, as on any connection.
+            Err(err) if err.is_connection() || conn.is_closed() => {
+                tracing::debug!(%err, "listening connection closed; claiming through the pool");
+                self.query(sql, params).await
+            }
+            answered => answered,
+        }
     }
 
     /// Runs one statement and returns its rows, honouring the statement mode.

@@ -101,7 +101,8 @@ impl Herd {
                 None => shared.clone(),
             };
             herd.tasks.push(tokio::spawn(member(
-                queue,
+                // As the worker does: claims on the member's listening connection.
+                queue.with_listener(&waker),
                 waker,
                 config.clone(),
                 format!("herd-{i}"),

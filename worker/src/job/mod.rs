@@ -128,7 +128,9 @@ impl Worker {
             ctx: Arc::new(Ctx {
                 config,
                 analyzer,
-                queue,
+                // Claims and rescues on the listening connection: a woken worker claims without
+                // connecting first, and an idle one holds nothing else.
+                queue: queue.with_listener(&waker),
                 store,
                 held: Held::default(),
                 health,
