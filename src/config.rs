@@ -83,7 +83,9 @@ pub struct DatabaseConfig {
     /// Poll for work instead of LISTEN/NOTIFY, and use unnamed statements (PgBouncer transaction mode).
     pub poll_only: bool,
     /// A pooled connection unused this long is closed (queue and store pools), and an idle worker
-    /// whose next poll is further away than this holds none: it reconnects when woken (a few ms).
+    /// whose next poll is further away than this closes them right after an empty claim. Claims and
+    /// rescues run on the listening connection, so an idle worker holds only that; a woken one claims
+    /// at once and its pools reconnect for the job's own statements.
     #[serde(with = "fathom_config::duration")]
     pub idle_timeout: Duration,
 }

@@ -36,7 +36,8 @@ RETURNING j.id, j.lease_token, j.kind, j.payload, j.platform, j.priority, j.atte
 
 impl Queue {
     /// Claims up to `n` ready jobs of `kind` for `worker_id`, each leased for `lease_ttl`. Returns at once
-    /// with what is there (possibly nothing); waiting for work is [`crate::Waker`]'s job.
+    /// with what is there (possibly nothing); waiting for work is [`crate::Waker`]'s job. Runs on the
+    /// waker's listening connection when this queue is bound to one ([`Queue::with_listener`]).
     pub async fn claim(
         &self,
         kind: &str,

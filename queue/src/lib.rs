@@ -6,7 +6,8 @@
 //! [`Lease`] token that [`Queue::heartbeat`] extends and [`Queue::complete`] / [`Queue::fail`] /
 //! [`Queue::release`] must present. Expired leases are rescued by any worker ([`Queue::rescue_expired`]).
 //! [`Waker`] turns LISTEN/NOTIFY into wake-ups with a polling fallback; worker processes join a [`Fleet`]
-//! whose members wake one per job and take turns polling. [`Queue::stats`] feeds the
+//! whose members wake one per job and take turns polling, and claim on their listening connection
+//! ([`Queue::with_listener`]). [`Queue::stats`] feeds the
 //! autoscaler. Outages: [`Queue::defer`] parks a job for a resource without charging an attempt and
 //! [`Queue::resume`] releases the group; [`Queue::requeue`] brings finished jobs back. [`Subscription`] LISTENs for other crates (cache invalidation). [`tx`] runs enqueue and complete inside a caller's sqlx transaction. [`migrate()`] applies
 //! the schema.

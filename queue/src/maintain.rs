@@ -66,7 +66,8 @@ RETURNING 1
 const PRUNE_BATCH: i64 = 5_000;
 
 impl Queue {
-    /// Rescues up to `limit` jobs whose lease expired; returns (id, new state) of each.
+    /// Rescues up to `limit` jobs whose lease expired; returns (id, new state) of each. Runs on the
+    /// waker's listening connection when this queue is bound to one ([`Queue::with_listener`]).
     pub async fn rescue_expired(&self, limit: usize) -> Result<Vec<(i64, JobState)>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self

@@ -1,7 +1,8 @@
 //! Waking idle workers: LISTEN/NOTIFY with a polling fallback, or polling alone behind PgBouncer.
 //!
 //! Every enqueue statement sends one notification carrying the number of jobs it made ready and a random
-//! seed (the insert trigger); release and rescue do the same. Each process keeps one listening connection.
+//! seed (the insert trigger); release and rescue do the same. Each process keeps one listening connection;
+//! a worker claims on it too ([`crate::Queue::with_listener`]), so a wake-up needs no other connection.
 //!
 //! Herds: a worker process joins the fleet ([`Waker::join`]) and every member computes, from the same
 //! membership and the seed, which `ready` members win the draw ([`crate::Fleet`]): one process wakes per

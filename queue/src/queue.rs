@@ -132,7 +132,8 @@ impl Queue {
     /// After a claim that found nothing: closes the pool's unused connections now when the next query is
     /// not due for at least [`QueueConfig::idle_timeout`] (`next_use_in`: the caller's next poll), instead
     /// of holding them until the idle check. In a large fleet each member polls rarely, so its pool is
-    /// empty between polls and the fleet holds only its listeners; a wake-up reconnects.
+    /// empty between polls and the fleet holds only its listeners; a wake-up claims on the listener
+    /// ([`Queue::with_listener`]) and the pool reconnects for the job's own statements.
     pub fn release_until(&self, next_use_in: Duration) {
         if next_use_in >= self.config.idle_timeout {
             let _closed = self.pool.retain(|_, _| false);
