@@ -151,14 +151,7 @@ async fn matches_are_stored_merged_served_and_gated_and_unsearched_images_say_un
     // First analyzed by a worker without rules: as for an image analyzed before content search existed,
     // the route and the gate say the results are unavailable, never "no match".
     let plain = WorkerProc::start(dir.path(), "w0", db.url(), &WorkerSpec::default());
-    let (status, submitted) = client
-        .post("/v1/images", json!({"reference": reference}))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
-    let done = client
-        .wait_done(submitted["job_id"].as_i64().unwrap())
-        .await;
-    assert_eq!(done["status"], "analyzed", "{done}");
+    client.submit_and_wait(&reference).await;
     drop(plain);
     let (status, answer) = client
         .get(&format!("/v1/images/{digest}/content-search"))

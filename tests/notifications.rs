@@ -9,8 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fathom_testkit::osv;
-use reqwest::StatusCode;
-use serde_json::json;
 use sqlx::postgres::PgListener;
 use support::api::{Api, Client};
 use support::{WorkerProc, WorkerSpec};
@@ -42,14 +40,7 @@ async fn listen(url: &str) -> Notes {
 /// Submits `reference`, waits until it is analyzed and its matches carry glibc's advisory (the re-match
 /// round after the analysis); returns its digest.
 async fn analyzed_and_matched(client: &Client, reference: &str) -> String {
-    let (status, submitted) = client
-        .post("/v1/images", json!({"reference": reference}))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
-    let done = client
-        .wait_done(submitted["job_id"].as_i64().unwrap())
-        .await;
-    assert_eq!(done["status"], "analyzed", "{done}");
+    let done = client.submit_and_wait(reference).await;
     let digest = done["digest"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
