@@ -6,11 +6,14 @@
 //! from a laptop). The event types are [`types`]; the table is in `notify/migrations/`.
 #![deny(missing_docs)]
 
+pub mod data;
+pub mod diff;
 pub mod outbox;
 pub mod types;
 
 use sqlx::migrate::Migrator;
 
+pub use data::Event;
 pub use outbox::{write, write_many, NewEvent};
 
 static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
