@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use fathom_analyzer::source::reference::ImageRef;
 use fathom_analyzer::AnalyzeError;
+use fathom_notify::data::TagMoved;
+use fathom_notify::Event;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
@@ -190,6 +192,14 @@ impl Catalog {
                 // The tag's own reference, not skipped as analyzed: the stored one is the old digest's.
                 let job = self.submit(&mut tx, &target.reference, false).await?;
                 store::record_digest(&mut tx, target.id, to, job).await?;
+                // In the transaction that records the move: the event exists exactly when the move does.
+                let moved = TagMoved {
+                    reference: target.reference.clone(),
+                    previous: from.clone(),
+                    digest: to.clone(),
+                    job_id: job,
+                };
+                fathom_notify::write(&mut tx, &moved.event()).await?;
                 tracing::info!(reference = %target.reference, %from, %to, ?job, "watched tag moved; analysis queued");
                 "moved"
             }

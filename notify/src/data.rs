@@ -181,6 +181,27 @@ pub struct VulnerabilitiesChanged {
     pub removed: Vec<VulnEntry>,
     /// Entries whose severity or fix changed.
     pub updated: Vec<UpdatedEntry>,
+    /// How many entries each list has in full.
+    pub counts: Counts,
+    /// True when a list holds fewer entries than its count (the most severe first, at most
+    /// [`VulnerabilitiesChanged::LISTED`] each): `GET /v1/images/{digest}/vulnerabilities` has them all.
+    pub truncated: bool,
+}
+
+impl VulnerabilitiesChanged {
+    /// Entries listed per list (an image's first match can carry thousands; the event stays small).
+    pub const LISTED: usize = 500;
+}
+
+/// Sizes of a [`VulnerabilitiesChanged`]'s lists in full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Entries added.
+    pub added: usize,
+    /// Entries removed.
+    pub removed: usize,
+    /// Entries updated.
+    pub updated: usize,
 }
 
 impl Event for VulnerabilitiesChanged {

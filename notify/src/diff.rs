@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::data::{ImageRef, Previous, UpdatedEntry, VulnEntry, VulnerabilityNew, WorkloadRef};
+use crate::data::{
+    Counts, ImageRef, Previous, UpdatedEntry, VulnEntry, VulnerabilitiesChanged, VulnerabilityNew,
+    WorkloadRef,
+};
 
 /// Images listed per `dev.fathom.vulnerability.new` event; more make several events (pages).
 pub const IMAGES_PER_EVENT: usize = 1000;
@@ -64,6 +67,60 @@ pub fn diff(old: Vec<VulnEntry>, new: Vec<VulnEntry>) -> Diff {
     out
 }
 
+/// Severity labels from least to most severe (fathom-vulns' names); anything else ranks lowest.
+const SEVERITY_ORDER: [&str; 6] = ["unknown", "negligible", "low", "medium", "high", "critical"];
+
+/// A severity label's rank (higher is more severe).
+pub fn severity_rank(severity: &str) -> usize {
+    SEVERITY_ORDER
+        .iter()
+        .position(|s| *s == severity)
+        .unwrap_or(0)
+}
+
+/// The `dev.fathom.image.vulnerabilities.changed` data of one image's [`Diff`]: each list sorted most
+/// severe first and cut at `listed` entries, with the full counts. `None` when the diff is empty and this
+/// is not the image's first match (a first match is news even when it found nothing).
+pub fn image_event(
+    image: ImageRef,
+    workloads: Vec<WorkloadRef>,
+    first_match: bool,
+    mut d: Diff,
+    listed: usize,
+) -> Option<VulnerabilitiesChanged> {
+    if d.is_empty() && !first_match {
+        return None;
+    }
+    let counts = Counts {
+        added: d.added.len(),
+        removed: d.removed.len(),
+        updated: d.updated.len(),
+    };
+    let by_severity = |a: &VulnEntry, b: &VulnEntry| {
+        severity_rank(&b.severity)
+            .cmp(&severity_rank(&a.severity))
+            .then_with(|| a.cmp(b))
+    };
+    d.added.sort_by(by_severity);
+    d.removed.sort_by(by_severity);
+    d.updated.sort_by(|a, b| by_severity(&a.entry, &b.entry));
+    d.added.truncate(listed);
+    d.removed.truncate(listed);
+    d.updated.truncate(listed);
+    let truncated = counts.added > listed || counts.removed > listed || counts.updated > listed;
+    Some(VulnerabilitiesChanged {
+        digest: image.digest,
+        references: image.references,
+        workloads,
+        first_match,
+        added: d.added,
+        removed: d.removed,
+        updated: d.updated,
+        counts,
+        truncated,
+    })
+}
+
 /// An image carrying a newly matched vulnerability, with the workloads running it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Carrier {
@@ -84,16 +141,6 @@ pub struct NewVulnerability {
     pub severities: Vec<String>,
     /// The images carrying it (in any order; twins are folded).
     pub carriers: Vec<Carrier>,
-}
-
-/// Severity labels from least to most severe (fathom-vulns' names); anything else ranks lowest.
-const SEVERITY_ORDER: [&str; 6] = ["unknown", "negligible", "low", "medium", "high", "critical"];
-
-fn rank(severity: &str) -> usize {
-    SEVERITY_ORDER
-        .iter()
-        .position(|s| *s == severity)
-        .unwrap_or(0)
 }
 
 /// One `dev.fathom.vulnerability.new` per vulnerability — paged into several when more than
@@ -117,7 +164,7 @@ pub fn vulnerability_new(v: NewVulnerability, per_event: usize) -> Vec<Vulnerabi
     let severity = v
         .severities
         .iter()
-        .max_by_key(|s| rank(s))
+        .max_by_key(|s| severity_rank(s))
         .cloned()
         .unwrap_or_else(|| "unknown".to_string());
     let total = carriers.len();

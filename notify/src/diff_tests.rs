@@ -256,3 +256,26 @@ fn final_action_table() {
         );
     }
 }
+
+#[test]
+fn image_event_cuts_lists_most_severe_first_and_keeps_counts() {
+    let image = ImageRef {
+        digest: "sha256:i".into(),
+        references: vec!["app:1".into()],
+    };
+    let quiet = image_event(image.clone(), vec![], false, Diff::default(), 10);
+    assert!(quiet.is_none(), "an empty diff is no news");
+    let first = image_event(image.clone(), vec![], true, Diff::default(), 10).unwrap();
+    assert!(first.first_match && first.added.is_empty() && !first.truncated);
+
+    let new = vec![
+        entry("L", "a", "low", &[]),
+        entry("C", "b", "critical", &[]),
+        entry("M", "c", "medium", &[]),
+    ];
+    let e = image_event(image, vec![], false, diff(vec![], new), 2).unwrap();
+    let ids: Vec<&str> = e.added.iter().map(|x| x.id.as_str()).collect();
+    assert_eq!(ids, ["C", "M"]);
+    assert_eq!(e.counts.added, 3);
+    assert!(e.truncated);
+}

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::copy::{copy_in, next_buffer, CopyRows};
 use super::index::index_images;
-use super::notify;
+use super::{events, notify};
 use crate::core::affected::{evaluate, Verdict};
 use crate::core::osv::Affected;
 use crate::core::version::Scheme;
@@ -38,6 +38,9 @@ pub struct RematchReport {
     pub matches: u64,
     /// (key, record) pairs whose versions did not parse in the ecosystem's ordering.
     pub undecidable: u64,
+    /// Notification events written (`dev.fathom.image.vulnerabilities.changed`,
+    /// `dev.fathom.vulnerability.new`).
+    pub events: u64,
     /// Wall time in milliseconds.
     pub wall_ms: u64,
 }
@@ -136,6 +139,8 @@ impl Matcher {
             }
             report.keys_changed = notify::finish(&mut tx).await?;
         }
+        // In the same transaction: the events exist exactly when these matches do.
+        report.events = events::emit(&mut tx, !keys.is_empty()).await?;
         if upto > 0 {
             sqlx::query(CONSUME_DIRTY_SQL)
                 .bind(upto)
@@ -199,6 +204,7 @@ pub(super) async fn match_batch(
     if count > 0 {
         copy_in(conn, COPY_MATCHES_SQL, buffers).await?;
     }
+    notify::compare_batch(conn, &e, &n, &v).await?;
     sqlx::query(MARK_KEYS_SQL)
         .bind(&e)
         .bind(&n)
@@ -206,7 +212,6 @@ pub(super) async fn match_batch(
         .bind(stamp)
         .execute(&mut *conn)
         .await?;
-    notify::compare_batch(conn, &e, &n, &v).await?;
     Ok((count, undecidable))
 }
 

@@ -4,6 +4,7 @@
 use sqlx::migrate::Migrator;
 
 mod copy;
+mod events;
 mod index;
 pub mod matcher;
 mod notify;

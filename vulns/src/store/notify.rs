@@ -13,10 +13,11 @@ const DIGESTS_PER_NOTE: usize = 100;
 const MAX_DIGESTS: usize = 1000;
 
 /// The transaction's scratch tables: old matches of the batch being replaced, and changed keys.
-const SCRATCH_SQL: [&str; 2] = [
+const SCRATCH_SQL: [&str; 3] = [
     "CREATE TEMP TABLE IF NOT EXISTS fathom_old_matches (LIKE fathom_vuln_matches) ON COMMIT DROP",
     "CREATE TEMP TABLE IF NOT EXISTS fathom_changed_keys (ecosystem text, name text, version text) \
      ON COMMIT DROP",
+    super::events::SCRATCH_SQL,
 ];
 /// Replaces the batch keys' matches, keeping the old ones aside (`$1..$3`: the keys).
 pub(crate) const DELETE_KEEPING_SQL: &str = r#"
@@ -54,19 +55,25 @@ pub(crate) async fn begin(tx: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
-/// After a batch's new matches are written: records its keys whose matches changed.
+/// After a batch's new matches are written and before its keys are stamped (the events' diff tells keys
+/// matched before from new ones): records its keys whose matches changed.
 pub(crate) async fn compare_batch(
     tx: &mut PgConnection,
     e: &[&str],
     n: &[&str],
     v: &[&str],
 ) -> Result<()> {
-    sqlx::query(CHANGED_SQL)
+    let changed = sqlx::query(CHANGED_SQL)
         .bind(e)
         .bind(n)
         .bind(v)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+    // The events' diff reads the same old and new rows, only for batches where something changed.
+    if changed > 0 {
+        super::events::diff_batch(tx, e, n, v).await?;
+    }
     sqlx::query(CLEAR_OLD_SQL).execute(&mut *tx).await?;
     Ok(())
 }

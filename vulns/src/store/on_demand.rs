@@ -6,8 +6,8 @@ use sqlx::PgPool;
 
 use super::index::index_one;
 use super::matcher::{match_batch, Key, KEY_BATCH, MAX_DIRTY_SQL};
-use super::notify;
 use super::FEED_LOCK;
+use super::{events, notify};
 use crate::error::Result;
 
 /// Whether the image needs it: a live feed exists, and the image is analyzed but not indexed (or
@@ -86,6 +86,8 @@ impl OnDemand {
             }
             notify::finish(&mut tx).await?;
         }
+        // The image's first match is news, written with it.
+        events::emit(&mut tx, !keys.is_empty()).await?;
         tx.commit().await?;
         Ok(OnDemand::Matched {
             keys: keys.len() as u64,

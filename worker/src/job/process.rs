@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fathom_notify::data::ImageAnalyzed;
+use fathom_notify::Event;
 use fathom_queue::{ClaimedJob, Failure, JobState};
 use sqlx::PgConnection;
 use tokio::sync::watch;
@@ -246,17 +248,31 @@ enum Write<'a> {
 }
 
 impl Write<'_> {
+    /// Stores the result and writes its `dev.fathom.image.analyzed` event on the same connection, so the
+    /// event commits exactly when the result and the job's completion do.
     async fn apply(&self, conn: &mut PgConnection) -> store::Result<()> {
-        match self {
+        let (digest, reference, reused) = match self {
             Write::Reference { digest, reference } => {
-                store::add_reference_in(conn, digest, reference).await
+                store::add_reference_in(conn, digest, reference).await?;
+                (*digest, *reference, true)
             }
             Write::Analysis {
                 analysis,
                 reference,
                 timings,
-            } => store::save_analysis_in(conn, analysis, reference, *timings).await,
-        }
+            } => {
+                store::save_analysis_in(conn, analysis, reference, *timings).await?;
+                (analysis.image.manifest_digest.as_str(), *reference, false)
+            }
+        };
+        let event = ImageAnalyzed {
+            digest: digest.to_string(),
+            reference: reference.to_string(),
+            references: store::references_in(conn, digest).await?,
+            reused,
+        };
+        fathom_notify::write(conn, &event.event()).await?;
+        Ok(())
     }
 }
 

@@ -222,6 +222,17 @@ pub async fn add_reference_in(
     Ok(())
 }
 
+/// Every reference `manifest_digest` was seen under, sorted (on the caller's connection, so it sees the
+/// transaction's own writes).
+pub async fn references_in(conn: &mut PgConnection, manifest_digest: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT reference FROM fathom_image_references WHERE manifest_digest = $1 ORDER BY reference",
+    )
+    .bind(manifest_digest)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Records a permanent failure of an image whose manifest was read (never replaces a good result).
 pub async fn save_failure_in(
     conn: &mut PgConnection,

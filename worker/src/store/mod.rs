@@ -23,7 +23,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub use content::{page, FilePage, FileQuery};
 pub use images::{
-    add_reference_in, save_analysis_in, save_failure_in, ImageRecord, ImageStatus, Timings,
+    add_reference_in, references_in, save_analysis_in, save_failure_in, ImageRecord, ImageStatus,
+    Timings,
 };
 pub use layers::{PackageHit, PackageQuery};
 pub use platforms::PlatformSubmission;
@@ -98,9 +99,16 @@ static STORE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 /// The store's migrator. It shares `_sqlx_migrations` with the queue's, so it ignores versions it does not
 /// know (the store's versions are distinct: `20261125100000_...` and later).
+///
+/// It carries the notifications' outbox (`fathom-notify`'s migrations) too: the worker writes its events
+/// (`dev.fathom.image.analyzed`, and through a trigger `analysis_failed`) in the transactions that store
+/// results and finish jobs, so wherever the store exists, the outbox does.
 pub fn migrator() -> Migrator {
+    let mut migrations: Vec<sqlx::migrate::Migration> = STORE_MIGRATIONS.migrations.to_vec();
+    migrations.extend(fathom_notify::migrator().migrations.iter().cloned());
+    migrations.sort_by_key(|m| m.version);
     let mut migrator = Migrator {
-        migrations: STORE_MIGRATIONS.migrations.clone(),
+        migrations: std::borrow::Cow::Owned(migrations),
         ..Migrator::DEFAULT
     };
     migrator.set_ignore_missing(true);
