@@ -26,6 +26,9 @@
 //!     bundle_file: /etc/fathom/bundle.json   # stored and activated at start
 //!   catalog:              # catalog/src/config.rs
 //!     watch_interval: 5m  # every watched tag HEADed once per interval
+//!   notifications:        # notify/src/config.rs
+//!     endpoints:          # file only
+//!       - { name: ops, url: https://hooks.example.com/fathom, secret_env: OPS_HOOK_SECRET }
 //! registry:               # worker/src/config.rs
 //!   insecure: [registry.local:5000]   # also FATHOM_INSECURE_REGISTRIES=a:5000,b
 //!   credentials:
@@ -56,6 +59,7 @@ pub const FILE_ONLY: &[&str] = &[
     "services.webhook.selectors",
     "services.analyzer.secrets.rules",
     "services.analyzer.content_search",
+    "services.notifications.endpoints",
 ];
 
 /// The whole file.
@@ -119,6 +123,8 @@ pub struct ServicesConfig {
     pub policy_engine: crate::core::policy::config::PolicyEngineConfig,
     /// The catalog's watches: intervals, the repository cap, the per-host rate (catalog/src/config.rs).
     pub catalog: fathom_catalog::CatalogConfig,
+    /// Notifications: endpoints (file only), retry window, retention (notify/src/config.rs).
+    pub notifications: fathom_notify::NotificationsConfig,
 }
 
 /// `metrics`.
@@ -175,6 +181,7 @@ impl FathomConfig {
         self.services.api.validate()?;
         self.services.policy_engine.validate()?;
         self.services.catalog.validate()?;
+        self.services.notifications.validate()?;
         self.services
             .feeds
             .validate("services.feeds")
@@ -219,6 +226,7 @@ impl FathomConfig {
         if let Some(url) = &mut c.database.url {
             *url = redact_database_url(url, HIDDEN);
         }
+        c.services.notifications = c.services.notifications.redacted();
         c
     }
 
@@ -557,6 +565,44 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "services.webhook.selectors[0].namespace");
+    }
+
+    #[test]
+    fn the_notifications_section_is_read_and_its_errors_name_the_key() {
+        let c = load(
+            "services:\n  notifications:\n    retry_window: 2h\n    endpoints:\n      - name: ops\n        \
+             url: https://hooks.example.com/x\n        events: [dev.fathom.image.]\n        secret_env: OPS\n        \
+             headers: {authorization: Bearer hunter2}\n",
+            &[("FATHOM_SERVICES_NOTIFICATIONS_SOURCE", "https://fathom.example.com")],
+        )
+        .unwrap();
+        let n = &c.services.notifications;
+        assert_eq!(n.retry_window, Duration::from_secs(7200));
+        assert_eq!(n.source, "https://fathom.example.com");
+        assert_eq!(n.endpoints[0].timeout, Duration::from_secs(10));
+        let text = serde_json::to_string(&c.redacted()).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        let e = load(
+            "services: {notifications: {endpoints: [{name: a, url: 'ftp://x', secret_env: S}]}}",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "services.notifications.endpoints[0].url");
+        let e = load(
+            "services: {notifications: {endpoints: [{name: a, url: 'http://x'}]}}",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "services.notifications.endpoints[0]");
+        let keys: Vec<String> = fathom_config::env::keys(&FathomConfig::default(), FILE_ONLY)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.key)
+            .collect();
+        assert!(keys.iter().any(|k| k == "services.notifications.retention"));
+        assert!(!keys
+            .iter()
+            .any(|k| k.starts_with("services.notifications.endpoints")));
     }
 
     #[test]

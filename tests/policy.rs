@@ -18,6 +18,7 @@ async fn full_db() -> TestDb {
     TestDb::create(&[
         &fathom_queue::migrator(),
         &fathom_worker::store::migrator(),
+        &fathom_notify::migrator(),
         &fathom_vulns::migrator(),
         &fathom_policy::store::migrator(),
     ])

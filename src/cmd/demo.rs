@@ -70,6 +70,15 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     fathom_worker::store::migrate_all(&url)
         .await
         .context("applying migrations")?;
+    // The worker writes each analysis's event into the outbox in the analysis's own transaction.
+    {
+        let pool = sqlx::PgPool::connect(&url).await?;
+        fathom_notify::migrator()
+            .run(&pool)
+            .await
+            .context("applying the notification migrations")?;
+        pool.close().await;
+    }
 
     let scratch = tempdir()?;
     let layout = scratch.join("images");

@@ -1,4 +1,4 @@
-//! `fathom migrate`: apply the embedded database migrations (queue, results store, vulnerability feeds, policy bundles, catalog).
+//! `fathom migrate`: apply the embedded database migrations (queue, results store, vulnerability feeds, policy bundles, catalog, notifications' outbox).
 
 use std::process::ExitCode;
 
@@ -21,6 +21,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         fathom_vulns::migrator().run(&pool).await?;
         fathom_policy::store::migrator().run(&pool).await?;
         fathom_catalog::migrator().run(&pool).await?;
+        fathom_notify::migrator().run(&pool).await?;
         pool.close().await;
         anyhow::Ok(())
     })?;

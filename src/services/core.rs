@@ -1,6 +1,7 @@
 //! The core's runner: the external API and, beside it, the queue maintenance (rescue of dead workers'
 //! leases, pruning of finished jobs), the queue gauges, the feed cycle when `services.feeds.enabled`, the
-//! catalog loop when `services.catalog.enabled`, the admission webhook when `services.webhook.enabled`,
+//! catalog loop when `services.catalog.enabled`, the notification dispatcher when
+//! `services.notifications.enabled`, the admission webhook when `services.webhook.enabled`,
 //! and the Pod lister filling the inventory when `services.webhook.inventory_sync` (with or without the
 //! webhook: an inventory of what runs is worth having without admission control).
 
@@ -165,6 +166,22 @@ pub async fn run_core(
             shutdown.clone(),
         ))
     });
+    // Notifications: endpoints' secrets are read now, so a missing one stops the start naming its key.
+    let notifications = config.services.notifications.clone();
+    let targets = fathom_notify::send::targets(&notifications, |k| std::env::var(k).ok())?;
+    let endpoint_names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
+    let notify_metrics =
+        fathom_notify::metrics::NotifyMetrics::register(metrics.registry(), &endpoint_names)?;
+    let dispatcher = notifications.enabled.then(|| {
+        tracing::info!(endpoints = ?endpoint_names, "notification dispatcher on");
+        let dispatcher = fathom_notify::dispatch::Dispatcher::new(
+            state.store.pool().clone(),
+            notifications.clone(),
+            targets,
+            notify_metrics,
+        );
+        tokio::spawn(dispatcher.run(database_url.to_string(), shutdown.clone()))
+    });
     let app = api::router(state, tokens, metrics)?;
     tracing::info!(address = %bound, auth = api.auth, "API listening");
     // Printed for scripts and tests that bind port 0.
@@ -185,6 +202,9 @@ pub async fn run_core(
     }
     if let Some(catalog) = catalog_loop {
         catalog.abort();
+    }
+    if let Some(dispatcher) = dispatcher {
+        dispatcher.abort();
     }
     if let Some(sync) = inventory_sync {
         sync.abort();

@@ -40,6 +40,7 @@ pub async fn test_db() -> TestDb {
     TestDb::create(&[
         &fathom_queue::migrator(),
         &fathom_worker::store::migrator(),
+        &fathom_notify::migrator(),
         &fathom_vulns::migrator(),
         &fathom_policy::store::migrator(),
         &fathom_catalog::migrator(),
