@@ -58,6 +58,10 @@ enum Command {
     Policy(cmd::policy::PolicyArgs),
     /// Watch tags and repositories: add REF | --repository REPO, list, rm ID, history REF.
     Watch(cmd::watch::WatchArgs),
+    /// The event log: list (type, subject, since).
+    Events(cmd::notifications::EventsArgs),
+    /// Notifications: deliveries (what is owed to whom), retry dead ones, test NAME (a signed test event).
+    Notifications(cmd::notifications::NotificationsArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +87,8 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Watch(args) => cmd::watch::run(args),
+        Command::Events(args) => cmd::notifications::run_events(args),
+        Command::Notifications(args) => cmd::notifications::run_notifications(args),
     };
     match result {
         Ok(code) => code,

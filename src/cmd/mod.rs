@@ -16,6 +16,7 @@ pub mod demo_vulns;
 #[cfg(feature = "demo")]
 mod demo_watch;
 pub mod migrate;
+pub mod notifications;
 pub mod policy;
 pub mod queue;
 pub mod queue_retry;

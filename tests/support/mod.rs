@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod osv_server;
 pub mod process;
 pub mod proxy;
+pub mod receiver;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

@@ -15,6 +15,7 @@ mod forward;
 mod images;
 pub(crate) mod maintenance;
 mod metrics;
+mod notifications;
 mod policies;
 mod queue;
 mod retry;
@@ -112,6 +113,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/images/{digest}/workloads"),
     ("GET", "/v1/workloads"),
     ("GET", "/v1/vulnerabilities/{id}/workloads"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/notifications/deliveries"),
+    ("POST", "/v1/notifications/deliveries/retry"),
 ];
 
 /// The OpenAPI 3 document, written by hand next to the handlers and checked against [`ROUTES`] by tests.
@@ -170,6 +174,15 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
         .route(
             "/v1/watches/{id}",
             get(watches::get).delete(watches::delete),
+        )
+        .route("/v1/events", get(notifications::events))
+        .route(
+            "/v1/notifications/deliveries",
+            get(notifications::deliveries),
+        )
+        .route(
+            "/v1/notifications/deliveries/retry",
+            post(notifications::retry),
         )
         .route(
             "/v1/openapi.json",
