@@ -163,7 +163,9 @@ pub async fn failed(
     window: Duration,
 ) -> sqlx::Result<bool> {
     let state: Option<String> = sqlx::query_scalar(
-        "UPDATE notify_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3, \
+        "UPDATE notify_deliveries SET attempts = attempts + 1, last_status = $2, \
+             last_error = CASE WHEN owed_since + make_interval(secs => $5) < now() \
+                 THEN 'retry window passed; last: ' || $3 ELSE $3 END, \
              next_attempt_at = now() + make_interval(secs => $4), \
              state = CASE WHEN owed_since + make_interval(secs => $5) < now() THEN 'dead' ELSE 'pending' END, \
              finished_at = CASE WHEN owed_since + make_interval(secs => $5) < now() THEN now() END \
