@@ -310,7 +310,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(Box<dyn FnOnce(&mut NotificationsConfig)>, &str)> = vec![
+        type Change = Box<dyn FnOnce(&mut NotificationsConfig)>;
+        let cases: Vec<(Change, &str)> = vec![
             (
                 Box::new(|c| c.endpoints[0].url = "ftp://x/".into()),
                 "services.notifications.endpoints[0].url",
