@@ -335,6 +335,56 @@ pub(crate) static GATES: &[GateSpec] = &[
         }],
     },
     GateSpec {
+        name: "npms",
+        triggers: &[
+            TriggerSpec {
+                name: "newer_version_in_feed",
+                params: &[],
+            },
+            TriggerSpec {
+                name: "unknown_in_feeds",
+                params: &[],
+            },
+            TriggerSpec {
+                name: "version_not_in_feeds",
+                params: &[],
+            },
+            TriggerSpec {
+                name: "blacklisted_name_version",
+                params: &[p("name", Kind::Str, true), p("version", Kind::Str, false)],
+            },
+            TriggerSpec {
+                name: "feed_data_unavailable",
+                params: &[],
+            },
+        ],
+    },
+    GateSpec {
+        name: "ruby_gems",
+        triggers: &[
+            TriggerSpec {
+                name: "newer_version_found_in_feed",
+                params: &[],
+            },
+            TriggerSpec {
+                name: "not_found_in_feed",
+                params: &[],
+            },
+            TriggerSpec {
+                name: "version_not_found_in_feed",
+                params: &[],
+            },
+            TriggerSpec {
+                name: "blacklist",
+                params: &[p("name", Kind::Str, true), p("version", Kind::Str, false)],
+            },
+            TriggerSpec {
+                name: "feed_data_unavailable",
+                params: &[],
+            },
+        ],
+    },
+    GateSpec {
         name: "always",
         triggers: &[TriggerSpec {
             name: "always",
@@ -358,8 +408,10 @@ impl GateSpec {
 }
 
 impl TriggerSpec {
-    /// The parameter named `name` (exact, as anchore matches parameter names).
+    /// The parameter named `name`, in any case: anchore lower-cases the names a rule gives.
     pub(crate) fn param(&self, name: &str) -> Option<&'static ParamSpec> {
-        self.params.iter().find(|p| p.name == name)
+        self.params
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
     }
 }

@@ -120,18 +120,18 @@ pub fn evaluate(bundle: &ValidatedBundle, facts: &ImageFacts, now: Timestamp) ->
             });
         }
     }
-    let policy_action = match mapping {
-        Some(_) => decisions
-            .iter()
-            .map(|d| d.action)
-            .min()
-            .unwrap_or(Action::Go),
-        None => Action::Stop,
-    };
+    // anchore's BundleDecision: no policy decision at all (no mapping) is its FallThruPolicyDecision, GO.
+    let policy_action = decisions
+        .iter()
+        .map(|d| d.action)
+        .min()
+        .unwrap_or(Action::Go);
     let (final_action, final_action_reason) = if blacklisted.is_some() {
         (Action::Stop, Reason::Blacklisted)
     } else if whitelisted.is_some() {
         (Action::Go, Reason::Whitelisted)
+    } else if mapping.is_none() {
+        (Action::Go, Reason::NoMatchingMapping)
     } else {
         (policy_action, Reason::PolicyEvaluation)
     };

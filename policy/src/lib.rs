@@ -44,6 +44,7 @@ mod params;
 mod result;
 #[cfg(feature = "store")]
 pub mod store;
+mod support;
 mod validated;
 
 pub use default::{default_bundle, DEFAULT_BUNDLE_JSON};
@@ -59,4 +60,5 @@ pub use model::{Action, Bundle};
 pub use result::{
     Evaluation, PolicyDecision, Reason, Row, Status, Table, WhitelistRef, TABLE_HEADER,
 };
+pub use support::gates_markdown;
 pub use validated::ValidatedBundle;

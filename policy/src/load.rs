@@ -147,6 +147,13 @@ pub(crate) fn read(doc: &Value, problems: &mut Problems) -> (Bundle, Paths) {
             format!("unsupported bundle version `{version}`; only `1_0` exists"),
         );
     }
+    // anchore's PolicyBundle schema requires both lists (empty is fine): a lone policy document has
+    // neither, and anchore refuses it rather than read it as a bundle of nothing.
+    for key in ["policies", "mappings"] {
+        if doc.is_object() && root.get(key).is_none_or(Value::is_null) {
+            problems.add("$", format!("missing required field `{key}`"));
+        }
+    }
     let mut bundle = Bundle {
         id,
         version,
@@ -201,7 +208,9 @@ fn policy(value: &Value, path: &str, problems: &mut Problems) -> Option<(Policy,
         id: problems.string(map, "id", path, true).unwrap_or_default(),
         name: problems.string(map, "name", path, false),
         comment: problems.string(map, "comment", path, false),
-        version: problems.string(map, "version", path, false),
+        // Required by anchore's Policy schema; its value is checked where anchore checks it (`1_0`, for
+        // the policies mappings reach).
+        version: problems.string(map, "version", path, true),
         rules: Vec::new(),
     };
     let mut rule_paths = Vec::new();
@@ -264,7 +273,8 @@ fn whitelist(
     let mut list = Whitelist {
         id: problems.string(map, "id", path, true).unwrap_or_default(),
         name: problems.string(map, "name", path, false),
-        version: problems.string(map, "version", path, false),
+        // Required by anchore's Whitelist schema, like a policy's.
+        version: problems.string(map, "version", path, true),
         comment: problems.string(map, "comment", path, false),
         items: Vec::new(),
     };
@@ -273,11 +283,12 @@ fn whitelist(
         let Some(item) = problems.object(value, &here) else {
             continue;
         };
-        let id = problems.string(item, "id", &here, true);
+        // anchore's WhitelistItem schema requires only `gate` and `trigger_id`.
+        let id = problems.string(item, "id", &here, false);
         let gate = problems.string(item, "gate", &here, true);
         let trigger_id = problems.string(item, "trigger_id", &here, true);
         let expires_on = problems.string(item, "expires_on", &here, false);
-        if let (Some(id), Some(gate), Some(trigger_id)) = (id, gate, trigger_id) {
+        if let (Some(gate), Some(trigger_id)) = (gate, trigger_id) {
             list.items.push(WhitelistItem {
                 id,
                 gate,

@@ -123,8 +123,9 @@ pub struct Whitelist {
 /// One whitelisted trigger match: gate plus trigger id, `*` wildcards allowed in the trigger id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WhitelistItem {
-    /// Item id.
-    pub id: String,
+    /// Item id (optional in anchore's schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Gate the match must come from.
     pub gate: String,
     /// Trigger instance id, e.g. `CVE-2023-1234+openssl` or `CVE-2023-1234+*`.

@@ -20,7 +20,9 @@ pub(crate) fn match_regex(pattern: &str) -> Result<Regex, regex::Error> {
 #[derive(Debug, Default)]
 pub(crate) struct Params {
     values: Vec<(&'static str, String)>,
-    regexes: Vec<(&'static str, Regex)>,
+    /// Each regex parameter compiled, or why it does not compile: anchore keeps a regex as a plain string
+    /// until its trigger runs, so a bad one is the rule's evaluation error, never a validation problem.
+    regexes: Vec<(&'static str, Result<Regex, String>)>,
 }
 
 impl Params {
@@ -34,6 +36,7 @@ impl Params {
         let mut out = Params::default();
         for (i, param) in params.iter().enumerate() {
             let here = format!("{path}.params[{i}]");
+            // anchore lower-cases parameter names before looking them up (its PolicyRule).
             let Some(ps) = spec.param(&param.name) else {
                 let known: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
                 problems.add(
@@ -47,27 +50,24 @@ impl Params {
                 );
                 continue;
             };
-            if out.values.iter().any(|(n, _)| *n == ps.name) {
-                problems.add(
-                    format!("{here}.name"),
-                    format!("parameter `{}` given twice", ps.name),
-                );
-                continue;
-            }
+            // anchore reads the parameters into a dict: a name given twice is not refused, the last wins.
+            out.values.retain(|(n, _)| *n != ps.name);
+            out.regexes.retain(|(n, _)| *n != ps.name);
             match value_problem(ps, &param.value) {
                 Some(msg) => problems.add(format!("{here}.value"), msg),
                 None => {
                     if matches!(ps.kind, Kind::Regex) {
-                        if let Ok(re) = match_regex(&param.value) {
-                            out.regexes.push((ps.name, re));
-                        }
+                        out.regexes.push((
+                            ps.name,
+                            match_regex(&param.value).map_err(|e| e.to_string()),
+                        ));
                     }
                     out.values.push((ps.name, param.value.clone()));
                 }
             }
         }
         for ps in spec.params.iter().filter(|p| p.required) {
-            let given = params.iter().any(|p| p.name == ps.name);
+            let given = params.iter().any(|p| p.name.eq_ignore_ascii_case(ps.name));
             if !given {
                 problems.add(
                     format!("{path}.params"),
@@ -90,8 +90,10 @@ impl Params {
         self.str(name).map(|v| v.eq_ignore_ascii_case("true"))
     }
 
+    /// anchore's integers are any run of digits (no range check): one too large for `i64` reads as
+    /// `i64::MAX`, which is what any comparison with it means.
     pub(crate) fn int(&self, name: &str) -> Option<i64> {
-        self.str(name).and_then(|v| v.trim().parse().ok())
+        self.str(name).map(|v| v.trim().parse().unwrap_or(i64::MAX))
     }
 
     pub(crate) fn float(&self, name: &str) -> Option<f64> {
@@ -102,11 +104,17 @@ impl Params {
         self.str(name).map(split_list).unwrap_or_default()
     }
 
-    pub(crate) fn regex(&self, name: &str) -> Option<Regex> {
+    /// The regex parameter `name`, compiled, or the compiler's complaint (see [`Params::regexes`]).
+    pub(crate) fn regex(&self, name: &str) -> Option<Result<Regex, String>> {
         self.regexes
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, r)| r.clone())
+    }
+
+    /// The given values in catalog order, as anchore's trigger error messages print them.
+    pub(crate) fn given(&self) -> &[(&'static str, String)] {
+        &self.values
     }
 }
 
@@ -133,17 +141,18 @@ fn value_problem(spec: &ParamSpec, value: &str) -> Option<String> {
         Kind::Str => None,
         Kind::Enum(allowed) => (!allowed.contains(&value))
             .then(|| format!("`{value}` is not one of {}", allowed.join(", "))),
-        Kind::Int => (value.trim().parse::<u32>().is_err())
-            .then(|| format!("`{value}` is not a non-negative integer")),
+        // anchore's IntegerValidator: `^\s*\d+\s*$`, no range.
+        Kind::Int => {
+            (!digits(value.trim())).then(|| format!("`{value}` is not a non-negative integer"))
+        }
         Kind::Float => match value.trim().parse::<f64>() {
             Ok(f) if f.is_finite() => None,
             _ => Some(format!("`{value}` is not a number")),
         },
         Kind::Bool => (!value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false"))
             .then(|| format!("`{value}` is not true or false")),
-        Kind::Regex => match_regex(value)
-            .err()
-            .map(|e| format!("invalid regex: {e}")),
+        // A string until evaluated (anchore's TypeValidator("string")): see `Params::regexes`.
+        Kind::Regex => None,
         Kind::List => split_list(value)
             .is_empty()
             .then(|| "empty list".to_string()),
@@ -152,11 +161,17 @@ fn value_problem(spec: &ParamSpec, value: &str) -> Option<String> {
             if ports.is_empty() {
                 Some("empty port list".into())
             } else {
+                // anchore's CommaDelimitedNumberListValidator: digits, no range check.
                 ports
                     .iter()
-                    .find(|p| p.parse::<u16>().is_err())
+                    .find(|p| !digits(p))
                     .map(|p| format!("`{p}` is not a port number"))
             }
         }
     }
+}
+
+/// One or more ASCII digits.
+fn digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }

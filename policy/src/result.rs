@@ -37,8 +37,12 @@ pub enum Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
-    /// The policies decided (or no mapping matched, which is STOP).
+    /// The policies of the matched mapping decided.
     PolicyEvaluation,
+    /// No mapping selects the image: GO, anchore's fall-through decision (anchore reports it as
+    /// `policy_evaluation` with a "No mapping rule matched" warning; fathom says so in the reason). The
+    /// admission webhook decides such images by `services.webhook.unmapped`.
+    NoMatchingMapping,
     /// A whitelisted image rule matched.
     Whitelisted,
     /// A blacklisted image rule matched.

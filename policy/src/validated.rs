@@ -1,6 +1,6 @@
 //! Loading a bundle: parse, validate everything at once, compile rules and whitelists for evaluation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -39,14 +39,16 @@ pub(crate) struct CompiledRule {
 
 #[derive(Debug)]
 pub(crate) struct CompiledItem {
+    /// The item's id; empty when it has none (anchore's schema makes it optional).
     pub id: Arc<str>,
-    pub gate: &'static str,
+    /// Lower-cased, as anchore compares it.
+    pub gate: String,
     pub trigger_id: String,
     pub expires_on: Option<Timestamp>,
 }
 
 /// Per gate, trigger id (or id prefix) -> item indexes.
-pub(crate) type ItemIndex = HashMap<&'static str, HashMap<String, Vec<usize>>>;
+pub(crate) type ItemIndex = HashMap<String, HashMap<String, Vec<usize>>>;
 
 /// A whitelist indexed for lookup: exact trigger ids hashed; `<vuln id>+*` items hashed by the vuln id
 /// (anchore indexes them the same way); other wildcard items scanned.
@@ -87,11 +89,24 @@ impl ValidatedBundle {
     /// Validates an already-parsed document.
     pub fn from_value(doc: &Value) -> Result<ValidatedBundle, Vec<ValidationError>> {
         let mut problems = Problems::default();
-        let (bundle, paths) = read(doc, &mut problems);
-        check_ids(&bundle, &paths, &mut problems);
-        let mut bundle = bundle;
-        let policies = compile_policies(&mut bundle, &paths, &mut problems);
-        let whitelists = compile_whitelists(&mut bundle, &paths, &mut problems);
+        let (mut bundle, paths) = read(doc, &mut problems);
+        let reached = Reached::new(&bundle);
+        check_ids(&bundle, &paths, &reached, &mut problems);
+        let (policies_reached, whitelists_reached) = (
+            bundle
+                .policies
+                .iter()
+                .map(|p| reached.policies.contains(p.id.as_str()))
+                .collect::<Vec<_>>(),
+            bundle
+                .whitelists
+                .iter()
+                .map(|w| reached.whitelists.contains(w.id.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let policies = compile_policies(&mut bundle, &paths, &policies_reached, &mut problems);
+        let whitelists =
+            compile_whitelists(&mut bundle, &paths, &whitelists_reached, &mut problems);
         if !problems.0.is_empty() {
             return Err(problems.0);
         }
@@ -128,80 +143,68 @@ impl ValidatedBundle {
     }
 }
 
+/// The policy and whitelist ids some mapping references. anchore builds only these (its ExecutableBundle
+/// walks the mappings), so only their contents are checked: a policy no mapping reaches is stored as
+/// written and never evaluated, whatever it holds.
+struct Reached<'a> {
+    policies: HashSet<&'a str>,
+    whitelists: HashSet<&'a str>,
+}
+
+impl<'a> Reached<'a> {
+    fn new(bundle: &'a Bundle) -> Reached<'a> {
+        let mappings = bundle.mappings.iter();
+        Reached {
+            policies: mappings
+                .clone()
+                .flat_map(|m| m.policy_ids.iter().map(String::as_str))
+                .collect(),
+            whitelists: mappings
+                .flat_map(|m| m.whitelist_ids.iter().map(String::as_str))
+                .collect(),
+        }
+    }
+}
+
+/// anchore's DuplicateIdentifierFoundError: raised only for an id a mapping references (which one would be
+/// meant is ambiguous). Ids of rules, whitelist items, mappings and image rules may repeat.
 fn duplicates<'a>(
     ids: impl Iterator<Item = (&'a str, &'a str)>,
+    reached: &HashSet<&str>,
     what: &str,
     problems: &mut Problems,
 ) {
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for (id, path) in ids {
         if let Some(first) = seen.get(id) {
-            problems.add(
-                format!("{path}.id"),
-                format!("duplicate {what} id `{id}` (first at {first})"),
-            );
+            if reached.contains(id) {
+                problems.add(
+                    format!("{path}.id"),
+                    format!(
+                        "duplicate {what} id `{id}` (first at {first}), referenced by a mapping"
+                    ),
+                );
+            }
         } else {
             seen.insert(id, path);
         }
     }
 }
 
-fn check_ids(bundle: &Bundle, paths: &Paths, problems: &mut Problems) {
+fn check_ids(bundle: &Bundle, paths: &Paths, reached: &Reached<'_>, problems: &mut Problems) {
     let policies = bundle
         .policies
         .iter()
         .zip(&paths.policies)
         .map(|(p, at)| (p.id.as_str(), at.as_str()));
-    duplicates(policies, "policy", problems);
-    for (policy, rule_paths) in bundle.policies.iter().zip(&paths.rules) {
-        let rules = policy
-            .rules
-            .iter()
-            .zip(rule_paths)
-            .filter_map(|(r, at)| Some((r.id.as_deref()?, at.as_str())));
-        duplicates(rules, "rule", problems);
-    }
+    duplicates(policies, &reached.policies, "policy", problems);
     let lists = bundle
         .whitelists
         .iter()
         .zip(&paths.whitelists)
         .map(|(w, at)| (w.id.as_str(), at.as_str()));
-    duplicates(lists, "whitelist", problems);
-    for (list, item_paths) in bundle.whitelists.iter().zip(&paths.items) {
-        let items = list
-            .items
-            .iter()
-            .zip(item_paths)
-            .map(|(i, at)| (i.id.as_str(), at.as_str()));
-        duplicates(items, "whitelist item", problems);
-    }
-    let mappings = bundle
-        .mappings
-        .iter()
-        .zip(&paths.mappings)
-        .filter_map(|(m, at)| Some((m.id.as_deref()?, at.as_str())));
-    duplicates(mappings, "mapping", problems);
-    for (rules, at, what) in [
-        (
-            &bundle.whitelisted_images,
-            &paths.whitelisted_images,
-            "whitelisted image rule",
-        ),
-        (
-            &bundle.blacklisted_images,
-            &paths.blacklisted_images,
-            "blacklisted image rule",
-        ),
-    ] {
-        duplicates(
-            rules
-                .iter()
-                .zip(at)
-                .filter_map(|(r, at)| Some((r.id.as_deref()?, at.as_str()))),
-            what,
-            problems,
-        );
-    }
+    duplicates(lists, &reached.whitelists, "whitelist", problems);
+    // anchore's ReferencedObjectNotFoundError.
     for (i, mapping) in bundle.mappings.iter().enumerate() {
         for (id, at) in mapping.policy_ids.iter().zip(&paths.mapping_policy_ids[i]) {
             if !bundle.policies.iter().any(|p| &p.id == id) {
@@ -220,21 +223,44 @@ fn check_ids(bundle: &Bundle, paths: &Paths, problems: &mut Problems) {
     }
 }
 
+/// anchore's VersionedEntityMixin: a reached policy or whitelist must be `1_0` (its presence is checked
+/// for all of them while reading, as anchore's schema does).
+fn check_version(version: Option<&str>, at: &str, what: &str, problems: &mut Problems) {
+    if let Some(v) = version {
+        if v != "1_0" {
+            problems.add(
+                format!("{at}.version"),
+                format!("unsupported {what} version `{v}`; only `1_0` exists"),
+            );
+        }
+    }
+}
+
 fn compile_policies(
     bundle: &mut Bundle,
     paths: &Paths,
+    reached: &[bool],
     problems: &mut Problems,
 ) -> Vec<CompiledPolicy> {
     let mut out = Vec::new();
-    for (policy, rule_paths) in bundle.policies.iter_mut().zip(&paths.rules) {
+    let walk = bundle
+        .policies
+        .iter_mut()
+        .zip(&paths.rules)
+        .zip(&paths.policies);
+    for (((policy, rule_paths), policy_at), reached) in walk.zip(reached) {
         let mut rules = Vec::new();
+        if !reached {
+            out.push(CompiledPolicy {
+                id: Arc::from(policy.id.as_str()),
+                rules,
+            });
+            continue;
+        }
+        check_version(policy.version.as_deref(), policy_at, "policy", problems);
         for (rule, at) in policy.rules.iter_mut().zip(rule_paths) {
             let Some(gate) = crate::catalog::gate(&rule.gate) else {
-                let known: Vec<&str> = crate::catalog::GATES.iter().map(|g| g.name).collect();
-                problems.add(
-                    format!("{at}.gate"),
-                    format!("unknown gate `{}`; known: {}", rule.gate, known.join(", ")),
-                );
+                problems.add(format!("{at}.gate"), unknown_gate(&rule.gate));
                 continue;
             };
             let Some(trigger) = gate.trigger(&rule.trigger) else {
@@ -290,10 +316,16 @@ fn compile_policies(
 fn compile_whitelists(
     bundle: &mut Bundle,
     paths: &Paths,
+    reached: &[bool],
     problems: &mut Problems,
 ) -> Vec<CompiledWhitelist> {
     let mut out = Vec::new();
-    for (list, item_paths) in bundle.whitelists.iter_mut().zip(&paths.items) {
+    let walk = bundle
+        .whitelists
+        .iter_mut()
+        .zip(&paths.items)
+        .zip(&paths.whitelists);
+    for (((list, item_paths), list_at), reached) in walk.zip(reached) {
         let mut compiled = CompiledWhitelist {
             id: Arc::from(list.id.as_str()),
             name: list.name.as_deref().map(Arc::from),
@@ -302,15 +334,16 @@ fn compile_whitelists(
             any_package: HashMap::new(),
             wildcard: Vec::new(),
         };
+        if !reached {
+            out.push(compiled);
+            continue;
+        }
+        check_version(list.version.as_deref(), list_at, "whitelist", problems);
         for (item, at) in list.items.iter_mut().zip(item_paths) {
-            let Some(gate) = crate::catalog::gate(&item.gate) else {
-                problems.add(
-                    format!("{at}.gate"),
-                    format!("unknown gate `{}`", item.gate),
-                );
-                continue;
-            };
-            item.gate = gate.name.to_string();
+            // anchore lower-cases the item's gate and checks it against nothing: an item for a gate no
+            // rule uses simply never matches.
+            item.gate = item.gate.to_ascii_lowercase();
+            let gate = item.gate.clone();
             let expires_on = match &item.expires_on {
                 None => None,
                 Some(text) => match text.parse::<Timestamp>() {
@@ -332,8 +365,8 @@ fn compile_whitelists(
                 _ => {
                     compiled.wildcard.push(index);
                     compiled.items.push(CompiledItem {
-                        id: Arc::from(item.id.as_str()),
-                        gate: gate.name,
+                        id: Arc::from(item.id.as_deref().unwrap_or_default()),
+                        gate,
                         trigger_id: item.trigger_id.clone(),
                         expires_on,
                     });
@@ -341,14 +374,14 @@ fn compile_whitelists(
                 }
             };
             index_map
-                .entry(gate.name)
+                .entry(gate.clone())
                 .or_default()
                 .entry(key.to_string())
                 .or_default()
                 .push(index);
             compiled.items.push(CompiledItem {
-                id: Arc::from(item.id.as_str()),
-                gate: gate.name,
+                id: Arc::from(item.id.as_deref().unwrap_or_default()),
+                gate,
                 trigger_id: item.trigger_id.clone(),
                 expires_on,
             });
@@ -356,4 +389,20 @@ fn compile_whitelists(
         out.push(compiled);
     }
     out
+}
+
+/// anchore's GateNotFoundError, or its EndOfLifedError for a gate it end-of-lifed (with the replacement).
+fn unknown_gate(name: &str) -> String {
+    match crate::support::end_of_life(name) {
+        Some((gate, Some(instead))) => format!(
+            "gate `{gate}` is end-of-life in anchore: it is not evaluated and must be replaced with `{instead}`"
+        ),
+        Some((gate, None)) => format!(
+            "gate `{gate}` is end-of-life in anchore: it is not evaluated and must be removed (it has no replacement)"
+        ),
+        None => {
+            let known: Vec<&str> = crate::catalog::GATES.iter().map(|g| g.name).collect();
+            format!("unknown gate `{name}`; known: {}", known.join(", "))
+        }
+    }
 }

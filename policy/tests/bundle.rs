@@ -33,8 +33,7 @@ fn every_rule_problem_is_reported_with_its_path() {
         {"id": "r1", "gate": "vulnerabilities", "trigger": "nosuchtrigger", "action": "STOP"},
         {"id": "r2", "gate": "vulnerabilities", "trigger": "package", "action": "STOP",
          "params": [{"name": "package_type", "value": "everything"}, {"name": "bogus", "value": "1"},
-                    {"name": "cvss_v3_base_score", "value": "high"}, {"name": "max_days_since_fix", "value": "-3"},
-                    {"name": "package_path_exclude", "value": "(unclosed"}]},
+                    {"name": "cvss_v3_base_score", "value": "high"}, {"name": "max_days_since_fix", "value": "-3"}]},
         {"id": "r3", "gate": "vulnerabilities", "trigger": "stale_feed_data", "action": "WARN"},
         {"id": "r4", "gate": "dockerfile", "trigger": "instruction", "action": "MAYBE",
          "params": [{"name": "instruction", "value": "HEALTHCHECK"}, {"name": "check", "value": "="}]},
@@ -62,19 +61,16 @@ fn every_rule_problem_is_reported_with_its_path() {
     assert!(at("$.policies[0].rules[2].params[1].name")[0].contains("unknown parameter `bogus`"));
     assert!(at("$.policies[0].rules[2].params[2].value")[0].contains("not a number"));
     assert!(at("$.policies[0].rules[2].params[3].value")[0].contains("non-negative integer"));
-    assert!(at("$.policies[0].rules[2].params[4].value")[0].contains("invalid regex"));
     assert!(at("$.policies[0].rules[3].params")[0]
         .contains("missing required parameter `max_days_since_sync`"));
     assert!(at("$.policies[0].rules[4].action")[0].contains("unknown action `MAYBE`"));
     assert!(at("$.policies[0].rules[5].params[2].value")[0].contains("invalid regex"));
     assert!(at("$.policies[0].rules[6].params[2].value")[0].contains("not a valid layer_count"));
     assert!(at("$.policies[0].rules[7].params[0].value")[0].contains("`http` is not a port number"));
-    assert!(at("$.policies[0].rules[7].params[2].name")[0].contains("given twice"));
     assert!(at("$.policies[0].rules[8].params[0].value")[0].contains("expected a string"));
-    assert!(at("$.policies[0].rules[9].id")[0].contains("duplicate rule id `r0`"));
     // The unreadable value also leaves the required `regex` unset: reported, at the params list.
     assert!(at("$.policies[0].rules[8].params")[0].contains("missing required parameter `regex`"));
-    assert_eq!(errors.len(), 16, "{errors:#?}");
+    assert_eq!(errors.len(), 13, "{errors:#?}");
 }
 
 #[test]
@@ -92,8 +88,8 @@ fn value_needing_checks_refused_without_value() {
 fn bundle_level_problems_name_their_paths() {
     let doc = json!({
         "id": "b", "version": "2_0",
-        "policies": [{"id": "p", "rules": []}, {"id": "p", "rules": []}],
-        "whitelists": [{"id": "w", "items": [
+        "policies": [{"id": "p", "version": "1_0", "rules": []}, {"id": "p", "version": "1_0", "rules": []}],
+        "whitelists": [{"id": "w", "version": "1_0", "items": [
             {"id": "i1", "gate": "vulnerabilities", "trigger_id": "CVE-1+*", "expires_on": "next tuesday"},
             {"id": "i1", "gate": "nosuchgate", "trigger_id": "x"},
             {"id": "i3", "gate": "vulnerabilities"}]}],
@@ -117,11 +113,10 @@ fn bundle_level_problems_name_their_paths() {
             "$.mappings[2]",
             "$.mappings[2]",
             "$.mappings[3]",
-            "$.policies[1].id",
+            // The duplicate policy id `p` and whitelist item id `i1`, and the item of an unknown gate,
+            // are no problems for anchore (see tests/anchore_corpus.rs).
             "$.version",
             "$.whitelists[0].items[0].expires_on",
-            "$.whitelists[0].items[1].gate",
-            "$.whitelists[0].items[1].id",
             "$.whitelists[0].items[2]",
         ]
     );
@@ -156,16 +151,16 @@ fn syntax_errors_are_refused_at_the_root() {
 fn synonyms_and_policy_id_read_as_anchores_names_with_the_same_digest() {
     let canonical = json!({
         "id": "b", "version": "1_0",
-        "policies": [{"id": "p", "rules": [{"id": "r", "gate": "always", "trigger": "always", "action": "STOP"}]}],
-        "whitelists": [{"id": "w", "items": [{"id": "i", "gate": "always", "trigger_id": "*"}]}],
+        "policies": [{"id": "p", "version": "1_0", "rules": [{"id": "r", "gate": "always", "trigger": "always", "action": "STOP"}]}],
+        "whitelists": [{"id": "w", "version": "1_0", "items": [{"id": "i", "gate": "always", "trigger_id": "*"}]}],
         "mappings": [{"registry": "*", "repository": "*", "image": {"type": "tag", "value": "*"}, "policy_ids": ["p"], "whitelist_ids": ["w"]}],
         "whitelisted_images": [{"registry": "r", "repository": "x", "image": {"type": "tag", "value": "*"}}],
         "blacklisted_images": [{"registry": "r", "repository": "y", "image": {"type": "tag", "value": "*"}}],
     });
     let synonyms = json!({
         "version": "1_0", "id": "b",
-        "policies": [{"id": "p", "rules": [{"id": "r", "gate": "ALWAYS", "trigger": "always", "action": "stop"}]}],
-        "allowlists": [{"id": "w", "items": [{"id": "i", "gate": "always", "trigger_id": "*"}]}],
+        "policies": [{"id": "p", "version": "1_0", "rules": [{"id": "r", "gate": "ALWAYS", "trigger": "always", "action": "stop"}]}],
+        "allowlists": [{"id": "w", "version": "1_0", "items": [{"id": "i", "gate": "always", "trigger_id": "*"}]}],
         "mappings": [{"registry": "*", "repository": "*", "image": {"type": "tag", "value": "*"}, "policy_id": "p", "allowlist_ids": ["w"]}],
         "allowlisted_images": [{"registry": "r", "repository": "x", "image": {"type": "tag", "value": "*"}}],
         "denylisted_images": [{"registry": "r", "repository": "y", "image": {"type": "tag", "value": "*"}}],

@@ -10,9 +10,9 @@ fn mapped(mappings: serde_json::Value) -> fathom_policy::ValidatedBundle {
     load(&json!({
         "id": "b", "version": "1_0",
         "policies": [
-            {"id": "stop", "rules": [{"id": "s", "gate": "always", "trigger": "always", "action": "STOP"}]},
-            {"id": "warn", "rules": [{"id": "w", "gate": "always", "trigger": "always", "action": "WARN"}]},
-            {"id": "go", "rules": []},
+            {"id": "stop", "version": "1_0", "rules": [{"id": "s", "gate": "always", "trigger": "always", "action": "STOP"}]},
+            {"id": "warn", "version": "1_0", "rules": [{"id": "w", "gate": "always", "trigger": "always", "action": "WARN"}]},
+            {"id": "go", "version": "1_0", "rules": []},
         ],
         "mappings": mappings,
     }))
@@ -49,7 +49,7 @@ fn glob_wildcards_match_whole_strings() {
 }
 
 #[test]
-fn first_matching_mapping_wins_and_no_mapping_is_stop() {
+fn first_matching_mapping_wins_and_no_mapping_is_go() {
     let b = mapped(json!([
         rule("m-digest", "*", "*", "digest", "sha256:aaaa", "warn"),
         rule("m-tag", "docker.io", "library/*", "tag", "1.*", "go"),
@@ -85,16 +85,22 @@ fn first_matching_mapping_wins_and_no_mapping_is_stop() {
     // anchore: a tag rule also selects the image whose id equals its value.
     let by_id = mapped(json!([rule("m", "*", "*", "tag", "imageid1", "warn")]));
     assert_eq!(run(&by_id, &image()).final_action, Action::Warn);
-    let none = mapped(json!([rule("m", "quay.io", "*", "tag", "*", "go")]));
+    // anchore's FallThruPolicyDecision (bundles/decisions.py BundleDecision): no mapping selects the
+    // image, so no policy runs and the decision is GO — fathom names the reason.
+    let none = mapped(json!([rule("m", "quay.io", "*", "tag", "*", "stop")]));
     let r = run(&none, &image());
     assert_eq!(
         (
-            r.matched_mapping_rule,
+            r.matched_mapping_rule.clone(),
             r.final_action,
-            r.final_action_reason
+            r.final_action_reason,
+            r.status,
+            r.rows.len()
         ),
-        (None, Action::Stop, Reason::PolicyEvaluation)
+        (None, Action::Go, Reason::NoMatchingMapping, Status::Pass, 0)
     );
+    let value = serde_json::to_value(&r).expect("serializes");
+    assert_eq!(value["final_action_reason"], "no_matching_mapping");
 }
 
 #[test]
@@ -119,7 +125,7 @@ fn blacklisted_image_beats_whitelisted_image_beats_policy() {
         let sel = json!({"registry": "docker.io", "repository": "library/app", "image": {"type": "tag", "value": "*"}});
         load(&json!({
             "id": "b", "version": "1_0",
-            "policies": [{"id": "p", "rules": [{"gate": "always", "trigger": "always", "action": "WARN"}]}],
+            "policies": [{"id": "p", "version": "1_0", "rules": [{"gate": "always", "trigger": "always", "action": "WARN"}]}],
             "mappings": [rule("m", "*", "*", "tag", "*", "p")],
             "whitelisted_images": if white { vec![sel.clone()] } else { vec![] },
             "blacklisted_images": if black { vec![sel] } else { vec![] },
@@ -144,9 +150,9 @@ fn blacklisted_image_beats_whitelisted_image_beats_policy() {
 fn with_whitelist(items: serde_json::Value) -> fathom_policy::ValidatedBundle {
     load(&json!({
         "id": "b", "version": "1_0",
-        "policies": [{"id": "p", "rules": [{"gate": "vulnerabilities", "trigger": "package", "action": "STOP",
+        "policies": [{"id": "p", "version": "1_0", "rules": [{"gate": "vulnerabilities", "trigger": "package", "action": "STOP",
                        "params": [{"name": "package_type", "value": "all"}]}]}],
-        "whitelists": [{"id": "w", "name": "Team", "items": items}],
+        "whitelists": [{"id": "w", "version": "1_0", "name": "Team", "items": items}],
         "mappings": [{"registry": "*", "repository": "*", "image": {"type": "tag", "value": "*"}, "policy_id": "p", "whitelist_ids": ["w"]}],
     }))
 }
@@ -323,7 +329,7 @@ fn a_blacklisted_repository_is_hit_by_every_spelling_of_its_references() {
     let digest = format!("sha256:{}", "ab".repeat(32));
     let b = load(&json!({
         "id": "b", "version": "1_0",
-        "policies": [{"id": "go", "rules": []}],
+        "policies": [{"id": "go", "version": "1_0", "rules": []}],
         "mappings": [rule("all", "*", "*", "tag", "*", "go")],
         "blacklisted_images": [{"id": "no-nginx", "registry": "*", "repository": "lib/nginx",
                                 "image": {"type": "tag", "value": "*"}}],

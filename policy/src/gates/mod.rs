@@ -9,6 +9,7 @@ use crate::facts::ImageFacts;
 use crate::params::Params;
 
 pub(crate) mod dockerfile;
+pub(crate) mod feeds;
 pub(crate) mod files;
 pub(crate) mod image;
 pub(crate) mod packages;
@@ -97,6 +98,7 @@ pub(crate) enum Check {
     Packages(packages::Check),
     Files(files::Check),
     Image(image::Check),
+    Feeds(feeds::Check),
 }
 
 impl Check {
@@ -112,7 +114,10 @@ impl Check {
             }
             "dockerfile" => dockerfile::Check::build(trigger, params).map(Check::Dockerfile),
             "packages" => packages::Check::build(trigger, params).map(Check::Packages),
-            "files" | "secret_scans" => files::Check::build(trigger, params).map(Check::Files),
+            "files" | "secret_scans" => {
+                files::Check::build(gate, trigger, params).map(Check::Files)
+            }
+            "npms" | "ruby_gems" => Ok(Check::Feeds(feeds::Check::build(gate, trigger, params))),
             _ => image::Check::build(trigger, params).map(Check::Image),
         }
     }
@@ -125,6 +130,7 @@ impl Check {
             Check::Packages(c) => c.evaluate(ctx),
             Check::Files(c) => c.evaluate(ctx),
             Check::Image(c) => c.evaluate(ctx),
+            Check::Feeds(c) => Ok(c.evaluate(ctx)),
         }
     }
 }
@@ -133,4 +139,57 @@ impl Check {
 pub(crate) fn py_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
     format!("[{}]", quoted.join(", "))
+}
+
+/// anchore's TriggerEvaluationError text for a rule whose trigger failed while running (e.g. a regex
+/// parameter that does not compile: anchore keeps it a string until then): the gate, the trigger, the
+/// parameters as Python prints a dict, and the cause.
+pub(crate) fn trigger_error(gate: &str, trigger: &str, params: &Params, cause: &str) -> String {
+    let shown: Vec<String> = params
+        .given()
+        .iter()
+        .map(|(name, value)| format!("{}: {}", py_str(name), py_str(value)))
+        .collect();
+    format!(
+        "Trigger evaluation failed for gate {gate} and trigger {trigger}, with parameters: ({{{}}}) due to: {cause}",
+        shown.join(", ")
+    )
+}
+
+/// Python's `repr()` of a string (the quoting its dicts print with).
+fn py_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// A regex parameter as the check keeps it: compiled, or anchore's evaluation error for the rule.
+pub(crate) fn regex_param(
+    gate: &str,
+    trigger: &str,
+    params: &Params,
+    name: &str,
+) -> Option<Result<regex::Regex, String>> {
+    params
+        .regex(name)
+        .map(|r| r.map_err(|e| trigger_error(gate, trigger, params, &e)))
 }

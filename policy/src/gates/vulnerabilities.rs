@@ -63,7 +63,8 @@ pub(crate) struct PackageCheck {
     vendor_only: bool,
     max_days_since_creation: Option<i64>,
     max_days_since_fix: Option<i64>,
-    path_exclude: Option<Regex>,
+    /// Compiled, or the rule's evaluation error (anchore compiles it only when the trigger runs).
+    path_exclude: Option<Result<Regex, String>>,
 }
 
 /// A compiled check of the vulnerabilities gate.
@@ -130,7 +131,12 @@ impl Check {
                     vendor_only: p.bool("vendor_only").unwrap_or(true),
                     max_days_since_creation: p.int("max_days_since_creation"),
                     max_days_since_fix: p.int("max_days_since_fix"),
-                    path_exclude: p.regex("package_path_exclude"),
+                    path_exclude: super::regex_param(
+                        "vulnerabilities",
+                        "package",
+                        p,
+                        "package_path_exclude",
+                    ),
                 }))
             }
             "stale_feed_data" => Check::StaleFeed {
@@ -149,6 +155,9 @@ impl Check {
         match self {
             Check::Package(check) => {
                 let vulns = facts.vulnerabilities.as_ref().ok_or_else(unavailable)?;
+                if let Some(Err(e)) = &check.path_exclude {
+                    return Err(e.clone());
+                }
                 Ok(ctx
                     .vulns
                     .order
@@ -246,7 +255,7 @@ impl PackageCheck {
         if self.vendor_only && v.will_not_fix {
             return None;
         }
-        if let (Some(re), Some(path)) = (&self.path_exclude, &v.package_path) {
+        if let (Some(Ok(re)), Some(path)) = (&self.path_exclude, &v.package_path) {
             if re.is_match(path) {
                 return None;
             }

@@ -87,7 +87,7 @@ pub fn file(path: &str, mode: u32) -> FileEntry {
 pub fn bundle_doc(rules: Value) -> Value {
     json!({
         "id": "b1", "version": "1_0", "name": "test",
-        "policies": [{"id": "p1", "rules": rules}],
+        "policies": [{"id": "p1", "version": "1_0", "rules": rules}],
         "whitelists": [],
         "mappings": [{"id": "m1", "registry": "*", "repository": "*", "image": {"type": "tag", "value": "*"},
                       "policy_ids": ["p1"], "whitelist_ids": []}],
