@@ -246,8 +246,8 @@ fn big_bundle(rules: usize) -> Value {
         .collect();
     json!({
         "id": "rules1000", "version": "1_0",
-        "policies": [{"id": "p", "rules": rules}],
-        "whitelists": [{"id": "w", "items": items}],
+        "policies": [{"id": "p", "version": "1_0", "rules": rules}],
+        "whitelists": [{"id": "w", "version": "1_0", "items": items}],
         "mappings": [{"registry": "*", "repository": "*", "image": {"type": "tag", "value": "*"}, "policy_id": "p", "whitelist_ids": ["w"]}],
     })
 }

@@ -107,7 +107,7 @@ async fn analyzed(client: &Client, dir: &Path, db: &TestDb) -> String {
 fn always_stop(id: &str) -> Value {
     json!({
         "id": id, "version": "1_0",
-        "policies": [{"id": "p", "rules": [{"id": "r", "gate": "always", "trigger": "always", "action": "STOP"}]}],
+        "policies": [{"id": "p", "version": "1_0", "rules": [{"id": "r", "gate": "always", "trigger": "always", "action": "STOP"}]}],
         "mappings": [{"registry": "*", "repository": "*", "image": {"type": "tag", "value": "*"}, "policy_id": "p"}],
     })
 }
