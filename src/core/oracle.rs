@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use fathom_analyzer::source::registry::DigestResolver;
 use fathom_analyzer::source::Platform;
 use fathom_analyzer::AnalyzeError;
-use fathom_policy::{Action, Evaluation};
+use fathom_policy::{Action, Evaluation, Reason};
 use fathom_webhook::{
     AnalysisState, Finding, ImageId, ImageOracle, IndexPlatforms, OracleError, Outcome,
     PlatformImage, Resolved, Verdict,
@@ -57,6 +57,7 @@ impl PolicyCheck for NoPolicyEngine {
         Ok(Verdict {
             outcome: Outcome::Go,
             bundle: bundle.unwrap_or("none").to_owned(),
+            unmapped: false,
             findings: vec![Finding {
                 trigger: "policy".into(),
                 outcome: Outcome::Go,
@@ -157,6 +158,7 @@ fn verdict(evaluation: &Evaluation) -> Verdict {
     Verdict {
         outcome: outcome(evaluation.final_action),
         bundle: evaluation.bundle_id.clone(),
+        unmapped: evaluation.final_action_reason == Reason::NoMatchingMapping,
         findings: evaluation
             .rows
             .iter()

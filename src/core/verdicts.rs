@@ -144,6 +144,7 @@ mod tests {
         Verdict {
             outcome: Outcome::Go,
             bundle: bundle.into(),
+            unmapped: false,
             findings: Vec::new(),
         }
     }

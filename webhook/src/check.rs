@@ -54,6 +54,8 @@ pub enum Reason {
     Unsupported,
     /// The image reference does not parse.
     BadReference,
+    /// No mapping of the bundle selects the image, and `services.webhook.unmapped` is `deny`.
+    Unmapped,
     /// The policy said STOP.
     Stop,
 }
@@ -80,6 +82,7 @@ impl Reason {
             Reason::Refused => "registry_refused",
             Reason::Unsupported => "unsupported",
             Reason::BadReference => "bad_reference",
+            Reason::Unmapped => "unmapped",
             Reason::Stop => "stop",
         }
     }
@@ -225,7 +228,11 @@ impl Admission {
             };
         }
         match self.oracle.evaluate(id, ctx.bundle).await {
-            Ok(verdict) => from_verdict(&verdict, self.settings.config.unevaluable),
+            Ok(verdict) => from_verdict(
+                &verdict,
+                self.settings.config.unevaluable,
+                self.settings.config.unmapped,
+            ),
             Err(e @ OracleError::Unavailable(_)) => undecided("evaluating its policy", e),
             // The bundle (or the stored image) is gone: an answer, not an outage to wait out; admitting
             // by failure policy would let every image through while it lasts.

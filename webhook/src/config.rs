@@ -64,6 +64,18 @@ pub enum Unevaluable {
     Warn,
 }
 
+/// How an image no mapping of the bundle selects is admitted. The policy engine answers such an image
+/// with anchore's fall-through GO; an admission controller that let it through would admit whatever
+/// the bundle forgot to map, so the default denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmapped {
+    /// Deny, naming the bundle and this key.
+    Deny,
+    /// Admit (anchore's GO), with a warning saying no mapping selected the image.
+    Allow,
+}
+
 /// One `services.webhook.selectors[i]` entry. Every condition given must match (regexes, unanchored
 /// unless written with `^...$`); the first matching selector picks the mode.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -161,6 +173,8 @@ pub struct WebhookConfig {
     pub platforms: Vec<String>,
     /// How a STOP rule that could not be evaluated counts: `stop` (deny) or `warn` (admit, warned).
     pub unevaluable: Unevaluable,
+    /// How an image no mapping of the bundle selects is admitted: `deny` or `allow`.
+    pub unmapped: Unmapped,
     /// Inventory entries (a workload's container running a digest) not seen for this long expire.
     #[serde(with = "fathom_config::duration")]
     pub inventory_ttl: Duration,
@@ -199,6 +213,7 @@ impl Default for WebhookConfig {
             pin_digests: false,
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
             unevaluable: Unevaluable::Stop,
+            unmapped: Unmapped::Deny,
             inventory_ttl: Duration::from_secs(7 * 24 * 3600),
             inventory_sync: false,
             inventory_sync_interval: Duration::from_secs(600),
@@ -391,6 +406,8 @@ mod tests {
             parse(r#"{"unevaluable":"warn"}"#).unevaluable,
             Unevaluable::Warn
         );
+        assert_eq!(c.unmapped, Unmapped::Deny);
+        assert_eq!(parse(r#"{"unmapped":"allow"}"#).unmapped, Unmapped::Allow);
     }
 
     #[test]

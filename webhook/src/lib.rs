@@ -43,7 +43,9 @@ mod verdict;
 pub use admission::{Admission, Answer};
 pub use check::Reason;
 pub use cluster::{KubeNamespaces, Labels, NamespaceSource};
-pub use config::{FailurePolicy, Mode, SelectorConfig, Settings, Unevaluable, WebhookConfig};
+pub use config::{
+    FailurePolicy, Mode, SelectorConfig, Settings, Unevaluable, Unmapped, WebhookConfig,
+};
 pub use error::{Error, Result};
 pub use metrics::Metrics;
 pub use oracle::{

@@ -117,6 +117,9 @@ pub struct Verdict {
     pub bundle: String,
     /// The findings behind a STOP or WARN.
     pub findings: Vec<Finding>,
+    /// No mapping of the bundle selects the image: the policy engine's answer is anchore's fall-through
+    /// GO, and `services.webhook.unmapped` decides the admission.
+    pub unmapped: bool,
 }
 
 /// Why the oracle could not answer. Only [`Unavailable`](Self::Unavailable) leaves the answer to the

@@ -3,12 +3,38 @@
 //! `services.webhook.unevaluable` says.
 
 use crate::check::{ImageVerdict, Reason};
-use crate::config::Unevaluable;
+use crate::config::{Unevaluable, Unmapped};
 use crate::oracle::{Outcome, Verdict};
 
 /// The admission's reading of a verdict. A STOP rule that could not be evaluated counts as `unevaluable`
 /// says (the policy engine reports it as WARN).
-pub(crate) fn from_verdict(v: &Verdict, unevaluable: Unevaluable) -> ImageVerdict {
+///
+/// An image no mapping of the bundle selects (anchore's fall-through GO) is decided by `unmapped`.
+pub(crate) fn from_verdict(
+    v: &Verdict,
+    unevaluable: Unevaluable,
+    unmapped: Unmapped,
+) -> ImageVerdict {
+    if v.unmapped {
+        return match unmapped {
+            Unmapped::Deny => ImageVerdict::Deny {
+                reason: Reason::Unmapped,
+                message: format!(
+                    "is selected by no mapping of policy bundle {:?}, and services.webhook.unmapped \
+                     is deny",
+                    v.bundle
+                ),
+            },
+            Unmapped::Allow => ImageVerdict::Pass {
+                reason: Reason::Go,
+                warnings: vec![format!(
+                    "policy bundle {:?} has no mapping for this image: admitted unevaluated \
+                     (services.webhook.unmapped: allow)",
+                    v.bundle
+                )],
+            },
+        };
+    }
     let described = |wanted: Outcome| {
         v.findings
             .iter()
@@ -97,6 +123,7 @@ mod tests {
         Verdict {
             outcome: Outcome::Warn,
             bundle: "strict".into(),
+            unmapped: false,
             findings: vec![
                 Finding {
                     trigger: "vulnerabilities.package".into(),
@@ -116,7 +143,7 @@ mod tests {
 
     #[test]
     fn an_unevaluable_stop_rule_denies_unless_configured_to_warn() {
-        match from_verdict(&missing_data(), Unevaluable::Stop) {
+        match from_verdict(&missing_data(), Unevaluable::Stop, Unmapped::Deny) {
             ImageVerdict::Deny { reason, message } => {
                 assert_eq!(reason, Reason::Stop);
                 assert!(
@@ -131,7 +158,7 @@ mod tests {
             }
             other => panic!("admitted: {other:?}"),
         }
-        match from_verdict(&missing_data(), Unevaluable::Warn) {
+        match from_verdict(&missing_data(), Unevaluable::Warn, Unmapped::Deny) {
             ImageVerdict::Pass { reason, warnings } => {
                 assert_eq!(reason, Reason::Warn);
                 assert_eq!(warnings.len(), 2, "{warnings:?}");
@@ -149,12 +176,53 @@ mod tests {
     fn an_unevaluable_warn_rule_stays_a_warning() {
         let mut v = missing_data();
         v.findings[0].outcome = Outcome::Warn;
-        match from_verdict(&v, Unevaluable::Stop) {
+        match from_verdict(&v, Unevaluable::Stop, Unmapped::Deny) {
             ImageVerdict::Pass { reason, warnings } => {
                 assert_eq!(reason, Reason::Warn);
                 assert_eq!(warnings.len(), 2, "{warnings:?}");
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Issue 31: the policy engine answers an image no mapping selects with anchore's fall-through GO;
+    /// the admission follows `services.webhook.unmapped` instead.
+    #[test]
+    fn an_unmapped_image_is_decided_by_unmapped() {
+        let v = Verdict {
+            outcome: Outcome::Go,
+            bundle: "strict".into(),
+            unmapped: true,
+            findings: Vec::new(),
+        };
+        match from_verdict(&v, Unevaluable::Stop, Unmapped::Deny) {
+            ImageVerdict::Deny { reason, message } => {
+                assert_eq!(reason, Reason::Unmapped);
+                assert!(message.contains("services.webhook.unmapped"), "{message}");
+                assert!(message.contains("\"strict\""), "{message}");
+                assert!(!message.contains("  "), "{message}");
+            }
+            other => panic!("admitted: {other:?}"),
+        }
+        match from_verdict(&v, Unevaluable::Stop, Unmapped::Allow) {
+            ImageVerdict::Pass { reason, warnings } => {
+                assert_eq!(reason, Reason::Go);
+                assert_eq!(warnings.len(), 1, "{warnings:?}");
+                assert!(warnings[0].contains("no mapping"), "{warnings:?}");
+            }
+            other => panic!("not admitted: {other:?}"),
+        }
+        // A mapped GO is a GO, whatever `unmapped` says.
+        let mapped = Verdict {
+            unmapped: false,
+            ..v
+        };
+        assert!(matches!(
+            from_verdict(&mapped, Unevaluable::Stop, Unmapped::Deny),
+            ImageVerdict::Pass {
+                reason: Reason::Go,
+                ..
+            }
+        ));
     }
 }

@@ -186,6 +186,7 @@ async fn policy_stop_warn_and_go_with_the_selected_bundle() {
         Verdict {
             outcome: Outcome::Stop,
             bundle: "strict".into(),
+            unmapped: false,
             findings: vec![
                 finding(
                     "vulnerabilities.package",
@@ -201,6 +202,7 @@ async fn policy_stop_warn_and_go_with_the_selected_bundle() {
         Verdict {
             outcome: Outcome::Warn,
             bundle: "strict".into(),
+            unmapped: false,
             findings: vec![finding(
                 "dockerfile.effective_user",
                 Outcome::Warn,

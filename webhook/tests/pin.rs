@@ -106,6 +106,7 @@ async fn denied_objects_are_not_patched_and_without_pin_digests_there_is_no_muta
         Verdict {
             outcome: Outcome::Stop,
             bundle: "strict".into(),
+            unmapped: false,
             findings: vec![Finding {
                 trigger: "packages.blacklist".into(),
                 outcome: Outcome::Stop,

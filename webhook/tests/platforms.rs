@@ -137,6 +137,7 @@ async fn a_tag_of_an_index_is_denied_until_arm64_is_analyzed_and_then_judged_on_
         Verdict {
             outcome: Outcome::Stop,
             bundle: "strict".into(),
+            unmapped: false,
             findings: vec![Finding {
                 trigger: "packages.blacklist".into(),
                 outcome: Outcome::Stop,
@@ -312,6 +313,7 @@ async fn each_platform_of_an_index_pinned_by_digest_is_judged_not_left_to_the_fa
         Verdict {
             outcome: Outcome::Stop,
             bundle: "strict".into(),
+            unmapped: false,
             findings: vec![Finding {
                 trigger: "packages.blacklist".into(),
                 outcome: Outcome::Stop,

@@ -41,6 +41,7 @@ fn stop(bundle: &str) -> Verdict {
     Verdict {
         outcome: Outcome::Stop,
         bundle: bundle.into(),
+        unmapped: false,
         findings: vec![Finding {
             trigger: "packages.blacklist".into(),
             outcome: Outcome::Stop,

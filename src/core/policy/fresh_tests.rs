@@ -73,6 +73,7 @@ fn verdict(bundle: &str) -> Verdict {
     Verdict {
         outcome: Outcome::Go,
         bundle: bundle.into(),
+        unmapped: false,
         findings: Vec::new(),
     }
 }

@@ -226,6 +226,7 @@ impl ImageOracle for FakeOracle {
             .unwrap_or(Verdict {
                 outcome: fathom_webhook::Outcome::Go,
                 bundle: bundle.unwrap_or("active").into(),
+                unmapped: false,
                 findings: Vec::new(),
             }))
     }
