@@ -138,10 +138,13 @@ fn anchore_accepts_these_and_so_does_fathom() {
     }
 }
 
+/// (case, bundle, expected problems as (path, message)).
+type Refused<'a> = (&'a str, Value, Vec<(&'a str, &'a str)>);
+
 #[test]
 fn anchore_refuses_these_with_the_same_problems() {
     let policy = json!([{"id": "p", "version": "1_0", "rules": []}]);
-    let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Refused> = vec![
         // swagger PolicyBundle `required: [id, version, mappings, policies]`.
         ("no id", json!({"version": "1_0", "policies": policy, "mappings": all(false)}),
          vec![("$", "missing required field `id`")]),
@@ -252,4 +255,42 @@ fn file_modes_read_as_python_int_base_8() {
         .contains("invalid literal for int() with base 8: 'rwx'"));
     facts.files = Some(Vec::new());
     assert!(run(&rule("rwx", "equals"), &facts).rows.is_empty());
+}
+
+#[test]
+fn dockerfile_and_metadata_values_are_read_when_the_rule_runs() {
+    // dockerfile.py InstructionCheckTrigger: `like` is `re.match(value, line)` per line of the instruction.
+    let like = one_rule(
+        "dockerfile",
+        "instruction",
+        "STOP",
+        &[("instruction", "RUN"), ("check", "like"), ("value", "[a-")],
+    );
+    let mut facts = image();
+    facts.image.config.instructions = vec!["FROM debian".into()];
+    assert_eq!(rows(&like, &facts), [], "no RUN line: nothing to match");
+    facts.image.config.instructions.push("RUN make".into());
+    let r = run(&like, &facts);
+    assert_eq!(r.final_action, Action::Warn);
+    assert!(r.rows[0].error);
+    assert!(r.rows[0]
+        .check_output
+        .contains("Trigger evaluation failed for gate dockerfile and trigger instruction"));
+    // image_metadata.py: the value is converted to the attribute's type when the trigger runs.
+    let count = one_rule(
+        "metadata",
+        "attribute",
+        "STOP",
+        &[
+            ("attribute", "layer_count"),
+            ("check", ">"),
+            ("value", "many"),
+        ],
+    );
+    let r = run(&count, &image());
+    assert_eq!(r.final_action, Action::Warn);
+    assert!(r.rows[0].error);
+    assert!(r.rows[0]
+        .check_output
+        .contains("Trigger evaluation failed for gate metadata and trigger attribute"));
 }

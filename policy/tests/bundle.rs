@@ -38,9 +38,9 @@ fn every_rule_problem_is_reported_with_its_path() {
         {"id": "r4", "gate": "dockerfile", "trigger": "instruction", "action": "MAYBE",
          "params": [{"name": "instruction", "value": "HEALTHCHECK"}, {"name": "check", "value": "="}]},
         {"id": "r5", "gate": "dockerfile", "trigger": "instruction", "action": "WARN",
-         "params": [{"name": "instruction", "value": "RUN"}, {"name": "check", "value": "like"}, {"name": "value", "value": "[a-"}]},
+         "params": [{"name": "instruction", "value": "RUN"}, {"name": "check", "value": "likes"}, {"name": "value", "value": "[a-"}]},
         {"id": "r6", "gate": "metadata", "trigger": "attribute", "action": "WARN",
-         "params": [{"name": "attribute", "value": "layer_count"}, {"name": "check", "value": ">"}, {"name": "value", "value": "many"}]},
+         "params": [{"name": "attribute", "value": "weight"}, {"name": "check", "value": ">"}, {"name": "value", "value": "many"}]},
         {"id": "r7", "gate": "dockerfile", "trigger": "exposed_ports", "action": "WARN",
          "params": [{"name": "ports", "value": "22,http"}, {"name": "type", "value": "blacklist"}, {"name": "type", "value": "whitelist"}]},
         {"id": "r8", "gate": "files", "trigger": "name_match", "action": "WARN", "params": [{"name": "regex", "value": 5}]},
@@ -64,8 +64,9 @@ fn every_rule_problem_is_reported_with_its_path() {
     assert!(at("$.policies[0].rules[3].params")[0]
         .contains("missing required parameter `max_days_since_sync`"));
     assert!(at("$.policies[0].rules[4].action")[0].contains("unknown action `MAYBE`"));
-    assert!(at("$.policies[0].rules[5].params[2].value")[0].contains("invalid regex"));
-    assert!(at("$.policies[0].rules[6].params[2].value")[0].contains("not a valid layer_count"));
+    // Regexes and values are read when the rule runs (anchore_corpus.rs); the enums are checked here.
+    assert!(at("$.policies[0].rules[5].params[1].value")[0].contains("`likes` is not one of"));
+    assert!(at("$.policies[0].rules[6].params[0].value")[0].contains("`weight` is not one of"));
     assert!(at("$.policies[0].rules[7].params[0].value")[0].contains("`http` is not a port number"));
     assert!(at("$.policies[0].rules[8].params[0].value")[0].contains("expected a string"));
     // The unreadable value also leaves the required `regex` unset: reported, at the params list.
@@ -74,14 +75,20 @@ fn every_rule_problem_is_reported_with_its_path() {
 }
 
 #[test]
-fn value_needing_checks_refused_without_value() {
-    let doc = bundle_doc(
-        json!([{"id": "r", "gate": "dockerfile", "trigger": "instruction", "action": "WARN",
-        "params": [{"name": "instruction", "value": "FROM"}, {"name": "check", "value": "="}]}]),
-    );
-    let errors = refused(&doc);
-    assert_eq!(errors[0].0, "$.policies[0].rules[0].params");
-    assert!(errors[0].1.contains("needs parameter `value`"));
+fn value_needing_checks_without_value_are_accepted_and_never_fire() {
+    // anchore's `value` is optional for every check (dockerfile.py InstructionCheckTrigger,
+    // image_metadata.py): a check that needs one returns without firing when it has none.
+    let mut facts = image();
+    facts.image.config.instructions = vec!["FROM debian".into()];
+    for rule in [
+        json!({"id": "r", "gate": "dockerfile", "trigger": "instruction", "action": "STOP",
+               "params": [{"name": "instruction", "value": "FROM"}, {"name": "check", "value": "="}]}),
+        json!({"id": "r", "gate": "metadata", "trigger": "attribute", "action": "STOP",
+               "params": [{"name": "attribute", "value": "distro"}, {"name": "check", "value": "="}, {"name": "value", "value": ""}]}),
+    ] {
+        let b = load(&bundle_doc(json!([rule])));
+        assert_eq!(rows(&b, &facts), [], "{rule}");
+    }
 }
 
 #[test]

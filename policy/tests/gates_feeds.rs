@@ -22,9 +22,12 @@ fn facts() -> fathom_policy::ImageFacts {
     f
 }
 
+/// (gate, trigger, params, expected Check_Output).
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+
 #[test]
 fn blacklists_fire_once_per_rule_on_name_or_installed_version() {
-    let cases: &[(&str, &str, &[(&str, &str)], &[&str])] = &[
+    let cases: &[Case] = &[
         (
             "npms",
             "blacklisted_name_version",

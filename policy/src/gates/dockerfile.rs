@@ -69,10 +69,14 @@ pub(crate) enum Op {
     Ne(String),
     Exists,
     NotExists,
-    Like(Regex),
-    NotLike(Regex),
+    /// `like` / `not_like`: the regex compiled, or the rule's evaluation error (anchore runs `re.match`
+    /// on each line, so a bad regex fails the rule only when the instruction is there).
+    Like(Result<Regex, String>),
+    NotLike(Result<Regex, String>),
     In(Vec<String>),
     NotIn(Vec<String>),
+    /// A check that needs a `value` given none: anchore's trigger returns without firing.
+    Never,
 }
 
 /// A compiled check of the dockerfile gate.
@@ -111,29 +115,22 @@ impl Check {
                     .copied()
                     .find(|c| Some(*c) == p.str("check"))
                     .unwrap_or("exists");
-                let value = p.str("value").map(String::from);
+                let given = p.str("value").map(String::from);
                 let needs_value = !matches!(check, "exists" | "not_exists");
-                let value = match (needs_value, value) {
-                    (true, None) => {
-                        let message = format!("check `{check}` needs parameter `value`");
-                        return Err(vec![BuildError {
-                            param: None,
-                            message,
-                        }]);
-                    }
-                    (_, v) => v.unwrap_or_default(),
-                };
+                let value = given.clone().unwrap_or_default();
                 let regex = |v: &str| {
-                    match_regex(v)
-                        .map_err(|e| vec![BuildError::at("value", format!("invalid regex: {e}"))])
+                    match_regex(v).map_err(|e| {
+                        super::trigger_error("dockerfile", "instruction", p, &e.to_string())
+                    })
                 };
                 let op = match check {
+                    _ if needs_value && given.is_none() => Op::Never,
                     "=" => Op::Eq(value.clone()),
                     "!=" => Op::Ne(value.clone()),
                     "exists" => Op::Exists,
                     "not_exists" => Op::NotExists,
-                    "like" => Op::Like(regex(&value)?),
-                    "not_like" => Op::NotLike(regex(&value)?),
+                    "like" => Op::Like(regex(&value)),
+                    "not_like" => Op::NotLike(regex(&value)),
                     "in" => Op::In(split_list(&value)),
                     _ => Op::NotIn(split_list(&value)),
                 };
@@ -159,9 +156,9 @@ impl Check {
         })
     }
 
-    pub(crate) fn evaluate(&self, ctx: &Ctx<'_>) -> Vec<Fire> {
+    pub(crate) fn evaluate(&self, ctx: &Ctx<'_>) -> Result<Vec<Fire>, String> {
         let df = ctx.dockerfile;
-        match self {
+        Ok(match self {
             Check::Instruction {
                 actual_only: true, ..
             }
@@ -176,6 +173,9 @@ impl Check {
                 ..
             } => {
                 let mut fires = Vec::new();
+                if matches!(op, Op::Never) {
+                    return Ok(fires);
+                }
                 for line in df.get(directive) {
                     let rest = line.get(directive.len()..).unwrap_or_default().trim();
                     let hit = match op {
@@ -183,8 +183,9 @@ impl Check {
                         Op::Ne(v) => rest != v,
                         Op::Exists => true,
                         Op::NotExists => false,
-                        Op::Like(re) => re.is_match(rest),
-                        Op::NotLike(re) => !re.is_match(rest),
+                        Op::Like(re) => re.as_ref().map_err(String::clone)?.is_match(rest),
+                        Op::NotLike(re) => !re.as_ref().map_err(String::clone)?.is_match(rest),
+                        Op::Never => false,
                         Op::In(list) => list.iter().any(|v| v == rest),
                         Op::NotIn(list) => !list.iter().any(|v| v == rest),
                     };
@@ -238,7 +239,7 @@ impl Check {
                     )]
                 }
             }
-        }
+        })
     }
 }
 

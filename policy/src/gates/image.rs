@@ -20,6 +20,10 @@ pub(crate) enum Check {
     LicenseExact(Vec<String>),
     LicensePartial(Vec<String>),
     Always,
+    /// An `attribute` rule anchore accepts but cannot run as written: with no value for a check that
+    /// needs one its trigger returns without firing (`None`); a value that does not read as the
+    /// attribute's type, or a bad regex, raises when the trigger runs — the rule's evaluation error.
+    Deferred(Option<String>),
 }
 
 /// The right-hand side of an attribute check, parsed for the attribute's type.
@@ -78,6 +82,21 @@ fn parse_val(attribute: &str, value: &str) -> Option<Val> {
 
 impl Check {
     pub(crate) fn build(trigger: &str, p: &Params) -> Result<Check, Vec<BuildError>> {
+        // anchore's attribute parameters are plain strings (TypeValidator("string")), read when the trigger
+        // runs: what fathom reads at build time becomes the rule's outcome at evaluation.
+        match Check::compile(trigger, p) {
+            Ok(check) => Ok(check),
+            Err(errors) if trigger == "attribute" => Ok(Check::Deferred(
+                errors
+                    .into_iter()
+                    .find(|e| e.param.is_some())
+                    .map(|e| super::trigger_error("metadata", "attribute", p, &e.message)),
+            )),
+            Err(errors) => Err(errors),
+        }
+    }
+
+    fn compile(trigger: &str, p: &Params) -> Result<Check, Vec<BuildError>> {
         Ok(match trigger {
             "attribute" => {
                 let find = |list: &'static [&'static str], name| {
@@ -85,7 +104,8 @@ impl Check {
                 };
                 let attribute = find(crate::catalog::ATTRIBUTES, "attribute").unwrap_or("size");
                 let check = find(crate::catalog::ATTRIBUTE_CHECKS, "check").unwrap_or("exists");
-                let value = p.str("value");
+                // anchore: `op.requires_rvalue and not rval` returns, so an empty value is none.
+                let value = p.str("value").filter(|v| !v.is_empty());
                 let bad = |m: String| vec![BuildError::at("value", m)];
                 let op = match (check, value) {
                     ("exists", _) => Op::Exists(true),
@@ -167,6 +187,8 @@ impl Check {
                 list.iter().any(|b| l.contains(b.as_str()))
             }),
             Check::Always => vec![Fire::msg("always")],
+            Check::Deferred(None) => Vec::new(),
+            Check::Deferred(Some(e)) => return Err(e.clone()),
         })
     }
 }

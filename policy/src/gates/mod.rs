@@ -126,7 +126,7 @@ impl Check {
     pub(crate) fn evaluate(&self, ctx: &Ctx<'_>) -> Result<Vec<Fire>, String> {
         match self {
             Check::Vulnerabilities(c) => c.evaluate(ctx),
-            Check::Dockerfile(c) => Ok(c.evaluate(ctx)),
+            Check::Dockerfile(c) => c.evaluate(ctx),
             Check::Packages(c) => c.evaluate(ctx),
             Check::Files(c) => c.evaluate(ctx),
             Check::Image(c) => c.evaluate(ctx),
