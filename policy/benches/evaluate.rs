@@ -72,8 +72,8 @@ fn big_bundle(rules: usize) -> ValidatedBundle {
         .collect();
     support::load(&json!({
         "id": "big", "version": "1_0",
-        "policies": [{"id": "p", "rules": rules}],
-        "whitelists": [{"id": "w", "items": items}],
+        "policies": [{"id": "p", "version": "1_0", "rules": rules}],
+        "whitelists": [{"id": "w", "version": "1_0", "items": items}],
         "mappings": [{"registry": "*", "repository": "*", "image": {"type": "tag", "value": "*"}, "policy_id": "p", "whitelist_ids": ["w"]}],
     }))
 }
