@@ -431,7 +431,8 @@ fn policy_validate_prints_every_problem_with_its_path() {
     let bad = dir.path().join("bad.json");
     let mut doc = blacklist("b", "x");
     doc["policies"][0]["rules"][0]["gate"] = json!("nosuchgate");
-    doc["mappings"][0]["policy_ids"] = json!(["nope"]);
+    // The mapping still reaches the policy: anchore checks only the policies mappings reach.
+    doc["mappings"][0]["policy_ids"] = json!(["b-policy", "nope"]);
     std::fs::write(&bad, doc.to_string()).unwrap();
     let out = cli(&["policy", "validate", bad.to_str().unwrap()]);
     assert_eq!(code(&out), 1, "{out:?}");
@@ -440,7 +441,7 @@ fn policy_validate_prints_every_problem_with_its_path() {
         text.contains("$.policies[0].rules[0].gate: unknown gate"),
         "{text}"
     );
-    assert!(text.contains("$.mappings[0].policy_ids[0]"), "{text}");
+    assert!(text.contains("$.mappings[0].policy_ids[1]"), "{text}");
 
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, serde_yaml::to_string(&blacklist("g", "x")).unwrap()).unwrap();
