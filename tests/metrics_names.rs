@@ -23,6 +23,15 @@ const EXTERNAL_METRICS: &[(&str, &str)] = &[];
 /// fathom's own names whose series exist only per registry host, so an idle process (which has met no
 /// registry) cannot export them; each names the test that asserts them after real registry work.
 const PER_HOST_METRICS: &[(&str, &str)] = &[
+    // Per notification endpoint, likewise: the deployment's core configures none.
+    (
+        "fathom_notify_deliveries_total",
+        "tests/notify_delivery.rs signed_events_arrive_in_order_and_bad_endpoints_block_no_one",
+    ),
+    (
+        "fathom_notify_delivery_latency_seconds_bucket",
+        "tests/notify_delivery.rs signed_events_arrive_in_order_and_bad_endpoints_block_no_one",
+    ),
     (
         "fathom_worker_registry_requests_total",
         "tests/worker.rs metrics_pass_promtool_and_health_answers",

@@ -237,6 +237,11 @@ async fn signed_events_arrive_in_order_and_bad_endpoints_block_no_one() {
         "{delivered} not in:\n{metrics}"
     );
     assert!(metrics.contains("fathom_notify_dispatcher_leader 1"));
+    assert!(
+        metrics
+            .contains("fathom_notify_delivery_latency_seconds_bucket{endpoint=\"good\",le=\"10\"}"),
+        "{metrics}"
+    );
     let rows: Vec<String> =
         sqlx::query_scalar("SELECT row_to_json(d)::text FROM notify_deliveries d")
             .fetch_all(&pool)

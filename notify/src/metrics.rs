@@ -34,6 +34,8 @@ pub struct NotifyMetrics {
     oldest: GaugeVec,
     unfanned: IntGauge,
     unfanned_oldest: Gauge,
+    dead_all: IntGauge,
+    backlog: Gauge,
     leader: IntGauge,
 }
 
@@ -86,6 +88,14 @@ impl NotifyMetrics {
                 "fathom_notify_outbox_oldest_seconds",
                 "Age of the oldest event not yet fanned out (0 when none)",
             )?,
+            dead_all: IntGauge::new(
+                "fathom_notify_deliveries_dead",
+                "Dead deliveries kept for retry, all endpoints (the alert's series: it exists with no endpoint)",
+            )?,
+            backlog: Gauge::new(
+                "fathom_notify_backlog_seconds",
+                "Age of the oldest owed event: not yet fanned out, or pending to any endpoint (0 when none)",
+            )?,
             leader: IntGauge::new(
                 "fathom_notify_dispatcher_leader",
                 "1 on the core that dispatches notifications",
@@ -99,6 +109,8 @@ impl NotifyMetrics {
         registry.register(Box::new(m.oldest.clone()))?;
         registry.register(Box::new(m.unfanned.clone()))?;
         registry.register(Box::new(m.unfanned_oldest.clone()))?;
+        registry.register(Box::new(m.dead_all.clone()))?;
+        registry.register(Box::new(m.backlog.clone()))?;
         registry.register(Box::new(m.leader.clone()))?;
         for t in EVENT_TYPES {
             m.events.with_label_values(&[t]);
@@ -165,6 +177,12 @@ impl NotifyMetrics {
         }
         self.unfanned.set(unfanned);
         self.unfanned_oldest.set(unfanned_oldest);
+        self.dead_all.set(owed.iter().map(|(_, o)| o.dead).sum());
+        let oldest_pending = owed
+            .iter()
+            .map(|(_, o)| o.oldest_pending_secs)
+            .fold(0.0, f64::max);
+        self.backlog.set(oldest_pending.max(unfanned_oldest));
     }
 
     /// Whether this core dispatches.

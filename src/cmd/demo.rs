@@ -204,6 +204,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     super::demo_gate::run(&store, &references, &cache_key).await?;
     super::demo_watch::run(&url, &store).await?;
+    super::demo_notify::run(&url, &store).await?;
     // Close every pool before the server goes away, so nothing logs a lost connection on the way out.
     store.pool().close().await;
     drop(store);

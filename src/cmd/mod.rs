@@ -10,6 +10,8 @@ pub mod demo;
 #[cfg(feature = "demo")]
 mod demo_gate;
 #[cfg(feature = "demo")]
+mod demo_notify;
+#[cfg(feature = "demo")]
 mod demo_registry;
 #[cfg(feature = "demo")]
 pub mod demo_vulns;
