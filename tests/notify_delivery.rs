@@ -403,3 +403,84 @@ async fn a_core_killed_during_delivery_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// One stored Debian image carrying `hotpkg 1.0-1` (a document as the store keeps it).
+async fn store_image(pool: &PgPool, digest: &str) {
+    let doc = json!({"distro": {"id": "debian", "version_id": "12"}, "packages": [
+        {"name": "hotpkg", "version": "1.0-1", "package_type": "deb", "purl": "",
+         "metadata": {"source": "hotpkg"}, "introduced_in": {"index": 0, "digest": "sha256:l"}}]});
+    let doc = zstd::bulk::compress(&serde_json::to_vec(&doc).unwrap(), 3).unwrap();
+    sqlx::query(
+        "INSERT INTO fathom_images (manifest_digest, config_digest, platform, layers, status, analyzer_version, cache_key, document) \
+         VALUES ($1, 'c', 'linux/amd64', ARRAY['sha256:l'], 'analyzed', 'b', 'k', $2)",
+    )
+    .bind(digest)
+    .bind(doc)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// A Debian feed directory with one record for `hotpkg` fixed in 2.0-1.
+fn hot_feed(dir: &Path) {
+    use std::io::Write;
+    let path = dir.join("Debian").join("all.zip");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    zip.start_file("HOT-1.json", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    let record = json!({"id": "HOT-1", "modified": "2026-01-01T00:00:00Z", "aliases": ["CVE-2026-0001"],
+        "affected": [{"package": {"ecosystem": "Debian:12", "name": "hotpkg"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0-1"}]}]}]});
+    zip.write_all(record.to_string().as_bytes()).unwrap();
+    zip.finish().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_written_by_fathom_vulns_sync_is_delivered_by_the_core() {
+    std::env::set_var(SECRET_ENV, SECRET);
+    let db = test_db().await;
+    let pool = PgPool::connect(db.url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(SECRET).await;
+    let tls = dir.path().join("tls");
+    webhook_certs(&tls);
+    let notifications = format!(
+        "    poll_interval: 200ms\n    endpoints:\n{}",
+        endpoint(
+            "vulns",
+            &rx.url("vulns"),
+            ", events: [dev.fathom.image.vulnerabilities.]"
+        )
+    );
+    let _api = Api::start(
+        dir.path(),
+        db.url(),
+        &core_extra(&tls, &free_addr(), &notifications),
+    );
+    let digest = format!("sha256:{}", "e".repeat(64));
+    store_image(&pool, &digest).await;
+    let feed = dir.path().join("feed");
+    hot_feed(&feed);
+    // `fathom vulns sync` in a process of its own: its re-match writes the event in its transaction.
+    let out = support::fathom()
+        .args(["vulns", "sync", "--ecosystems", "Debian", "--from"])
+        .arg(&feed)
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = rx.wait_for("vulns", 1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].verified, Ok(()));
+    assert_eq!(got[0].event["type"], types::IMAGE_VULNERABILITIES_CHANGED);
+    assert_eq!(got[0].event["subject"], digest.as_str());
+    assert!(
+        got[0].event["data"].to_string().contains("HOT-1"),
+        "{}",
+        got[0].event
+    );
+}

@@ -116,7 +116,7 @@ pub async fn run(url: &str, store: &Store) -> anyhow::Result<()> {
             data.truncate(cut);
             data.push('…');
         }
-        println!("    {n:>4} × {kind:<44} e.g. {subject}: {data}");
+        println!("    {kind}: {n} (e.g. {subject}: {data})");
     }
     Ok(())
 }
