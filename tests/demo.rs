@@ -75,6 +75,17 @@ fn the_demo_runs_every_step_and_a_moved_watched_tag_is_analyzed_and_its_workload
         "{}",
         rows[0]
     );
+    // The local receiver got every event the demo's changes wrote, each signature verified.
+    let notes = line("notifications (a SAMPLE local receiver");
+    let numbers: Vec<u64> = notes
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // "... 127.0.0.1:PORT/hook ...): X of Y events delivered in Ts, Z signatures verified"
+    let tail = &numbers[numbers.len() - 5..];
+    assert!(tail[0] > 0 && tail[0] == tail[1], "{notes}");
+    assert_eq!(tail[4], tail[0], "{notes}");
+    assert!(stdout.contains("dev.fathom.image.analyzed: "), "{stdout}");
     assert!(
         started.elapsed() < Duration::from_secs(900),
         "the demo took {:?}",
