@@ -28,7 +28,7 @@ mod watcher;
 use sqlx::migrate::Migrator;
 
 pub use catalog::{tag_reference, Catalog, RepositoryRequest, Submission, HISTORY_SHOWN};
-pub use config::CatalogConfig;
+pub use config::{CatalogConfig, RetentionConfig};
 pub use error::{Error, Result};
 pub use metrics::CatalogMetrics;
 pub use model::{HistoryEntry, PassReport, RepositoryLook, Watch, WatchDetail};

@@ -128,6 +128,7 @@ impl Core {
                 config.services.policy_engine.clone(),
             )?),
             catalog: Some(Arc::new(catalog.clone())),
+            inventory_ttl: config.services.webhook.inventory_ttl,
         });
         let app = api::router(state, Tokens::from_config(&[])?, metrics)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

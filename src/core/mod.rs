@@ -12,6 +12,7 @@ pub mod election;
 pub mod facts;
 pub mod facts_local;
 pub mod feeds;
+pub mod forget;
 pub mod inventory_sync;
 pub mod oracle;
 pub mod policy;

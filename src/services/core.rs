@@ -80,6 +80,7 @@ pub async fn run_core(
         documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
         policy: Arc::new(policy),
         catalog: Some(Arc::new(catalog.clone())),
+        inventory_ttl: config.services.webhook.inventory_ttl,
     });
     // The admission webhook beside the API, on its own HTTPS port, its metrics on the API's /metrics.
     // Bound before the API serves so a taken port or a missing certificate fails the start.
@@ -127,9 +128,17 @@ pub async fn run_core(
         )))
     };
     let maintenance = tokio::spawn(api::maintenance::run(
-        queue,
+        queue.clone(),
         api.clone(),
         metrics.clone(),
+        shutdown.clone(),
+    ));
+    // Layers no image uses and the retention rules, one core per interval.
+    let forget = tokio::spawn(crate::core::forget::run(
+        state.store.pool().clone(),
+        queue.clone(),
+        catalog_config.clone(),
+        config.services.webhook.inventory_ttl,
         shutdown.clone(),
     ));
     let feeds = config.services.feeds.clone();
@@ -194,6 +203,7 @@ pub async fn run_core(
         .await
         .context("API server")?;
     maintenance.abort();
+    forget.abort();
     if let Some(gauges) = queue_gauges {
         gauges.abort();
     }

@@ -66,6 +66,7 @@ pub async fn run_policy_engine(
         documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
         policy: Arc::new(policy),
         catalog: None,
+        inventory_ttl: config.services.webhook.inventory_ttl,
     });
     let app = engine::router(state, tokens, metrics);
     tracing::info!(address = %bound, "policy engine listening");

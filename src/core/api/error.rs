@@ -51,6 +51,11 @@ impl ApiError {
         )
     }
 
+    /// 422: a path digest that is not `sha256:<64 lowercase hex digits>`.
+    pub fn invalid_digest(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_digest", message)
+    }
+
     /// 401: no or a wrong bearer token.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -144,6 +149,12 @@ impl From<fathom_worker::store::StoreError> for ApiError {
             tracing::error!(error = %e, "store error");
             ApiError::internal(INTERNAL)
         }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::from(fathom_worker::store::StoreError::Sqlx(e))
     }
 }
 

@@ -11,6 +11,7 @@ mod content;
 pub(crate) mod engine;
 mod error;
 mod extract;
+mod forget;
 mod forward;
 mod images;
 pub(crate) mod maintenance;
@@ -58,6 +59,8 @@ pub struct ApiState {
     pub policy: Arc<crate::core::policy::PolicyEngine>,
     /// Tag and repository watches (`services.catalog`); none where the core does not serve them.
     pub catalog: Option<Arc<fathom_catalog::Catalog>>,
+    /// A use seen this recently keeps an image from an unforced delete (`services.webhook.inventory_ttl`).
+    pub inventory_ttl: Duration,
 }
 
 impl ApiState {
@@ -83,6 +86,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/images"),
     ("GET", "/v1/images"),
     ("GET", "/v1/images/{digest}"),
+    ("DELETE", "/v1/images/{digest}"),
     ("GET", "/v1/images/by-job/{id}"),
     ("GET", "/v1/images/{digest}/packages"),
     ("GET", "/v1/images/{digest}/sbom"),
@@ -134,7 +138,10 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
     let v1 = Router::new()
         .route("/v1/images", get(images::list).post(images::submit))
         .route("/v1/images/by-job/{id}", get(images::by_job))
-        .route("/v1/images/{digest}", get(images::get))
+        .route(
+            "/v1/images/{digest}",
+            get(images::get).delete(forget::delete),
+        )
         .route("/v1/images/{digest}/packages", get(images::packages))
         .route("/v1/images/{digest}/sbom", get(images::sbom))
         .route("/v1/images/{digest}/layers", get(images::layers))

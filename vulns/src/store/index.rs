@@ -327,7 +327,7 @@ async fn mark_undecodable(pool: &PgPool, bad: &[Undecodable]) -> Result<()> {
 }
 
 /// The batch's package rows, encoded for COPY.
-fn package_rows(images: &[Indexed]) -> Vec<CopyRows> {
+fn package_rows(images: &[&Indexed]) -> Vec<CopyRows> {
     let mut out = vec![];
     for (digest, _, rows) in images {
         for r in rows {
@@ -356,8 +356,23 @@ async fn write_batch(pool: &PgPool, images: &[Indexed]) -> Result<()> {
     Ok(())
 }
 
-/// [`write_batch`] inside the caller's transaction.
+/// Locks the images still stored (an image deletion locks its row first, so it waits for this batch or
+/// this batch waits for it and skips the image).
+const LOCK_STORED_SQL: &str = "SELECT manifest_digest FROM fathom_images \
+     WHERE manifest_digest = ANY($1) AND status = 'analyzed' FOR KEY SHARE";
+
+/// [`write_batch`] inside the caller's transaction. Images deleted since their documents were read are
+/// left out: indexing them would list a deleted image in by-package and by-vulnerability lookups.
 async fn write_batch_in(tx: &mut sqlx::PgConnection, images: &[Indexed]) -> Result<()> {
+    let read: Vec<&str> = images.iter().map(|i| i.0.as_str()).collect();
+    let stored: Vec<String> = sqlx::query_scalar(LOCK_STORED_SQL)
+        .bind(&read)
+        .fetch_all(&mut *tx)
+        .await?;
+    let images: Vec<&Indexed> = images
+        .iter()
+        .filter(|i| stored.iter().any(|s| s == &i.0))
+        .collect();
     let digests: Vec<&str> = images.iter().map(|i| i.0.as_str()).collect();
     let analyzed: Vec<&str> = images.iter().map(|i| i.1.as_str()).collect();
     let keys: BTreeSet<(&str, &str, &str)> = images
@@ -377,7 +392,7 @@ async fn write_batch_in(tx: &mut sqlx::PgConnection, images: &[Indexed]) -> Resu
         .bind(&analyzed)
         .execute(&mut *tx)
         .await?;
-    copy_in(&mut *tx, COPY_PACKAGES_SQL, package_rows(images)).await?;
+    copy_in(&mut *tx, COPY_PACKAGES_SQL, package_rows(&images)).await?;
     sqlx::query(INSERT_KEYS_SQL)
         .bind(&e)
         .bind(&n)

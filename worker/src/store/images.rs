@@ -103,6 +103,18 @@ ON CONFLICT (manifest_digest) DO UPDATE SET
 WHERE fathom_images.status = 'failed'
 "#;
 
+/// Locks the image's layer rows that exist (the sweeper skips locked rows, so none of them goes while this
+/// transaction lives).
+const LOCK_LAYERS_SQL: &str =
+    "SELECT digest FROM fathom_layers WHERE digest = ANY($1) AND cache_key = $2 FOR KEY SHARE";
+
+/// Of the image's layers missing from the cache, those the sweeper deleted (a fresh statement: it sees
+/// tombstones committed while the lock above waited for the sweeper).
+const SWEPT_LAYERS_SQL: &str = r#"
+SELECT t.digest FROM fathom_layer_tombstones t
+WHERE t.digest = ANY($1) AND t.cache_key = $2 AND t.swept_at > now() - interval '1 day'
+"#;
+
 const ADD_REFERENCE_SQL: &str = r#"
 INSERT INTO fathom_image_references (reference, manifest_digest) VALUES ($1, $2)
 ON CONFLICT (reference, manifest_digest) DO UPDATE SET last_seen_at = now()
@@ -182,6 +194,7 @@ pub async fn save_analysis_in(
     timings: Timings,
 ) -> Result<()> {
     let image = &analysis.image;
+    keep_layers(conn, &layer_digests(image), &analysis.analyzer.cache_key).await?;
     let document = compress(&format!("image {}", image.manifest_digest), analysis)?;
     let distro = analysis.distro.as_ref().map(|d| {
         if d.pretty_name.is_empty() {
@@ -206,6 +219,31 @@ pub async fn save_analysis_in(
         .execute(&mut *conn)
         .await?;
     add_reference_in(conn, &image.manifest_digest, reference).await
+}
+
+/// Makes sure the layers an analysis read from the cache are still there when its image is stored: the
+/// existing rows are locked for the transaction, and a layer the sweeper deleted since the job read it
+/// fails the save with [`super::StoreError::LayerSwept`] (the job retries and analyzes it again). A layer
+/// missing without a tombstone was never stored (its cache write failed): that is the analysis' warning.
+async fn keep_layers(conn: &mut PgConnection, layers: &[String], cache_key: &str) -> Result<()> {
+    let present: Vec<String> = sqlx::query_scalar(LOCK_LAYERS_SQL)
+        .bind(layers)
+        .bind(cache_key)
+        .fetch_all(&mut *conn)
+        .await?;
+    let missing: Vec<&String> = layers.iter().filter(|l| !present.contains(l)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let swept: Vec<String> = sqlx::query_scalar(SWEPT_LAYERS_SQL)
+        .bind(&missing)
+        .bind(cache_key)
+        .fetch_all(&mut *conn)
+        .await?;
+    match swept.into_iter().next() {
+        Some(digest) => Err(super::StoreError::LayerSwept { digest }),
+        None => Ok(()),
+    }
 }
 
 /// Records that the image (already stored) was seen under `reference`.

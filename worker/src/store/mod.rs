@@ -57,6 +57,13 @@ pub enum StoreError {
         /// What went wrong.
         message: String,
     },
+    /// A layer the analysis read from the cache was deleted by the layer sweeper before the image was
+    /// stored (no image referenced it then): the job is retried and analyzes the layer again.
+    #[error("layer {digest} was swept from the layer cache while the job ran; retrying")]
+    LayerSwept {
+        /// The swept layer.
+        digest: String,
+    },
     /// The database URL could not be understood.
     #[error("invalid database URL: {0}")]
     Url(String),

@@ -1,0 +1,58 @@
+//! `DELETE /v1/images/{digest}`: forget a stored image (see [`crate::core::forget::delete`]).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{Path, Query};
+use super::images::check_digest;
+use super::ApiState;
+use crate::core::forget::delete::{delete_image, Blocker, Outcome, Rules};
+
+/// `DELETE /v1/images/{digest}` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// The 409 message: every reason, and how to delete anyway.
+pub(crate) fn blocked_message(digest: &str, blockers: &[Blocker]) -> String {
+    let reasons: Vec<&str> = blockers.iter().map(|b| b.detail.as_str()).collect();
+    format!(
+        "{digest} is still in use: {}; delete it anyway with force=true",
+        reasons.join("; ")
+    )
+}
+
+pub(super) async fn delete(
+    State(state): State<Arc<ApiState>>,
+    Path(digest): Path<String>,
+    Query(query): Query<DeleteQuery>,
+) -> Result<Response, ApiError> {
+    // A malformed digest can never name an image: 422, unlike the read routes' 400 (kept for them).
+    check_digest(&digest).map_err(|e| ApiError::invalid_digest(e.message))?;
+    let rules = Rules {
+        force: query.force,
+        inventory_ttl: state.inventory_ttl,
+    };
+    match delete_image(state.store.pool(), &digest, rules).await? {
+        Outcome::Deleted(deleted) => {
+            tracing::info!(
+                digest = %deleted.digest,
+                references = deleted.references.len(),
+                forced = query.force,
+                overridden = deleted.overridden.len(),
+                "image deleted"
+            );
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Outcome::NotFound => Err(ApiError::not_found(format!("no image {digest} is stored"))),
+        Outcome::Blocked(blockers) => Err(ApiError::conflict(blocked_message(&digest, &blockers))),
+    }
+}
