@@ -62,6 +62,8 @@ enum Command {
     Events(cmd::notifications::EventsArgs),
     /// Notifications: deliveries (what is owed to whom), retry dead ones, test NAME (a signed test event).
     Notifications(cmd::notifications::NotificationsArgs),
+    /// Forget stored images: rm DIGEST [--force], prune [--dry-run] (services.catalog.retention).
+    Images(cmd::images::ImagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => cmd::watch::run(args),
         Command::Events(args) => cmd::notifications::run_events(args),
         Command::Notifications(args) => cmd::notifications::run_notifications(args),
+        Command::Images(args) => cmd::images::run(args),
     };
     match result {
         Ok(code) => code,

@@ -17,6 +17,7 @@ mod demo_registry;
 pub mod demo_vulns;
 #[cfg(feature = "demo")]
 mod demo_watch;
+pub mod images;
 pub mod migrate;
 pub mod notifications;
 pub mod policy;

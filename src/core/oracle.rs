@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::core::policy::config::PolicyEngineConfig;
+use crate::core::policy::fresh::{Freshness, Token};
 use crate::core::policy::PolicyEngine;
 use crate::core::verdicts::{Lookup, VerdictCache};
 use async_trait::async_trait;
@@ -182,10 +183,13 @@ pub struct StoreOracle {
     /// Submissions: the current catalogers key (an image analyzed under it needs no job) and attempts.
     cache_key: String,
     max_attempts: i32,
-    /// Digests seen analyzed, and when: an analysis is not undone, so admissions of the images a
-    /// cluster runs answer without a store round trip for `analyzed_ttl`.
-    analyzed: Mutex<HashMap<String, Instant>>,
+    /// Digests seen analyzed, when, and under which change token: admissions of the images a cluster
+    /// runs answer without a store round trip for `analyzed_ttl` — while nothing changed the image (a
+    /// deleted image is forgotten at once when `fresh` follows changes).
+    analyzed: Mutex<HashMap<String, (Instant, Option<Token>)>>,
     analyzed_ttl: Duration,
+    /// Committed changes to stored images (`None`: trust the TTL alone).
+    fresh: Option<Freshness>,
     /// Where admitted containers' images go (the inventory of what runs), when wired.
     inventory: Option<fathom_catalog::inventory::Recorder>,
 }
@@ -210,6 +214,7 @@ impl StoreOracle {
             max_attempts,
             analyzed: Mutex::new(HashMap::new()),
             analyzed_ttl,
+            fresh: None,
             inventory: None,
         }
     }
@@ -220,15 +225,31 @@ impl StoreOracle {
         self
     }
 
+    /// The same oracle, trusting an image seen analyzed only while `fresh` says nothing changed it (a
+    /// deletion or re-analysis moves its token); with the listener down, every admission asks the store.
+    pub fn with_freshness(mut self, fresh: Freshness) -> Self {
+        if fresh.follows_changes() {
+            self.fresh = Some(fresh);
+        }
+        self
+    }
+
+    /// The token an image's state is read under (read before the read, see [`Freshness`]).
+    fn token(&self, digest: &str) -> Option<Token> {
+        self.fresh.as_ref().and_then(|f| f.token(Some(digest)))
+    }
+
     fn known_analyzed(&self, digest: &str) -> bool {
         let Ok(map) = self.analyzed.lock() else {
             return false;
         };
-        map.get(digest)
-            .is_some_and(|seen| seen.elapsed() < self.analyzed_ttl)
+        map.get(digest).is_some_and(|(seen, token)| {
+            seen.elapsed() < self.analyzed_ttl
+                && (self.fresh.is_none() || (token.is_some() && *token == self.token(digest)))
+        })
     }
 
-    fn remember_analyzed(&self, digest: &str) {
+    fn remember_analyzed(&self, digest: &str, token: Option<Token>) {
         if self.analyzed_ttl.is_zero() {
             return;
         }
@@ -236,7 +257,7 @@ impl StoreOracle {
             if map.len() >= ANALYZED_CACHE_ENTRIES {
                 map.clear();
             }
-            map.insert(digest.to_owned(), Instant::now());
+            map.insert(digest.to_owned(), (Instant::now(), token));
         }
     }
 }
@@ -304,6 +325,7 @@ impl ImageOracle for StoreOracle {
         if self.known_analyzed(&image.digest) {
             return Ok(AnalysisState::Analyzed);
         }
+        let token = self.token(&image.digest);
         // Stored results are keyed by manifest digest, whatever reference they were submitted under.
         if let Some(stored) = self
             .store
@@ -313,7 +335,7 @@ impl ImageOracle for StoreOracle {
         {
             return Ok(match stored.status {
                 ImageStatus::Analyzed => {
-                    self.remember_analyzed(&image.digest);
+                    self.remember_analyzed(&image.digest, token);
                     AnalysisState::Analyzed
                 }
                 ImageStatus::Failed => AnalysisState::Failed {

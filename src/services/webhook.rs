@@ -34,6 +34,7 @@ pub async fn start(
     let mut registry_options = options.registry.clone();
     registry_options.timeout = registry_options.timeout.min(hook.timeout);
     let resolver = DigestResolver::new(registry_options, options.platform.clone());
+    let fresh = policy.as_ref().map(|p| p.freshness().clone());
     let policy = cached_policy_check(policy, store.pool().clone(), &config.services.policy_engine);
     // What runs, written in batches off the request path; a full queue drops uses (counted) instead.
     let dropped = prometheus::IntCounter::new(
@@ -55,6 +56,10 @@ pub async fn start(
         hook.cache_ttl,
     )
     .with_inventory(recorder);
+    let oracle = match fresh {
+        Some(fresh) => oracle.with_freshness(fresh),
+        None => oracle,
+    };
     // Selectors on namespace labels: the labels come from the Kubernetes API (in-cluster by default).
     let namespaces = KubeNamespaces::for_config(hook)
         .await

@@ -22,7 +22,7 @@ pub struct DeleteQuery {
 }
 
 /// The 409 message: every reason, and how to delete anyway.
-pub(crate) fn blocked_message(digest: &str, blockers: &[Blocker]) -> String {
+pub fn blocked_message(digest: &str, blockers: &[Blocker]) -> String {
     let reasons: Vec<&str> = blockers.iter().map(|b| b.detail.as_str()).collect();
     format!(
         "{digest} is still in use: {}; delete it anyway with force=true",

@@ -40,6 +40,7 @@ use fathom_worker::store::Store;
 
 pub use auth::Tokens;
 pub use error::ApiError;
+pub use forget::blocked_message;
 pub use metrics::ApiMetrics;
 
 /// What every handler shares.

@@ -2,9 +2,9 @@
 //! cascade) that no stored image references, walking `fathom_layers` in key order a small batch per
 //! transaction.
 //!
-//! Never a layer a job is using: a layer stored less than `grace` ago is left alone (a running job
-//! stores its layers before the image that references them), and so is one with a live claim (a worker
-//! is computing it). A job that read an old layer from the cache locks the rows of its layers when it
+//! Never a layer a job is using: a layer stored since the oldest running analysis was claimed, or less
+//! than `grace` ago, is left alone (a running job stores its layers before the image that references
+//! them), and so is one with a live claim (a worker is computing it). A job that read an old layer from the cache locks the rows of its layers when it
 //! stores its image (`FOR KEY SHARE`); the sweeper locks candidates `FOR UPDATE SKIP LOCKED` and checks
 //! again in a new statement before deleting, leaving a tombstone, so a job whose layer went meanwhile
 //! finds the tombstone and retries ([`fathom_worker::store::StoreError::LayerSwept`]).
@@ -30,6 +30,8 @@ const CANDIDATES_SQL: &str = r#"
 SELECT l.digest, l.cache_key FROM fathom_layers l
 WHERE (l.digest, l.cache_key) > ($1, $2) AND (l.digest, l.cache_key) <= ($3, $4)
   AND l.analyzed_at < now() - make_interval(secs => $5)
+  AND l.analyzed_at < coalesce((SELECT min(j.claimed_at) FROM fathom_jobs j
+                                WHERE j.state = 'running' AND j.kind = 'analyze'), 'infinity')
   AND NOT EXISTS (SELECT 1 FROM fathom_images i
                   WHERE i.layers @> ARRAY[l.digest] AND i.cache_key = l.cache_key)
   AND NOT EXISTS (SELECT 1 FROM fathom_layer_claims c

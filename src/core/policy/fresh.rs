@@ -103,6 +103,11 @@ impl Freshness {
         self.inner.live.load(SeqCst).then_some(token)
     }
 
+    /// Whether this follows changes at all (a listener was started; it may be reconnecting now).
+    pub fn follows_changes(&self) -> bool {
+        self._subscription.is_some()
+    }
+
     /// Whether the listener is connected and listening.
     #[cfg(test)]
     pub fn is_live(&self) -> bool {

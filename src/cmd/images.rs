@@ -1,0 +1,176 @@
+//! `fathom images rm DIGEST [--force]` and `fathom images prune [--dry-run]`: forget stored images, by
+//! hand or by the configured retention rules (`services.catalog.retention`). `rm` works on the database
+//! or through the API (`--api`); `prune` on the database with the configuration's rules.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use reqwest::Method;
+
+use super::backend::ApiClient;
+use crate::config::FathomConfig;
+use crate::core::forget::delete::{delete_image, Outcome, Rules};
+use crate::core::forget::retention::{prune, PruneReport};
+
+/// Arguments of `fathom images`.
+#[derive(clap::Args, Debug)]
+pub struct ImagesArgs {
+    /// YAML configuration file (`database.url`, `services.catalog.retention`,
+    /// `services.webhook.inventory_ttl`); `FATHOM_*` overrides apply.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL connection URL (else `database.url`; unused with --api).
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Go through the core's API at this base URL instead of the database (`rm` only).
+    #[arg(long, env = "FATHOM_API_URL", global = true)]
+    pub api: Option<String>,
+    /// Bearer token for --api.
+    #[arg(long, env = "FATHOM_API_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: ImagesCommand,
+}
+
+/// `fathom images` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ImagesCommand {
+    /// Delete a stored image (record, references, vulnerability index, checks, inventory rows); its
+    /// layers go with the next layer sweep unless another image uses them.
+    Rm {
+        /// The image's manifest digest (`sha256:...`).
+        digest: String,
+        /// Delete even while a job, a watched tag or a running workload uses it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Apply `services.catalog.retention` once: delete what the rules select (never what a job, a watched
+    /// tag or a running workload uses).
+    Prune {
+        /// Only list what would be deleted and why (and what would be kept).
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Runs `fathom images`. Exit 0 done; 1 when `rm` found the image in use (without --force), unknown, or
+/// failed.
+pub fn run(args: ImagesArgs) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(async move {
+        match &args.command {
+            ImagesCommand::Rm { digest, force } => rm(&args, digest, *force).await,
+            ImagesCommand::Prune { dry_run } => prune_cmd(&args, *dry_run).await,
+        }
+    })
+}
+
+async fn database(args: &ImagesArgs) -> anyhow::Result<(FathomConfig, sqlx::PgPool)> {
+    let config = FathomConfig::load(args.config.as_deref())?;
+    let url = config.database_url(args.database_url.clone())?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    Ok((config, pool))
+}
+
+fn check_digest(digest: &str) -> anyhow::Result<()> {
+    let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    anyhow::ensure!(
+        ok,
+        "{digest:?} is not an image digest: give the manifest digest, sha256:<64 lowercase hex digits> (fathom status REF shows it)"
+    );
+    Ok(())
+}
+
+async fn rm(args: &ImagesArgs, digest: &str, force: bool) -> anyhow::Result<ExitCode> {
+    check_digest(digest)?;
+    if let Some(url) = &args.api {
+        let api = ApiClient::new(url, args.token.clone())?;
+        let query = [("force", force.to_string())];
+        let path = format!("/v1/images/{digest}");
+        api.call(Method::DELETE, &path, &query, None, "images rm")
+            .await?;
+        println!("deleted {digest}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (config, pool) = database(args).await?;
+    let rules = Rules {
+        force,
+        inventory_ttl: config.services.webhook.inventory_ttl,
+    };
+    match delete_image(&pool, digest, rules).await? {
+        Outcome::Deleted(d) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                println!("deleted {digest}");
+                for b in &d.overridden {
+                    println!("  (forced past: {})", b.detail);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::NotFound => {
+            eprintln!("images rm: no image {digest} is stored");
+            Ok(ExitCode::from(1))
+        }
+        Outcome::Blocked(blockers) => {
+            eprintln!(
+                "images rm: {}",
+                crate::core::api::blocked_message(digest, &blockers)
+                    .replace("force=true", "--force")
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn prune_cmd(args: &ImagesArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.api.is_none(),
+        "images prune works on the database (--database-url or database.url), not through --api"
+    );
+    let (config, pool) = database(args).await?;
+    let rules = &config.services.catalog.retention;
+    if !rules.enabled() {
+        eprintln!(
+            "images prune: no retention rule is on (services.catalog.retention.keep_per_tag, untagged_after); nothing to do"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = prune(&pool, rules, config.services.webhook.inventory_ttl, dry_run).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report, dry_run);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &PruneReport, dry_run: bool) {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for d in &report.deleted {
+        println!("{verb} {} ({}): {}", d.digest, d.rule, d.why);
+    }
+    for (d, blockers) in &report.kept {
+        let why: Vec<&str> = blockers.iter().map(|b| b.detail.as_str()).collect();
+        println!(
+            "{} {} ({}): {}",
+            if dry_run { "would keep" } else { "kept" },
+            d.digest,
+            d.rule,
+            why.join("; ")
+        );
+    }
+    if report.deleted.is_empty() && report.kept.is_empty() {
+        println!("nothing to delete");
+    }
+}

@@ -1,0 +1,638 @@
+//! The store forgets on purpose, through a real `fathom run` on a real Postgres, real workers and the
+//! run's real registry: deleting an image (every route and lookup forgets it, its unique layers are
+//! swept, a shared base stays, a cached verdict is never served again), the conflicts that keep an
+//! image unless forced, a delete racing a re-analysis, and retention by tag.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use fathom_testkit::osv;
+use fathom_testkit::samples::{SampleEntry, SampleKind};
+use fathom_testkit::{BuiltImage, Compress, Pusher};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use support::api::{Api, Client};
+use support::{WorkerProc, WorkerSpec};
+
+/// `base` with one more layer holding an npm package of its own (`forget-<marker>`).
+fn variant(base: &str, marker: &str) -> BuiltImage {
+    let samples = fathom_testkit::samples::sample_images();
+    let mut sample = samples.iter().find(|s| s.name == base).unwrap().clone();
+    let dir = |path: &str| SampleEntry {
+        path: path.to_string(),
+        mode: 0o755,
+        kind: SampleKind::Dir,
+    };
+    let manifest = format!(
+        "{{\"name\": \"forget-{marker}\", \"version\": \"1.0.0\", \"license\": \"MIT\"}}\n"
+    );
+    sample.layers.push(vec![
+        dir("/srv"),
+        dir("/srv/node_modules"),
+        dir(&format!("/srv/node_modules/forget-{marker}")),
+        SampleEntry {
+            path: format!("/srv/node_modules/forget-{marker}/package.json"),
+            mode: 0o644,
+            kind: SampleKind::File(manifest.into_bytes()),
+        },
+    ]);
+    sample.name = format!("{base}-{marker}");
+    BuiltImage::from_sample(&sample, Compress::Gzip).unwrap()
+}
+
+fn layer_digests(image: &BuiltImage) -> Vec<String> {
+    image.layers.iter().map(|l| l.digest()).collect()
+}
+
+/// `services.*` lines: the feed cycle over the sample feed in `feed` (when given), a catalog sweeping
+/// every second with no grace, and `catalog` lines of the caller's.
+fn core_config(feed: Option<&std::path::Path>, catalog: &str) -> String {
+    let feeds = feed.map_or(String::new(), |f| {
+        format!(
+            "  feeds:\n    enabled: true\n    base_url: '{}'\n    ecosystems: [{}]\n    rematch_interval: 1s\n",
+            f.display(),
+            osv::SAMPLE_FEEDS.join(", ")
+        )
+    });
+    format!(
+        "{feeds}  catalog:\n    layer_sweep_interval: 1s\n    layer_sweep_grace: 0s\n{catalog}registry:\n  insecure: ['{}']\n  timeout: 5s\n",
+        support::registry()
+    )
+}
+
+async fn pool(url: &str) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+async fn poll(client: &Client, path: &str, done: impl Fn(StatusCode, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, answer) = client.get(path).await;
+        if done(status, &answer) {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET {path} never got there: {status} {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Submits and waits for the analysis; the digest.
+async fn analyze(client: &Client, reference: &str) -> String {
+    let done = client.submit_and_wait(reference).await;
+    done["digest"].as_str().unwrap().to_string()
+}
+
+async fn layers_stored(pool: &PgPool, digests: &[String]) -> Vec<String> {
+    let mut stored: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT digest FROM fathom_layers WHERE digest = ANY($1)")
+            .bind(digests)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    stored.sort();
+    stored
+}
+
+async fn count(pool: &PgPool, sql: &str, digest: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(digest)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn carriers(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["manifest_digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_image_is_gone_from_every_route_its_own_layers_are_swept_and_the_shared_base_stays(
+) {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = tempfile::tempdir().unwrap();
+    osv::write_sample_feed(feed.path(), false).unwrap();
+    let registry = support::registry();
+    let repo = support::unique_repo("shared");
+    let (gone, kept) = (
+        variant("debian-python-npm", "gone"),
+        variant("debian-python-npm", "kept"),
+    );
+    let pusher = Pusher::new(&registry, None);
+    pusher.push(&repo, "gone", &gone).await.unwrap();
+    pusher.push(&repo, "kept", &kept).await.unwrap();
+    let api = Api::start(dir.path(), db.url(), &core_config(Some(feed.path()), ""));
+    let client = api.client();
+    let worker = WorkerProc::start(dir.path(), "w1", db.url(), &WorkerSpec::default());
+    let gone_ref = format!("{registry}/{repo}:gone");
+    let a = analyze(&client, &gone_ref).await;
+    let b = analyze(&client, &format!("{registry}/{repo}:kept")).await;
+    assert_eq!((&a, &b), (&gone.manifest_digest(), &kept.manifest_digest()));
+    let (gone_layers, kept_layers) = (layer_digests(&gone), layer_digests(&kept));
+    let shared: Vec<String> = gone_layers
+        .iter()
+        .filter(|l| kept_layers.contains(l))
+        .cloned()
+        .collect();
+    let own = gone_layers.last().unwrap().clone();
+    assert!(!shared.is_empty() && !shared.contains(&own));
+    for digest in [&a, &b] {
+        poll(
+            &client,
+            &format!("/v1/images/{digest}/vulnerabilities"),
+            |s, v| s == StatusCode::OK && v["matched"] == true,
+        )
+        .await;
+    }
+    let glibc = format!("/v1/vulnerabilities/{}/images", osv::alias(osv::GLIBC));
+    let mut both = carriers(&client.get(&glibc).await.1);
+    both.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(both, expected);
+
+    // A check is cached (the second answer is a hit) before the delete.
+    let check = format!("/v1/images/{a}/check");
+    let first = client
+        .request(reqwest::Method::GET, &check)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let again = client
+        .request(reqwest::Method::GET, &check)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["fathom-cache"], "hit");
+    let db_pool = pool(db.url()).await;
+    assert_eq!(
+        count(
+            &db_pool,
+            "SELECT count(*) FROM fathom_policy_evaluations WHERE image_digest = $1",
+            &a
+        )
+        .await,
+        1
+    );
+
+    // Bad input first: a malformed digest is 422, an unknown one 404, never a 500.
+    let (status, answer) = client.delete("/v1/images/sha256:NOPE").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_digest");
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let (status, answer) = client.delete(&format!("/v1/images/{unknown}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+
+    let (status, answer) = client.delete(&format!("/v1/images/{a}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    // Deleting twice: 404, not a 500.
+    let (status, answer) = client.delete(&format!("/v1/images/{a}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+
+    // Every route forgets it; the cached verdict is never served again.
+    for route in [
+        "",
+        "/packages",
+        "/sbom",
+        "/layers",
+        "/files",
+        "/vulnerabilities",
+        "/check",
+    ] {
+        let (status, answer) = client.get(&format!("/v1/images/{a}{route}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{route}: {answer}");
+    }
+    let (_, checks) = client.get(&format!("/v1/images/{a}/checks")).await;
+    assert_eq!(checks["items"], json!([]), "{checks}");
+    let (_, by_name) = client.get("/v1/packages?name=forget-gone").await;
+    assert_eq!(
+        by_name["items"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{by_name}"
+    );
+    let (_, by_base) = client.get("/v1/packages?name=libc6").await;
+    let holders: Vec<&str> = by_base["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["manifest_digest"].as_str().unwrap())
+        .collect();
+    assert!(
+        holders.contains(&b.as_str()) && !holders.contains(&a.as_str()),
+        "{by_base}"
+    );
+    assert_eq!(carriers(&client.get(&glibc).await.1), [b.clone()]);
+    for (table, column) in [
+        ("fathom_image_references", "manifest_digest"),
+        ("fathom_vuln_images", "manifest_digest"),
+        ("fathom_vuln_image_packages", "manifest_digest"),
+        ("fathom_policy_evaluations", "image_digest"),
+    ] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
+        assert_eq!(count(&db_pool, &sql, &a).await, 0, "{table}");
+    }
+    assert_eq!(
+        count(&db_pool, "SELECT count(*) FROM notify_events WHERE type = 'dev.fathom.image.deleted' AND subject = $1", &a).await,
+        1
+    );
+
+    // The sweeper takes the deleted image's own layer; the base it shares stays.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while layers_stored(&db_pool, &[own.clone()]).await.len() == 1 {
+        assert!(Instant::now() < deadline, "layer {own} never swept");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut kept_sorted = kept_layers.clone();
+    kept_sorted.sort();
+    kept_sorted.dedup();
+    assert_eq!(layers_stored(&db_pool, &kept_layers).await, kept_sorted);
+
+    // The other image answers every route as before.
+    for route in [
+        "",
+        "/packages",
+        "/sbom",
+        "/layers",
+        "/files",
+        "/vulnerabilities",
+        "/check",
+    ] {
+        let (status, answer) = client.get(&format!("/v1/images/{b}{route}")).await;
+        assert_eq!(status, StatusCode::OK, "{route}: {answer}");
+    }
+    let (_, files) = client
+        .get(&format!("/v1/images/{b}/files?path_prefix=/srv"))
+        .await;
+    assert!(files.to_string().contains("forget-kept"), "{files}");
+
+    // Submitted again, it is analyzed as new.
+    let (status, again) = client
+        .post("/v1/images", json!({"reference": gone_ref}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["created"], true, "{again}");
+    let done = client.wait_done(again["job_id"].as_i64().unwrap()).await;
+    assert_eq!(done["status"], "analyzed", "{done}");
+    let (status, _) = client.get(&format!("/v1/images/{a}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, by_name) = client.get("/v1/packages?name=forget-gone").await;
+    assert_eq!(by_name["items"].as_array().unwrap().len(), 1, "{by_name}");
+    drop(worker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_a_watched_tag_or_a_running_workload_keeps_an_image_unless_forced() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = support::registry();
+    let repo = support::unique_repo("busy");
+    let image = variant("alpine-apk", "busy");
+    Pusher::new(&registry, None)
+        .push(&repo, "prod", &image)
+        .await
+        .unwrap();
+    let reference = format!("{registry}/{repo}:prod");
+    let api = Api::start(
+        dir.path(),
+        db.url(),
+        &core_config(None, "    watch_interval: 1h\n"),
+    );
+    let client = api.client();
+    let worker = WorkerProc::start(dir.path(), "w1", db.url(), &WorkerSpec::default());
+    let digest = analyze(&client, &reference).await;
+    drop(worker);
+    let path = format!("/v1/images/{digest}");
+    let conflict = |answer: &(StatusCode, Value), mention: &str| {
+        assert_eq!(answer.0, StatusCode::CONFLICT, "{answer:?}");
+        assert_eq!(answer.1["error"]["code"], "conflict");
+        let message = answer.1["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(mention),
+            "{message:?} should mention {mention:?}"
+        );
+        assert!(message.contains("force=true"), "{message}");
+    };
+
+    // A watched tag whose current digest it is.
+    let (status, watch) = client
+        .post("/v1/watches", json!({"reference": reference}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{watch}");
+    conflict(
+        &client.delete(&path).await,
+        &format!("current digest of the watched tag {reference}"),
+    );
+    let (status, _) = client.delete(&format!("/v1/watches/{}", watch["id"])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // A queued job (nobody works on it: the worker is gone).
+    let (status, queued) = client
+        .post("/v1/images", json!({"reference": reference, "force": true}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let job = queued["job_id"].as_i64().unwrap();
+    conflict(&client.delete(&path).await, &format!("job {job} is queued"));
+    let (status, _) = client.delete(&format!("/v1/jobs/{job}")).await;
+    assert!(status.is_success(), "{status}");
+
+    // A workload seen running within the inventory TTL (as the webhook or the Pod lister records it).
+    let db_pool = pool(db.url()).await;
+    sqlx::query(
+        "INSERT INTO fathom_inventory (namespace, owner_kind, owner_name, container, digest, image) \
+         VALUES ('shop', 'ReplicaSet', 'web-7d9', 'app', $1, $2)",
+    )
+    .bind(&digest)
+    .bind(&reference)
+    .execute(&db_pool)
+    .await
+    .unwrap();
+    conflict(
+        &client.delete(&path).await,
+        "seen running in shop ReplicaSet/web-7d9",
+    );
+
+    // The CLI says the same and exits 1; with --force it deletes, and the inventory rows go too.
+    let out = support::cli(db.url(), &["images", "rm", &digest]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("seen running in shop"),
+        "{out:?}"
+    );
+    let stored = client.get(&path).await;
+    assert_eq!(stored.0, StatusCode::OK, "still stored: {stored:?}");
+    let out = support::ok(&support::cli(
+        db.url(),
+        &["images", "rm", &digest, "--force"],
+    ));
+    assert!(out.contains(&format!("deleted {digest}")), "{out}");
+    assert_eq!(client.get(&path).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        count(
+            &db_pool,
+            "SELECT count(*) FROM fathom_inventory WHERE digest = $1",
+            &digest
+        )
+        .await,
+        0
+    );
+    let event: Value = sqlx::query_scalar(
+        "SELECT data FROM notify_events WHERE type = 'dev.fathom.image.deleted' AND subject = $1",
+    )
+    .bind(&digest)
+    .fetch_one(&db_pool)
+    .await
+    .unwrap();
+    assert_eq!(event["forced"], true, "{event}");
+    assert_eq!(event["overridden"][0]["reason"], "running", "{event}");
+
+    // Through the API, force overrides too.
+    let worker = WorkerProc::start(dir.path(), "w2", db.url(), &WorkerSpec::default());
+    let digest = analyze(&client, &reference).await;
+    drop(worker);
+    let (status, queued) = client
+        .post("/v1/images", json!({"reference": reference, "force": true}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    conflict(&client.delete(&path).await, "is queued");
+    let (status, answer) = client.delete(&format!("{path}?force=true")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    assert_eq!(
+        client.get(&format!("/v1/images/{digest}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Whether everything keyed by `digest` agrees: no image and nothing else, or the image with its
+/// references, a document and every layer it names in the cache (or never stored: a failed write).
+async fn whole_or_gone(pool: &PgPool, digest: &str) -> bool {
+    let image: Option<(String, Vec<String>, String, bool)> = sqlx::query_as(
+        "SELECT status, layers, cache_key, document IS NOT NULL FROM fathom_images WHERE manifest_digest = $1",
+    )
+    .bind(digest)
+    .fetch_optional(pool)
+    .await
+    .unwrap();
+    let refs = count(
+        pool,
+        "SELECT count(*) FROM fathom_image_references WHERE manifest_digest = $1",
+        digest,
+    )
+    .await;
+    let index = count(
+        pool,
+        "SELECT count(*) FROM fathom_vuln_images WHERE manifest_digest = $1",
+        digest,
+    )
+    .await
+        + count(
+            pool,
+            "SELECT count(*) FROM fathom_vuln_image_packages WHERE manifest_digest = $1",
+            digest,
+        )
+        .await;
+    match image {
+        None => {
+            assert_eq!(
+                (refs, index),
+                (0, 0),
+                "deleted, yet rows remain for {digest}"
+            );
+            false
+        }
+        Some((status, layers, key, has_document)) => {
+            assert_eq!((status.as_str(), has_document), ("analyzed", true));
+            assert!(refs >= 1, "stored without references");
+            let stored: i64 = sqlx::query_scalar(
+                "SELECT count(DISTINCT digest) FROM fathom_layers WHERE digest = ANY($1) AND cache_key = $2",
+            )
+            .bind(&layers)
+            .bind(&key)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            let mut distinct = layers.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(
+                stored,
+                distinct.len() as i64,
+                "stored with layers swept from under it"
+            );
+            true
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_re_analysis_leaves_the_old_or_the_new_record_whole() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = support::registry();
+    let repo = support::unique_repo("race");
+    let image = variant("debian-python-npm", "race");
+    Pusher::new(&registry, None)
+        .push(&repo, "1", &image)
+        .await
+        .unwrap();
+    let reference = format!("{registry}/{repo}:1");
+    let api = Api::start(dir.path(), db.url(), &core_config(None, ""));
+    let client = api.client();
+    let _worker = WorkerProc::start(dir.path(), "w1", db.url(), &WorkerSpec::default());
+    let digest = analyze(&client, &reference).await;
+    let db_pool = pool(db.url()).await;
+    let mut outcomes = (0, 0);
+    // The delete lands at different points of the forced re-analysis (claim, layers, commit); the
+    // sweeper (every second, no grace) takes the layers of whatever was deleted meanwhile.
+    for delay_ms in [0u64, 5, 20, 50, 100, 200, 400, 800] {
+        let (status, queued) = client
+            .post("/v1/images", json!({"reference": reference, "force": true}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+        let job = queued["job_id"].as_i64().unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let (status, answer) = client
+            .delete(&format!("/v1/images/{digest}?force=true"))
+            .await;
+        assert!(
+            matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_FOUND),
+            "{status} {answer}"
+        );
+        let done = poll(&client, &format!("/v1/images/by-job/{job}"), |_, e| {
+            matches!(e["status"].as_str(), Some("analyzed" | "failed"))
+        })
+        .await;
+        assert_eq!(
+            done["status"], "analyzed",
+            "a retried save still lands: {done}"
+        );
+        if whole_or_gone(&db_pool, &digest).await {
+            outcomes.0 += 1;
+        } else {
+            outcomes.1 += 1;
+        }
+        // Settle on a stored image before the next round.
+        if client.get(&format!("/v1/images/{digest}")).await.0 == StatusCode::NOT_FOUND {
+            analyze(&client, &reference).await;
+        }
+        assert!(whole_or_gone(&db_pool, &digest).await);
+    }
+    eprintln!(
+        "rounds ending with the new record: {}, with none: {}",
+        outcomes.0, outcomes.1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_exactly_keep_per_tag_digests_of_a_watched_tag_pushed_again_and_again() {
+    let db = support::test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = support::registry();
+    let repo = support::unique_repo("retained");
+    let api = Api::start(
+        dir.path(),
+        db.url(),
+        &core_config(
+            None,
+            "    watch_interval: 1s\n    retention:\n      keep_per_tag: 2\n      interval: 1s\n",
+        ),
+    );
+    let client = api.client();
+    let _worker = WorkerProc::start(dir.path(), "w1", db.url(), &WorkerSpec::default());
+    let pusher = Pusher::new(&registry, None);
+    let reference = format!("{registry}/{repo}:prod");
+    let versions: Vec<BuiltImage> = (1..=4)
+        .map(|n| variant("alpine-apk", &format!("v{n}")))
+        .collect();
+    pusher.push(&repo, "prod", &versions[0]).await.unwrap();
+    let (status, watch) = client
+        .post("/v1/watches", json!({"reference": reference}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{watch}");
+    let id = watch["id"].as_i64().unwrap();
+    for (n, version) in versions.iter().enumerate() {
+        if n > 0 {
+            pusher.push(&repo, "prod", version).await.unwrap();
+        }
+        // The watch sees the move and the worker analyzes it.
+        poll(
+            &client,
+            &format!("/v1/images/{}", version.manifest_digest()),
+            |s, _| s == StatusCode::OK,
+        )
+        .await;
+        poll(&client, &format!("/v1/watches/{id}"), |_, w| {
+            w["digest"] == version.manifest_digest().as_str()
+        })
+        .await;
+    }
+
+    // The two oldest go; the two newest (one the tag's current digest) stay.
+    for old in &versions[..2] {
+        poll(
+            &client,
+            &format!("/v1/images/{}", old.manifest_digest()),
+            |s, _| s == StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for new in &versions[2..] {
+        let (status, answer) = client
+            .get(&format!("/v1/images/{}", new.manifest_digest()))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let db_pool = pool(db.url()).await;
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM fathom_images i JOIN fathom_image_references r USING (manifest_digest) \
+         WHERE r.reference = $1",
+    )
+    .bind(&reference)
+    .fetch_one(&db_pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 2);
+
+    // A dry run with a stricter rule lists what it would delete, and why, and deletes nothing.
+    let config = dir.path().join("prune.yaml");
+    std::fs::write(
+        &config,
+        "services:\n  catalog:\n    retention:\n      keep_per_tag: 1\n",
+    )
+    .unwrap();
+    let out = support::ok(
+        &support::fathom()
+            .args(["images", "prune", "--dry-run", "--config"])
+            .arg(&config)
+            .args(["--database-url", db.url()])
+            .output()
+            .unwrap(),
+    );
+    let third = versions[2].manifest_digest();
+    assert!(
+        out.contains(&format!("would delete {third} (keep_per_tag)")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("watched tag {reference}")), "{out}");
+    assert!(!out.contains(&versions[3].manifest_digest()), "{out}");
+    assert_eq!(
+        client.get(&format!("/v1/images/{third}")).await.0,
+        StatusCode::OK
+    );
+}
