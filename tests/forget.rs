@@ -237,7 +237,10 @@ async fn a_deleted_image_is_gone_from_every_route_its_own_layers_are_swept_and_t
         holders.contains(&b.as_str()) && !holders.contains(&a.as_str()),
         "{by_base}"
     );
-    assert_eq!(carriers(&client.get(&glibc).await.1), std::slice::from_ref(&b));
+    assert_eq!(
+        carriers(&client.get(&glibc).await.1),
+        std::slice::from_ref(&b)
+    );
     for (table, column) in [
         ("fathom_image_references", "manifest_digest"),
         ("fathom_vuln_images", "manifest_digest"),
@@ -254,7 +257,11 @@ async fn a_deleted_image_is_gone_from_every_route_its_own_layers_are_swept_and_t
 
     // The sweeper takes the deleted image's own layer; the base it shares stays.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while layers_stored(&db_pool, std::slice::from_ref(&own)).await.len() == 1 {
+    while layers_stored(&db_pool, std::slice::from_ref(&own))
+        .await
+        .len()
+        == 1
+    {
         assert!(Instant::now() < deadline, "layer {own} never swept");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
