@@ -197,6 +197,38 @@ async fn the_core_admits_analyzed_images_denies_and_queues_unknown_ones_and_hono
         why.contains("no-musl") && why.contains("packages.blacklist"),
         "{r}"
     );
+
+    // A bundle none of whose mappings selects the image: the policy engine answers anchore's
+    // fall-through GO, saying so, and the webhook denies by `services.webhook.unmapped` (default deny).
+    let unmapped = serde_json::json!({
+        "id": "elsewhere", "version": "1_0", "name": "elsewhere",
+        "policies": [{"id": "p", "version": "1_0", "rules": [
+            {"id": "always", "gate": "always", "trigger": "always", "action": "STOP"}]}],
+        "mappings": [{"id": "other", "name": "other", "registry": "*", "repository": "other/*",
+                      "image": {"type": "tag", "value": "*"}, "policy_ids": ["p"]}]
+    });
+    let (status, body) = api
+        .client()
+        .post("/v1/policies?active=true", unmapped)
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let (status, check) = api
+        .client()
+        .get(&format!("/v1/images/{}/check", fleet.digest(0)))
+        .await;
+    assert!(status.is_success(), "{status} {check}");
+    assert_eq!(check["final_action"], "GO", "{check}");
+    assert_eq!(
+        check["final_action_reason"], "no_matching_mapping",
+        "{check}"
+    );
+    let r = hook.admit(&review("u-unmapped", &deployment, false)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let why = message(&r);
+    assert!(
+        why.contains("elsewhere") && why.contains("services.webhook.unmapped"),
+        "{r}"
+    );
 }
 
 #[test]
