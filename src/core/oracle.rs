@@ -70,6 +70,8 @@ impl PolicyCheck for NoPolicyEngine {
 }
 
 /// The core's policy engine for the webhook, or [`NoPolicyEngine`] when `services.policy_engine` is off.
+// Uncached: only the demo uses it (the core caches); without the feature it would be dead code.
+#[cfg(feature = "demo")]
 pub fn policy_check(engine: Option<Arc<PolicyEngine>>) -> Arc<dyn PolicyCheck> {
     match engine {
         Some(engine) if engine.enabled() => Arc::new(EnginePolicy {

@@ -20,6 +20,8 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::sync::{watch, Notify};
 
 use super::autoscaler_http as http;
+// The demo serves an in-process autoscaler's endpoints itself; nothing else needs the re-export.
+#[cfg(feature = "demo")]
 pub use super::autoscaler_http::serve as serve_http;
 use crate::queue_source::QueueSource;
 
