@@ -79,7 +79,7 @@ fn json(text: &str) -> Value {
 /// The image's entrypoint plus `args`, run in the unpacked root filesystem as the image's user, with
 /// only `env` in the environment (as a container runtime would).
 fn in_image(rootfs: &Path, user: &str, argv: &[String], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new("chroot");
+    let mut cmd = Command::new("/usr/sbin/chroot");
     cmd.arg(format!("--userspec={user}"))
         .arg(rootfs)
         .args(argv)
