@@ -38,7 +38,13 @@ fn require_tools() {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-        .map(|(tool, args)| if *tool == "cargo" { args[0] } else { tool })
+        .map(|(tool, _)| {
+            if *tool == "cargo" {
+                "cargo-auditable"
+            } else {
+                tool
+            }
+        })
         .collect();
     assert!(
         missing.is_empty(),
