@@ -484,3 +484,46 @@ async fn an_event_written_by_fathom_vulns_sync_is_delivered_by_the_core() {
         got[0].event
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_endpoint_is_probed_not_hammered_and_gets_everything_on_its_return() {
+    std::env::set_var(SECRET_ENV, SECRET);
+    let db = test_db().await;
+    let pool = PgPool::connect(db.url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(SECRET).await;
+    rx.set("down", Mode::Status(503));
+    let tls = dir.path().join("tls");
+    webhook_certs(&tls);
+    let notifications = format!(
+        "    poll_interval: 200ms\n    backoff_base: 100ms\n    backoff_cap: 500ms\n    probe_interval: 1s\n    \
+         endpoints:\n{}",
+        endpoint("down", &rx.url("down"), "")
+    );
+    let _api = Api::start(
+        dir.path(),
+        db.url(),
+        &core_extra(&tls, &free_addr(), &notifications),
+    );
+    // 40 subjects: 40 heads that could all go out at once.
+    let subjects: Vec<String> = (0..40).map(|i| format!("sha256:{i:064}")).collect();
+    let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    let written = write_events(&pool, &subjects, 1, 0).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = rx.attempts("down");
+    // Without probing, every owed delivery retries on its own backoff: well over 40 requests in 4 s.
+    assert!(
+        during < written.len(),
+        "the down endpoint saw {during} requests in 4 s for {} owed events",
+        written.len()
+    );
+    rx.set("down", Mode::Ok);
+    let back = Instant::now();
+    rx.wait_for("down", written.len(), Duration::from_secs(10))
+        .await;
+    eprintln!(
+        "{during} requests while down; {} owed events within {:?} of its return",
+        written.len(),
+        back.elapsed()
+    );
+}
