@@ -282,7 +282,7 @@ pub struct Trigger {
     pub output: String,
 }
 
-/// `dev.fathom.image.policy.changed`: an in-scope image's final action under a bundle changed.
+/// `dev.fathom.image.policy.changed`: an in-scope image's final action (under the active bundle) changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyChanged {
     /// Manifest digest (the subject).
@@ -293,7 +293,8 @@ pub struct PolicyChanged {
     pub bundle_id: String,
     /// Bundle digest.
     pub bundle_digest: String,
-    /// The final action before (null: first evaluation in scope).
+    /// The final action before, under whichever bundle was active then (null: first evaluation in
+    /// scope).
     pub previous: Option<String>,
     /// The final action now (`go`, `warn`, `stop`).
     pub final_action: String,

@@ -160,6 +160,16 @@ pub async fn run_core(
     } else {
         None
     };
+    // Final actions of the images in scope, announced when they change (notifications).
+    let scope_interval = config.services.policy_engine.scope_interval;
+    let policy_scope =
+        (config.services.policy_engine.enabled && !scope_interval.is_zero()).then(|| {
+            tokio::spawn(crate::core::policy::scope::run(
+                Arc::clone(&state.policy),
+                scope_interval,
+                shutdown.clone(),
+            ))
+        });
     let catalog_loop = catalog_config.enabled.then(|| {
         tracing::info!(
             watch_interval = %humantime::format_duration(catalog_config.watch_interval),
@@ -209,6 +219,9 @@ pub async fn run_core(
     }
     if let Some(cycle) = feed_cycle {
         cycle.abort();
+    }
+    if let Some(scope) = policy_scope {
+        scope.abort();
     }
     if let Some(catalog) = catalog_loop {
         catalog.abort();

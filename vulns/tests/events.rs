@@ -86,6 +86,7 @@ async fn last_seq(pool: &PgPool) -> i64 {
 
 const CHANGED: &str = "dev.fathom.image.vulnerabilities.changed";
 const NEW: &str = "dev.fathom.vulnerability.new";
+const SYNCED: &str = "dev.fathom.feed.synced";
 
 fn config(base: String) -> VulnsConfig {
     VulnsConfig {
@@ -173,6 +174,19 @@ async fn each_images_diff_equals_its_vulnerabilities_before_and_after_a_feed_cha
     );
     let seq = last_seq(&pool).await;
     Feeds::sync(&pool, &cfg, &|_| {}).await.unwrap();
+    // The sync announces itself, with the names it changed; syncing again unchanged announces nothing.
+    let synced = events(&pool, SYNCED, seq).await;
+    assert_eq!(synced.len(), 1, "{synced:?}");
+    assert_eq!(synced[0].0, "PyPI");
+    assert_eq!(synced[0].1["records"], 5);
+    assert_eq!(
+        synced[0].1["names"],
+        json!(["PyPI/alpha", "PyPI/delta", "PyPI/epsilon", "PyPI/gamma"])
+    );
+    assert_eq!(synced[0].1["changed_names"], 4);
+    assert!(synced[0].1["previous_generation"].is_i64());
+    Feeds::sync(&pool, &cfg, &|_| {}).await.unwrap();
+    assert_eq!(events(&pool, SYNCED, seq).await.len(), 1);
     Matcher::rematch(&pool).await.unwrap();
     let changed: BTreeMap<String, Value> = events(&pool, CHANGED, seq).await.into_iter().collect();
     for (digest, _) in images {
@@ -297,8 +311,22 @@ async fn one_new_cve_over_many_images_is_one_event() {
     assert_eq!(events(&pool, CHANGED, seq).await.len(), 40);
 }
 
+/// Injected fault: a deferred check that fails the commit once a transaction has written everything,
+/// its event included.
+async fn refuse_commits(pool: &PgPool, on: bool) {
+    let sql = if on {
+        "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'injected failure at commit'; END $$; \
+         CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON notify_events \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();"
+    } else {
+        "DROP TRIGGER refuse ON notify_events"
+    };
+    sqlx::raw_sql(sql).execute(pool).await.unwrap();
+}
+
 #[tokio::test]
-async fn a_round_that_fails_at_commit_writes_no_event() {
+async fn a_sync_or_round_that_fails_at_commit_writes_no_event() {
     let (_db, pool) = db().await;
     let server = FeedServer::default();
     server.put(
@@ -307,28 +335,33 @@ async fn a_round_that_fails_at_commit_writes_no_event() {
     );
     let cfg = config(server.start().await);
     store_image(&pool, "sha256:one", &[("alpha", "1.0")]).await;
+
+    // The sync fails at commit: no generation, no event.
+    refuse_commits(&pool, true).await;
+    let report = Feeds::sync(&pool, &cfg, &|_| {}).await.unwrap();
+    assert!(report.failed(), "{report:?}");
+    assert_eq!(last_seq(&pool).await, 0);
+    let generation: Option<i64> =
+        sqlx::query_scalar("SELECT max(generation) FROM fathom_vuln_feeds")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(generation, None);
+    refuse_commits(&pool, false).await;
     Feeds::sync(&pool, &cfg, &|_| {}).await.unwrap();
-    // Injected fault: a deferred check that fails the commit once the round has written everything.
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN RAISE EXCEPTION 'injected failure at commit'; END $$; \
-         CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON notify_events \
-         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    assert_eq!(events(&pool, SYNCED, 0).await.len(), 1);
+    let seq = last_seq(&pool).await;
+
+    // The match round fails at commit: no matches, no event.
+    refuse_commits(&pool, true).await;
     let err = Matcher::rematch(&pool).await.unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
-    assert_eq!(last_seq(&pool).await, 0);
+    assert_eq!(last_seq(&pool).await, seq);
     assert!(api_entries(&pool, "sha256:one").await.is_empty());
 
     // Without the fault the same round commits its matches and its event together.
-    sqlx::raw_sql("DROP TRIGGER refuse ON notify_events")
-        .execute(&pool)
-        .await
-        .unwrap();
+    refuse_commits(&pool, false).await;
     Matcher::rematch(&pool).await.unwrap();
-    assert_eq!(events(&pool, CHANGED, 0).await.len(), 1);
+    assert_eq!(events(&pool, CHANGED, seq).await.len(), 1);
     assert_eq!(api_entries(&pool, "sha256:one").await.len(), 1);
 }

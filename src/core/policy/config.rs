@@ -28,6 +28,11 @@ pub struct PolicyEngineConfig {
     /// Listen address of the policy engine as its own service (the split deployment): `fathom run`
     /// then serves checks, `/healthz`, `/readyz` and `/metrics` there. Unset: it runs inside the core.
     pub address: Option<String>,
+    /// How often the core re-evaluates the images in scope (watched tags' current digests, images the
+    /// inventory says run) to write `dev.fathom.image.policy.changed` when a final action changes (also
+    /// at once after a bundle activation); 0s turns it off.
+    #[serde(with = "fathom_config::duration")]
+    pub scope_interval: Duration,
 }
 
 impl Default for PolicyEngineConfig {
@@ -40,6 +45,7 @@ impl Default for PolicyEngineConfig {
             cache_entries: 10_000,
             history_per_image: 100,
             address: None,
+            scope_interval: Duration::from_secs(30),
         }
     }
 }

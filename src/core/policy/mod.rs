@@ -13,6 +13,7 @@ mod fresh_tests;
 pub mod in_use;
 pub mod metrics;
 mod parse;
+pub mod scope;
 
 pub use parse::{parse_bundle, read_bundle_file};
 
@@ -65,6 +66,8 @@ pub struct PolicyEngine {
     metrics: Option<PolicyMetrics>,
     /// Bundles the admission webhook names: not deletable.
     in_use: in_use::InUse,
+    /// Wakes the scope re-evaluation ([`scope::run`]) after a bundle activation.
+    scope_wake: tokio::sync::Notify,
 }
 
 /// Bundles compiled and kept at once; stored bundles are few, this only bounds a pathological churn.
@@ -87,6 +90,7 @@ impl PolicyEngine {
             bodies: bodies::Bodies::default(),
             metrics: None,
             in_use: in_use::InUse::default(),
+            scope_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -146,6 +150,9 @@ impl PolicyEngine {
     ) -> Result<(StoredBundle, bool), ApiError> {
         let stored = bundles::put(self.pool(), bundle, activate).await;
         self.fresh.changed_here();
+        if activate {
+            self.scope_wake.notify_one();
+        }
         stored.map_err(db_error)
     }
 
@@ -166,6 +173,7 @@ impl PolicyEngine {
     pub async fn activate(&self, id: &str) -> Result<(), ApiError> {
         let activated = bundles::activate(self.pool(), id).await;
         self.fresh.changed_here();
+        self.scope_wake.notify_one();
         if activated.map_err(db_error)? {
             Ok(())
         } else {

@@ -5,6 +5,8 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use fathom_notify::data::FeedSynced;
+use fathom_notify::Event as _;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -177,6 +179,7 @@ WHERE (a.generation = $1 OR a.generation = $2) AND a.vuln_id IN (
     FROM (SELECT id, record FROM fathom_vuln_records WHERE generation = $1) n
     FULL JOIN (SELECT id, record FROM fathom_vuln_records WHERE generation = $2) o ON o.id = n.id
     WHERE n.id IS NULL OR o.id IS NULL OR n.record <> o.record)
+RETURNING ecosystem || '/' || name
 "#;
 const INSERT_RECORDS_SQL: &str = r#"
 INSERT INTO fathom_vuln_records (generation, id, modified, withdrawn, aliases, summary, record)
@@ -293,10 +296,10 @@ async fn sync_one(
     sqlx::query("SET LOCAL enable_nestloop = off")
         .execute(&mut *db)
         .await?;
-    sqlx::query(DIRTY_SQL)
+    let mut changed: Vec<String> = sqlx::query_scalar(DIRTY_SQL)
         .bind(generation)
         .bind(old)
-        .execute(&mut *db)
+        .fetch_all(&mut *db)
         .await?;
     sqlx::query("SET LOCAL enable_nestloop = on")
         .execute(&mut *db)
@@ -320,6 +323,20 @@ async fn sync_one(
         .bind(i64::try_from(stats.malformed).unwrap_or(i64::MAX))
         .execute(&mut *db)
         .await?;
+    // Only a sync that changed some record is news; written with the generation it announces, by
+    // whichever process syncs (the core's feed cycle or `fathom vulns sync` from anywhere).
+    if !changed.is_empty() {
+        changed.sort();
+        let event = FeedSynced {
+            feed: feed.to_string(),
+            generation,
+            previous_generation: old,
+            records: stored,
+            changed_names: changed.len() as u64,
+            names: changed.into_iter().take(FeedSynced::NAMES_LISTED).collect(),
+        };
+        fathom_notify::write(&mut db, &event.event()).await?;
+    }
     db.commit().await?;
     Ok(FeedOutcome::Updated {
         generation,
