@@ -190,7 +190,7 @@ pub struct VulnerabilitiesChanged {
 
 impl VulnerabilitiesChanged {
     /// Entries listed per list (an image's first match can carry thousands; the event stays small).
-    pub const LISTED: usize = 500;
+    pub const LISTED: usize = 100;
 }
 
 /// Sizes of a [`VulnerabilitiesChanged`]'s lists in full.

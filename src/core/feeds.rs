@@ -137,7 +137,7 @@ pub async fn unlock(conn: &mut PgConnection) -> sqlx::Result<()> {
 /// from the database (every core does, so any replica's scrape is right), then, if this core wins the
 /// lock, sync when a configured feed's last check is older than `interval` (or it was never checked),
 /// and re-match. Re-matching every round is what picks up newly analyzed images; after an unchanged
-/// round it costs two indexed queries.
+/// round it costs three indexed queries (the third: images waiting for their first notification).
 pub async fn run(
     pool: PgPool,
     database_url: String,
