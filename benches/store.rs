@@ -38,7 +38,10 @@ fn main() {
         .skip_while(|a| a != "--images")
         .nth(1)
         .or_else(|| std::env::var("FATHOM_BENCH_STORE_IMAGES").ok())
-        .map(|v| v.parse::<i64>().expect("--images / FATHOM_BENCH_STORE_IMAGES: a number"))
+        .map(|v| {
+            v.parse::<i64>()
+                .expect("--images / FATHOM_BENCH_STORE_IMAGES: a number")
+        })
         .unwrap_or(100_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -57,7 +60,11 @@ fn seed_image() -> BuiltImage {
         .clone();
     let entry = |path: &str, kind: SampleKind| SampleEntry {
         path: path.to_string(),
-        mode: if kind == SampleKind::Dir { 0o755 } else { 0o644 },
+        mode: if kind == SampleKind::Dir {
+            0o755
+        } else {
+            0o644
+        },
         kind,
     };
     sample.layers.push(vec![
@@ -130,10 +137,12 @@ async fn run(images: i64) {
             .expect("digests"),
     );
     let ids: Arc<Vec<String>> = Arc::new(
-        sqlx::query_scalar("SELECT DISTINCT unnest(aliases) FROM fathom_vuln_matches WHERE vuln_id LIKE '%-%-%'")
-            .fetch_all(&pool)
-            .await
-            .expect("ids"),
+        sqlx::query_scalar(
+            "SELECT DISTINCT unnest(aliases) FROM fathom_vuln_matches WHERE vuln_id LIKE '%-%-%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("ids"),
     );
     let vulns_p99 = measure(&client, 4, 2000, {
         let d = Arc::clone(&digests);
@@ -175,7 +184,10 @@ async fn run(images: i64) {
                 };
                 let t = Instant::now();
                 let (status, _) = client.get(&path).await;
-                assert!(status.is_success() || status.as_u16() == 404, "{path}: {status}");
+                assert!(
+                    status.is_success() || status.as_u16() == 404,
+                    "{path}: {status}"
+                );
                 times.push(t.elapsed());
             }
             times
@@ -322,7 +334,13 @@ async fn sizes(pool: &PgPool) -> (i64, i64, i64, i64, i64) {
         .fetch_one(pool)
         .await
         .expect("layers");
-    (total, unique, per_layer, per_image, total - per_layer - per_image)
+    (
+        total,
+        unique,
+        per_layer,
+        per_image,
+        total - per_layer - per_image,
+    )
 }
 
 /// Clones the seed into `images` images in bulk SQL (see the module doc).
@@ -362,7 +380,10 @@ async fn generate(pool: &PgPool, seed: &str, images: i64) {
             eprintln!("store: {from} images");
         }
     }
-    sqlx::query("ANALYZE").execute(&mut *conn).await.expect("analyze");
+    sqlx::query("ANALYZE")
+        .execute(&mut *conn)
+        .await
+        .expect("analyze");
 }
 
 /// Templates from the seed (`$1`): its layers in order (the last is the top), their packages, its

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod autoscaler;
 pub mod fleet;
+pub mod notify_data;
 pub mod osv_server;
 pub mod process;
 pub mod proxy;
