@@ -13,13 +13,16 @@ use crate::queue::{secs, Queue};
 pub const ENQUEUE_SQL: &str = r#"
 WITH input AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('fathom_jobs', 'id')) AS id, t.*
-    FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::int2[], $5::float8[], $6::int4[], $7::text[])
-         WITH ORDINALITY AS t(kind, payload, dedup_key, priority, delay_s, max_attempts, platform, ord)
+    FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::int2[], $5::float8[], $6::int4[], $7::text[],
+                $8::int8[])
+         WITH ORDINALITY AS t(kind, payload, dedup_key, priority, delay_s, max_attempts, platform,
+                              work_bytes, ord)
 ),
 ins AS (
-    INSERT INTO fathom_jobs (id, kind, payload, dedup_key, priority, run_at, max_attempts, platform)
+    INSERT INTO fathom_jobs (id, kind, payload, dedup_key, priority, run_at, max_attempts, platform,
+                             work_bytes)
     SELECT id, kind, payload, dedup_key, priority, now() + make_interval(secs => delay_s), max_attempts,
-           platform
+           platform, work_bytes
     -- One lock order for every batch: two overlapping batches in different orders cannot deadlock on
     -- the dedup index. RETURNING rows are matched back by id, so the input order is not needed here.
     FROM input ORDER BY kind, dedup_key, ord
@@ -53,6 +56,7 @@ pub(crate) struct Columns {
     pub delays: Vec<f64>,
     pub max_attempts: Vec<i32>,
     pub platforms: Vec<Option<String>>,
+    pub work_bytes: Vec<Option<i64>>,
 }
 
 impl Columns {
@@ -65,6 +69,10 @@ impl Columns {
             delays: jobs.iter().map(|j| secs(j.delay)).collect(),
             max_attempts: jobs.iter().map(|j| j.max_attempts.max(1)).collect(),
             platforms: jobs.iter().map(|j| j.platform.clone()).collect(),
+            work_bytes: jobs
+                .iter()
+                .map(|j| j.work_bytes.map(|b| b.max(0)))
+                .collect(),
         }
     }
 }
@@ -152,6 +160,7 @@ impl Queue {
                         (&c.delays, Type::FLOAT8_ARRAY),
                         (&c.max_attempts, Type::INT4_ARRAY),
                         (&c.platforms, Type::TEXT_ARRAY),
+                        (&c.work_bytes, Type::INT8_ARRAY),
                     ],
                 )
                 .await?;

@@ -28,6 +28,16 @@ WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
 RETURNING j.id
 "#;
 
+/// [`COMPLETE_SQL`] for one job that also records the bytes its worker fetched (`$3`, NULL: unknown), kept
+/// next to the submitter's estimate so the estimate's error can be measured and throughput learned.
+pub(crate) const COMPLETE_FETCHED_SQL: &str = r#"
+UPDATE fathom_jobs SET
+    state = 'succeeded', finished_at = now(), last_error = NULL,
+    lease_token = NULL, lease_expires_at = NULL, fetched_bytes = greatest($3::int8, 0)
+WHERE id = $1 AND lease_token = $2 AND state = 'running'
+RETURNING id
+"#;
+
 /// Permanent → `failed`; out of attempts, or past the time budget (`$8` seconds since the first attempt or
 /// the last requeue) → `dead`; otherwise back to `queued` after a capped exponential backoff with jitter
 /// (half to full delay), never sooner than the remote side's Retry-After.

@@ -36,7 +36,7 @@ pub use fleet::{Fleet, MEMBERS_CHANNEL};
 pub use migrate::{migrate, migrator};
 pub use model::{
     ClaimedJob, Enqueued, FailOutcome, Failure, HeartbeatOutcome, JobRecord, JobState, Lease,
-    NewJob, QueueStats,
+    NewJob, QueueStats, RecentWork, Work, RECENT_WINDOW,
 };
 pub use notify::{Wake, Waker, CHANNEL, MAX_HOPS, POLL_GAP};
 pub use queue::{Queue, QueueConfig, StatementMode, IDLE_TIMEOUT};

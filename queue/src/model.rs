@@ -80,6 +80,9 @@ pub struct NewJob {
     pub max_attempts: i32,
     /// The platform (`linux/arm64`) to analyze from a multi-platform index; `None`: the worker's own.
     pub platform: Option<String>,
+    /// Estimated work: compressed bytes of the image's layers not in the layer cache, when the submitter
+    /// had the manifest at hand (`Some(0)`: everything cached). `None` counts as the recent median.
+    pub work_bytes: Option<i64>,
 }
 
 impl NewJob {
@@ -94,7 +97,14 @@ impl NewJob {
             delay: Duration::ZERO,
             max_attempts: 5,
             platform: None,
+            work_bytes: None,
         }
+    }
+
+    /// Records the estimated work (uncached compressed layer bytes; negative values count as 0).
+    pub fn work_bytes(mut self, bytes: i64) -> Self {
+        self.work_bytes = Some(bytes.max(0));
+        self
     }
 
     /// Asks for one platform of a multi-platform index instead of the worker's configured one.
@@ -234,6 +244,16 @@ pub struct QueueStats {
     pub cancelled: i64,
     /// Age of the oldest claimable job, in seconds (0 when none).
     pub oldest_ready_age_s: f64,
+    /// Work of the ready jobs: their estimated uncached bytes, a job without an estimate at the recent
+    /// median ([`RecentWork::median_fetched_bytes`]).
+    #[serde(default)]
+    pub ready_work: Work,
+    /// The same for running jobs (counted whole: the queue does not know how far a job got).
+    #[serde(default)]
+    pub running_work: Work,
+    /// What recently finished jobs fetched and how long they took: the autoscaler learns throughput here.
+    #[serde(default)]
+    pub recent: RecentWork,
 }
 
 impl QueueStats {
@@ -242,6 +262,64 @@ impl QueueStats {
         self.ready + self.scheduled
     }
 }
+
+/// The work in a set of jobs, in the three ways a job's work can be known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    /// Estimated compressed bytes to fetch (jobs with a non-zero estimate, and jobs without one at the
+    /// recent median when that is above zero).
+    pub bytes: i64,
+    /// Jobs expected to fetch nothing (every layer cached): they cost their per-job time, not bytes.
+    pub cached_jobs: i64,
+    /// Jobs without an estimate while no finished job has reported its bytes yet: nothing is known.
+    pub unknown_jobs: i64,
+}
+
+impl Work {
+    /// Splits jobs by what is known of them: `estimated_bytes` is the sum of the estimates given,
+    /// `cached` the jobs estimated at 0, `unestimated` the jobs without one, which count as `median`
+    /// (the recent median of fetched bytes) when there is one: bytes if it is above 0, a cached job if 0.
+    pub fn of(estimated_bytes: i64, cached: i64, unestimated: i64, median: Option<i64>) -> Work {
+        let mut w = Work {
+            bytes: estimated_bytes.max(0),
+            cached_jobs: cached.max(0),
+            unknown_jobs: 0,
+        };
+        match median {
+            Some(m) if m > 0 => {
+                w.bytes = w.bytes.saturating_add(m.saturating_mul(unestimated.max(0)))
+            }
+            Some(_) => w.cached_jobs = w.cached_jobs.saturating_add(unestimated.max(0)),
+            None => w.unknown_jobs = unestimated.max(0),
+        }
+        w
+    }
+}
+
+/// Finished jobs the throughput is learned from: the most recent [`RECENT_WINDOW`] that reported their
+/// fetched bytes (a moving window, so the figures are smoothed over it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecentWork {
+    /// Jobs in the window that fetched something.
+    pub cold_jobs: i64,
+    /// Bytes those fetched.
+    pub cold_bytes: i64,
+    /// Seconds those took, claim to finish, summed (slot-seconds).
+    pub cold_seconds: f64,
+    /// Jobs in the window that fetched nothing (every layer cached, or the image analyzed before).
+    pub cached_jobs: i64,
+    /// Seconds those took, summed.
+    pub cached_seconds: f64,
+    /// Median of the fetched bytes over the window; `None` before any job reported.
+    pub median_fetched_bytes: Option<i64>,
+    /// Sum of the estimates of the window's jobs that had one.
+    pub estimated_bytes: i64,
+    /// Sum of the fetched bytes of those same jobs (the estimate's error is the difference).
+    pub estimated_fetched_bytes: i64,
+}
+
+/// How many finished jobs [`RecentWork`] looks back over.
+pub const RECENT_WINDOW: i64 = 200;
 
 /// A job row as stored, for status displays.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,6 +335,12 @@ pub struct JobRecord {
     /// The platform asked for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// Estimated work (uncached compressed bytes) given at enqueue, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_bytes: Option<i64>,
+    /// Bytes the worker actually fetched, recorded at completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_bytes: Option<i64>,
     /// State.
     pub state: JobState,
     /// Priority.
