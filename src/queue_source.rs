@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use fathom_autoscaler::decision::WorkSnapshot;
 use fathom_autoscaler::{BusyMap, QueueSnapshot, StatsSource};
-use fathom_queue::Queue;
+use fathom_queue::{Queue, QueueStats};
 
 /// Reads queue depth and lease owners for the autoscaler.
 #[derive(Debug, Clone)]
@@ -25,12 +26,7 @@ impl StatsSource for QueueSource {
             .stats()
             .await
             .map_err(fathom_autoscaler::Error::stats)?;
-        Ok(QueueSnapshot {
-            queued: u64::try_from(stats.ready).unwrap_or(0),
-            running: u64::try_from(stats.running).unwrap_or(0),
-            oldest_queued_age: (stats.ready > 0)
-                .then(|| Duration::from_secs_f64(stats.oldest_ready_age_s.max(0.0))),
-        })
+        Ok(snapshot_of(&stats))
     }
 
     async fn busy(&self) -> fathom_autoscaler::Result<BusyMap> {
@@ -43,5 +39,31 @@ impl StatsSource for QueueSource {
             .into_iter()
             .map(|(owner, jobs)| (owner, u32::try_from(jobs).unwrap_or(u32::MAX)))
             .collect())
+    }
+}
+
+/// The queue's stats in the autoscaler's units (negative counts, which the queue never returns, read as 0).
+pub fn snapshot_of(stats: &QueueStats) -> QueueSnapshot {
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    let ms = |s: f64| (s.max(0.0) * 1000.0) as u64;
+    let (r, w, h) = (&stats.ready_work, &stats.running_work, &stats.recent);
+    QueueSnapshot {
+        queued: n(stats.ready),
+        running: n(stats.running),
+        oldest_queued_age: (stats.ready > 0)
+            .then(|| Duration::from_secs_f64(stats.oldest_ready_age_s.max(0.0))),
+        work: WorkSnapshot {
+            queued_bytes: n(r.bytes),
+            running_bytes: n(w.bytes),
+            queued_cached: n(r.cached_jobs),
+            running_cached: n(w.cached_jobs),
+            queued_unknown: n(r.unknown_jobs),
+            running_unknown: n(w.unknown_jobs),
+            recent_cold_jobs: n(h.cold_jobs),
+            recent_cold_bytes: n(h.cold_bytes),
+            recent_cold_ms: ms(h.cold_seconds),
+            recent_cached_jobs: n(h.cached_jobs),
+            recent_cached_ms: ms(h.cached_seconds),
+        },
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use fathom_config::ConfigError;
 
-use crate::decision::Policy;
+use crate::decision::{Policy, ScaleOn, WorkPolicy};
 
 /// What the autoscaler scales.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +88,14 @@ pub struct AutoscalerServiceConfig {
     pub drain_timeout: Duration,
     /// Local target: configuration file handed to each worker as `--config`.
     pub worker_config: Option<PathBuf>,
+    /// What counts as load: `jobs` (queued + running jobs) or `work` (their uncached bytes).
+    pub scale_on: ScaleOn,
+    /// `scale_on: work`: enough replicas to finish the waiting work within this long.
+    #[serde(with = "fathom_config::duration")]
+    pub target_drain_time: Duration,
+    /// `scale_on: work`: bytes per second one busy replica is assumed to analyze until finished jobs
+    /// have taught the autoscaler the real figure.
+    pub throughput_floor: u64,
 }
 
 impl Default for AutoscalerServiceConfig {
@@ -115,6 +123,9 @@ impl Default for AutoscalerServiceConfig {
             state_dir: None,
             drain_timeout: Duration::from_secs(60),
             worker_config: None,
+            scale_on: p.work.scale_on,
+            target_drain_time: p.work.target_drain,
+            throughput_floor: p.work.throughput_floor,
         }
     }
 }
@@ -178,6 +189,11 @@ impl AutoscalerServiceConfig {
             scale_up_period: self.scale_up_period,
             scale_down_stabilization: self.scale_down_stabilization,
             scale_to_zero_cooldown: self.scale_to_zero_cooldown,
+            work: WorkPolicy {
+                scale_on: self.scale_on,
+                target_drain: self.target_drain_time,
+                throughput_floor: self.throughput_floor,
+            },
         }
     }
 
@@ -258,8 +274,10 @@ mod tests {
              jobs_per_replica: 3\n    activation_queued: 5\n    activation_age: 1m\n    max_scale_up_step: 2\n    \
              scale_up_period: 20s\n    scale_down_stabilization: 30s\n    scale_to_zero_cooldown: 90s\n    \
              namespace: ns\n    deployment: dep\n    leader_election: false\n    lease_name: lease\n    \
-             state_dir: /s\n    drain_timeout: 45s\n    worker_config: /w.yaml\n",
-            &[("FATHOM_SERVICES_AUTOSCALER_MAX_REPLICAS", "12"), ("FATHOM_SERVICES_AUTOSCALER_TARGET", "kubernetes")],
+             state_dir: /s\n    drain_timeout: 45s\n    worker_config: /w.yaml\n    scale_on: work\n    \
+             target_drain_time: 45s\n    throughput_floor: 1000\n",
+            &[("FATHOM_SERVICES_AUTOSCALER_MAX_REPLICAS", "12"), ("FATHOM_SERVICES_AUTOSCALER_TARGET", "kubernetes"),
+              ("FATHOM_SERVICES_AUTOSCALER_THROUGHPUT_FLOOR", "5000000")],
         )
         .unwrap();
         let a = &c.services.autoscaler;
@@ -279,6 +297,10 @@ mod tests {
             a.worker_config.as_deref(),
             Some(std::path::Path::new("/w.yaml"))
         );
+        let work = a.policy(4).work;
+        assert_eq!(work.scale_on, ScaleOn::Work);
+        assert_eq!(work.target_drain, Duration::from_secs(45));
+        assert_eq!(work.throughput_floor, 5_000_000);
     }
 
     #[test]
@@ -301,6 +323,9 @@ mod tests {
             ("{deployment: Not_A_Name}", "deployment"),
             ("{target: cloud}", "target"),
             ("{cooldown: 1s}", "cooldown"),
+            ("{scale_on: bytes}", "scale_on"),
+            ("{target_drain_time: 0s}", "target_drain_time"),
+            ("{throughput_floor: 0}", "throughput_floor"),
         ] {
             let e = load(&format!("services: {{autoscaler: {text}}}"), &[]).unwrap_err();
             let want = if key.is_empty() {

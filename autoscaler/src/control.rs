@@ -37,7 +37,7 @@ impl Default for LoopConfig {
 }
 
 /// What the last round saw and did; `fathom scale status` prints it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Status {
     /// Whether this process held leadership (non-leaders only watch).
     pub leader: bool,

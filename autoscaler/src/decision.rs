@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod work;
+pub use work::{
+    Bytes, ScaleOn, WorkFigures, WorkPolicy, WorkSnapshot, DEFAULT_CACHED_JOB_S, LEARN_AFTER,
+};
+
 /// What the queue looks like right now; the lead converts the queue's `stats()` into this.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueSnapshot {
@@ -21,6 +26,9 @@ pub struct QueueSnapshot {
     /// Age of the oldest queued job, if any is queued (seconds, as a float, in JSON).
     #[serde(with = "opt_secs")]
     pub oldest_queued_age: Option<Duration>,
+    /// The work in those jobs and what recent jobs measured (`scale_on: work`).
+    #[serde(default)]
+    pub work: WorkSnapshot,
 }
 
 /// `Option<Duration>` as float seconds, so `fathom scale status --json` reads naturally.
@@ -87,6 +95,8 @@ pub struct Policy {
     pub scale_down_stabilization: Duration,
     /// The queue must have been empty (nothing queued or running) this long before going to zero.
     pub scale_to_zero_cooldown: Duration,
+    /// What counts as load, and the work policy's settings.
+    pub work: WorkPolicy,
 }
 
 impl Default for Policy {
@@ -101,6 +111,7 @@ impl Default for Policy {
             scale_up_period: Duration::from_secs(10),
             scale_down_stabilization: Duration::from_secs(120),
             scale_to_zero_cooldown: Duration::from_secs(300),
+            work: WorkPolicy::default(),
         }
     }
 }
@@ -126,6 +137,15 @@ impl Policy {
         }
         if self.max_scale_up_step == 0 {
             return bad("max_scale_up_step", "must be at least 1".into());
+        }
+        if self.work.target_drain.is_zero() {
+            return bad("target_drain_time", "must be greater than 0".into());
+        }
+        if self.work.throughput_floor == 0 {
+            return bad(
+                "throughput_floor",
+                "must be at least 1 byte per second".into(),
+            );
         }
         Ok(())
     }
@@ -197,7 +217,7 @@ impl Reason {
 }
 
 /// The outcome of one decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Replicas the target should run.
     pub desired: u32,
@@ -207,6 +227,9 @@ pub struct Decision {
     pub reason: Reason,
     /// The whole story for humans, e.g. "burst: 240 queued / 4 per replica → 60, capped at max 20".
     pub message: String,
+    /// Both policies' view of the load (the configured one decided): throughput, demand, raw counts.
+    #[serde(default)]
+    pub figures: WorkFigures,
 }
 
 impl Decision {
@@ -246,11 +269,13 @@ pub fn decide(
     }
     state.observed.push_back((now, current));
 
+    let figures = WorkFigures::of(policy, snapshot);
     let done = |desired: u32, reason: Reason, message: String| Decision {
         desired,
         current,
         reason,
         message,
+        figures,
     };
     match ov {
         Override::Paused => {
@@ -270,13 +295,16 @@ pub fn decide(
         Override::None => {}
     }
 
-    let jpr = policy.jobs_per_replica.max(1);
-    let demand = snapshot.queued.saturating_add(snapshot.running);
-    let raw = u32::try_from(demand.div_ceil(u64::from(jpr))).unwrap_or(u32::MAX);
-    let mut msg = format!(
-        "{} queued + {} running / {} per replica → {raw}",
-        snapshot.queued, snapshot.running, jpr
-    );
+    let raw = figures.raw(policy.work.scale_on);
+    let mut msg = match policy.work.scale_on {
+        ScaleOn::Jobs => format!(
+            "{} queued + {} running / {} per replica → {raw}",
+            snapshot.queued,
+            snapshot.running,
+            policy.jobs_per_replica.max(1)
+        ),
+        ScaleOn::Work => work::message(policy, snapshot, &figures),
+    };
 
     if current == 0 && policy.min_replicas == 0 && raw > 0 && !activated(policy, snapshot) {
         state.recommendations.push_back((now, 0));

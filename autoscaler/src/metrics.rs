@@ -6,7 +6,7 @@ use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use crate::decision::{Decision, Override, QueueSnapshot, Reason};
+use crate::decision::{Decision, Override, QueueSnapshot, Reason, ScaleOn};
 use crate::error::{Error, Result};
 
 /// Every autoscaler metric. Cheap to clone (handles into the registry).
@@ -23,6 +23,10 @@ pub struct Metrics {
     conflict: IntGauge,
     leader: IntGauge,
     tick_duration: Histogram,
+    work_bytes: IntGaugeVec,
+    throughput: Gauge,
+    throughput_learned: IntGauge,
+    desired_by_policy: IntGaugeVec,
 }
 
 const OVERRIDE_MODES: [&str; 3] = ["none", "pinned", "paused"];
@@ -71,6 +75,29 @@ impl Metrics {
                 HistogramOpts::new("fathom_autoscaler_tick_duration_seconds", "Duration of one control-loop round")
                     .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             )?,
+            work_bytes: IntGaugeVec::new(
+                Opts::new(
+                    "fathom_autoscaler_queue_work_bytes",
+                    "Estimated uncached compressed bytes of the jobs by state (jobs without an estimate at the \
+                     recent median), as last seen",
+                ),
+                &["state"],
+            )?,
+            throughput: Gauge::new(
+                "fathom_autoscaler_throughput_bytes_per_second",
+                "Bytes per second one busy replica analyzes: learned from finished jobs, or the configured floor",
+            )?,
+            throughput_learned: IntGauge::new(
+                "fathom_autoscaler_throughput_learned",
+                "1 once the throughput is learned from finished jobs, 0 while the configured floor stands in",
+            )?,
+            desired_by_policy: IntGaugeVec::new(
+                Opts::new(
+                    "fathom_autoscaler_policy_desired_replicas",
+                    "Replicas each policy (scale_on jobs or work) would ask for, before min/max and rate limits",
+                ),
+                &["policy"],
+            )?,
         };
         for c in m.collectors() {
             registry.register(c)?;
@@ -80,6 +107,12 @@ impl Metrics {
         // dashboards use only exported names relies on it).
         for state in QUEUE_STATES {
             m.queue_jobs.with_label_values(&[state]).set(0);
+            m.work_bytes.with_label_values(&[state]).set(0);
+        }
+        for policy in ScaleOn::ALL {
+            m.desired_by_policy
+                .with_label_values(&[policy.as_str()])
+                .set(0);
         }
         for direction in SCALE_DIRECTIONS {
             for reason in Reason::ALL {
@@ -108,6 +141,10 @@ impl Metrics {
             Box::new(self.conflict.clone()),
             Box::new(self.leader.clone()),
             Box::new(self.tick_duration.clone()),
+            Box::new(self.work_bytes.clone()),
+            Box::new(self.throughput.clone()),
+            Box::new(self.throughput_learned.clone()),
+            Box::new(self.desired_by_policy.clone()),
         ]
     }
 
@@ -121,11 +158,25 @@ impl Metrics {
             .set(clamp(s.running));
         self.oldest_queued_age
             .set(s.oldest_queued_age.map_or(0.0, |a| a.as_secs_f64()));
+        self.work_bytes
+            .with_label_values(&[queued])
+            .set(clamp(s.work.queued_bytes));
+        self.work_bytes
+            .with_label_values(&[running])
+            .set(clamp(s.work.running_bytes));
     }
 
     pub(crate) fn observe_decision(&self, d: &Decision) {
         self.desired.set(i64::from(d.desired));
         self.current.set(i64::from(d.current));
+        let f = &d.figures;
+        self.throughput.set(f.throughput_bytes_per_s);
+        self.throughput_learned.set(i64::from(f.throughput_learned));
+        for policy in ScaleOn::ALL {
+            self.desired_by_policy
+                .with_label_values(&[policy.as_str()])
+                .set(i64::from(f.raw(policy)));
+        }
     }
 
     pub(crate) fn scaled(&self, d: &Decision) {

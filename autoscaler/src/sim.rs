@@ -198,6 +198,7 @@ impl Controller {
                     queued: v.queued,
                     running: v.running,
                     oldest_queued_age: v.oldest_age_s.map(Duration::from_secs),
+                    ..Default::default()
                 };
                 let now = *t0 + Duration::from_secs(v.t);
                 decide(policy, &snap, v.current, Override::None, state, now).desired

@@ -23,6 +23,7 @@ impl Queue {
             queued,
             running: q.1.values().map(|&n| u64::from(n)).sum(),
             oldest_queued_age: None,
+            ..Default::default()
         };
     }
 }

@@ -38,6 +38,7 @@ fn policy() -> Policy {
         scale_up_period: Duration::from_secs(10),
         scale_down_stabilization: Duration::from_secs(60),
         scale_to_zero_cooldown: Duration::from_secs(120),
+        ..Default::default()
     }
 }
 
@@ -49,6 +50,7 @@ fn run(name: &str, policy: &Policy, steps: &[Step]) {
             queued: s.queued,
             running: s.running,
             oldest_queued_age: s.age_s.map(Duration::from_secs),
+            ..Default::default()
         };
         let now = t0 + Duration::from_secs(s.at_s);
         let d = decide(policy, &snap, s.current, s.ov, &mut state, now);
@@ -71,6 +73,7 @@ fn burst_is_capped_at_max_and_says_so() {
         queued: 240,
         running: 0,
         oldest_queued_age: Some(Duration::ZERO),
+        ..Default::default()
     };
     let d = decide(&p, &snap, 4, Override::None, &mut state, Instant::now());
     assert_eq!(d.desired, 20);
@@ -170,6 +173,7 @@ fn sine_load_does_not_flap() {
             queued: demand / 2,
             running: demand - demand / 2,
             oldest_queued_age: None,
+            ..Default::default()
         };
         let d = decide(
             &p,
@@ -217,6 +221,7 @@ fn min_and_max_bound_the_load_recommendation() {
         queued: 100,
         running: 0,
         oldest_queued_age: None,
+        ..Default::default()
     };
     let d = decide(&p, &snap, 9, Override::None, &mut state, Instant::now());
     assert_eq!((d.desired, d.reason), (5, Reason::Drain), "{}", d.message);
@@ -287,6 +292,7 @@ fn pause_keeps_current_and_never_writes() {
         queued: 1000,
         running: 0,
         oldest_queued_age: None,
+        ..Default::default()
     };
     let d = decide(&p, &snap, 3, Override::Paused, &mut state, Instant::now());
     assert_eq!((d.desired, d.reason), (3, Reason::Paused));
@@ -335,6 +341,7 @@ fn huge_queue_does_not_overflow() {
         queued: u64::MAX,
         running: u64::MAX,
         oldest_queued_age: None,
+        ..Default::default()
     };
     let d = decide(&p, &snap, 1, Override::None, &mut state, Instant::now());
     assert_eq!(d.desired, 20);
@@ -346,10 +353,19 @@ fn snapshot_json_gives_the_age_in_seconds() {
         queued: 3,
         running: 1,
         oldest_queued_age: Some(Duration::from_millis(2500)),
+        ..Default::default()
     };
     let json = serde_json::to_string(&snap).unwrap();
-    assert_eq!(json, r#"{"queued":3,"running":1,"oldest_queued_age":2.5}"#);
+    assert!(
+        json.starts_with(
+            r#"{"queued":3,"running":1,"oldest_queued_age":2.5,"work":{"queued_bytes":0,"#
+        ),
+        "{json}"
+    );
     assert_eq!(serde_json::from_str::<QueueSnapshot>(&json).unwrap(), snap);
+    // A status file written before work was counted still reads.
+    let old = r#"{"queued":3,"running":1,"oldest_queued_age":2.5}"#;
+    assert_eq!(serde_json::from_str::<QueueSnapshot>(old).unwrap(), snap);
     let bad =
         serde_json::from_str::<QueueSnapshot>(r#"{"queued":0,"running":0,"oldest_queued_age":-1}"#);
     assert!(bad.is_err());

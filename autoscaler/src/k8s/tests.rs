@@ -293,6 +293,7 @@ fn burst() -> FixedQueue {
         queued: 40,
         running: 0,
         oldest_queued_age: None,
+        ..Default::default()
     })
 }
 

@@ -1,0 +1,296 @@
+//! Table tests for `scale_on: work`: the load figure, and every existing rule applied to it unchanged.
+
+use std::time::{Duration, Instant};
+
+use crate::decision::{
+    decide, DecisionState, Override, Policy, QueueSnapshot, Reason, ScaleOn, WorkPolicy,
+    WorkSnapshot,
+};
+
+const MB: u64 = 1_000_000;
+const GB: u64 = 1_000_000_000;
+
+fn policy() -> Policy {
+    Policy {
+        jobs_per_replica: 4,
+        max_replicas: 20,
+        max_scale_up_step: 100,
+        scale_down_stabilization: Duration::from_secs(60),
+        scale_to_zero_cooldown: Duration::from_secs(120),
+        work: WorkPolicy {
+            scale_on: ScaleOn::Work,
+            target_drain: Duration::from_secs(30),
+            throughput_floor: 20 * MB,
+        },
+        ..Policy::default()
+    }
+}
+
+/// 50 finished cached jobs of 0.5 s and 10 cold ones fetching 100 MB in 10 s each (10 MB/s per slot,
+/// 40 MB/s per replica of 4).
+fn learned() -> WorkSnapshot {
+    WorkSnapshot {
+        recent_cached_jobs: 50,
+        recent_cached_ms: 25_000,
+        recent_cold_jobs: 10,
+        recent_cold_bytes: 1_000 * MB,
+        recent_cold_ms: 100_000,
+        ..WorkSnapshot::default()
+    }
+}
+
+/// One observation: jobs (queued, running), their work, the replicas running; and what must be decided.
+struct Step {
+    at_s: u64,
+    queued: u64,
+    running: u64,
+    work: WorkSnapshot,
+    current: u32,
+    ov: Override,
+    want: u32,
+    reason: Reason,
+}
+
+fn step(at_s: u64, queued: u64, running: u64, work: WorkSnapshot, current: u32) -> Step {
+    Step {
+        at_s,
+        queued,
+        running,
+        work,
+        current,
+        ov: Override::None,
+        want: 0,
+        reason: Reason::Steady,
+    }
+}
+
+impl Step {
+    fn want(mut self, want: u32, reason: Reason) -> Step {
+        self.want = want;
+        self.reason = reason;
+        self
+    }
+
+    fn ov(mut self, ov: Override) -> Step {
+        self.ov = ov;
+        self
+    }
+}
+
+fn run(name: &str, policy: &Policy, steps: Vec<Step>) {
+    let t0 = Instant::now();
+    let mut state = DecisionState::default();
+    for (i, s) in steps.iter().enumerate() {
+        let snap = QueueSnapshot {
+            queued: s.queued,
+            running: s.running,
+            oldest_queued_age: (s.queued > 0).then_some(Duration::ZERO),
+            work: s.work,
+        };
+        let now = t0 + Duration::from_secs(s.at_s);
+        let d = decide(policy, &snap, s.current, s.ov, &mut state, now);
+        assert_eq!(
+            (d.desired, d.reason),
+            (s.want, s.reason),
+            "case {name}, step {i} (t={}s): {}",
+            s.at_s,
+            d.message
+        );
+    }
+}
+
+fn cached(queued: u64, running: u64) -> WorkSnapshot {
+    WorkSnapshot {
+        queued_cached: queued,
+        running_cached: running,
+        ..learned()
+    }
+}
+
+fn cold(queued_bytes: u64, running_bytes: u64) -> WorkSnapshot {
+    WorkSnapshot {
+        queued_bytes,
+        running_bytes,
+        ..learned()
+    }
+}
+
+#[test]
+fn the_load_figure_follows_bytes_time_and_what_is_unknown() {
+    let p = policy();
+    // (what, jobs queued, jobs running, work, replicas by work, by jobs)
+    let cases = [
+        // 200 cached re-analyses: 200 × 0.5 s = 100 slot-s / (4 × 30 s) → 1, where jobs ask for 50.
+        ("cached rescan", 200, 0, cached(200, 0), 1, 50),
+        // 1,000 of them: 500 slot-s → 5.
+        ("big cached rescan", 1000, 0, cached(1000, 0), 5, 250),
+        // Three cold 2 GB images: 6 GB at 10 MB/s per slot = 600 slot-s → 5, where jobs ask for 1.
+        ("cold large", 3, 0, cold(6 * GB, 0), 5, 1),
+        // Running bytes count whole.
+        ("cold running", 0, 3, cold(0, 6 * GB), 5, 1),
+        // Jobs nothing is known about cost a slot for the whole drain: exactly what jobs asks for.
+        (
+            "unknown",
+            40,
+            0,
+            WorkSnapshot {
+                queued_unknown: 40,
+                ..learned()
+            },
+            10,
+            10,
+        ),
+        // Never fewer slots than jobs in flight: 8 running cached jobs keep 2 replicas.
+        ("in flight", 0, 8, cached(0, 8), 2, 2),
+        // One tiny job still needs a replica.
+        ("tiny", 1, 0, cold(1, 0), 1, 1),
+        ("empty", 0, 0, learned(), 0, 0),
+    ];
+    for (what, queued, running, work, by_work, by_jobs) in cases {
+        let snap = QueueSnapshot {
+            queued,
+            running,
+            oldest_queued_age: None,
+            work,
+        };
+        let f = crate::decision::WorkFigures::of(&p, &snap);
+        assert_eq!(
+            (f.replicas_by_work, f.replicas_by_jobs),
+            (by_work, by_jobs),
+            "{what}: {f:?}"
+        );
+    }
+}
+
+#[test]
+fn the_floor_stands_in_until_enough_cold_jobs_finished() {
+    let p = policy();
+    let mut work = WorkSnapshot {
+        queued_bytes: 6 * GB,
+        recent_cold_jobs: 4,
+        recent_cold_bytes: 400 * MB,
+        recent_cold_ms: 40_000,
+        ..WorkSnapshot::default()
+    };
+    let snap = |work| QueueSnapshot {
+        queued: 3,
+        work,
+        ..QueueSnapshot::default()
+    };
+    // Floor: 20 MB/s per replica = 5 MB/s per slot → 1,200 slot-s → 10 replicas.
+    let f = crate::decision::WorkFigures::of(&p, &snap(work));
+    assert!(!f.throughput_learned);
+    assert_eq!((f.throughput_bytes_per_s, f.replicas_by_work), (20e6, 10));
+    // The fifth finished job: learned, 10 MB/s per slot = 40 MB/s per replica → 5.
+    work.recent_cold_jobs = 5;
+    work.recent_cold_bytes = 500 * MB;
+    work.recent_cold_ms = 50_000;
+    let f = crate::decision::WorkFigures::of(&p, &snap(work));
+    assert!(f.throughput_learned);
+    assert_eq!((f.throughput_bytes_per_s, f.replicas_by_work), (40e6, 5));
+    // Cached jobs: 2 s each until five were measured.
+    let few = WorkSnapshot {
+        queued_cached: 120,
+        recent_cached_jobs: 4,
+        recent_cached_ms: 400,
+        ..WorkSnapshot::default()
+    };
+    let f = crate::decision::WorkFigures::of(&p, &snap(few));
+    assert_eq!((f.cached_job_s, f.replicas_by_work), (2.0, 2));
+}
+
+#[test]
+fn a_cached_rescan_stays_small_and_drains_through_the_window() {
+    run(
+        "cached rescan",
+        &policy(),
+        vec![
+            step(0, 200, 0, cached(200, 0), 0).want(1, Reason::Burst),
+            step(10, 180, 4, cached(180, 4), 1).want(1, Reason::Steady),
+            step(20, 0, 4, cached(0, 4), 1).want(1, Reason::Steady),
+            // The window (60 s) still holds the 1 recommended while jobs ran...
+            step(30, 0, 0, cached(0, 0), 1).want(1, Reason::Stabilized),
+            // ...then the cooldown (120 s since the queue emptied) keeps the last one...
+            step(100, 0, 0, cached(0, 0), 1).want(1, Reason::Cooldown),
+            step(150, 0, 0, cached(0, 0), 1).want(0, Reason::Idle),
+        ],
+    );
+}
+
+#[test]
+fn cold_images_scale_out_stabilize_and_obey_every_rule() {
+    let p = Policy {
+        max_scale_up_step: 4,
+        activation_queued: 2,
+        activation_age: Duration::from_secs(30),
+        ..policy()
+    };
+    run(
+        "cold",
+        &p,
+        vec![
+            // From zero two cold images do not activate (≤ 2 queued)...
+            step(0, 2, 0, cold(4 * GB, 0), 0).want(0, Reason::BelowActivation),
+            // ...a third does; the step limit holds the 10 asked for (12 GB / 1,200 slot-s) at 4.
+            step(1, 3, 0, cold(12 * GB, 0), 0).want(4, Reason::Burst),
+            step(11, 0, 3, cold(0, 12 * GB), 4).want(8, Reason::Burst),
+            step(21, 0, 3, cold(0, 12 * GB), 8).want(10, Reason::Burst),
+            // Work done: the window holds 10 until the last recommendation of 10 leaves it (t=81).
+            step(40, 0, 0, cold(0, 0), 10).want(10, Reason::Stabilized),
+            step(82, 0, 0, cold(0, 0), 10).want(1, Reason::Cooldown),
+            // A pin wins over work, whatever the queue says.
+            step(90, 3, 0, cold(12 * GB, 0), 1)
+                .ov(Override::Pinned(2))
+                .want(2, Reason::Pinned),
+            step(91, 3, 0, cold(12 * GB, 0), 2)
+                .ov(Override::Paused)
+                .want(2, Reason::Paused),
+        ],
+    );
+}
+
+#[test]
+fn min_and_max_bound_the_work_count() {
+    let p = Policy {
+        min_replicas: 2,
+        max_replicas: 6,
+        ..policy()
+    };
+    run(
+        "bounds",
+        &p,
+        vec![
+            step(0, 3, 0, cold(12 * GB, 0), 2).want(6, Reason::Burst),
+            step(100, 1, 0, cached(1, 0), 6).want(2, Reason::Drain),
+        ],
+    );
+}
+
+#[test]
+fn the_message_names_the_work_and_the_rate() {
+    let p = policy();
+    let snap = QueueSnapshot {
+        queued: 203,
+        running: 0,
+        oldest_queued_age: Some(Duration::ZERO),
+        work: WorkSnapshot {
+            queued_bytes: 6 * GB,
+            queued_cached: 200,
+            ..learned()
+        },
+    };
+    let d = decide(
+        &p,
+        &snap,
+        0,
+        Override::None,
+        &mut DecisionState::default(),
+        Instant::now(),
+    );
+    assert_eq!(
+        d.message,
+        "burst: work: 6.0 GB queued + 0 B running + 200 cached jobs × 0.5s at 40 MB/s per replica \
+         (learned) → 700 slot-seconds / (4 per replica × 30s drain) → 6 (by jobs: 51)"
+    );
+    assert_eq!(d.desired, 6);
+}
