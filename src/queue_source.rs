@@ -64,6 +64,9 @@ pub fn snapshot_of(stats: &QueueStats) -> QueueSnapshot {
             recent_cold_ms: ms(h.cold_seconds),
             recent_cached_jobs: n(h.cached_jobs),
             recent_cached_ms: ms(h.cached_seconds),
+            recent_sum_kb: h.sum_kb.max(0.0) as u64,
+            recent_sum_kb2: h.sum_kb2.max(0.0) as u64,
+            recent_sum_kb_ms: h.sum_kb_ms.max(0.0) as u64,
         },
     }
 }

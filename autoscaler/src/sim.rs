@@ -2,13 +2,16 @@
 //! by a KEDA + HPA baseline at their documented defaults, so policies can be compared on the same numbers.
 //!
 //! The model: jobs arrive per the [`Trace`], wait in a FIFO queue, and are claimed by ready workers (up to
-//! `jobs_per_replica` each, workers polled in random order). A job takes `job_s` seconds. A new worker is
+//! `jobs_per_replica` each, workers polled in random order). A job takes `overhead_ms` plus the bytes it
+//! fetches at `slot_bytes_per_s` (a standard cold job: `job_s` seconds); a slot that finishes a short job
+//! within a second claims the next one at once, so re-analyses of cached images cost milliseconds. A new worker is
 //! ready `startup_s` after it is asked for, whichever policy asked. When a policy lowers the count, fathom removes starting and idle
 //! workers first and lets a busy one drain (it claims nothing more and exits when its jobs finish, killed
 //! only after `drain_timeout_s`); the baseline removes pods the way a ReplicaSet without deletion costs
 //! does — starting pods first, then at random — and a removed busy pod loses its jobs (they are re-queued
 //! and counted as killed), which is KEDA #6719 when an analysis outlives the pod's grace period.
 
+mod fleet;
 mod keda;
 mod trace;
 
@@ -16,13 +19,16 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::decision::{decide, DecisionState, Override, Policy, QueueSnapshot};
+use crate::decision::{
+    decide, DecisionState, Override, Policy, QueueSnapshot, ScaleOn, WorkPolicy, WorkSnapshot,
+};
+use fleet::{remove_idle_first, remove_random, requeue, Finished, History, Worker};
 pub use keda::{
     KedaConfig, HPA_SCALE_DOWN_STABILIZATION_S, HPA_SCALE_UP_PERCENT, HPA_SCALE_UP_PERIOD_S,
     HPA_SCALE_UP_PODS, HPA_SYNC_PERIOD_S, HPA_SYNC_PHASE_S, HPA_TOLERANCE, KEDA_ACTIVATION_VALUE,
     KEDA_COOLDOWN_PERIOD_S, KEDA_POLLING_INTERVAL_S,
 };
-pub use trace::Trace;
+pub use trace::{JobWork, Trace};
 
 /// The simulated fleet: worker speed and limits shared by every policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +43,10 @@ pub struct SimConfig {
     pub max_replicas: u32,
     /// Seed of the random choices (claim order, baseline victims), so runs are reproducible.
     pub seed: u64,
+    /// Compressed bytes per second one slot fetches and analyzes.
+    pub slot_bytes_per_s: u64,
+    /// Milliseconds every job costs besides its bytes (resolve, cache lookups, writing the result).
+    pub overhead_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -47,7 +57,22 @@ impl Default for SimConfig {
             startup_s: 10,
             max_replicas: 20,
             seed: 7,
+            slot_bytes_per_s: 25_000_000,
+            overhead_ms: 200,
         }
+    }
+}
+
+impl SimConfig {
+    /// Bytes of the standard cold job, so that it takes exactly `job_s`.
+    fn standard_bytes(&self) -> u64 {
+        (self.job_s * 1000).saturating_sub(self.overhead_ms) * self.slot_bytes_per_s / 1000
+    }
+
+    /// Milliseconds a job fetching `bytes` takes on one slot.
+    fn job_ms(&self, bytes: u64) -> u64 {
+        let fetch = (u128::from(bytes) * 1000).div_ceil(u128::from(self.slot_bytes_per_s.max(1)));
+        self.overhead_ms + u64::try_from(fetch).unwrap_or(u64::MAX)
     }
 }
 
@@ -92,10 +117,23 @@ impl SimPolicy {
         SimPolicy::Keda(KedaConfig::cached(cfg.jobs_per_replica, cfg.max_replicas))
     }
 
+    /// fathom with `scale_on: work` (its shipped drain target and floor) for this fleet.
+    pub fn fathom_work(cfg: &SimConfig) -> SimPolicy {
+        let mut p = SimPolicy::fathom(cfg);
+        if let SimPolicy::Fathom { policy, .. } = &mut p {
+            policy.work = WorkPolicy {
+                scale_on: ScaleOn::Work,
+                ..WorkPolicy::default()
+            };
+        }
+        p
+    }
+
     /// The policies the bench compares, in print order.
     pub fn all(cfg: &SimConfig) -> Vec<SimPolicy> {
         vec![
             SimPolicy::fathom(cfg),
+            SimPolicy::fathom_work(cfg),
             SimPolicy::keda(cfg),
             SimPolicy::keda_cached(cfg),
         ]
@@ -104,6 +142,7 @@ impl SimPolicy {
     /// Short name printed in the bench line (`policy=...`).
     pub fn name(&self) -> &'static str {
         match self {
+            SimPolicy::Fathom { policy, .. } if policy.work.scale_on == ScaleOn::Work => "fathom-work",
             SimPolicy::Fathom { .. } => "fathom",
             SimPolicy::Keda(k) if k.use_cached_metrics => "keda-cached",
             SimPolicy::Keda(_) => "keda",
@@ -133,6 +172,10 @@ pub struct Report {
     pub jobs_done: usize,
     /// Times a scale-up followed a scale-down or vice versa (flapping shows up here).
     pub reversals: u32,
+    /// Bytes the finished jobs were estimated at when enqueued...
+    pub estimated_bytes: u64,
+    /// ...and the bytes they actually fetched.
+    pub fetched_bytes: u64,
 }
 
 impl fmt::Display for Report {
@@ -151,13 +194,6 @@ impl fmt::Display for Report {
     }
 }
 
-struct Worker {
-    ready_at: u64,
-    /// (job index, finishes at).
-    jobs: Vec<(usize, u64)>,
-    draining_since: Option<u64>,
-}
-
 /// What a controller sees each second.
 struct View {
     t: u64,
@@ -166,6 +202,7 @@ struct View {
     oldest_age_s: Option<u64>,
     current: u32,
     nudged: bool,
+    work: WorkSnapshot,
 }
 
 enum Controller {
@@ -198,7 +235,7 @@ impl Controller {
                     queued: v.queued,
                     running: v.running,
                     oldest_queued_age: v.oldest_age_s.map(Duration::from_secs),
-                    ..Default::default()
+                    work: v.work,
                 };
                 let now = *t0 + Duration::from_secs(v.t);
                 decide(policy, &snap, v.current, Override::None, state, now).desired
@@ -206,6 +243,14 @@ impl Controller {
             Controller::Keda(k) => k.desired(v.t, v.queued + v.running, v.current),
         }
     }
+}
+
+/// One job as the simulation tracks it: what the submitter estimated, when it started.
+#[derive(Clone, Copy, Default)]
+struct JobState {
+    estimate: u64,
+    fetched: u64,
+    started_ms: Option<u64>,
 }
 
 /// Replays `trace` against `policy` on the fleet `cfg` and measures it.
@@ -229,33 +274,66 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy: &SimPolicy) -> Report {
         ),
         SimPolicy::Keda(k) => (Controller::Keda(keda::Keda::new(k.clone())), None),
     };
-    let ideal = trace.ideal_replicas(cfg.job_s, cfg.jobs_per_replica, cfg.max_replicas);
+    let work: Vec<JobWork> = (0..trace.arrivals.len())
+        .map(|i| {
+            trace.work.get(i).copied().flatten().unwrap_or(JobWork {
+                own_bytes: cfg.standard_bytes(),
+                shared: None,
+            })
+        })
+        .collect();
+    let full_ms: Vec<u64> = work
+        .iter()
+        .map(|w| cfg.job_ms(w.own_bytes + w.shared.map_or(0, |(_, b)| b)))
+        .collect();
+    let ideal = trace.ideal_replicas_ms(&full_ms, cfg.jobs_per_replica, cfg.max_replicas);
     let peak = ideal.iter().copied().max().unwrap_or(0);
     let peak_at = ideal.iter().position(|&r| r == peak).unwrap_or(0) as u64;
 
-    let mut start: Vec<Option<u64>> = vec![None; trace.arrivals.len()];
+    let mut jobs = vec![JobState::default(); trace.arrivals.len()];
+    // Shared layers fetched so far (by family): the layer cache.
+    let mut cached_families = std::collections::HashSet::new();
+    let mut history = History::new();
     let mut queue: VecDeque<usize> = VecDeque::new();
     let mut workers: Vec<Worker> = Vec::new();
     let (mut next_arrival, mut done, mut killed, mut events) = (0usize, 0usize, 0u32, 0u32);
     let (mut replica_seconds, mut time_to_scale) = (0u64, None);
     let (mut reversals, mut last_up) = (0u32, None::<bool>);
+    let (mut estimated_bytes, mut fetched_bytes) = (0u64, 0u64);
+    // Every job finishes once; its estimate and fetched bytes are counted then.
+    let mut finish = |job: usize, ms: u64, jobs: &[JobState], h: &mut History| {
+        let fetched = jobs[job].fetched;
+        h.push(Finished { fetched, ms });
+        estimated_bytes += jobs[job].estimate;
+        fetched_bytes += fetched;
+    };
 
     for t in 0..trace.duration_s {
+        let now = t * 1000;
         let before = next_arrival;
         while trace.arrivals.get(next_arrival).is_some_and(|&a| a <= t) {
+            let w = work[next_arrival];
+            let shared = w
+                .shared
+                .filter(|(f, _)| !cached_families.contains(f))
+                .map_or(0, |(_, b)| b);
+            jobs[next_arrival].estimate = w.own_bytes + shared;
             queue.push_back(next_arrival);
             next_arrival += 1;
         }
         for w in &mut workers {
-            let n = w.jobs.len();
-            w.jobs.retain(|&(_, end)| end > t);
-            done += n - w.jobs.len();
+            for &(job, end) in w.jobs.iter().filter(|&&(_, end)| end <= now) {
+                done += 1;
+                let ms = end - jobs[job].started_ms.unwrap_or(end);
+                finish(job, ms, &jobs, &mut history);
+            }
+            w.jobs.retain(|&(_, end)| end > now);
         }
         workers.retain_mut(|w| match (w.draining_since, drain_timeout) {
             (None, _) => true,
             (Some(_), _) if w.jobs.is_empty() => false,
             (Some(since), Some(limit)) if t >= since + limit => {
-                killed += requeue(&mut w.jobs, &mut queue);
+                killed += requeue(&mut w.jobs, now, &mut queue);
                 false
             }
             _ => true,
@@ -265,24 +343,65 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy: &SimPolicy) -> Report {
         rng.shuffle(&mut order);
         for i in order {
             let w = &mut workers[i];
-            while w.draining_since.is_none() && w.ready_at <= t && w.jobs.len() < jpr {
-                let Some(job) = queue.pop_front() else { break };
-                start[job] = Some(t);
-                w.jobs.push((job, t + cfg.job_s));
+            if w.draining_since.is_some() || w.ready_at > t {
+                continue;
+            }
+            for _ in w.jobs.len()..jpr {
+                // One slot: jobs back to back until one outlasts this second.
+                let mut at = now;
+                while at < now + 1000 {
+                    let Some(job) = queue.pop_front() else { break };
+                    let wk = work[job];
+                    let shared = match wk.shared {
+                        Some((f, b)) if cached_families.insert(f) => b,
+                        _ => 0,
+                    };
+                    let fetched = wk.own_bytes + shared;
+                    let ms = cfg.job_ms(fetched);
+                    jobs[job].started_ms = Some(at);
+                    jobs[job].fetched = fetched;
+                    let end = at + ms;
+                    if end <= now + 1000 {
+                        done += 1;
+                        finish(job, ms, &jobs, &mut history);
+                        at = end;
+                    } else {
+                        w.jobs.push((job, end));
+                        break;
+                    }
+                }
             }
         }
-
         let current = workers
             .iter()
             .filter(|w| w.draining_since.is_none())
             .count() as u32;
+        let running: Vec<usize> = workers
+            .iter()
+            .flat_map(|w| w.jobs.iter().filter(|&&(_, end)| end > now).map(|&(j, _)| j))
+            .collect();
+        let mut ws = WorkSnapshot::default();
+        for &j in &queue {
+            match jobs[j].estimate {
+                0 => ws.queued_cached += 1,
+                b => ws.queued_bytes += b,
+            }
+        }
+        for &j in &running {
+            match jobs[j].estimate {
+                0 => ws.running_cached += 1,
+                b => ws.running_bytes += b,
+            }
+        }
+        history.fill(&mut ws);
         let view = View {
             t,
             queued: queue.len() as u64,
-            running: workers.iter().map(|w| w.jobs.len() as u64).sum(),
+            running: running.len() as u64,
             oldest_age_s: queue.front().map(|&j| t.saturating_sub(trace.arrivals[j])),
             current,
             nudged: next_arrival > before,
+            work: ws,
         };
         let desired = ctrl.desired(&view).min(cfg.max_replicas);
         if desired != current {
@@ -294,11 +413,7 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy: &SimPolicy) -> Report {
             last_up = Some(up);
         }
         for _ in current..desired {
-            workers.push(Worker {
-                ready_at: t + cfg.startup_s,
-                jobs: Vec::new(),
-                draining_since: None,
-            });
+            workers.push(Worker::new(t + cfg.startup_s));
         }
         if desired < current {
             let victims = (current - desired) as usize;
@@ -323,8 +438,13 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy: &SimPolicy) -> Report {
     let mut waits: Vec<u64> = trace
         .arrivals
         .iter()
-        .zip(&start)
-        .map(|(&a, s)| s.unwrap_or(trace.duration_s).saturating_sub(a))
+        .zip(&jobs)
+        .map(|(&a, j)| {
+            j.started_ms
+                .unwrap_or(trace.duration_s * 1000)
+                .saturating_sub(a * 1000)
+                .div_ceil(1000)
+        })
         .collect();
     waits.sort_unstable();
     let p95 = waits
@@ -341,52 +461,9 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy: &SimPolicy) -> Report {
         killed_busy: killed,
         reversals,
         jobs_done: done,
+        estimated_bytes,
+        fetched_bytes,
     }
-}
-
-fn requeue(jobs: &mut Vec<(usize, u64)>, queue: &mut VecDeque<usize>) -> u32 {
-    let n = jobs.len() as u32;
-    for (job, _) in jobs.drain(..).rev() {
-        queue.push_front(job);
-    }
-    n
-}
-
-/// fathom's scale-in: starting and idle workers go at once, the least busy drain.
-fn remove_idle_first(workers: &mut Vec<Worker>, victims: usize, t: u64) -> u32 {
-    let mut candidates: Vec<usize> = (0..workers.len())
-        .filter(|&i| workers[i].draining_since.is_none())
-        .collect();
-    candidates.sort_by_key(|&i| (workers[i].ready_at <= t, workers[i].jobs.len()));
-    for &i in candidates.iter().take(victims) {
-        workers[i].draining_since = Some(t);
-    }
-    workers.retain(|w| w.draining_since.is_none() || !w.jobs.is_empty());
-    0
-}
-
-/// A ReplicaSet without deletion costs: starting pods first, then random; busy pods lose their jobs.
-fn remove_random(
-    workers: &mut Vec<Worker>,
-    victims: usize,
-    t: u64,
-    rng: &mut fastrand::Rng,
-    queue: &mut VecDeque<usize>,
-) -> u32 {
-    let mut killed = 0;
-    for _ in 0..victims {
-        let starting: Vec<usize> = (0..workers.len())
-            .filter(|&i| workers[i].ready_at > t)
-            .collect();
-        let i = match starting.first() {
-            Some(&i) => i,
-            None if workers.is_empty() => break,
-            None => rng.usize(..workers.len()),
-        };
-        let mut w = workers.swap_remove(i);
-        killed += requeue(&mut w.jobs, queue);
-    }
-    killed
 }
 
 #[cfg(test)]

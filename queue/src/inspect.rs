@@ -21,7 +21,7 @@ SELECT
     r.ready_estimated_bytes, r.ready_cached, r.ready_unestimated,
     w.running_estimated_bytes, w.running_cached, w.running_unestimated,
     h.cold_jobs, h.cold_bytes, h.cold_seconds, h.cached_jobs, h.cached_seconds, h.median_fetched_bytes,
-    h.estimated_bytes, h.estimated_fetched_bytes,
+    h.estimated_bytes, h.estimated_fetched_bytes, h.sum_kb, h.sum_kb2, h.sum_kb_ms,
     f.succeeded, f.failed, f.dead, f.cancelled
 FROM (
     SELECT count(*) AS ready,
@@ -45,7 +45,10 @@ FROM (
            (percentile_disc(0.5) WITHIN GROUP (ORDER BY fetched_bytes))::int8 AS median_fetched_bytes,
            coalesce(sum(work_bytes), 0)::int8 AS estimated_bytes,
            coalesce(sum(fetched_bytes) FILTER (WHERE work_bytes IS NOT NULL), 0)::int8
-               AS estimated_fetched_bytes
+               AS estimated_fetched_bytes,
+           coalesce(sum(fetched_bytes / 1000), 0)::float8 AS sum_kb,
+           coalesce(sum((fetched_bytes / 1000)::float8 ^ 2), 0)::float8 AS sum_kb2,
+           coalesce(sum((fetched_bytes / 1000) * secs * 1000), 0)::float8 AS sum_kb_ms
     FROM (
         SELECT fetched_bytes, work_bytes,
                greatest(extract(epoch FROM finished_at - claimed_at)::float8, 0) AS secs
@@ -114,6 +117,9 @@ impl Queue {
                 median_fetched_bytes: median,
                 estimated_bytes: row.try_get("estimated_bytes")?,
                 estimated_fetched_bytes: row.try_get("estimated_fetched_bytes")?,
+                sum_kb: row.try_get("sum_kb")?,
+                sum_kb2: row.try_get("sum_kb2")?,
+                sum_kb_ms: row.try_get("sum_kb_ms")?,
             },
             ready: row.try_get("ready")?,
             scheduled: row.try_get("scheduled")?,

@@ -316,6 +316,13 @@ pub struct RecentWork {
     pub estimated_bytes: i64,
     /// Sum of the fetched bytes of those same jobs (the estimate's error is the difference).
     pub estimated_fetched_bytes: i64,
+    /// Over every job of the window: Σ kB fetched, Σ kB² and Σ kB × milliseconds taken, for a
+    /// least-squares fit of job time against bytes.
+    pub sum_kb: f64,
+    /// See `sum_kb`.
+    pub sum_kb2: f64,
+    /// See `sum_kb`.
+    pub sum_kb_ms: f64,
 }
 
 /// How many finished jobs [`RecentWork`] looks back over.

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use crate::config::FathomConfig;
 use anyhow::Context;
 use fathom_autoscaler::local::LocalTarget;
+use fathom_autoscaler::decision::{Bytes, ScaleOn, WorkFigures};
 use fathom_autoscaler::AutoscalerTarget;
 use fathom_autoscaler::{
     status_once, Override, OverrideOp, QueueSnapshot, ScaleTarget, StatsSource,
@@ -68,6 +69,10 @@ struct ScaleStatus {
     conflict: Option<String>,
     /// Local: seconds since the running autoscaler's last round (null when none ever ran here).
     last_round_age_s: Option<f64>,
+    /// What counts as load (`services.autoscaler.scale_on`).
+    scale_on: ScaleOn,
+    /// The figures behind the decision: throughput, demand, what each policy would ask for.
+    figures: Option<WorkFigures>,
 }
 
 /// Runs `fathom scale`.
@@ -126,10 +131,12 @@ async fn status(config: &FathomConfig, url: &str) -> anyhow::Result<ScaleStatus>
                 current: observed.as_ref().map(|o| o.replicas),
                 desired: decision.as_ref().map(|d| d.desired),
                 reason: decision.as_ref().map(|d| d.reason.as_str().to_string()),
+                figures: decision.as_ref().map(|d| d.figures),
                 message: decision.map(|d| d.message),
                 ov: observed.as_ref().map(|o| o.ov).unwrap_or_default(),
                 conflict: observed.and_then(|o| o.conflict),
                 last_round_age_s: None,
+                scale_on: a.scale_on,
             })
         }
         AutoscalerTarget::Local => {
@@ -138,6 +145,8 @@ async fn status(config: &FathomConfig, url: &str) -> anyhow::Result<ScaleStatus>
             let dir = service::state_dir(config)?;
             let ov = local(config)?.observe().await?.ov;
             let queue = stats.snapshot().await?;
+            // The figures follow the queue just read (the status file's are a round old).
+            let figures = Some(WorkFigures::of(&service::policy(config)?, &queue));
             let mut out = ScaleStatus {
                 target: format!("local {}", dir.display()),
                 queue,
@@ -148,6 +157,8 @@ async fn status(config: &FathomConfig, url: &str) -> anyhow::Result<ScaleStatus>
                 ov,
                 conflict: None,
                 last_round_age_s: None,
+                scale_on: a.scale_on,
+                figures,
             };
             read_status_file(&dir.join(STATUS_FILE), &mut out)?;
             Ok(out)
@@ -196,6 +207,33 @@ fn print(s: &ScaleStatus, json: bool) -> anyhow::Result<()> {
         "queue:    {} queued, {} running{age}",
         s.queue.queued, s.queue.running
     )?;
+    let w = &s.queue.work;
+    writeln!(
+        out,
+        "work:     {} queued, {} running, {} cached jobs, {} jobs of unknown size",
+        Bytes(w.queued_bytes as f64),
+        Bytes(w.running_bytes as f64),
+        w.queued_cached + w.running_cached,
+        w.queued_unknown + w.running_unknown
+    )?;
+    if let Some(f) = &s.figures {
+        writeln!(
+            out,
+            "figures:  {}/s per replica ({}), cached jobs {:.1} s each, {:.0} slot-seconds waiting; \
+             by jobs {}, by work {} (scale_on: {})",
+            Bytes(f.throughput_bytes_per_s),
+            if f.throughput_learned {
+                "learned"
+            } else {
+                "floor"
+            },
+            f.cached_job_s,
+            f.demand_slot_s,
+            f.replicas_by_jobs,
+            f.replicas_by_work,
+            s.scale_on.as_str()
+        )?;
+    }
     writeln!(out, "current:  {}", show(s.current))?;
     writeln!(out, "desired:  {}", show(s.desired))?;
     if let Some(m) = &s.message {

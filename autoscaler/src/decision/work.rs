@@ -1,10 +1,11 @@
 //! `scale_on: work`: load measured in the time the waiting work takes, not in jobs.
 //!
 //! A job's work is the compressed bytes of its layers not in the layer cache (the submitter's estimate,
-//! or the recent median when it had none). Bytes become slot-seconds through the throughput learned from
-//! finished jobs; jobs with nothing to fetch cost their measured per-job time; jobs nothing is known about
-//! cost what they would under `scale_on: jobs` (a slot for the whole drain time). The replicas asked for
-//! are those slot-seconds over (jobs per replica × target drain time).
+//! or the recent median when it had none). A job costs a slot the per-job time that jobs with nothing to
+//! fetch measure (resolve, cache lookups, the write), plus its bytes at the slot throughput learned from
+//! finished cold jobs (net of that per-job time); jobs nothing is known about cost what they would under
+//! `scale_on: jobs` (a slot for the whole drain time). The replicas asked for are those slot-seconds over
+//! (jobs per replica × target drain time).
 
 use std::fmt;
 use std::time::Duration;
@@ -102,6 +103,38 @@ pub struct WorkSnapshot {
     pub recent_cached_jobs: u64,
     /// ...and their milliseconds, summed.
     pub recent_cached_ms: u64,
+    /// Over every job of the window: Σ kB fetched, Σ kB², Σ kB × ms (a least-squares fit of time against
+    /// bytes gives the per-job time and the slot rate together, whatever the mix of sizes).
+    pub recent_sum_kb: u64,
+    /// See `recent_sum_kb`.
+    pub recent_sum_kb2: u64,
+    /// See `recent_sum_kb`.
+    pub recent_sum_kb_ms: u64,
+}
+
+impl WorkSnapshot {
+    /// The least-squares line `ms = c + kB × m` through the window's jobs: `(c seconds, bytes/s per slot)`,
+    /// when the window has enough jobs of different sizes and the line is physical (c ≥ 0, m > 0).
+    fn fit(&self) -> Option<(f64, f64)> {
+        let n = (self.recent_cold_jobs + self.recent_cached_jobs) as f64;
+        if n < LEARN_AFTER as f64 {
+            return None;
+        }
+        let (sx, sxx, sxy) = (
+            self.recent_sum_kb as f64,
+            self.recent_sum_kb2 as f64,
+            self.recent_sum_kb_ms as f64,
+        );
+        let sy = (self.recent_cold_ms + self.recent_cached_ms) as f64;
+        let var = n * sxx - sx * sx;
+        // Sizes all alike (a relative spread under 1 %): no slope to learn from.
+        if var <= 1e-4 * sxx * n {
+            return None;
+        }
+        let slope = (n * sxy - sx * sy) / var;
+        let intercept = (sy - slope * sx) / n;
+        (slope > 0.0 && intercept >= 0.0).then(|| (intercept / 1000.0, 1e6 / slope))
+    }
 }
 
 /// The figures behind a work decision, for `fathom scale status`, logs and metrics.
@@ -126,34 +159,43 @@ impl WorkFigures {
     pub fn of(policy: &Policy, snapshot: &QueueSnapshot) -> WorkFigures {
         let jpr = u64::from(policy.jobs_per_replica.max(1));
         let w = &snapshot.work;
-        let learned = w.recent_cold_jobs >= LEARN_AFTER && w.recent_cold_ms > 0;
-        let replica_rate = if learned {
-            w.recent_cold_bytes as f64 * 1000.0 / w.recent_cold_ms as f64 * jpr as f64
-        } else {
-            policy.work.throughput_floor as f64
+        // Every job pays a fixed time (resolve, cache lookups, the write) plus its bytes at the slot rate:
+        // both from a line fitted through the recent jobs; without sizes to fit, the fixed time is what
+        // jobs that fetched nothing measured and the rate is learned from cold jobs net of it.
+        let (cached_job_s, slot_rate, learned) = match w.fit() {
+            Some((c, rate)) => (c, rate, true),
+            None => {
+                let c = if w.recent_cached_jobs >= LEARN_AFTER {
+                    w.recent_cached_ms as f64 / 1000.0 / w.recent_cached_jobs as f64
+                } else {
+                    DEFAULT_CACHED_JOB_S
+                };
+                let fetch_s = w.recent_cold_ms as f64 / 1000.0 - c * w.recent_cold_jobs as f64;
+                if w.recent_cold_jobs >= LEARN_AFTER && fetch_s > 0.0 {
+                    (c, w.recent_cold_bytes as f64 / fetch_s, true)
+                } else {
+                    (c, policy.work.throughput_floor as f64 / jpr as f64, false)
+                }
+            }
         };
-        // A zero floor is rejected by validation; keep the division safe anyway.
-        let slot_rate = (replica_rate / jpr as f64).max(1.0);
-        let cached_job_s = if w.recent_cached_jobs >= LEARN_AFTER {
-            w.recent_cached_ms as f64 / 1000.0 / w.recent_cached_jobs as f64
-        } else {
-            DEFAULT_CACHED_JOB_S
-        };
+        let slot_rate = slot_rate.max(1.0);
         let drain_s = policy.work.target_drain.as_secs_f64().max(0.001);
-        let bytes = w.queued_bytes.saturating_add(w.running_bytes) as f64;
-        let cached = w.queued_cached.saturating_add(w.running_cached) as f64;
-        let unknown = w.queued_unknown.saturating_add(w.running_unknown) as f64;
-        let demand_slot_s = bytes / slot_rate + cached * cached_job_s + unknown * drain_s;
         let jobs = snapshot.queued.saturating_add(snapshot.running);
+        let bytes = w.queued_bytes.saturating_add(w.running_bytes) as f64;
+        let unknown = w.queued_unknown.saturating_add(w.running_unknown);
+        let known = jobs.saturating_sub(unknown) as f64;
+        let demand_slot_s = known * cached_job_s + bytes / slot_rate + unknown as f64 * drain_s;
         let by_jobs = to_u32(jobs.div_ceil(jpr));
-        let mut by_work = to_u32((demand_slot_s / (jpr as f64 * drain_s)).ceil() as u64);
+        // The small allowance keeps float noise (30.000000001 s of work per 30 s) from adding a replica.
+        let replicas = demand_slot_s / (jpr as f64 * drain_s) - 1e-6;
+        let mut by_work = to_u32(replicas.max(0.0).ceil() as u64);
         // Never fewer slots than jobs in flight (as with jobs), and someone must take a waiting job.
         by_work = by_work.max(to_u32(snapshot.running.div_ceil(jpr)));
         if jobs > 0 {
             by_work = by_work.max(1);
         }
         WorkFigures {
-            throughput_bytes_per_s: replica_rate,
+            throughput_bytes_per_s: slot_rate * jpr as f64,
             throughput_learned: learned,
             cached_job_s,
             demand_slot_s,
@@ -193,35 +235,30 @@ impl fmt::Display for Bytes {
 /// The load part of a work decision's message: what is waiting, at what rate, and the raw count.
 pub(crate) fn message(policy: &Policy, s: &QueueSnapshot, fig: &WorkFigures) -> String {
     let w = &s.work;
-    let mut parts = vec![format!(
-        "{} queued + {} running",
+    let jobs = s.queued.saturating_add(s.running);
+    let unknown = w.queued_unknown.saturating_add(w.running_unknown);
+    let drain = policy.work.target_drain.as_secs();
+    let mut text = format!(
+        "work: {} jobs × {:.1}s + {} queued + {} running at {}/s per replica ({})",
+        jobs - unknown.min(jobs),
+        fig.cached_job_s,
         Bytes(w.queued_bytes as f64),
-        Bytes(w.running_bytes as f64)
-    )];
-    let cached = w.queued_cached + w.running_cached;
-    if cached > 0 {
-        parts.push(format!("{cached} cached jobs × {:.1}s", fig.cached_job_s));
-    }
-    let unknown = w.queued_unknown + w.running_unknown;
-    if unknown > 0 {
-        parts.push(format!("{unknown} jobs of unknown size"));
-    }
-    format!(
-        "work: {} at {}/s per replica ({}) → {:.0} slot-seconds / ({} per replica × {}s drain) → {} \
-         (by jobs: {})",
-        parts.join(" + "),
+        Bytes(w.running_bytes as f64),
         Bytes(fig.throughput_bytes_per_s),
         if fig.throughput_learned {
             "learned"
         } else {
             "floor"
         },
-        fig.demand_slot_s,
-        policy.jobs_per_replica,
-        policy.work.target_drain.as_secs(),
-        fig.replicas_by_work,
-        fig.replicas_by_jobs,
-    )
+    );
+    if unknown > 0 {
+        text.push_str(&format!(" + {unknown} jobs of unknown size × {drain}s"));
+    }
+    text.push_str(&format!(
+        " → {:.0} slot-seconds / ({} per replica × {drain}s drain) → {} (by jobs: {})",
+        fig.demand_slot_s, policy.jobs_per_replica, fig.replicas_by_work, fig.replicas_by_jobs,
+    ));
+    text
 }
 
 #[cfg(test)]

@@ -29,7 +29,10 @@ fn fathom_removes_starting_and_idle_workers_before_busy_ones() {
 
 #[test]
 fn baseline_removal_kills_busy_pods_and_requeues_their_jobs() {
-    let mut ws = vec![worker(0, &[(1, 50), (2, 60)]), worker(0, &[(3, 40)])];
+    let mut ws = vec![
+        worker(0, &[(1, 50_000), (2, 60_000)]),
+        worker(0, &[(3, 40_000)]),
+    ];
     let mut queue = VecDeque::from([9]);
     let mut rng = fastrand::Rng::with_seed(1);
     let killed = remove_random(&mut ws, 2, 10, &mut rng, &mut queue);
@@ -73,6 +76,7 @@ fn replica_minutes_count_every_provisioned_second() {
         name: "one",
         arrivals: vec![0],
         duration_s: 1000,
+        work: Vec::new(),
     };
     let r = simulate(&trace, &cfg, &SimPolicy::fathom(&cfg));
     assert_eq!(r.jobs_done, 1);
@@ -129,7 +133,7 @@ fn sine_load_is_followed_without_flapping() {
 fn every_policy_finishes_every_trace_and_prints_its_name() {
     let cfg = SimConfig::default();
     let names: Vec<&str> = SimPolicy::all(&cfg).iter().map(SimPolicy::name).collect();
-    assert_eq!(names, ["fathom", "keda", "keda-cached"]);
+    assert_eq!(names, ["fathom", "fathom-work", "keda", "keda-cached"]);
     for trace in Trace::all() {
         for policy in SimPolicy::all(&cfg) {
             let r = simulate(&trace, &cfg, &policy);
@@ -157,4 +161,18 @@ fn cached_metrics_never_scale_a_warm_burst_sooner() {
     );
     assert!(f < c, "{fresh}\n{cached}");
     assert!(fresh.wait_p95_s <= cached.wait_p95_s, "{fresh}\n{cached}");
+}
+
+/// `cargo test -p fathom-autoscaler --lib print_every_line -- --ignored --nocapture`: the bench's lines
+/// from a debug build, for iterating without the release build of the whole workspace.
+#[test]
+#[ignore]
+fn print_every_line() {
+    let cfg = SimConfig::default();
+    for trace in Trace::all() {
+        for policy in SimPolicy::all(&cfg) {
+            let r = simulate(&trace, &cfg, &policy);
+            println!("{r} est={} fetched={}", r.estimated_bytes, r.fetched_bytes);
+        }
+    }
 }

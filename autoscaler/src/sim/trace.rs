@@ -1,4 +1,21 @@
-//! Load traces the simulator replays: when each job arrives.
+//! Load traces the simulator replays: when each job arrives, and how much it has to fetch.
+
+/// What one job has to fetch, in compressed bytes of layers not in the layer cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobWork {
+    /// Bytes only this job fetches (its own top layers).
+    pub own_bytes: u64,
+    /// A layer shared by a family of images (a new base): `(family, bytes)`. Every job of the family
+    /// that is enqueued before the layer is cached is estimated with it; only the first to run fetches it.
+    pub shared: Option<(u32, u64)>,
+}
+
+/// A log-normal draw with this median and σ (Box–Muller from two uniforms).
+fn log_normal(rng: &mut fastrand::Rng, median: f64, sigma: f64) -> f64 {
+    let (u1, u2) = (rng.f64().max(1e-12), rng.f64());
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    median * (sigma * z).exp()
+}
 
 /// A load trace: job arrival times (whole seconds) and how long the simulation runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,6 +26,9 @@ pub struct Trace {
     pub arrivals: Vec<u64>,
     /// Simulated seconds, including an idle tail so scale-down is measured too.
     pub duration_s: u64,
+    /// Each job's work, in arrival order; a missing entry or `None` is the fleet's standard cold job
+    /// ([`super::SimConfig::job_s`] long).
+    pub work: Vec<Option<JobWork>>,
 }
 
 impl Trace {
@@ -20,6 +40,7 @@ impl Trace {
             name: "burst",
             arrivals: vec![15; 240],
             duration_s: 1800,
+            work: Vec::new(),
         }
     }
 
@@ -40,6 +61,7 @@ impl Trace {
             name: "sine",
             arrivals,
             duration_s: 4200,
+            work: Vec::new(),
         }
     }
 
@@ -49,6 +71,7 @@ impl Trace {
             name: "spike-then-idle",
             arrivals: vec![75; 120],
             duration_s: 2400,
+            work: Vec::new(),
         }
     }
 
@@ -67,6 +90,7 @@ impl Trace {
             name: "burst-warm",
             arrivals,
             duration_s: 1800,
+            work: Vec::new(),
         }
     }
 
@@ -77,7 +101,70 @@ impl Trace {
             Trace::sine(),
             Trace::spike_then_idle(),
             Trace::burst_warm(),
+            Trace::rescan_burst(),
+            Trace::mixed(),
         ]
+    }
+
+    /// A Monday-morning rebuild: 1,000 images land at t=615 s on a fleet kept warm (and its throughput
+    /// learned) by one standard cold job every 20 s; each shares all but its top layer with what was
+    /// analyzed before, so 95 % of its bytes are cached. Image sizes are log-normal around 150 MB.
+    pub fn rescan_burst() -> Trace {
+        let mut rng = fastrand::Rng::with_seed(28);
+        let mut jobs: Vec<(u64, Option<JobWork>)> = (0..1200).step_by(20).map(|t| (t, None)).collect();
+        for _ in 0..1000 {
+            let size = log_normal(&mut rng, 150e6, 0.8);
+            let own_bytes = (size * 0.05) as u64;
+            jobs.push((615, Some(JobWork { own_bytes, shared: None })));
+        }
+        Trace::from_jobs("rescan-burst", jobs, 1800)
+    }
+
+    /// An hour of cold and cached jobs interleaved (0.5 jobs/s on average): 70 % re-analyses with every
+    /// layer cached, 30 % cold images with Pareto-distributed sizes (α 1.2, from 50 MB, capped at 5 GB).
+    /// Cold images come in families of five sharing a new base layer (40 % of their bytes), which every
+    /// estimate made before the base is cached counts: the estimate's error on this trace.
+    pub fn mixed() -> Trace {
+        let mut rng = fastrand::Rng::with_seed(2812);
+        let mut jobs = Vec::new();
+        let mut family = 0u32;
+        let mut in_family = 0;
+        let mut t = 0.0f64;
+        while t < 3600.0 {
+            t += -rng.f64().max(1e-9).ln() / 0.5;
+            let work = if rng.f64() < 0.7 {
+                JobWork {
+                    own_bytes: 0,
+                    shared: None,
+                }
+            } else {
+                let size = (50e6 / rng.f64().max(1e-9).powf(1.0 / 1.2)).min(5e9);
+                if in_family == 5 {
+                    family += 1;
+                    in_family = 0;
+                }
+                in_family += 1;
+                JobWork {
+                    own_bytes: (size * 0.6) as u64,
+                    shared: Some((family, (size * 0.4) as u64)),
+                }
+            };
+            if t < 3600.0 {
+                jobs.push((t as u64, Some(work)));
+            }
+        }
+        Trace::from_jobs("mixed", jobs, 4200)
+    }
+
+    /// A trace from `(arrival, work)` pairs (`None`: a standard cold job), sorted by arrival.
+    fn from_jobs(name: &'static str, mut jobs: Vec<(u64, Option<JobWork>)>, duration_s: u64) -> Trace {
+        jobs.sort_by_key(|&(t, _)| t);
+        Trace {
+            name,
+            arrivals: jobs.iter().map(|&(t, _)| t).collect(),
+            duration_s,
+            work: jobs.into_iter().map(|(_, w)| w).collect(),
+        }
     }
 
     /// With unlimited workers (jobs start on arrival), the replicas needed at each second, capped at `max`.
@@ -99,6 +186,27 @@ impl Trace {
                 let need = (running.max(0) as u64).div_ceil(u64::from(jobs_per_replica.max(1)));
                 u32::try_from(need).unwrap_or(u32::MAX).min(max)
             })
+            .collect()
+    }
+
+    /// [`Trace::ideal_replicas`] for jobs of any length: `durations_ms[i]` is job i's time on one slot,
+    /// and each second needs the slots its jobs occupy during it (a 400 ms job counts 0.4 of a slot).
+    pub fn ideal_replicas_ms(&self, durations_ms: &[u64], jobs_per_replica: u32, max: u32) -> Vec<u32> {
+        let end_ms = self.duration_s * 1000;
+        let mut busy_ms = vec![0u64; self.duration_s as usize];
+        for (&a, &d) in self.arrivals.iter().zip(durations_ms) {
+            let (mut from, to) = (a * 1000, (a * 1000 + d).min(end_ms));
+            while from < to {
+                let second = from / 1000;
+                let next = ((second + 1) * 1000).min(to);
+                busy_ms[second as usize] += next - from;
+                from = next;
+            }
+        }
+        let per_replica = 1000 * u64::from(jobs_per_replica.max(1));
+        busy_ms
+            .iter()
+            .map(|&ms| u32::try_from(ms.div_ceil(per_replica)).unwrap_or(u32::MAX).min(max))
             .collect()
     }
 }

@@ -248,6 +248,15 @@ enum Write<'a> {
 }
 
 impl Write<'_> {
+    /// Compressed bytes the job downloaded: recorded with the completion, next to the submitter's
+    /// estimate (a reused analysis fetched nothing).
+    fn fetched_bytes(&self) -> u64 {
+        match self {
+            Write::Reference { .. } => 0,
+            Write::Analysis { analysis, .. } => analysis.stats.bytes_fetched,
+        }
+    }
+
     /// Stores the result and writes its `dev.fathom.image.analyzed` event on the same connection, so the
     /// event commits exactly when the result and the job's completion do.
     async fn apply(&self, conn: &mut PgConnection) -> store::Result<()> {
@@ -298,7 +307,7 @@ async fn commit(
 async fn try_commit(ctx: &Ctx, job: &ClaimedJob, write: &Write<'_>) -> store::Result<bool> {
     let mut tx = ctx.store.pool().begin().await?;
     write.apply(&mut tx).await?;
-    match fathom_queue::tx::complete_in(&mut tx, job.lease).await {
+    match fathom_queue::tx::complete_fetched_in(&mut tx, job.lease, write.fetched_bytes()).await {
         Ok(()) => {}
         Err(fathom_queue::Error::LeaseLost { .. }) => return Ok(false),
         Err(e) => return Err(StoreError::from(e)),

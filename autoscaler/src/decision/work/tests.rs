@@ -26,15 +26,15 @@ fn policy() -> Policy {
     }
 }
 
-/// 50 finished cached jobs of 0.5 s and 10 cold ones fetching 100 MB in 10 s each (10 MB/s per slot,
-/// 40 MB/s per replica of 4).
+/// 50 finished cached jobs of 0.5 s and 10 cold ones fetching 100 MB in 10.5 s each (0.5 s per job plus
+/// 10 MB/s per slot, 40 MB/s per replica of 4).
 fn learned() -> WorkSnapshot {
     WorkSnapshot {
         recent_cached_jobs: 50,
         recent_cached_ms: 25_000,
         recent_cold_jobs: 10,
         recent_cold_bytes: 1_000 * MB,
-        recent_cold_ms: 100_000,
+        recent_cold_ms: 105_000,
         ..WorkSnapshot::default()
     }
 }
@@ -124,10 +124,11 @@ fn the_load_figure_follows_bytes_time_and_what_is_unknown() {
         ("cached rescan", 200, 0, cached(200, 0), 1, 50),
         // 1,000 of them: 500 slot-s → 5.
         ("big cached rescan", 1000, 0, cached(1000, 0), 5, 250),
-        // Three cold 2 GB images: 6 GB at 10 MB/s per slot = 600 slot-s → 5, where jobs ask for 1.
-        ("cold large", 3, 0, cold(6 * GB, 0), 5, 1),
+        // Three cold 2 GB images: 3 × 0.5 s + 6 GB at 10 MB/s per slot = 601.5 slot-s → 6, where jobs
+        // ask for 1.
+        ("cold large", 3, 0, cold(6 * GB, 0), 6, 1),
         // Running bytes count whole.
-        ("cold running", 0, 3, cold(0, 6 * GB), 5, 1),
+        ("cold running", 0, 3, cold(0, 6 * GB), 6, 1),
         // Jobs nothing is known about cost a slot for the whole drain: exactly what jobs asks for.
         (
             "unknown",
@@ -169,25 +170,27 @@ fn the_floor_stands_in_until_enough_cold_jobs_finished() {
         queued_bytes: 6 * GB,
         recent_cold_jobs: 4,
         recent_cold_bytes: 400 * MB,
-        recent_cold_ms: 40_000,
+        recent_cold_ms: 48_000,
         ..WorkSnapshot::default()
     };
-    let snap = |work| QueueSnapshot {
-        queued: 3,
+    let snap = |work: WorkSnapshot| QueueSnapshot {
+        queued: if work.queued_cached > 0 { work.queued_cached } else { 3 },
         work,
         ..QueueSnapshot::default()
     };
-    // Floor: 20 MB/s per replica = 5 MB/s per slot → 1,200 slot-s → 10 replicas.
+    // Floor: 20 MB/s per replica = 5 MB/s per slot; 3 × 2 s (the default per-job time) + 1,200 slot-s
+    // → 11 replicas.
     let f = crate::decision::WorkFigures::of(&p, &snap(work));
     assert!(!f.throughput_learned);
-    assert_eq!((f.throughput_bytes_per_s, f.replicas_by_work), (20e6, 10));
-    // The fifth finished job: learned, 10 MB/s per slot = 40 MB/s per replica → 5.
+    assert_eq!((f.throughput_bytes_per_s, f.replicas_by_work), (20e6, 11));
+    // The fifth finished job: 60 s for 5 jobs, 10 s of it per-job time, 500 MB in the other 50 s:
+    // learned, 10 MB/s per slot = 40 MB/s per replica → 606 slot-s → 6.
     work.recent_cold_jobs = 5;
     work.recent_cold_bytes = 500 * MB;
-    work.recent_cold_ms = 50_000;
+    work.recent_cold_ms = 60_000;
     let f = crate::decision::WorkFigures::of(&p, &snap(work));
     assert!(f.throughput_learned);
-    assert_eq!((f.throughput_bytes_per_s, f.replicas_by_work), (40e6, 5));
+    assert_eq!((f.throughput_bytes_per_s, f.replicas_by_work), (40e6, 6));
     // Cached jobs: 2 s each until five were measured.
     let few = WorkSnapshot {
         queued_cached: 120,
@@ -231,13 +234,13 @@ fn cold_images_scale_out_stabilize_and_obey_every_rule() {
         vec![
             // From zero two cold images do not activate (≤ 2 queued)...
             step(0, 2, 0, cold(4 * GB, 0), 0).want(0, Reason::BelowActivation),
-            // ...a third does; the step limit holds the 10 asked for (12 GB / 1,200 slot-s) at 4.
+            // ...a third does; the step limit holds the 11 asked for (1,201.5 slot-s) at 4.
             step(1, 3, 0, cold(12 * GB, 0), 0).want(4, Reason::Burst),
             step(11, 0, 3, cold(0, 12 * GB), 4).want(8, Reason::Burst),
-            step(21, 0, 3, cold(0, 12 * GB), 8).want(10, Reason::Burst),
-            // Work done: the window holds 10 until the last recommendation of 10 leaves it (t=81).
-            step(40, 0, 0, cold(0, 0), 10).want(10, Reason::Stabilized),
-            step(82, 0, 0, cold(0, 0), 10).want(1, Reason::Cooldown),
+            step(21, 0, 3, cold(0, 12 * GB), 8).want(11, Reason::Burst),
+            // Work done: the window holds the count until the last recommendation of 11 leaves it (t=81).
+            step(40, 0, 0, cold(0, 0), 11).want(11, Reason::Stabilized),
+            step(82, 0, 0, cold(0, 0), 11).want(1, Reason::Cooldown),
             // A pin wins over work, whatever the queue says.
             step(90, 3, 0, cold(12 * GB, 0), 1)
                 .ov(Override::Pinned(2))
@@ -289,8 +292,34 @@ fn the_message_names_the_work_and_the_rate() {
     );
     assert_eq!(
         d.message,
-        "burst: work: 6.0 GB queued + 0 B running + 200 cached jobs × 0.5s at 40 MB/s per replica \
-         (learned) → 700 slot-seconds / (4 per replica × 30s drain) → 6 (by jobs: 51)"
+        "burst: work: 203 jobs × 0.5s + 6.0 GB queued + 0 B running at 40 MB/s per replica (learned) \
+         → 702 slot-seconds / (4 per replica × 30s drain) → 6 (by jobs: 51)"
     );
     assert_eq!(d.desired, 6);
+}
+
+#[test]
+fn a_line_through_jobs_of_different_sizes_gives_per_job_time_and_rate() {
+    // Ten 10 MB jobs of 0.6 s and ten 750 MB jobs of 30.2 s: 0.2 s per job + 25 MB/s per slot.
+    let mut w = WorkSnapshot::default();
+    for (kb, ms) in [(10_000u64, 600u64), (750_000, 30_200)] {
+        w.recent_cold_jobs += 10;
+        w.recent_cold_bytes += 10 * kb * 1000;
+        w.recent_cold_ms += 10 * ms;
+        w.recent_sum_kb += 10 * kb;
+        w.recent_sum_kb2 += 10 * kb * kb;
+        w.recent_sum_kb_ms += 10 * kb * ms;
+    }
+    w.queued_bytes = 1000 * 10 * MB;
+    let snap = QueueSnapshot {
+        queued: 1000,
+        work: w,
+        ..QueueSnapshot::default()
+    };
+    let f = crate::decision::WorkFigures::of(&policy(), &snap);
+    assert!(f.throughput_learned);
+    assert!((f.cached_job_s - 0.2).abs() < 1e-6, "{f:?}");
+    assert!((f.throughput_bytes_per_s - 100e6).abs() < 1.0, "{f:?}");
+    // 1,000 × (0.2 s + 0.4 s) = 600 slot-s → 5.
+    assert_eq!(f.replicas_by_work, 5);
 }
