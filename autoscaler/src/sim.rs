@@ -142,7 +142,9 @@ impl SimPolicy {
     /// Short name printed in the bench line (`policy=...`).
     pub fn name(&self) -> &'static str {
         match self {
-            SimPolicy::Fathom { policy, .. } if policy.work.scale_on == ScaleOn::Work => "fathom-work",
+            SimPolicy::Fathom { policy, .. } if policy.work.scale_on == ScaleOn::Work => {
+                "fathom-work"
+            }
             SimPolicy::Fathom { .. } => "fathom",
             SimPolicy::Keda(k) if k.use_cached_metrics => "keda-cached",
             SimPolicy::Keda(_) => "keda",
@@ -378,7 +380,12 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig, policy: &SimPolicy) -> Report {
             .count() as u32;
         let running: Vec<usize> = workers
             .iter()
-            .flat_map(|w| w.jobs.iter().filter(|&&(_, end)| end > now).map(|&(j, _)| j))
+            .flat_map(|w| {
+                w.jobs
+                    .iter()
+                    .filter(|&&(_, end)| end > now)
+                    .map(|&(j, _)| j)
+            })
             .collect();
         let mut ws = WorkSnapshot::default();
         for &j in &queue {

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use crate::config::FathomConfig;
 use anyhow::Context;
-use fathom_autoscaler::local::LocalTarget;
 use fathom_autoscaler::decision::{Bytes, ScaleOn, WorkFigures};
+use fathom_autoscaler::local::LocalTarget;
 use fathom_autoscaler::AutoscalerTarget;
 use fathom_autoscaler::{
     status_once, Override, OverrideOp, QueueSnapshot, ScaleTarget, StatsSource,

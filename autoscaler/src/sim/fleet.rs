@@ -72,7 +72,11 @@ impl History {
 }
 
 /// Puts a removed worker's unfinished jobs back at the front of the queue; returns how many.
-pub(super) fn requeue(jobs: &mut Vec<(usize, u64)>, now_ms: u64, queue: &mut VecDeque<usize>) -> u32 {
+pub(super) fn requeue(
+    jobs: &mut Vec<(usize, u64)>,
+    now_ms: u64,
+    queue: &mut VecDeque<usize>,
+) -> u32 {
     let mut n = 0;
     for (job, end) in jobs.drain(..).rev() {
         if end > now_ms {

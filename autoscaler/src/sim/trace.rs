@@ -111,11 +111,18 @@ impl Trace {
     /// analyzed before, so 95 % of its bytes are cached. Image sizes are log-normal around 150 MB.
     pub fn rescan_burst() -> Trace {
         let mut rng = fastrand::Rng::with_seed(28);
-        let mut jobs: Vec<(u64, Option<JobWork>)> = (0..1200).step_by(20).map(|t| (t, None)).collect();
+        let mut jobs: Vec<(u64, Option<JobWork>)> =
+            (0..1200).step_by(20).map(|t| (t, None)).collect();
         for _ in 0..1000 {
             let size = log_normal(&mut rng, 150e6, 0.8);
             let own_bytes = (size * 0.05) as u64;
-            jobs.push((615, Some(JobWork { own_bytes, shared: None })));
+            jobs.push((
+                615,
+                Some(JobWork {
+                    own_bytes,
+                    shared: None,
+                }),
+            ));
         }
         Trace::from_jobs("rescan-burst", jobs, 1800)
     }
@@ -157,7 +164,11 @@ impl Trace {
     }
 
     /// A trace from `(arrival, work)` pairs (`None`: a standard cold job), sorted by arrival.
-    fn from_jobs(name: &'static str, mut jobs: Vec<(u64, Option<JobWork>)>, duration_s: u64) -> Trace {
+    fn from_jobs(
+        name: &'static str,
+        mut jobs: Vec<(u64, Option<JobWork>)>,
+        duration_s: u64,
+    ) -> Trace {
         jobs.sort_by_key(|&(t, _)| t);
         Trace {
             name,
@@ -191,7 +202,12 @@ impl Trace {
 
     /// [`Trace::ideal_replicas`] for jobs of any length: `durations_ms[i]` is job i's time on one slot,
     /// and each second needs the slots its jobs occupy during it (a 400 ms job counts 0.4 of a slot).
-    pub fn ideal_replicas_ms(&self, durations_ms: &[u64], jobs_per_replica: u32, max: u32) -> Vec<u32> {
+    pub fn ideal_replicas_ms(
+        &self,
+        durations_ms: &[u64],
+        jobs_per_replica: u32,
+        max: u32,
+    ) -> Vec<u32> {
         let end_ms = self.duration_s * 1000;
         let mut busy_ms = vec![0u64; self.duration_s as usize];
         for (&a, &d) in self.arrivals.iter().zip(durations_ms) {
@@ -206,7 +222,11 @@ impl Trace {
         let per_replica = 1000 * u64::from(jobs_per_replica.max(1));
         busy_ms
             .iter()
-            .map(|&ms| u32::try_from(ms.div_ceil(per_replica)).unwrap_or(u32::MAX).min(max))
+            .map(|&ms| {
+                u32::try_from(ms.div_ceil(per_replica))
+                    .unwrap_or(u32::MAX)
+                    .min(max)
+            })
             .collect()
     }
 }

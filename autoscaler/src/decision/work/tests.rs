@@ -174,7 +174,11 @@ fn the_floor_stands_in_until_enough_cold_jobs_finished() {
         ..WorkSnapshot::default()
     };
     let snap = |work: WorkSnapshot| QueueSnapshot {
-        queued: if work.queued_cached > 0 { work.queued_cached } else { 3 },
+        queued: if work.queued_cached > 0 {
+            work.queued_cached
+        } else {
+            3
+        },
         work,
         ..QueueSnapshot::default()
     };
