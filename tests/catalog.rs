@@ -130,6 +130,21 @@ async fn a_moved_tag_is_analyzed_within_one_interval_and_its_history_keeps_both_
         .as_i64()
         .expect("the new digest was queued");
     assert_eq!(client.wait_done(job).await["status"], "analyzed");
+    // The watcher had the new manifest at hand: the job carries its work (every layer is new to the
+    // cache), and the worker recorded what it fetched next to it.
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    let (estimate, fetched): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT work_bytes, fetched_bytes FROM fathom_jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let layer_bytes: usize = second.layers.iter().map(|l| l.blob.len()).sum();
+    assert_eq!(estimate, Some(layer_bytes as i64));
+    assert_eq!(
+        fetched, estimate,
+        "the estimate of an all-new image is exact"
+    );
     let (status, image) = client
         .get(&format!("/v1/images/{}", second.manifest_digest()))
         .await;

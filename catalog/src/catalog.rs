@@ -7,7 +7,7 @@ use std::sync::Arc;
 use fathom_analyzer::source::reference::ImageRef;
 use fathom_analyzer::source::registry::canonical_reference;
 use fathom_analyzer::AnalyzeError;
-use fathom_worker::store::{submit_in, SubmitOptions, Submitted};
+use fathom_worker::store::{submit_estimated_in, submit_in, SubmitOptions, Submitted};
 use sqlx::{PgConnection, PgPool};
 
 use crate::decide::{plan_repository, Filters, RepositoryPlan, Seen};
@@ -141,6 +141,29 @@ impl Catalog {
         skip_analyzed: bool,
     ) -> Result<Option<i64>> {
         let out = submit_in(conn, &[reference.to_string()], &self.options(skip_analyzed)).await?;
+        Ok(match out.first() {
+            Some(Submitted::Job(e)) => Some(e.id),
+            _ => None,
+        })
+    }
+
+    /// [`Catalog::submit`] with the manifest's layers at hand: the job carries its estimated work (the
+    /// bytes of those layers not in the layer cache).
+    pub(crate) async fn submit_estimated(
+        &self,
+        conn: &mut PgConnection,
+        reference: &str,
+        skip_analyzed: bool,
+        layers: Option<Vec<(String, u64)>>,
+    ) -> Result<Option<i64>> {
+        let out = submit_estimated_in(
+            conn,
+            &[reference.to_string()],
+            &[layers],
+            &self.submission.cache_key,
+            &self.options(skip_analyzed),
+        )
+        .await?;
         Ok(match out.first() {
             Some(Submitted::Job(e)) => Some(e.id),
             _ => None,

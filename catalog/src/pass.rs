@@ -181,16 +181,27 @@ impl Catalog {
 
     /// Records a change; a new digest, its history row and its analysis in one transaction.
     async fn apply(&self, target: &TagTarget, change: Change) -> Result<()> {
+        // A new digest gets its work estimate from its manifest, read before the transaction opens.
+        let layers = match (&change, ImageRef::parse(&target.reference)) {
+            (Change::First(_) | Change::Moved { .. }, Ok(image)) => {
+                self.watcher.layers(&image).await
+            }
+            _ => None,
+        };
         let mut tx = self.pool.begin().await?;
         let outcome = match &change {
             Change::First(digest) => {
-                let job = self.submit(&mut tx, &target.reference, true).await?;
+                let job = self
+                    .submit_estimated(&mut tx, &target.reference, true, layers)
+                    .await?;
                 store::record_digest(&mut tx, target.id, digest, job).await?;
                 "first"
             }
             Change::Moved { from, to } => {
                 // The tag's own reference, not skipped as analyzed: the stored one is the old digest's.
-                let job = self.submit(&mut tx, &target.reference, false).await?;
+                let job = self
+                    .submit_estimated(&mut tx, &target.reference, false, layers)
+                    .await?;
                 store::record_digest(&mut tx, target.id, to, job).await?;
                 // In the transaction that records the move: the event exists exactly when the move does.
                 let moved = TagMoved {

@@ -133,6 +133,26 @@ impl Watcher {
         }
     }
 
+    /// The layers (`(digest, compressed size)`) of what `image` names now, for the work estimate of the
+    /// job a change queues: one paced manifest `GET`, only when a tag changed. `None` when it names an
+    /// index or the registry did not answer: the job is then queued without an estimate, never held up.
+    pub async fn layers(&self, image: &ImageRef) -> Option<Vec<(String, u64)>> {
+        let host = image.registry.as_str();
+        self.pace(host).await;
+        self.metrics.request(host, "manifest");
+        self.counts.manifests.fetch_add(1, Ordering::Relaxed);
+        match self
+            .noted(host, self.client.manifest_layers(image).await)
+            .await
+        {
+            Ok(layers) => layers,
+            Err(e) => {
+                tracing::debug!(%image, error = %e, "no work estimate: the manifest could not be read");
+                None
+            }
+        }
+    }
+
     /// One page of `repository`'s tags (see [`TagWatcher::tags_page`]).
     pub async fn tags_page(
         &self,

@@ -88,6 +88,27 @@ impl TagWatcher {
         Ok(sha256_digest(&body))
     }
 
+    /// `GET /v2/NAME/manifests/TAG` for what a job would fetch: the digest and compressed size of each
+    /// layer when the tag names an image manifest, `None` when it names an index (the job picks a
+    /// platform later, so its layers are not known yet).
+    pub async fn manifest_layers(&self, image: &ImageRef) -> Result<Option<Vec<(String, u64)>>> {
+        let accept = manifest::ACCEPTED.join(", ");
+        let path = format!("manifests/{}", image.manifest_key());
+        let response = self
+            .http
+            .get(image, &path, Some(&accept), RequestKind::Manifest)
+            .await
+            .map_err(|e| self.classify(e, image))?;
+        let body = self.read(response, image).await?;
+        let what = format!("manifest of {image}");
+        Ok(match manifest::parse_manifest(&body, &what)? {
+            manifest::ManifestDoc::Image(m) => {
+                Some(m.layers.into_iter().map(|l| (l.digest, l.size)).collect())
+            }
+            manifest::ManifestDoc::Index(_) => None,
+        })
+    }
+
     /// One page of the repository's tags: the first (`page` = `None`) or the one a previous page's
     /// `next` named. A `Link` that leaves the repository's tag list is refused (a registry must not send
     /// the client elsewhere with its credentials).

@@ -29,8 +29,8 @@ pub use images::{
 pub use layers::{PackageHit, PackageQuery};
 pub use platforms::PlatformSubmission;
 pub use status::{
-    submit_in, unsubmitted_entry, Cursor, StatusEntry, SubmissionFilter, SubmitOptions, Submitted,
-    ANALYZE_KIND, STATUSES,
+    submit_estimated_in, submit_in, uncached_bytes_in, unsubmitted_entry, Cursor, StatusEntry,
+    SubmissionFilter, SubmitOptions, Submitted, ANALYZE_KIND, STATUSES,
 };
 
 /// Channel on which committed changes to stored images and their references are announced (migration

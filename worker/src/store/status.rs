@@ -367,11 +367,54 @@ impl Store {
     }
 }
 
+/// Compressed bytes of the given layers (`(digest, size)`, each digest counted once) not in the layer
+/// cache under `$3`: the work a job for that manifest is estimated at.
+const UNCACHED_BYTES_SQL: &str = r#"
+SELECT coalesce(sum(t.size), 0)::int8
+FROM (SELECT DISTINCT ON (digest) digest, size FROM unnest($1::text[], $2::int8[]) AS u(digest, size)) t
+WHERE NOT EXISTS (SELECT 1 FROM fathom_layers l WHERE l.digest = t.digest AND l.cache_key = $3)
+"#;
+
+/// The estimated work of analyzing a manifest with these layers (`(digest, compressed size)`): the bytes
+/// of those not in the layer cache under `cache_key`.
+pub async fn uncached_bytes_in(
+    conn: &mut PgConnection,
+    layers: &[(String, u64)],
+    cache_key: &str,
+) -> Result<i64> {
+    let digests: Vec<&str> = layers.iter().map(|(d, _)| d.as_str()).collect();
+    let sizes: Vec<i64> = layers
+        .iter()
+        .map(|&(_, s)| i64::try_from(s).unwrap_or(i64::MAX))
+        .collect();
+    Ok(sqlx::query_scalar(UNCACHED_BYTES_SQL)
+        .bind(&digests)
+        .bind(&sizes)
+        .bind(cache_key)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
 /// [`Store::submit_with`] on the caller's connection, so a submission commits together with the caller's
 /// own record of why (the catalog's history row of a tag's new digest).
 pub async fn submit_in(
     conn: &mut PgConnection,
     references: &[String],
+    options: &SubmitOptions,
+) -> Result<Vec<Submitted>> {
+    submit_estimated_in(conn, references, &[], "", options).await
+}
+
+/// [`submit_in`] for submitters that have the manifests at hand: `layers[i]` (when given) lists the
+/// `(digest, compressed size)` of `references[i]`'s layers, and its job is queued with the estimated work
+/// (the bytes not in the layer cache under `cache_key`; all of them when forced, since a forced job
+/// bypasses the cache). A reference without layers is queued without an estimate (it counts as the
+/// recent median).
+pub async fn submit_estimated_in(
+    conn: &mut PgConnection,
+    references: &[String],
+    layers: &[Option<Vec<(String, u64)>>],
+    cache_key: &str,
     options: &SubmitOptions,
 ) -> Result<Vec<Submitted>> {
     let analyzed: Vec<String> = match (&options.cache_key, options.force) {
@@ -388,9 +431,24 @@ pub async fn submit_in(
         .iter()
         .filter(|r| !analyzed.contains(r))
         .collect();
+    let mut estimates = Vec::with_capacity(to_enqueue.len());
+    for r in &to_enqueue {
+        let at = references.iter().position(|x| x == *r);
+        let estimate = match at.and_then(|i| layers.get(i)).and_then(Option::as_ref) {
+            Some(l) if !options.force => Some(uncached_bytes_in(conn, l, cache_key).await?),
+            Some(l) => Some(
+                l.iter()
+                    .map(|&(_, s)| i64::try_from(s).unwrap_or(i64::MAX))
+                    .fold(0i64, i64::saturating_add),
+            ),
+            None => None,
+        };
+        estimates.push(estimate);
+    }
     let jobs: Vec<NewJob> = to_enqueue
         .iter()
-        .map(|r| {
+        .zip(&estimates)
+        .map(|(r, estimate)| {
             let mut payload = serde_json::json!({ "reference": r });
             if options.force {
                 payload["force"] = serde_json::Value::Bool(true);
@@ -402,10 +460,14 @@ pub async fn submit_in(
             } else {
                 r.to_string()
             };
-            NewJob::new(ANALYZE_KIND, payload)
+            let job = NewJob::new(ANALYZE_KIND, payload)
                 .dedup_key(dedup)
                 .priority(options.priority)
-                .max_attempts(options.max_attempts)
+                .max_attempts(options.max_attempts);
+            match estimate {
+                Some(bytes) => job.work_bytes(*bytes),
+                None => job,
+            }
         })
         .collect();
     let enqueued = fathom_queue::tx::enqueue_many_in(&mut *conn, &jobs).await?;
