@@ -67,7 +67,7 @@ impl Default for WorkPolicy {
         WorkPolicy {
             scale_on: ScaleOn::Jobs,
             target_drain: Duration::from_secs(30),
-            throughput_floor: 100_000_000,
+            throughput_floor: 50_000_000,
         }
     }
 }
