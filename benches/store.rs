@@ -349,7 +349,7 @@ async fn generate(pool: &PgPool, seed: &str, images: i64) {
     assert!(seed.starts_with("sha256:") && seed[7..].bytes().all(|b| b.is_ascii_hexdigit()));
     for sql in SETUP {
         // DDL takes no parameters: the seed digest (checked hex) is written in.
-        let sql = sql.replace("$1", &format!("'{seed}'"));
+        let sql = sql.replace("{seed}", &format!("'{seed}'"));
         sqlx::query(&sql)
             .execute(&mut *conn)
             .await
@@ -386,17 +386,17 @@ async fn generate(pool: &PgPool, seed: &str, images: i64) {
         .expect("analyze");
 }
 
-/// Templates from the seed (`$1`): its layers in order (the last is the top), their packages, its
+/// Templates from the seed (`{seed}`): its layers in order (the last is the top), their packages, its
 /// vulnerability index rows with the base layer they came from, and a digest maker.
 const SETUP: &[&str] = &[
     "CREATE OR REPLACE FUNCTION bench_digest(text) RETURNS text LANGUAGE sql IMMUTABLE AS \
      $$ SELECT 'sha256:' || md5($1) || md5('2' || $1) $$",
     "CREATE TABLE bench_layers AS SELECT (l.k - 1)::int AS k, l.digest, i.cache_key, \
         (l.k = cardinality(i.layers)) AS top \
-     FROM fathom_images i, unnest(i.layers) WITH ORDINALITY AS l(digest, k) WHERE i.manifest_digest = $1",
-    "CREATE TABLE bench_image AS SELECT * FROM fathom_images WHERE manifest_digest = $1",
+     FROM fathom_images i, unnest(i.layers) WITH ORDINALITY AS l(digest, k) WHERE i.manifest_digest = {seed}",
+    "CREATE TABLE bench_image AS SELECT * FROM fathom_images WHERE manifest_digest = {seed}",
     "CREATE TABLE bench_vuln_packages AS SELECT p.*, l.k, l.top FROM fathom_vuln_image_packages p \
-     LEFT JOIN bench_layers l ON l.digest = p.layer_digest WHERE p.manifest_digest = $1",
+     LEFT JOIN bench_layers l ON l.digest = p.layer_digest WHERE p.manifest_digest = {seed}",
 ];
 
 /// Per base set (`$1` sets, `$2` id variants): the base layers with their packages (versions made the
