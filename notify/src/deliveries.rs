@@ -289,14 +289,16 @@ pub struct Owed {
     pub oldest_pending_secs: f64,
 }
 
-/// Pending and dead counts per endpoint, and the events not yet fanned out (count, oldest age).
+/// Pending and dead counts per endpoint, and the events not yet fanned out (count, oldest age). Every
+/// core asks every few seconds, so the filter names only pending and dead rows (each state has a partial
+/// index), not the delivered history kept for `retention`.
 pub async fn owed(pool: &PgPool) -> sqlx::Result<(Vec<(String, Owed)>, i64, f64)> {
     let rows = sqlx::query(
         "SELECT d.endpoint, count(*) FILTER (WHERE d.state = 'pending') AS pending, \
              count(*) FILTER (WHERE d.state = 'dead') AS dead, \
              coalesce(extract(epoch FROM now() - min(e.time) FILTER (WHERE d.state = 'pending')), 0)::float8 AS oldest \
          FROM notify_deliveries d JOIN notify_events e ON e.seq = d.event_seq \
-         WHERE d.state <> 'delivered' GROUP BY d.endpoint",
+         WHERE (d.state = 'pending' OR d.state = 'dead') GROUP BY d.endpoint",
     )
     .fetch_all(pool)
     .await?;
