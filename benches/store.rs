@@ -77,7 +77,7 @@ fn seed_image() -> BuiltImage {
         ),
     ]);
     sample.name = "store-seed".into();
-    BuiltImage::from_sample(&sample, Compress::Gzip).expect("seed image")
+    BuiltImage::from_sample(&sample, Compress::None).expect("seed image")
 }
 
 async fn run(images: i64) {

@@ -39,7 +39,7 @@ fn variant(base: &str, marker: &str) -> BuiltImage {
         },
     ]);
     sample.name = format!("{base}-{marker}");
-    BuiltImage::from_sample(&sample, Compress::Gzip).unwrap()
+    BuiltImage::from_sample(&sample, Compress::None).unwrap()
 }
 
 fn layer_digests(image: &BuiltImage) -> Vec<String> {
