@@ -86,6 +86,23 @@ fn the_demo_runs_every_step_and_a_moved_watched_tag_is_analyzed_and_its_workload
     assert!(tail[0] > 0 && tail[0] == tail[1], "{notes}");
     assert_eq!(tail[4], tail[0], "{notes}");
     assert!(stdout.contains("dev.fathom.image.analyzed: "), "{stdout}");
+    // The sample feed's matches and the policy change reached the receiver too.
+    assert!(
+        stdout.contains("dev.fathom.image.vulnerabilities.changed: "),
+        "{stdout}"
+    );
+    let change = line("policy change (GENERATED SAMPLE bundle");
+    let changed: u64 = change
+        .split(", ")
+        .nth(1)
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(changed >= 1, "{change}");
+    assert!(
+        stdout.contains("dev.fathom.image.policy.changed: "),
+        "{stdout}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(900),
         "the demo took {:?}",

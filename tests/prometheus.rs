@@ -43,6 +43,14 @@ const EMPTY_WITHOUT_AUTOSCALER: &[(&str, &str)] = &[
         "Autoscaler: round duration p99 and local worker exits",
         "no autoscaler runs rounds or workers",
     ),
+    (
+        "Autoscaler: work waiting (uncached bytes) and learned throughput per replica",
+        "the work figures are the autoscaler's reading of the queue",
+    ),
+    (
+        "Autoscaler: desired replicas by policy (scale_on jobs vs work) and the decision",
+        "no autoscaler decides replicas under either policy",
+    ),
 ];
 
 /// Alerts whose compared value reads only the autoscaler's series, and why that is right.

@@ -5,7 +5,9 @@
 //! ([`super::demo_vulns`]), each image is checked against the default policy bundle and a sample
 //! admission is answered ([`super::demo_gate`]), and a watched tag in a sample registry moves to a new
 //! image that the catalog finds and has analyzed, whose admitted workload the inventory then lists
-//! ([`super::demo_watch`]). Everything started here is stopped on exit or Ctrl-C.
+//! ([`super::demo_watch`]); a sample bundle changes the in-scope image's final action ([`super::demo_policy`])
+//! and a local receiver prints the signed events of it all ([`super::demo_notify`]). Everything started here
+//! is stopped on exit or Ctrl-C.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -204,6 +206,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     super::demo_gate::run(&store, &references, &cache_key).await?;
     super::demo_watch::run(&url, &store).await?;
+    super::demo_policy::run(&store).await?;
     super::demo_notify::run(&url, &store).await?;
     // Close every pool before the server goes away, so nothing logs a lost connection on the way out.
     store.pool().close().await;

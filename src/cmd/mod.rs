@@ -12,6 +12,8 @@ mod demo_gate;
 #[cfg(feature = "demo")]
 mod demo_notify;
 #[cfg(feature = "demo")]
+mod demo_policy;
+#[cfg(feature = "demo")]
 mod demo_registry;
 #[cfg(feature = "demo")]
 pub mod demo_vulns;
