@@ -6,6 +6,7 @@
 pub mod api;
 pub mod autoscaler;
 pub mod fleet;
+pub mod forget;
 pub mod notify_data;
 pub mod osv_server;
 pub mod process;
@@ -41,8 +42,8 @@ pub async fn test_db() -> TestDb {
     // Every table `fathom migrate` makes: the core's checks and the webhook read the feed and bundle tables.
     TestDb::create(&[
         &fathom_queue::migrator(),
+        // The store's carries the notifications' outbox too.
         &fathom_worker::store::migrator(),
-        &fathom_notify::migrator(),
         &fathom_vulns::migrator(),
         &fathom_policy::store::migrator(),
         &fathom_catalog::migrator(),
