@@ -129,6 +129,7 @@ impl Core {
             )?),
             catalog: Some(Arc::new(catalog.clone())),
             inventory_ttl: config.services.webhook.inventory_ttl,
+            forget: crate::core::forget::metrics::ForgetMetrics::unregistered()?,
         });
         let app = api::router(state, Tokens::from_config(&[])?, metrics)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

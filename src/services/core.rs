@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::config::FathomConfig;
 use crate::core::api::{self, ApiMetrics, ApiState, Tokens, DOCUMENTS_AT_ONCE};
 use crate::core::feeds::FeedMetrics;
+use crate::core::forget::metrics::ForgetMetrics;
 use crate::core::inventory_sync::SyncMetrics;
 use crate::core::policy::PolicyEngine;
 use crate::core::queue_gauges::QueueGauges;
@@ -72,6 +73,7 @@ pub async fn run_core(
         cache_key.clone(),
         catalog_metrics.clone(),
     )?;
+    let forget_metrics = ForgetMetrics::register(metrics.registry())?;
     let state = Arc::new(ApiState {
         store,
         queue: queue.clone(),
@@ -81,6 +83,7 @@ pub async fn run_core(
         policy: Arc::new(policy),
         catalog: Some(Arc::new(catalog.clone())),
         inventory_ttl: config.services.webhook.inventory_ttl,
+        forget: forget_metrics.clone(),
     });
     // The admission webhook beside the API, on its own HTTPS port, its metrics on the API's /metrics.
     // Bound before the API serves so a taken port or a missing certificate fails the start.
@@ -139,6 +142,7 @@ pub async fn run_core(
         queue.clone(),
         catalog_config.clone(),
         config.services.webhook.inventory_ttl,
+        forget_metrics,
         shutdown.clone(),
     ));
     let feeds = config.services.feeds.clone();

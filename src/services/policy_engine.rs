@@ -67,6 +67,7 @@ pub async fn run_policy_engine(
         policy: Arc::new(policy),
         catalog: None,
         inventory_ttl: config.services.webhook.inventory_ttl,
+        forget: crate::core::forget::metrics::ForgetMetrics::unregistered()?,
     });
     let app = engine::router(state, tokens, metrics);
     tracing::info!(address = %bound, "policy engine listening");

@@ -12,6 +12,7 @@ use super::extract::{Path, Query};
 use super::images::check_digest;
 use super::ApiState;
 use crate::core::forget::delete::{delete_image, Blocker, Outcome, Rules};
+use crate::core::forget::metrics::Cause;
 
 /// `DELETE /v1/images/{digest}` query.
 #[derive(Debug, Deserialize)]
@@ -43,6 +44,11 @@ pub(super) async fn delete(
     };
     match delete_image(state.store.pool(), &digest, rules).await? {
         Outcome::Deleted(deleted) => {
+            state.forget.deleted(if deleted.overridden.is_empty() {
+                Cause::Api
+            } else {
+                Cause::ApiForced
+            });
             tracing::info!(
                 digest = %deleted.digest,
                 references = deleted.references.len(),

@@ -62,6 +62,8 @@ pub struct ApiState {
     pub catalog: Option<Arc<fathom_catalog::Catalog>>,
     /// A use seen this recently keeps an image from an unforced delete (`services.webhook.inventory_ttl`).
     pub inventory_ttl: Duration,
+    /// Deletions counted by cause (`fathom_core_deleted_images_total`).
+    pub forget: crate::core::forget::metrics::ForgetMetrics,
 }
 
 impl ApiState {

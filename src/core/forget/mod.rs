@@ -4,15 +4,18 @@
 //! core does each per interval.
 
 pub mod delete;
+pub mod metrics;
 pub mod retention;
 pub mod sweep;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fathom_catalog::CatalogConfig;
 use fathom_queue::Queue;
 use sqlx::PgPool;
 use tokio::sync::watch;
+
+use metrics::{Cause, ForgetMetrics};
 
 /// A replica takes its turn when the last run is at least this share of the interval old (ticks drift).
 const TURN_SLACK: f64 = 0.8;
@@ -28,13 +31,15 @@ async fn my_turn(queue: &Queue, task: &str, every: Duration) -> bool {
 }
 
 /// Runs the layer sweep every `services.catalog.layer_sweep_interval` and the retention rules every
-/// `services.catalog.retention.interval` (when a rule is on) until `shutdown` turns true. Errors are
-/// logged and the task tried again next interval.
+/// `services.catalog.retention.interval` (when a rule is on) until `shutdown` turns true, counting what
+/// each pass deleted and how long it took in `metrics`. Errors are logged, counted and the task tried
+/// again next interval.
 pub async fn run(
     pool: PgPool,
     queue: Queue,
     config: CatalogConfig,
     inventory_ttl: Duration,
+    metrics: ForgetMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let sweep_every =
@@ -57,9 +62,13 @@ pub async fn run(
         if let Some(every) = retain_every.filter(|e| since_retain >= *e) {
             since_retain = Duration::ZERO;
             if my_turn(&queue, "core-retention", every).await {
-                match retention::prune(&pool, &config.retention, inventory_ttl, false).await {
+                let started = Instant::now();
+                let pass = retention::prune(&pool, &config.retention, inventory_ttl, false).await;
+                metrics.pass("retention", started.elapsed(), pass.is_err());
+                match pass {
                     Ok(report) => {
                         for d in &report.deleted {
+                            metrics.deleted(Cause::of_rule(d.rule));
                             tracing::info!(digest = %d.digest, rule = d.rule, "retention deleted the image: {}", d.why);
                         }
                         if !report.kept.is_empty() {
@@ -76,12 +85,18 @@ pub async fn run(
         if let Some(every) = sweep_every.filter(|e| since_sweep >= *e) {
             since_sweep = Duration::ZERO;
             if my_turn(&queue, "core-layer-sweep", every).await {
-                match sweep::sweep(&pool, config.layer_sweep_grace, sweep::BATCH).await {
-                    Ok(report) if !report.deleted.is_empty() => tracing::info!(
-                        examined = report.examined,
-                        deleted = report.deleted.len(),
-                        "swept layers no image uses"
-                    ),
+                let started = Instant::now();
+                let pass = sweep::sweep(&pool, config.layer_sweep_grace, sweep::BATCH).await;
+                metrics.pass("layer_sweep", started.elapsed(), pass.is_err());
+                match pass {
+                    Ok(report) if !report.deleted.is_empty() => {
+                        metrics.swept(report.deleted.len());
+                        tracing::info!(
+                            examined = report.examined,
+                            deleted = report.deleted.len(),
+                            "swept layers no image uses"
+                        );
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sweeping unused layers failed"),
                 }
