@@ -1,114 +1,25 @@
 //! The store forgets on purpose, through a real `fathom run` on a real Postgres, real workers and the
 //! run's real registry: deleting an image (every route and lookup forgets it, its unique layers are
 //! swept, a shared base stays, a cached verdict is never served again), the conflicts that keep an
-//! image unless forced, a delete racing a re-analysis, and retention by tag.
+//! image unless forced (only a job for this very digest counts), the deletions and sweeps counted on
+//! `/metrics`, and a delete racing a re-analysis. Retention: tests/forget_retention.rs; cached
+//! admission verdicts: tests/forget_webhook.rs.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use fathom_testkit::osv;
-use fathom_testkit::samples::{SampleEntry, SampleKind};
-use fathom_testkit::{BuiltImage, Compress, Pusher};
+use fathom_testkit::Pusher;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use support::api::{Api, Client};
+use support::api::Api;
+use support::forget::{
+    analyze, analyze_forced, core_config, core_metric, count, deleted_by, deleted_events,
+    layer_digests, layers_stored, poll, pool, variant,
+};
 use support::{WorkerProc, WorkerSpec};
-
-/// `base` with one more layer holding an npm package of its own (`forget-<marker>`).
-fn variant(base: &str, marker: &str) -> BuiltImage {
-    let samples = fathom_testkit::samples::sample_images();
-    let mut sample = samples.iter().find(|s| s.name == base).unwrap().clone();
-    let dir = |path: &str| SampleEntry {
-        path: path.to_string(),
-        mode: 0o755,
-        kind: SampleKind::Dir,
-    };
-    let manifest = format!(
-        "{{\"name\": \"forget-{marker}\", \"version\": \"1.0.0\", \"license\": \"MIT\"}}\n"
-    );
-    sample.layers.push(vec![
-        dir("/srv"),
-        dir("/srv/node_modules"),
-        dir(&format!("/srv/node_modules/forget-{marker}")),
-        SampleEntry {
-            path: format!("/srv/node_modules/forget-{marker}/package.json"),
-            mode: 0o644,
-            kind: SampleKind::File(manifest.into_bytes()),
-        },
-    ]);
-    sample.name = format!("{base}-{marker}");
-    BuiltImage::from_sample(&sample, Compress::None).unwrap()
-}
-
-fn layer_digests(image: &BuiltImage) -> Vec<String> {
-    image.layers.iter().map(|l| l.digest()).collect()
-}
-
-/// `services.*` lines: the feed cycle over the sample feed in `feed` (when given), a catalog sweeping
-/// every second with no grace, and `catalog` lines of the caller's.
-fn core_config(feed: Option<&std::path::Path>, catalog: &str) -> String {
-    let feeds = feed.map_or(String::new(), |f| {
-        format!(
-            "  feeds:\n    enabled: true\n    base_url: '{}'\n    ecosystems: [{}]\n    rematch_interval: 1s\n",
-            f.display(),
-            osv::SAMPLE_FEEDS.join(", ")
-        )
-    });
-    format!(
-        "{feeds}  catalog:\n    layer_sweep_interval: 1s\n    layer_sweep_grace: 0s\n{catalog}registry:\n  insecure: ['{}']\n  timeout: 5s\n",
-        support::registry()
-    )
-}
-
-async fn pool(url: &str) -> PgPool {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(url)
-        .await
-        .unwrap()
-}
-
-async fn poll(client: &Client, path: &str, done: impl Fn(StatusCode, &Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, answer) = client.get(path).await;
-        if done(status, &answer) {
-            return answer;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET {path} never got there: {status} {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Submits and waits for the analysis; the digest.
-async fn analyze(client: &Client, reference: &str) -> String {
-    let done = client.submit_and_wait(reference).await;
-    done["digest"].as_str().unwrap().to_string()
-}
-
-async fn layers_stored(pool: &PgPool, digests: &[String]) -> Vec<String> {
-    let mut stored: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT digest FROM fathom_layers WHERE digest = ANY($1)")
-            .bind(digests)
-            .fetch_all(pool)
-            .await
-            .unwrap();
-    stored.sort();
-    stored
-}
-
-async fn count(pool: &PgPool, sql: &str, digest: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .bind(digest)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
 
 fn carriers(page: &Value) -> Vec<String> {
     page["items"]
@@ -199,8 +110,12 @@ async fn a_deleted_image_is_gone_from_every_route_its_own_layers_are_swept_and_t
     let (status, answer) = client.delete(&format!("/v1/images/{unknown}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
 
+    assert_eq!(deleted_by(&api, "api"), 0.0);
     let (status, answer) = client.delete(&format!("/v1/images/{a}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    // Counted by cause; an unforced delete is `api`, nothing else moved.
+    assert_eq!(deleted_by(&api, "api"), 1.0);
+    assert_eq!(deleted_by(&api, "api_forced"), 0.0);
     // Deleting twice: 404, not a 500.
     let (status, answer) = client.delete(&format!("/v1/images/{a}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
@@ -250,10 +165,7 @@ async fn a_deleted_image_is_gone_from_every_route_its_own_layers_are_swept_and_t
         let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
         assert_eq!(count(&db_pool, &sql, &a).await, 0, "{table}");
     }
-    assert_eq!(
-        count(&db_pool, "SELECT count(*) FROM notify_events WHERE type = 'dev.fathom.image.deleted' AND subject = $1", &a).await,
-        1
-    );
+    assert_eq!(deleted_events(&db_pool, &a).await, 1);
 
     // The sweeper takes the deleted image's own layer; the base it shares stays.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -268,6 +180,21 @@ async fn a_deleted_image_is_gone_from_every_route_its_own_layers_are_swept_and_t
     let mut kept_sorted = kept_layers.clone();
     kept_sorted.sort();
     kept_sorted.dedup();
+    // The sweep counted what it took, timed its passes and failed none.
+    assert!(core_metric(&api, "fathom_core_swept_layers_total") >= 1.0);
+    assert!(
+        core_metric(
+            &api,
+            "fathom_core_forget_pass_duration_seconds_count{task=\"layer_sweep\"}"
+        ) >= 1.0
+    );
+    assert_eq!(
+        core_metric(
+            &api,
+            "fathom_core_forget_pass_errors_total{task=\"layer_sweep\"}"
+        ),
+        0.0
+    );
     assert_eq!(layers_stored(&db_pool, &kept_layers).await, kept_sorted);
 
     // The other image answers every route as before.
@@ -419,6 +346,9 @@ async fn a_queued_job_a_watched_tag_or_a_running_workload_keeps_an_image_unless_
     conflict(&client.delete(&path).await, "is queued");
     let (status, answer) = client.delete(&format!("{path}?force=true")).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    // Forced past a use: `api_forced` (the CLI's delete above went to the database, not the core).
+    assert_eq!(deleted_by(&api, "api_forced"), 1.0);
+    assert_eq!(deleted_by(&api, "api"), 0.0);
     assert_eq!(
         client.get(&format!("/v1/images/{digest}")).await.0,
         StatusCode::NOT_FOUND
@@ -546,100 +476,52 @@ async fn a_delete_racing_a_re_analysis_leaves_the_old_or_the_new_record_whole() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_keeps_exactly_keep_per_tag_digests_of_a_watched_tag_pushed_again_and_again() {
+async fn only_a_job_for_this_digest_keeps_it_not_one_of_a_tag_that_moved_on() {
     let db = support::test_db().await;
     let dir = tempfile::tempdir().unwrap();
     let registry = support::registry();
-    let repo = support::unique_repo("retained");
-    let api = Api::start(
-        dir.path(),
-        db.url(),
-        &core_config(
-            None,
-            "    watch_interval: 1s\n    retention:\n      keep_per_tag: 2\n      interval: 1s\n",
-        ),
-    );
-    let client = api.client();
-    let _worker = WorkerProc::start(dir.path(), "w1", db.url(), &WorkerSpec::default());
+    let repo = support::unique_repo("moved");
+    let (old, new) = (variant("alpine-apk", "old"), variant("alpine-apk", "new"));
     let pusher = Pusher::new(&registry, None);
+    pusher.push(&repo, "prod", &old).await.unwrap();
     let reference = format!("{registry}/{repo}:prod");
-    let versions: Vec<BuiltImage> = (1..=4)
-        .map(|n| variant("alpine-apk", &format!("v{n}")))
-        .collect();
-    pusher.push(&repo, "prod", &versions[0]).await.unwrap();
-    let (status, watch) = client
-        .post("/v1/watches", json!({"reference": reference}))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{watch}");
-    let id = watch["id"].as_i64().unwrap();
-    for (n, version) in versions.iter().enumerate() {
-        if n > 0 {
-            pusher.push(&repo, "prod", version).await.unwrap();
-        }
-        // The watch sees the move and the worker analyzes it.
-        poll(
-            &client,
-            &format!("/v1/images/{}", version.manifest_digest()),
-            |s, _| s == StatusCode::OK,
-        )
-        .await;
-        poll(&client, &format!("/v1/watches/{id}"), |_, w| {
-            w["digest"] == version.manifest_digest().as_str()
-        })
-        .await;
-    }
+    let api = Api::start(dir.path(), db.url(), &core_config(None, ""));
+    let client = api.client();
+    let worker = WorkerProc::start(dir.path(), "w1", db.url(), &WorkerSpec::default());
+    let old_digest = analyze(&client, &reference).await;
+    pusher.push(&repo, "prod", &new).await.unwrap();
+    let new_digest = analyze_forced(&client, &reference).await;
+    assert_ne!(old_digest, new_digest);
+    drop(worker);
 
-    // The two oldest go; the two newest (one the tag's current digest) stay.
-    for old in &versions[..2] {
-        poll(
-            &client,
-            &format!("/v1/images/{}", old.manifest_digest()),
-            |s, _| s == StatusCode::NOT_FOUND,
-        )
+    // A job of the tag waits (nobody works on it): it analyzes the tag's newest digest.
+    let (status, queued) = client
+        .post("/v1/images", json!({"reference": reference, "force": true}))
         .await;
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for new in &versions[2..] {
-        let (status, answer) = client
-            .get(&format!("/v1/images/{}", new.manifest_digest()))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
-    }
-    let db_pool = pool(db.url()).await;
-    let stored: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM fathom_images i JOIN fathom_image_references r USING (manifest_digest) \
-         WHERE r.reference = $1",
-    )
-    .bind(&reference)
-    .fetch_one(&db_pool)
-    .await
-    .unwrap();
-    assert_eq!(stored, 2);
-
-    // A dry run with a stricter rule lists what it would delete, and why, and deletes nothing.
-    let config = dir.path().join("prune.yaml");
-    std::fs::write(
-        &config,
-        "services:\n  catalog:\n    retention:\n      keep_per_tag: 1\n",
-    )
-    .unwrap();
-    let out = support::ok(
-        &support::fathom()
-            .args(["images", "prune", "--dry-run", "--config"])
-            .arg(&config)
-            .args(["--database-url", db.url()])
-            .output()
-            .unwrap(),
-    );
-    let third = versions[2].manifest_digest();
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let job = queued["job_id"].as_i64().unwrap();
+    let (status, answer) = client.delete(&format!("/v1/images/{new_digest}")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert!(
-        out.contains(&format!("would delete {third} (keep_per_tag)")),
-        "{out}"
+        answer.to_string().contains(&format!("job {job} is queued")),
+        "{answer}"
     );
-    assert!(out.contains(&format!("watched tag {reference}")), "{out}");
-    assert!(!out.contains(&versions[3].manifest_digest()), "{out}");
-    assert_eq!(
-        client.get(&format!("/v1/images/{third}")).await.0,
-        StatusCode::OK
-    );
+    // The digest the tag moved away from is not what the job analyzes: it goes unforced.
+    let (status, answer) = client.delete(&format!("/v1/images/{old_digest}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+
+    // A job pinned to a digest keeps that digest, tag or no tag.
+    let pinned_image = variant("alpine-apk", "pinned");
+    pusher.push(&repo, "pinned", &pinned_image).await.unwrap();
+    let worker = WorkerProc::start(dir.path(), "w2", db.url(), &WorkerSpec::default());
+    let pinned = format!("{registry}/{repo}@{}", pinned_image.manifest_digest());
+    let digest = analyze(&client, &pinned).await;
+    drop(worker);
+    let (status, queued) = client
+        .post("/v1/images", json!({"reference": pinned, "force": true}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let (status, answer) = client.delete(&format!("/v1/images/{digest}")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(answer.to_string().contains("is queued"), "{answer}");
 }

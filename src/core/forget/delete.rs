@@ -20,8 +20,16 @@ use sqlx::{PgConnection, PgPool};
 const LOCK_IMAGE_SQL: &str = "SELECT index_digest, layers FROM fathom_images \
      WHERE manifest_digest = $1 FOR UPDATE";
 
-const REFERENCES_SQL: &str =
-    "SELECT reference FROM fathom_image_references WHERE manifest_digest = $1 ORDER BY last_seen_at DESC";
+/// The references the image was seen under, newest first, and whether it is still the newest image
+/// seen under each (a tag that moved on to another digest is not).
+const REFERENCES_SQL: &str = r#"
+SELECT r.reference,
+       NOT EXISTS (SELECT 1 FROM fathom_image_references o
+                   WHERE o.reference = r.reference AND o.last_seen_at > r.last_seen_at)
+FROM fathom_image_references r
+WHERE r.manifest_digest = $1
+ORDER BY r.last_seen_at DESC
+"#;
 
 /// Why the image may not go without force: live jobs for it (`$3`: their possible dedup keys), watched
 /// tags pointing at it (`$1`: its manifest digest and the index it came from), uses seen within the
@@ -123,10 +131,11 @@ fn pinned(digest: &str, references: &[String]) -> Vec<String> {
     out
 }
 
-/// The dedup keys a live analysis job of the image can have: each reference and each pinned reference,
-/// as submitted and forced.
-fn job_keys(references: &[String], pinned: &[String]) -> Vec<String> {
-    references
+/// The dedup keys a live analysis job of this very image can have, as submitted and forced: each
+/// reference it is still the newest image of (`current`; a job of a tag that moved on analyzes the
+/// tag's newer digest, not this one) and each pinned reference.
+fn job_keys(current: &[String], pinned: &[String]) -> Vec<String> {
+    current
         .iter()
         .chain(pinned)
         .flat_map(|r| [r.clone(), format!("{r}#force")])
@@ -178,14 +187,20 @@ async fn find_in(
     let Some((index_digest, layers)) = row else {
         return Ok(None);
     };
-    let references: Vec<String> = sqlx::query_scalar(REFERENCES_SQL)
+    let seen: Vec<(String, bool)> = sqlx::query_as(REFERENCES_SQL)
         .bind(digest)
         .fetch_all(&mut *conn)
         .await?;
+    let current: Vec<String> = seen
+        .iter()
+        .filter(|(_, current)| *current)
+        .map(|(r, _)| r.clone())
+        .collect();
+    let references: Vec<String> = seen.into_iter().map(|(r, _)| r).collect();
     let pinned = pinned(digest, &references);
     let mut digests = vec![digest.to_string()];
     digests.extend(index_digest);
-    let keys = job_keys(&references, &pinned);
+    let keys = job_keys(&current, &pinned);
     let blockers = blockers_in(conn, &digests, &keys, inventory_ttl).await?;
     Ok(Some(Found {
         layers,
