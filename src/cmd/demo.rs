@@ -69,18 +69,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await?
         .context("starting PostgreSQL")?;
     let url = cluster.info().url("postgres");
+    // The queue's and the store's, the notifications' outbox with them (the worker writes each
+    // analysis's event into the outbox in the analysis's own transaction).
     fathom_worker::store::migrate_all(&url)
         .await
         .context("applying migrations")?;
-    // The worker writes each analysis's event into the outbox in the analysis's own transaction.
-    {
-        let pool = sqlx::PgPool::connect(&url).await?;
-        fathom_notify::migrator()
-            .run(&pool)
-            .await
-            .context("applying the notification migrations")?;
-        pool.close().await;
-    }
 
     let scratch = tempdir()?;
     let layout = scratch.join("images");

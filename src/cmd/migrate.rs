@@ -13,6 +13,8 @@ pub struct MigrateArgs {
 /// Runs `fathom migrate`.
 pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
+        // Each migration set once: the queue's and the store's (which carries the notifications'
+        // outbox, see `fathom_worker::store::migrator`), then the core's.
         fathom_worker::store::migrate_all(&args.database_url).await?;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
@@ -21,7 +23,6 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         fathom_vulns::migrator().run(&pool).await?;
         fathom_policy::store::migrator().run(&pool).await?;
         fathom_catalog::migrator().run(&pool).await?;
-        fathom_notify::migrator().run(&pool).await?;
         pool.close().await;
         anyhow::Ok(())
     })?;

@@ -153,7 +153,6 @@ mod tests {
     async fn a_verdict_is_reused_until_the_bundle_it_was_evaluated_under_changes() {
         let db = TestDb::create(&[
             &fathom_worker::store::migrator(),
-            &fathom_notify::migrator(),
             &fathom_vulns::migrator(),
             &fathom_policy::store::migrator(),
         ])

@@ -17,7 +17,6 @@ use crate::core::verdicts::{Lookup, VerdictCache};
 async fn db() -> TestDb {
     TestDb::create(&[
         &fathom_worker::store::migrator(),
-        &fathom_notify::migrator(),
         &fathom_vulns::migrator(),
         &fathom_policy::store::migrator(),
     ])
