@@ -9,20 +9,10 @@ mod support;
 use std::collections::BTreeMap;
 
 use fathom_vulns::queries::{self, ImageFilter};
-use fathom_vulns::{Feeds, Matcher, VulnsConfig};
+use fathom_vulns::{Feeds, Matcher};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use support::{db, osv_zip, pypi_document, record, FeedServer};
-
-async fn store_image(pool: &PgPool, digest: &str, packages: &[(&str, &str)]) {
-    support::store_document(
-        pool,
-        digest,
-        &pypi_document(packages),
-        packages.len() as i32,
-    )
-    .await;
-}
+use support::{db, osv_zip, pypi_config, record, store_pypi_image, FeedServer};
 
 /// An entry as an event and the API both show it: (id, package name, version) → (severity, fix).
 type Entries = BTreeMap<(String, String, String), (String, Value)>;
@@ -88,14 +78,6 @@ const CHANGED: &str = "dev.fathom.image.vulnerabilities.changed";
 const NEW: &str = "dev.fathom.vulnerability.new";
 const SYNCED: &str = "dev.fathom.feed.synced";
 
-fn config(base: String) -> VulnsConfig {
-    VulnsConfig {
-        base_url: base,
-        ecosystems: vec!["PyPI".into()],
-        ..VulnsConfig::default()
-    }
-}
-
 #[tokio::test]
 async fn each_images_diff_equals_its_vulnerabilities_before_and_after_a_feed_change() {
     let (_db, pool) = db().await;
@@ -112,7 +94,7 @@ async fn each_images_diff_equals_its_vulnerabilities_before_and_after_a_feed_cha
             &[],
         ),
     );
-    let cfg = config(server.start().await);
+    let cfg = pypi_config(server.start().await);
     let images: [(&str, &[(&str, &str)]); 3] = [
         (
             "sha256:one",
@@ -130,7 +112,7 @@ async fn each_images_diff_equals_its_vulnerabilities_before_and_after_a_feed_cha
         ("sha256:three", &[("epsilon", "1.0"), ("zeta", "1.0")]),
     ];
     for (digest, packages) in images {
-        store_image(&pool, digest, packages).await;
+        store_pypi_image(&pool, digest, packages).await;
     }
     Feeds::sync(&pool, &cfg, &|_| {}).await.unwrap();
     Matcher::rematch(&pool).await.unwrap();
@@ -274,9 +256,9 @@ async fn one_new_cve_over_many_images_is_one_event() {
             &[],
         ),
     );
-    let cfg = config(server.start().await);
+    let cfg = pypi_config(server.start().await);
     for n in 0..40 {
-        store_image(
+        store_pypi_image(
             &pool,
             &format!("sha256:img{n:03}"),
             &[("alpha", "1.0"), ("omega", &format!("1.{}", n % 3))],
@@ -333,8 +315,8 @@ async fn a_sync_or_round_that_fails_at_commit_writes_no_event() {
         "PyPI/all.zip",
         osv_zip(&[record("GHSA-a", &[], "PyPI", "alpha", Some("2.0"))], &[]),
     );
-    let cfg = config(server.start().await);
-    store_image(&pool, "sha256:one", &[("alpha", "1.0")]).await;
+    let cfg = pypi_config(server.start().await);
+    store_pypi_image(&pool, "sha256:one", &[("alpha", "1.0")]).await;
 
     // The sync fails at commit: no generation, no event.
     refuse_commits(&pool, true).await;

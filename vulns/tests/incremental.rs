@@ -5,21 +5,12 @@
 mod support;
 
 use fathom_vulns::queries::{self, ImageFilter};
-use fathom_vulns::{Feeds, Matcher, VulnsConfig};
+use fathom_vulns::{Feeds, Matcher};
 use serde_json::json;
 use sqlx::PgPool;
-use support::{db, osv_zip, pypi_document, record, FeedServer};
+use support::{db, osv_zip, pypi_config, record, store_pypi_image, FeedServer};
 
 /// Stores an analyzed image whose document lists these PyPI packages as visible.
-async fn store_image(pool: &PgPool, digest: &str, packages: &[(&str, &str)]) {
-    support::store_document(
-        pool,
-        digest,
-        &pypi_document(packages),
-        packages.len() as i32,
-    )
-    .await;
-}
 
 async fn ids(pool: &PgPool, digest: &str) -> Vec<String> {
     let mut ids: Vec<String> = queries::vulns_for_image(pool, digest, &ImageFilter::default())
@@ -61,13 +52,8 @@ async fn a_feed_change_rematches_exactly_the_names_it_touches() {
             &[],
         ),
     );
-    let base = server.start().await;
-    let cfg = VulnsConfig {
-        base_url: base,
-        ecosystems: vec!["PyPI".into()],
-        ..VulnsConfig::default()
-    };
-    store_image(
+    let cfg = pypi_config(server.start().await);
+    store_pypi_image(
         &pool,
         "sha256:one",
         &[
@@ -78,7 +64,7 @@ async fn a_feed_change_rematches_exactly_the_names_it_touches() {
         ],
     )
     .await;
-    store_image(
+    store_pypi_image(
         &pool,
         "sha256:two",
         &[("alpha", "3.0"), ("beta", "1.0"), ("epsilon", "1.0")],
@@ -176,7 +162,7 @@ async fn a_document_that_does_not_decode_costs_only_its_own_image() {
     let (_db, pool) = db().await;
     for i in 0..450 {
         let v = format!("1.{}", i % 5);
-        store_image(
+        store_pypi_image(
             &pool,
             &format!("sha256:img{i:04}"),
             &[("alpha", &v), ("beta", "1.0")],
@@ -218,7 +204,7 @@ async fn a_document_that_does_not_decode_costs_only_its_own_image() {
     // Not retried every round: only a re-analysis brings the image back.
     let again = Matcher::rematch(&pool).await.unwrap();
     assert_eq!((again.images_indexed, again.images_undecodable), (0, 0));
-    store_image(&pool, "sha256:bad", &[("gamma", "2.0")]).await;
+    store_pypi_image(&pool, "sha256:bad", &[("gamma", "2.0")]).await;
     let fixed = Matcher::rematch(&pool).await.unwrap();
     assert_eq!((fixed.images_indexed, fixed.images_undecodable), (1, 0));
     // An image indexed before and re-analyzed into an undecodable document loses its old index.

@@ -154,3 +154,23 @@ pub fn pypi_document(packages: &[(&str, &str)]) -> Value {
         .collect();
     json!({"schema": "fathom.analysis/v1", "packages": packages})
 }
+
+/// Stores an analyzed image whose document lists these PyPI (name, version) pairs as visible.
+pub async fn store_pypi_image(pool: &sqlx::PgPool, digest: &str, packages: &[(&str, &str)]) {
+    store_document(
+        pool,
+        digest,
+        &pypi_document(packages),
+        packages.len() as i32,
+    )
+    .await;
+}
+
+/// The feeds' settings of these tests: PyPI only, from the test server at `base`.
+pub fn pypi_config(base: String) -> fathom_vulns::VulnsConfig {
+    fathom_vulns::VulnsConfig {
+        base_url: base,
+        ecosystems: vec!["PyPI".into()],
+        ..fathom_vulns::VulnsConfig::default()
+    }
+}
