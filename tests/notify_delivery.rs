@@ -6,33 +6,15 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fathom_notify::{types, write_many, NewEvent};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use support::api::Api;
-use support::receiver::{Got, Mode, Receiver};
-use support::{free_addr, test_db, webhook_certs};
-
-const SECRET: &str = "whsec-notify-test-5e1f0a9c";
-const SECRET_ENV: &str = "FATHOM_TEST_NOTIFY_SECRET";
-
-/// `services.*` YAML for a core with the catalog off, its webhook serving `tls` (a certificate from a
-/// CA nobody trusts: the `badtls` endpoint), and `notifications`.
-fn core_extra(tls: &Path, webhook: &str, notifications: &str) -> String {
-    format!(
-        "  catalog:\n    enabled: false\n  webhook:\n    enabled: true\n    address: '{webhook}'\n    \
-         cert_file: '{}'\n    key_file: '{}'\n  notifications:\n    source: https://fathom.test\n{notifications}",
-        tls.join("tls.crt").display(),
-        tls.join("tls.key").display()
-    )
-}
-
-fn endpoint(name: &str, url: &str, more: &str) -> String {
-    format!("      - {{name: {name}, url: '{url}', secret_env: {SECRET_ENV}{more}}}\n")
-}
+use support::delivery::{endpoint, Scene, SECRET};
+use support::free_addr;
+use support::receiver::{Got, Mode};
 
 /// Writes `per_subject` events for each subject, interleaved over several transactions (one rolled
 /// back, which must write nothing); returns the committed events' (subject, n) in write order.
@@ -141,16 +123,11 @@ async fn wait_failing(pool: &PgPool, endpoint: &str, want: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_events_arrive_in_order_and_bad_endpoints_block_no_one() {
-    std::env::set_var(SECRET_ENV, SECRET);
-    let db = test_db().await;
-    let pool = PgPool::connect(db.url()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(SECRET).await;
+    let scene = Scene::new().await;
+    let Scene { pool, dir, rx, .. } = &scene;
     rx.set("down", Mode::Status(503));
     rx.set("hang", Mode::Hang);
     rx.set("redirect", Mode::Redirect("good".into()));
-    let tls = dir.path().join("tls");
-    webhook_certs(&tls);
     let webhook = free_addr();
     let endpoints = [
         endpoint("good", &rx.url("good"), ""),
@@ -167,13 +144,9 @@ async fn signed_events_arrive_in_order_and_bad_endpoints_block_no_one() {
     );
     let subjects = ["sha256:aaaa", "sha256:bbbb", "registry.test/app:1"];
     // Half written before the core starts, half while it runs (delivered on the commit's NOTIFY).
-    let mut written = write_events(&pool, &subjects, 3, 0).await;
-    let api = Api::start(
-        dir.path(),
-        db.url(),
-        &core_extra(&tls, &webhook, &notifications),
-    );
-    written.extend(write_events(&pool, &subjects, 3, 3).await);
+    let mut written = write_events(pool, &subjects, 3, 0).await;
+    let api = scene.core_in(dir.path(), &webhook, &notifications);
+    written.extend(write_events(pool, &subjects, 3, 3).await);
     let total = written.len();
 
     let started = Instant::now();
@@ -202,10 +175,10 @@ async fn signed_events_arrive_in_order_and_bad_endpoints_block_no_one() {
         "a prefix selects the events an endpoint gets"
     );
 
-    wait_failing(&pool, "hang", "no answer within 500ms").await;
-    wait_failing(&pool, "redirect", "redirect").await;
-    wait_failing(&pool, "badtls", "certificate").await;
-    wait_failing(&pool, "down", "http 503").await;
+    wait_failing(pool, "hang", "no answer within 500ms").await;
+    wait_failing(pool, "redirect", "redirect").await;
+    wait_failing(pool, "badtls", "certificate").await;
+    wait_failing(pool, "down", "http 503").await;
     // The redirect was never followed: good got nothing twice.
     assert_eq!(rx.got("good").len(), total);
     // A down endpoint is probed by one delivery at a time, not hammered with every one it is owed.
@@ -244,7 +217,7 @@ async fn signed_events_arrive_in_order_and_bad_endpoints_block_no_one() {
     );
     let rows: Vec<String> =
         sqlx::query_scalar("SELECT row_to_json(d)::text FROM notify_deliveries d")
-            .fetch_all(&pool)
+            .fetch_all(pool)
             .await
             .unwrap();
     let logs = [
@@ -263,29 +236,20 @@ async fn signed_events_arrive_in_order_and_bad_endpoints_block_no_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_retry_window_a_delivery_is_dead_until_retried() {
-    std::env::set_var(SECRET_ENV, SECRET);
-    let db = test_db().await;
-    let pool = PgPool::connect(db.url()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(SECRET).await;
+    let scene = Scene::new().await;
+    let Scene { pool, rx, .. } = &scene;
     rx.set("down", Mode::Status(500));
-    let tls = dir.path().join("tls");
-    webhook_certs(&tls);
     let notifications = format!(
         "    poll_interval: 200ms\n    backoff_base: 100ms\n    backoff_cap: 300ms\n    probe_interval: 300ms\n    \
          retry_window: 1s\n    endpoints:\n{}",
         endpoint("down", &rx.url("down"), "")
     );
-    let api = Api::start(
-        dir.path(),
-        db.url(),
-        &core_extra(&tls, &free_addr(), &notifications),
-    );
-    let written = write_events(&pool, &["sha256:cccc", "sha256:dddd"], 2, 0).await;
+    let api = scene.core(&notifications);
+    let written = write_events(pool, &["sha256:cccc", "sha256:dddd"], 2, 0).await;
 
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let rows = delivery_rows(&pool, "down").await;
+        let rows = delivery_rows(pool, "down").await;
         if rows.len() == written.len() && rows.iter().all(|r| r.0 == "dead") {
             assert!(
                 rows.iter()
@@ -333,34 +297,25 @@ async fn api_retry(api: &Api, body: Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_core_killed_during_delivery_loses_nothing() {
-    std::env::set_var(SECRET_ENV, SECRET);
-    let db = test_db().await;
-    let pool = PgPool::connect(db.url()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(SECRET).await;
+    let scene = Scene::new().await;
+    let Scene { pool, dir, rx, .. } = &scene;
     rx.set("slow", Mode::Slow(Duration::from_millis(150)));
-    let tls = dir.path().join("tls");
-    webhook_certs(&tls);
     let subjects: Vec<String> = (0..4).map(|i| format!("sha256:{i:064}")).collect();
     let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
-    let written = write_events(&pool, &subjects, 10, 0).await;
+    let written = write_events(pool, &subjects, 10, 0).await;
     let notifications = format!(
         "    poll_interval: 200ms\n    concurrency: 2\n    endpoints:\n{}",
         endpoint("slow", &rx.url("slow"), "")
     );
     let first_dir = dir.path().join("first");
     std::fs::create_dir_all(&first_dir).unwrap();
-    let first = Api::start(
-        &first_dir,
-        db.url(),
-        &core_extra(&tls, &free_addr(), &notifications),
-    );
+    let first = scene.core_in(&first_dir, &free_addr(), &notifications);
     rx.wait_for("slow", 6, Duration::from_secs(20)).await;
     // SIGKILL mid-delivery (two requests in flight at 150 ms each).
     drop(first);
     let pending: i64 =
         sqlx::query_scalar("SELECT count(*) FROM notify_deliveries WHERE state = 'pending'")
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await
             .unwrap();
     assert!(
@@ -370,11 +325,7 @@ async fn a_core_killed_during_delivery_loses_nothing() {
 
     let second_dir = dir.path().join("second");
     std::fs::create_dir_all(&second_dir).unwrap();
-    let _second = Api::start(
-        &second_dir,
-        db.url(),
-        &core_extra(&tls, &free_addr(), &notifications),
-    );
+    let _second = scene.core_in(&second_dir, &free_addr(), &notifications);
     let mut got = check_order(
         &rx.wait_for("slow", written.len(), Duration::from_secs(30))
             .await,
@@ -390,7 +341,7 @@ async fn a_core_killed_during_delivery_loses_nothing() {
     loop {
         let left: i64 =
             sqlx::query_scalar("SELECT count(*) FROM notify_deliveries WHERE state <> 'delivered'")
-                .fetch_one(&pool)
+                .fetch_one(pool)
                 .await
                 .unwrap();
         if left == 0 {
@@ -406,13 +357,10 @@ async fn a_core_killed_during_delivery_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_written_by_fathom_vulns_sync_is_delivered_by_the_core() {
-    std::env::set_var(SECRET_ENV, SECRET);
-    let db = test_db().await;
-    let pool = PgPool::connect(db.url()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(SECRET).await;
-    let tls = dir.path().join("tls");
-    webhook_certs(&tls);
+    let scene = Scene::new().await;
+    let Scene {
+        db, pool, dir, rx, ..
+    } = &scene;
     let notifications = format!(
         "    poll_interval: 200ms\n    endpoints:\n{}",
         endpoint(
@@ -421,13 +369,9 @@ async fn an_event_written_by_fathom_vulns_sync_is_delivered_by_the_core() {
             ", events: [dev.fathom.image.vulnerabilities.]"
         )
     );
-    let _api = Api::start(
-        dir.path(),
-        db.url(),
-        &core_extra(&tls, &free_addr(), &notifications),
-    );
+    let _api = scene.core(&notifications);
     let digest = format!("sha256:{}", "e".repeat(64));
-    support::notify_data::store_image(&pool, &digest).await;
+    support::notify_data::store_image(pool, &digest).await;
     let feed = dir.path().join("feed");
     support::notify_data::hot_feed(&feed);
     // `fathom vulns sync` in a process of its own: its re-match writes the event in its transaction.
@@ -455,28 +399,19 @@ async fn an_event_written_by_fathom_vulns_sync_is_delivered_by_the_core() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_endpoint_is_probed_not_hammered_and_gets_everything_on_its_return() {
-    std::env::set_var(SECRET_ENV, SECRET);
-    let db = test_db().await;
-    let pool = PgPool::connect(db.url()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(SECRET).await;
+    let scene = Scene::new().await;
+    let Scene { pool, rx, .. } = &scene;
     rx.set("down", Mode::Status(503));
-    let tls = dir.path().join("tls");
-    webhook_certs(&tls);
     let notifications = format!(
         "    poll_interval: 200ms\n    backoff_base: 100ms\n    backoff_cap: 500ms\n    probe_interval: 1s\n    \
          endpoints:\n{}",
         endpoint("down", &rx.url("down"), "")
     );
-    let _api = Api::start(
-        dir.path(),
-        db.url(),
-        &core_extra(&tls, &free_addr(), &notifications),
-    );
+    let _api = scene.core(&notifications);
     // 40 subjects: 40 heads that could all go out at once.
     let subjects: Vec<String> = (0..40).map(|i| format!("sha256:{i:064}")).collect();
     let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
-    let written = write_events(&pool, &subjects, 1, 0).await;
+    let written = write_events(pool, &subjects, 1, 0).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let during = rx.attempts("down");
     // Without probing, every owed delivery retries on its own backoff: well over 40 requests in 4 s.

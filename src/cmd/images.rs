@@ -2,36 +2,21 @@
 //! hand or by the configured retention rules (`services.catalog.retention`). `rm` works on the database
 //! or through the API (`--api`); `prune` on the database with the configuration's rules.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use reqwest::Method;
 
-use super::backend::ApiClient;
-use crate::config::FathomConfig;
+use super::client::ClientArgs;
 use crate::core::forget::delete::{delete_image, Outcome, Rules};
 use crate::core::forget::retention::{prune, PruneReport};
 
-/// Arguments of `fathom images`.
+/// Arguments of `fathom images`: the configuration (`database.url`, `services.catalog.retention`,
+/// `services.webhook.inventory_ttl`), the database or the API, and the subcommand.
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
-    /// YAML configuration file (`database.url`, `services.catalog.retention`,
-    /// `services.webhook.inventory_ttl`); `FATHOM_*` overrides apply.
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
-    /// PostgreSQL connection URL (else `database.url`; unused with --api).
-    #[arg(long, env = "DATABASE_URL", global = true)]
-    pub database_url: Option<String>,
-    /// Go through the core's API at this base URL instead of the database (`rm` only).
-    #[arg(long, env = "FATHOM_API_URL", global = true)]
-    pub api: Option<String>,
-    /// Bearer token for --api.
-    #[arg(long, env = "FATHOM_API_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
+    /// Where to work: the database, or the core's API.
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(subcommand)]
     pub command: ImagesCommand,
 }
@@ -68,17 +53,6 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn database(args: &ImagesArgs) -> anyhow::Result<(FathomConfig, sqlx::PgPool)> {
-    let config = FathomConfig::load(args.config.as_deref())?;
-    let url = config.database_url(args.database_url.clone())?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&url)
-        .await
-        .context("connecting to PostgreSQL")?;
-    Ok((config, pool))
-}
-
 fn check_digest(digest: &str) -> anyhow::Result<()> {
     let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
         h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -92,8 +66,7 @@ fn check_digest(digest: &str) -> anyhow::Result<()> {
 
 async fn rm(args: &ImagesArgs, digest: &str, force: bool) -> anyhow::Result<ExitCode> {
     check_digest(digest)?;
-    if let Some(url) = &args.api {
-        let api = ApiClient::new(url, args.token.clone())?;
+    if let Some(api) = args.client.api()? {
         let query = [("force", force.to_string())];
         let path = format!("/v1/images/{digest}");
         api.call(Method::DELETE, &path, &query, None, "images rm")
@@ -101,14 +74,14 @@ async fn rm(args: &ImagesArgs, digest: &str, force: bool) -> anyhow::Result<Exit
         println!("deleted {digest}");
         return Ok(ExitCode::SUCCESS);
     }
-    let (config, pool) = database(args).await?;
+    let (config, pool) = args.client.database().await?;
     let rules = Rules {
         force,
         inventory_ttl: config.services.webhook.inventory_ttl,
     };
     match delete_image(&pool, digest, rules).await? {
         Outcome::Deleted(d) => {
-            if args.json {
+            if args.client.json {
                 println!("{}", serde_json::to_string(&d)?);
             } else {
                 println!("deleted {digest}");
@@ -135,10 +108,10 @@ async fn rm(args: &ImagesArgs, digest: &str, force: bool) -> anyhow::Result<Exit
 
 async fn prune_cmd(args: &ImagesArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        args.api.is_none(),
+        args.client.api.is_none(),
         "images prune works on the database (--database-url or database.url), not through --api"
     );
-    let (config, pool) = database(args).await?;
+    let (config, pool) = args.client.database().await?;
     let rules = &config.services.catalog.retention;
     if !rules.enabled() {
         eprintln!(
@@ -147,7 +120,7 @@ async fn prune_cmd(args: &ImagesArgs, dry_run: bool) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     let report = prune(&pool, rules, config.services.webhook.inventory_ttl, dry_run).await?;
-    if args.json {
+    if args.client.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_report(&report, dry_run);

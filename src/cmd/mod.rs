@@ -4,6 +4,7 @@ pub mod autoscaler;
 pub mod backend;
 pub mod check;
 mod check_local;
+pub mod client;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

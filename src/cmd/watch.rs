@@ -2,7 +2,6 @@
 //! configuration's registry access) or the core's API (`--api`). Both print the same records.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,26 +11,15 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::backend::ApiClient;
-use crate::config::FathomConfig;
+use super::client::ClientArgs;
 
 /// Arguments of `fathom watch`.
 #[derive(clap::Args, Debug)]
 pub struct WatchArgs {
-    /// YAML configuration file (`registry`, `services.catalog`, `database.url`); `FATHOM_*` overrides apply.
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
-    /// PostgreSQL connection URL (else `database.url`; unused with --api).
-    #[arg(long, env = "DATABASE_URL", global = true)]
-    pub database_url: Option<String>,
-    /// Go through the core's API at this base URL instead of the database.
-    #[arg(long, env = "FATHOM_API_URL", global = true)]
-    pub api: Option<String>,
-    /// Bearer token for --api.
-    #[arg(long, env = "FATHOM_API_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
+    /// Where to work: the database (`registry`, `services.catalog` and `database.url` from the
+    /// configuration), or the core's API.
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(subcommand)]
     pub command: WatchCommand,
 }
@@ -81,7 +69,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async move {
         let target = Target::connect(&args).await?;
         let answer = target.run(&args.command).await?;
-        print(&args.command, &answer, args.json)?;
+        print(&args.command, &answer, args.client.json)?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -94,16 +82,10 @@ enum Target {
 
 impl Target {
     async fn connect(args: &WatchArgs) -> anyhow::Result<Target> {
-        if let Some(url) = &args.api {
-            return Ok(Target::Api(ApiClient::new(url, args.token.clone())?));
+        if let Some(api) = args.client.api()? {
+            return Ok(Target::Api(api));
         }
-        let config = FathomConfig::load(args.config.as_deref())?;
-        let url = config.database_url(args.database_url.clone())?;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&url)
-            .await
-            .context("connecting to PostgreSQL")?;
+        let (config, pool) = args.client.database().await?;
         let options =
             fathom_worker::config::analyzer_options(&config.services.analyzer, &config.registry)?;
         let cache_key = fathom_analyzer::analyze::catalogers_key(

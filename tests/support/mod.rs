@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod autoscaler;
+pub mod delivery;
 pub mod fleet;
 pub mod forget;
 pub mod notify_data;

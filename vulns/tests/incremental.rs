@@ -10,8 +10,6 @@ use serde_json::json;
 use sqlx::PgPool;
 use support::{db, osv_zip, pypi_config, record, store_pypi_image, FeedServer};
 
-/// Stores an analyzed image whose document lists these PyPI packages as visible.
-
 async fn ids(pool: &PgPool, digest: &str) -> Vec<String> {
     let mut ids: Vec<String> = queries::vulns_for_image(pool, digest, &ImageFilter::default())
         .await
