@@ -170,6 +170,26 @@ async fn untagged_after_deletes_old_digests_nothing_points_at_and_keeps_what_is_
             "a dry run deletes nothing"
         );
     }
+    // The core's route says the same (`fathom images prune --api`, with the core's rules).
+    let checking = dir.path().join("checking");
+    std::fs::create_dir_all(&checking).unwrap();
+    let api = Api::start(
+        &checking,
+        db.url(),
+        &core_config(
+            None,
+            &format!("    watch_interval: 1h\n    retention:\n{rules}      interval: 1h\n"),
+        ),
+    );
+    let via_api = support::ok(
+        &support::fathom()
+            .args(["images", "prune", "--dry-run", "--api", &api.base])
+            .args(["--token", support::api::TOKEN])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(via_api, out);
+    drop(api);
 
     // A core applying the rule every second deletes exactly those, each with its event.
     let applying = dir.path().join("applying");

@@ -1,14 +1,16 @@
 //! `fathom images rm DIGEST [--force]` and `fathom images prune [--dry-run]`: forget stored images, by
 //! hand or by the configured retention rules (`services.catalog.retention`). `rm` works on the database
-//! or through the API (`--api`); `prune` on the database with the configuration's rules.
+//! or through the API (`--api`); `prune` on the database with the configuration's rules, or through the
+//! API with the core's.
 
 use std::process::ExitCode;
 
 use reqwest::Method;
+use serde_json::Value;
 
 use super::client::ClientArgs;
 use crate::core::forget::delete::{delete_image, Outcome, Rules};
-use crate::core::forget::retention::{prune, PruneReport};
+use crate::core::forget::retention::prune;
 
 /// Arguments of `fathom images`: the configuration (`database.url`, `services.catalog.retention`,
 /// `services.webhook.inventory_ttl`), the database or the API, and the subcommand.
@@ -107,43 +109,69 @@ async fn rm(args: &ImagesArgs, digest: &str, force: bool) -> anyhow::Result<Exit
 }
 
 async fn prune_cmd(args: &ImagesArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.client.api.is_none(),
-        "images prune works on the database (--database-url or database.url), not through --api"
-    );
-    let (config, pool) = args.client.database().await?;
-    let rules = &config.services.catalog.retention;
-    if !rules.enabled() {
-        eprintln!(
-            "images prune: no retention rule is on (services.catalog.retention.keep_per_tag, untagged_after); nothing to do"
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let report = prune(&pool, rules, config.services.webhook.inventory_ttl, dry_run).await?;
+    let report: Value = if let Some(api) = args.client.api()? {
+        // The core's rules (its configuration), applied by the core.
+        let query = [("dry_run", dry_run.to_string())];
+        api.call(
+            Method::POST,
+            "/v1/images/prune",
+            &query,
+            None,
+            "images prune",
+        )
+        .await?
+    } else {
+        let (config, pool) = args.client.database().await?;
+        let rules = &config.services.catalog.retention;
+        if !rules.enabled() {
+            eprintln!(
+                "images prune: no retention rule is on (services.catalog.retention.keep_per_tag, untagged_after); nothing to do"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let report = prune(&pool, rules, config.services.webhook.inventory_ttl, dry_run).await?;
+        serde_json::to_value(&report)?
+    };
     if args.client.json {
-        println!("{}", serde_json::to_string(&report)?);
+        println!("{report}");
     } else {
         print_report(&report, dry_run);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_report(report: &PruneReport, dry_run: bool) {
+/// The text of a [`crate::core::forget::retention::PruneReport`] (as JSON: the API's answer or the
+/// database's report), one line per image.
+fn print_report(report: &Value, dry_run: bool) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let verb = if dry_run { "would delete" } else { "deleted" };
-    for d in &report.deleted {
-        println!("{verb} {} ({}): {}", d.digest, d.rule, d.why);
+    let deleted = report["deleted"].as_array().map_or(&[][..], Vec::as_slice);
+    let kept = report["kept"].as_array().map_or(&[][..], Vec::as_slice);
+    for d in deleted {
+        println!(
+            "{verb} {} ({}): {}",
+            text(&d["digest"]),
+            text(&d["rule"]),
+            text(&d["why"])
+        );
     }
-    for (d, blockers) in &report.kept {
-        let why: Vec<&str> = blockers.iter().map(|b| b.detail.as_str()).collect();
+    for pair in kept {
+        let (d, blockers) = (&pair[0], &pair[1]);
+        let why: Vec<String> = blockers
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|b| text(&b["detail"]))
+            .collect();
         println!(
             "{} {} ({}): {}",
             if dry_run { "would keep" } else { "kept" },
-            d.digest,
-            d.rule,
+            text(&d["digest"]),
+            text(&d["rule"]),
             why.join("; ")
         );
     }
-    if report.deleted.is_empty() && report.kept.is_empty() {
+    if deleted.is_empty() && kept.is_empty() {
         println!("nothing to delete");
     }
 }

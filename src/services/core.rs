@@ -84,6 +84,7 @@ pub async fn run_core(
         catalog: Some(Arc::new(catalog.clone())),
         inventory_ttl: config.services.webhook.inventory_ttl,
         forget: forget_metrics.clone(),
+        retention: catalog_config.retention.clone(),
     });
     // The admission webhook beside the API, on its own HTTPS port, its metrics on the API's /metrics.
     // Bound before the API serves so a taken port or a missing certificate fails the start.

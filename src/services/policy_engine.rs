@@ -68,6 +68,8 @@ pub async fn run_policy_engine(
         catalog: None,
         inventory_ttl: config.services.webhook.inventory_ttl,
         forget: crate::core::forget::metrics::ForgetMetrics::unregistered()?,
+        // The engine serves checks only: no prune route, no rules.
+        retention: fathom_catalog::RetentionConfig::default(),
     });
     let app = engine::router(state, tokens, metrics);
     tracing::info!(address = %bound, "policy engine listening");

@@ -1,4 +1,6 @@
-//! `DELETE /v1/images/{digest}`: forget a stored image (see [`crate::core::forget::delete`]).
+//! `DELETE /v1/images/{digest}`: forget a stored image (see [`crate::core::forget::delete`]);
+//! `POST /v1/images/prune`: apply the core's retention rules once (see
+//! [`crate::core::forget::retention`]).
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use super::images::check_digest;
 use super::ApiState;
 use crate::core::forget::delete::{delete_image, Blocker, Outcome, Rules};
 use crate::core::forget::metrics::Cause;
+use crate::core::forget::retention::{self, PruneReport};
 
 /// `DELETE /v1/images/{digest}` query.
 #[derive(Debug, Deserialize)]
@@ -61,4 +64,37 @@ pub(super) async fn delete(
         Outcome::NotFound => Err(ApiError::not_found(format!("no image {digest} is stored"))),
         Outcome::Blocked(blockers) => Err(ApiError::conflict(blocked_message(&digest, &blockers))),
     }
+}
+
+/// `POST /v1/images/prune` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Applies `services.catalog.retention` once (as `fathom images prune` does on the database): what the
+/// rules deleted (or, with `dry_run`, would delete) and what they kept, and why. With no rule on, an
+/// empty report.
+pub(super) async fn prune(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<PruneQuery>,
+) -> Result<axum::Json<PruneReport>, ApiError> {
+    if !state.retention.enabled() {
+        return Ok(axum::Json(PruneReport::default()));
+    }
+    let report = retention::prune(
+        state.store.pool(),
+        &state.retention,
+        state.inventory_ttl,
+        query.dry_run,
+    )
+    .await?;
+    if !query.dry_run {
+        for d in &report.deleted {
+            state.forget.deleted(Cause::of_rule(d.rule));
+        }
+    }
+    Ok(axum::Json(report))
 }

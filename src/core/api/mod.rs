@@ -64,6 +64,8 @@ pub struct ApiState {
     pub inventory_ttl: Duration,
     /// Deletions counted by cause (`fathom_core_deleted_images_total`).
     pub forget: crate::core::forget::metrics::ForgetMetrics,
+    /// The retention rules `POST /v1/images/prune` applies (`services.catalog.retention`).
+    pub retention: fathom_catalog::RetentionConfig,
 }
 
 impl ApiState {
@@ -90,6 +92,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/images"),
     ("GET", "/v1/images/{digest}"),
     ("DELETE", "/v1/images/{digest}"),
+    ("POST", "/v1/images/prune"),
     ("GET", "/v1/images/by-job/{id}"),
     ("GET", "/v1/images/{digest}/packages"),
     ("GET", "/v1/images/{digest}/sbom"),
@@ -141,6 +144,7 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens, metrics: ApiMetrics) -> anyh
     let v1 = Router::new()
         .route("/v1/images", get(images::list).post(images::submit))
         .route("/v1/images/by-job/{id}", get(images::by_job))
+        .route("/v1/images/prune", axum::routing::post(forget::prune))
         .route(
             "/v1/images/{digest}",
             get(images::get).delete(forget::delete),
