@@ -220,7 +220,6 @@ async fn main() {
         &fathom_queue::migrator(),
         &fathom_worker::store::migrator(),
         &fathom_vulns::migrator(),
-        &fathom_notify::migrator(),
     ])
     .await
     .unwrap();

@@ -39,7 +39,6 @@ async fn run() {
     let db = TestDb::create(&[
         &fathom_queue::migrator(),
         &fathom_worker::store::migrator(),
-        &fathom_notify::migrator(),
         &fathom_vulns::migrator(),
         &fathom_policy::store::migrator(),
     ])

@@ -18,7 +18,6 @@ async fn full_db() -> TestDb {
     TestDb::create(&[
         &fathom_queue::migrator(),
         &fathom_worker::store::migrator(),
-        &fathom_notify::migrator(),
         &fathom_vulns::migrator(),
         &fathom_policy::store::migrator(),
     ])

@@ -117,7 +117,6 @@ async fn the_api_forwards_checks_to_the_policy_engine_and_fails_fast_without_it(
     let db = TestDb::create(&[
         &fathom_queue::migrator(),
         &fathom_worker::store::migrator(),
-        &fathom_notify::migrator(),
         &fathom_vulns::migrator(),
         &fathom_policy::store::migrator(),
     ])

@@ -19,7 +19,6 @@ async fn db() -> TestDb {
     TestDb::create(&[
         &fathom_queue::migrator(),
         &fathom_worker::store::migrator(),
-        &fathom_notify::migrator(),
         &fathom_vulns::migrator(),
     ])
     .await
