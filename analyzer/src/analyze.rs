@@ -13,7 +13,10 @@ use crate::catalog::Cataloger;
 use crate::content::{ContentOptions, ContentPass};
 use crate::error::{AnalyzeError, Result};
 use crate::layer::{self, Compression, LayerContext, LayerResult, Limits};
-use crate::merge::{self, FilesSummary, ImageContentMatch, ImagePackage, ImageSecret};
+use crate::merge::{
+    self, FilesSummary, ImageContentMatch, ImageMalwareFinding, ImagePackage, ImageRetrievedFile,
+    ImageSecret,
+};
 use crate::model::Distro;
 use crate::source::manifest::check_digest;
 use crate::source::registry::{Registry, RegistryOptions};
@@ -146,6 +149,31 @@ pub struct ContentSearchReport {
     pub matches: Vec<ImageContentMatch>,
 }
 
+/// The retrieved files of an image (anchore's `retrieve_files`), with what was asked for: a path asked
+/// for and absent from `files` was not in the image, over the size cap, or withheld as holding a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetrievedReport {
+    /// The configured paths.
+    pub paths: Vec<String>,
+    /// The configured size cap.
+    pub max_file_bytes: u64,
+    /// The visible retrieved files, sorted by path.
+    pub files: Vec<ImageRetrievedFile>,
+}
+
+/// The image's malware scan: present only when every layer was scanned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MalwareReport {
+    /// The scanner (`clamav`).
+    pub scanner: String,
+    /// Findings in visible files, sorted by path.
+    pub findings: Vec<ImageMalwareFinding>,
+    /// Files scanned, summed over the layers.
+    pub scanned: u64,
+    /// Files over the size cap, not scanned, summed over the layers.
+    pub skipped_large: u64,
+}
+
 /// The result of analyzing one image: what the store keeps and the SBOM writers read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageAnalysis {
@@ -170,6 +198,13 @@ pub struct ImageAnalysis {
     /// or a document written before content search existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_search: Option<ContentSearchReport>,
+    /// Retrieved files; absent when none were configured, the content pass was off, or the document
+    /// predates retrieved files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieved_files: Option<RetrievedReport>,
+    /// The malware scan; absent when it did not run (scanning off, or the document predates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malware: Option<MalwareReport>,
     /// Non-fatal problems, each naming its layer and file.
     pub warnings: Vec<String>,
     /// Counters and timings.
@@ -370,6 +405,27 @@ impl Analyzer {
                     matches: merge::content::content_matches(&refs, &visible),
                 }
             });
+        let options = &inner.options.content;
+        let retrieved_files = (content && !options.retrieve.paths.is_empty()).then(|| {
+            RetrievedReport {
+                paths: options.retrieve.paths.clone(),
+                max_file_bytes: options.retrieve.max_file_bytes,
+                files: merge::content::retrieved(&refs, &visible, options.entries_in_document),
+            }
+        });
+        // Every layer must carry a scan (they do when scanning is on: it is part of the cache key); one
+        // without means the image was not wholly scanned, which the gate must hear as "not run".
+        let malware = (content && options.malware.is_some())
+            .then(|| {
+                let scans: Option<Vec<_>> = refs.iter().map(|r| r.malware.as_ref()).collect();
+                scans.map(|scans| MalwareReport {
+                    scanner: crate::content::clamd::SCANNER.into(),
+                    findings: merge::content::malware(&refs, &visible),
+                    scanned: scans.iter().map(|s| s.scanned).sum(),
+                    skipped_large: scans.iter().map(|s| s.skipped_large).sum(),
+                })
+            })
+            .flatten();
         if content {
             merge::content::apply_licenses(&mut merged.packages, &visible);
         }
@@ -434,6 +490,8 @@ impl Analyzer {
             layers: summaries,
             secrets,
             content_search,
+            retrieved_files,
+            malware,
             warnings,
             stats,
         })

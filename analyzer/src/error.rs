@@ -124,6 +124,18 @@ pub enum AnalyzeError {
         #[source]
         source: std::io::Error,
     },
+    /// The malware scanner (clamd) could not scan a file: unreachable, too slow, or an answer that is no
+    /// verdict. Never caused by the image, so retryable: the image is never recorded as scanned (or
+    /// clean) when its scan did not run.
+    #[error("malware scan of layer {layer}, file {file}: {message}")]
+    MalwareScanner {
+        /// Layer digest.
+        layer: String,
+        /// The file being scanned.
+        file: String,
+        /// What went wrong, naming clamd's address.
+        message: String,
+    },
     /// A bug or a lost worker thread; never caused by the image.
     #[error("internal error: {0}")]
     Internal(String),
@@ -141,7 +153,7 @@ impl AnalyzeError {
         match self {
             AnalyzeError::Connect { .. } | AnalyzeError::Timeout { .. } => true,
             AnalyzeError::RegistryStatus { status, .. } => *status == 429 || *status >= 500,
-            AnalyzeError::Internal(_) => true,
+            AnalyzeError::Internal(_) | AnalyzeError::MalwareScanner { .. } => true,
             _ => false,
         }
     }
@@ -172,6 +184,7 @@ impl AnalyzeError {
         "invalid_image",
         "invalid_source",
         "io",
+        "malware_scanner",
         "internal",
     ];
 
@@ -193,6 +206,7 @@ impl AnalyzeError {
             AnalyzeError::InvalidImage { .. } => "invalid_image",
             AnalyzeError::InvalidSource { .. } => "invalid_source",
             AnalyzeError::Io { .. } => "io",
+            AnalyzeError::MalwareScanner { .. } => "malware_scanner",
             AnalyzeError::Internal(_) => "internal",
         }
     }
@@ -276,6 +290,11 @@ mod tests {
                 message: s(),
             },
             AnalyzeError::io("p", std::io::Error::other("e")),
+            AnalyzeError::MalwareScanner {
+                layer: s(),
+                file: s(),
+                message: s(),
+            },
             AnalyzeError::Internal(s()),
         ];
         let produced: Vec<&str> = all.iter().map(AnalyzeError::reason).collect();

@@ -12,7 +12,9 @@ use crate::layer::{FileKind, LayerResult};
 use crate::model::{Distro, Package, PackageType};
 
 pub mod content;
-pub use content::{ImageContentMatch, ImageFile, ImageSecret};
+pub use content::{
+    ImageContentMatch, ImageFile, ImageMalwareFinding, ImageRetrievedFile, ImageSecret,
+};
 
 /// A layer named by its position (0 = base) and digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,10 @@
 //! is visible. Its knobs are part of the layer cache key ([`ContentOptions::key`]), so changing a rule or a
 //! cap re-analyzes exactly the layers analyzed under the old settings.
 
+pub mod clamd;
 mod copyright;
 pub mod license;
+pub mod retrieve;
 mod search;
 mod secrets;
 
@@ -18,6 +20,7 @@ pub use copyright::{is_copyright_path, parse_copyright};
 pub use search::{
     ContentMatch, ContentRule, ContentSearcher, RuleError, MAX_MATCHES_PER_FILE, MAX_MATCH_TEXT,
 };
+pub use retrieve::{RetrieveOptions, RetrievedFile};
 pub use secrets::{default_rules, SecretRule, SecretScanner};
 
 /// Bytes of a file the binary check looks at: a NUL among them means "binary, skip it" (git's rule).
@@ -38,6 +41,10 @@ pub struct ContentOptions {
     /// Content search rules (none: content search does not run). Files are read under the secret
     /// search's size cap (`secrets.max_file_bytes`) and binary files are skipped, as for secrets.
     pub content_search: Vec<ContentRule>,
+    /// Files whose contents are kept (anchore's `retrieve_files`); no paths: none.
+    pub retrieve: RetrieveOptions,
+    /// Malware scanning through ClamAV's clamd; `None`: off.
+    pub malware: Option<clamd::MalwareOptions>,
     /// Read Debian `copyright` files for deb package licenses.
     pub licenses: bool,
     /// Put the merged file inventory into the analysis document (`files.entries`): on for `fathom scan`,
@@ -94,6 +101,8 @@ impl Default for ContentOptions {
             file_digest_max_bytes: 1 << 20,
             secrets: SecretOptions::default(),
             content_search: Vec::new(),
+            retrieve: RetrieveOptions::default(),
+            malware: None,
             licenses: true,
             entries_in_document: false,
         }
@@ -143,6 +152,17 @@ impl ContentOptions {
                 r.name, r.pattern, r.store_match
             ));
         }
+        // Retrieved files change what a layer keeps; like content search, hashed only when configured.
+        if !self.retrieve.paths.is_empty() {
+            h.update(format!("retrieve max={}\n", self.retrieve.max_file_bytes));
+            for p in &self.retrieve.paths {
+                h.update(format!("retrieve {p}\n"));
+            }
+        }
+        // The scanner and its size cap decide what a layer's scan covers (not the address or timeout).
+        if let Some(m) = &self.malware {
+            h.update(format!("malware clamav max={}\n", m.max_file_size));
+        }
         format!("content={}", &hex::encode(h.finalize())[..16])
     }
 }
@@ -180,6 +200,7 @@ pub struct ContentPass {
     pub options: ContentOptions,
     secrets: Option<SecretScanner>,
     search: Option<ContentSearcher>,
+    clamd: Option<clamd::Clamd>,
 }
 
 /// What the content pass wants of one regular file, decided from its path and size only.
@@ -193,12 +214,16 @@ pub struct ContentWant {
     pub search: bool,
     /// Parse it as a Debian copyright file.
     pub copyright: bool,
+    /// Keep its contents (a retrieved file).
+    pub retrieve: bool,
+    /// Stream it to the malware scanner (from the buffer when it was read anyway, else from the tar).
+    pub malware: bool,
 }
 
 impl ContentWant {
-    /// Whether any of them needs the file's bytes.
+    /// Whether any of them needs the file's bytes in memory (the malware scan streams instead).
     pub fn any(self) -> bool {
-        self.digest || self.secrets || self.search || self.copyright
+        self.digest || self.secrets || self.search || self.copyright || self.retrieve
     }
 }
 
@@ -213,6 +238,10 @@ pub struct ContentFound {
     pub matches: Vec<ContentMatch>,
     /// Copyright licenses.
     pub copyright: Option<CopyrightRecord>,
+    /// The file's contents, when it is a retrieved file.
+    pub retrieved: Option<RetrievedFile>,
+    /// Why a retrieved file was not kept, when it was not.
+    pub withheld: Option<String>,
 }
 
 impl ContentPass {
@@ -228,11 +257,26 @@ impl ContentPass {
         } else {
             None
         };
+        options
+            .retrieve
+            .check()
+            .map_err(|(i, e)| format!("retrieve_files.paths[{i}]: {e}"))?;
+        let clamd = options
+            .malware
+            .clone()
+            .filter(|_| options.enabled)
+            .map(clamd::Clamd::new);
         Ok(ContentPass {
             options,
             secrets,
             search,
+            clamd,
         })
+    }
+
+    /// The malware scanner, when scanning is on.
+    pub fn clamd(&self) -> Option<&clamd::Clamd> {
+        self.clamd.as_ref()
     }
 
     /// What the pass wants of a regular file (no IO).
@@ -249,6 +293,11 @@ impl ContentPass {
             copyright: self.options.licenses
                 && size <= MAX_COPYRIGHT_BYTES
                 && is_copyright_path(path),
+            retrieve: self.options.retrieve.wants(path, size),
+            malware: self
+                .clamd
+                .as_ref()
+                .is_some_and(|c| size > 0 && size <= c.options().max_file_size),
         }
     }
 
@@ -268,6 +317,26 @@ impl ContentPass {
         }
         if want.copyright {
             found.copyright = parse_copyright(path, bytes);
+        }
+        if want.retrieve {
+            // A file the operator listed may still hold a secret (a password in a config): secret search
+            // is the judge, and what it flags is never stored.
+            let secret = match &self.secrets {
+                Some(scanner) if !want.secrets => scanner.scan(path, bytes),
+                _ => found.secrets.clone(),
+            };
+            if secret.is_empty() {
+                found.retrieved = Some(RetrievedFile {
+                    path: path.to_string(),
+                    content: bytes.to_vec(),
+                });
+            } else {
+                let rules: Vec<&str> = secret.iter().map(|s| s.rule.as_str()).collect();
+                found.withheld = Some(format!(
+                    "{path}: not retrieved: secret search found {} in it",
+                    rules.join(", ")
+                ));
+            }
         }
         found
     }

@@ -7,7 +7,8 @@ mod walk;
 
 use serde::{Deserialize, Serialize};
 
-use crate::content::{ContentMatch, CopyrightRecord, SecretFinding};
+use crate::content::clamd::LayerMalwareScan;
+use crate::content::{ContentMatch, CopyrightRecord, RetrievedFile, SecretFinding};
 use crate::model::{Distro, Package};
 pub use decode::{Compression, NotALayer};
 pub use walk::{analyze_blob, LayerContext};
@@ -114,6 +115,13 @@ pub struct LayerResult {
     /// Licenses named by Debian `copyright` files in this layer.
     #[serde(default)]
     pub copyrights: Vec<CopyrightRecord>,
+    /// Contents of the configured retrieved files this layer writes (`retrieve_files`). Absent from
+    /// results stored before files were retrieved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retrieved: Vec<RetrievedFile>,
+    /// The layer's malware scan; `None` when scanning was off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malware: Option<LayerMalwareScan>,
     /// Non-fatal problems (malformed package databases, files over a cataloger's cap), naming the file.
     pub warnings: Vec<String>,
 }

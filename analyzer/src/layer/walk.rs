@@ -10,6 +10,7 @@ use super::decode::{Compression, InflateGuard, RawReader};
 use super::path::{join, normalize, split};
 use super::{DistroRecord, FileEntry, FileKind, LayerResult, Limits};
 use crate::catalog::{Cataloger, EntryMeta, FileInput, Want};
+use crate::content::clamd::{self, LayerMalwareScan, ScanError, Verdict};
 use crate::content::{ContentPass, ContentWant};
 use crate::error::{AnalyzeError, Result};
 use crate::source::{BlobReader, LayerInfo};
@@ -43,6 +44,8 @@ enum Stop {
     Io(io::Error, Option<String>),
     Hostile(String, Option<String>),
     Corrupt(String, Option<String>),
+    /// The malware scanner failed (not the layer): the message names clamd and the file.
+    Scanner(String, String),
     Cancelled,
 }
 
@@ -71,6 +74,11 @@ pub fn analyze_blob(reader: BlobReader, ctx: &LayerContext<'_>) -> Result<LayerR
         secrets: Vec::new(),
         content_matches: Vec::new(),
         copyrights: Vec::new(),
+        retrieved: Vec::new(),
+        malware: ctx.content.clamd().map(|_| LayerMalwareScan {
+            scanner: clamd::SCANNER.into(),
+            ..Default::default()
+        }),
         warnings: Vec::new(),
     };
     let compressed = raw.read.clone();
@@ -150,6 +158,11 @@ pub fn analyze_blob(reader: BlobReader, ctx: &LayerContext<'_>) -> Result<LayerR
             }
         }
         Err(Stop::Cancelled) => Err(AnalyzeError::Internal("layer analysis cancelled".into())),
+        Err(Stop::Scanner(message, file)) => Err(AnalyzeError::MalwareScanner {
+            layer: layer.digest.clone(),
+            file,
+            message,
+        }),
         Err(Stop::Hostile(message, file)) => Err(AnalyzeError::HostileInput {
             layer: layer.digest.clone(),
             file,
@@ -239,6 +252,8 @@ fn walk_tar<R: Read>(
     let mut interested: Vec<(usize, u64)> = Vec::with_capacity(ctx.catalogers.len());
     // Reused for every buffered file: small files are the common case and each would otherwise allocate.
     let mut buffer: Vec<u8> = Vec::new();
+    // The malware scan's transfer buffer for files streamed from the tar (allocated on first use).
+    let mut chunk: Vec<u8> = Vec::new();
     for entry in entries {
         if ctx.cancel.load(Ordering::Relaxed) {
             return Err(Stop::Cancelled);
@@ -318,6 +333,10 @@ fn walk_tar<R: Read>(
             }
             let content = ctx.content.wants(&path, size);
             wanted = !interested.is_empty();
+            let largest_cap = interested.iter().map(|&(_, cap)| cap).max().unwrap_or(0);
+            // `catalog_file` reads the whole file into `buffer` when the content pass wants its bytes or
+            // a cataloger's cap admits it; otherwise the entry is still unread.
+            let buffered = content.any() || (wanted && size <= largest_cap);
             if wanted || content.any() {
                 sha256 = catalog_file(
                     &mut entry,
@@ -328,6 +347,34 @@ fn walk_tar<R: Read>(
                     ctx,
                     result,
                 )?;
+            }
+            if let (true, Some(clamd)) = (content.malware, ctx.content.clamd()) {
+                if chunk.is_empty() {
+                    chunk = vec![0; clamd::CHUNK];
+                }
+                let verdict = if buffered {
+                    clamd.scan(&mut &buffer[..size as usize], size, &mut chunk)
+                } else {
+                    clamd.scan(&mut entry, size, &mut chunk)
+                };
+                let verdict = verdict.map_err(|e| match e {
+                    ScanError::Source(e) => Stop::Io(e, Some(path.clone())),
+                    ScanError::Scanner(m) => Stop::Scanner(m, path.clone()),
+                })?;
+                if let Some(scan) = result.malware.as_mut() {
+                    scan.scanned += 1;
+                    if let Verdict::Found(signature) = verdict {
+                        scan.findings.push(clamd::MalwareFinding {
+                            path: path.clone(),
+                            signature,
+                        });
+                    }
+                }
+            } else if let (Some(scan), Some(clamd)) = (result.malware.as_mut(), ctx.content.clamd())
+            {
+                if size > clamd.options().max_file_size {
+                    scan.skipped_large += 1;
+                }
             }
             // A package database can be hundreds of MiB: do not hold that much for the rest of the layer.
             if buffer.len() > KEEP_BUFFER {
@@ -411,6 +458,10 @@ fn catalog_file<R: Read>(
     result.secrets.extend(found.secrets);
     result.content_matches.extend(found.matches);
     result.copyrights.extend(found.copyright);
+    result.retrieved.extend(found.retrieved);
+    if let Some(why) = found.withheld {
+        result.warnings.push(format!("layer {digest}: {why}"));
+    }
     if meta.size > largest_cap {
         return Ok(found.sha256);
     }

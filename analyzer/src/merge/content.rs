@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{remove_below, remove_tree, ImagePackage, LayerRef, Parents};
-use crate::content::{license, ContentMatch, CopyrightRecord, SecretFinding};
+use crate::content::clamd::MalwareFinding;
+use crate::content::{license, ContentMatch, CopyrightRecord, RetrievedFile, SecretFinding};
 use crate::layer::{FileEntry, FileKind, LayerResult};
 use crate::model::PackageType;
 
@@ -61,6 +62,40 @@ pub struct Visible<'a> {
     pub matches: BTreeMap<&'a str, (usize, Vec<&'a ContentMatch>)>,
     /// Copyright records by file.
     pub copyrights: BTreeMap<&'a str, &'a CopyrightRecord>,
+    /// Retrieved files' contents by path.
+    pub retrieved: BTreeMap<&'a str, (usize, &'a RetrievedFile)>,
+    /// Malware findings by file.
+    pub malware: BTreeMap<&'a str, (usize, Vec<&'a MalwareFinding>)>,
+}
+
+/// A retrieved file visible in the final image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRetrievedFile {
+    /// File path.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Layer holding the visible version (its stored result keeps the contents).
+    pub layer: LayerRef,
+    /// The contents (base64 in JSON), only in documents that carry the file inventory too (`fathom
+    /// scan`); a worker's document names the layer and the store keeps the contents once per layer.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::content::retrieve::optional_base64"
+    )]
+    pub content: Option<Vec<u8>>,
+}
+
+/// A malware finding in a visible file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageMalwareFinding {
+    /// File path.
+    pub path: String,
+    /// The signature the scanner named.
+    pub signature: String,
+    /// Layer holding the file.
+    pub layer: LayerRef,
 }
 
 /// Applies the layers in order, keeping the file map only when `with_files`.
@@ -73,12 +108,16 @@ pub fn visible<'a>(layers: &[&'a LayerResult], with_files: bool) -> Visible<'a> 
             remove_below(&mut v.secrets, dir);
             remove_below(&mut v.matches, dir);
             remove_below(&mut v.copyrights, dir);
+            remove_below(&mut v.retrieved, dir);
+            remove_below(&mut v.malware, dir);
         }
         for path in &layer.whiteouts {
             remove_tree(&mut v.files, path);
             remove_tree(&mut v.secrets, path);
             remove_tree(&mut v.matches, path);
             remove_tree(&mut v.copyrights, path);
+            remove_tree(&mut v.retrieved, path);
+            remove_tree(&mut v.malware, path);
         }
         for entry in &layer.files {
             if entry.kind != FileKind::Dir && parents.may_have_below(&entry.path) {
@@ -86,10 +125,14 @@ pub fn visible<'a>(layers: &[&'a LayerResult], with_files: bool) -> Visible<'a> 
                 remove_below(&mut v.secrets, &entry.path);
                 remove_below(&mut v.matches, &entry.path);
                 remove_below(&mut v.copyrights, &entry.path);
+                remove_below(&mut v.retrieved, &entry.path);
+                remove_below(&mut v.malware, &entry.path);
             }
             v.secrets.remove(entry.path.as_str());
             v.matches.remove(entry.path.as_str());
             v.copyrights.remove(entry.path.as_str());
+            v.retrieved.remove(entry.path.as_str());
+            v.malware.remove(entry.path.as_str());
             parents.add(&entry.path);
             if with_files {
                 v.files.insert(&entry.path, (index, entry));
@@ -115,8 +158,51 @@ pub fn visible<'a>(layers: &[&'a LayerResult], with_files: bool) -> Visible<'a> 
             parents.add(&c.path);
             v.copyrights.insert(&c.path, c);
         }
+        for r in &layer.retrieved {
+            parents.add(&r.path);
+            v.retrieved.insert(&r.path, (index, r));
+        }
+        for f in layer.malware.iter().flat_map(|m| &m.findings) {
+            parents.add(&f.path);
+            v.malware
+                .entry(&f.path)
+                .or_insert_with(|| (index, Vec::new()))
+                .1
+                .push(f);
+        }
     }
     v
+}
+
+/// Visible retrieved files, sorted by path; with `content`, their bytes too.
+pub fn retrieved(
+    layers: &[&LayerResult],
+    v: &Visible<'_>,
+    content: bool,
+) -> Vec<ImageRetrievedFile> {
+    v.retrieved
+        .values()
+        .map(|(i, r)| ImageRetrievedFile {
+            path: r.path.clone(),
+            size: r.content.len() as u64,
+            layer: layer_ref(layers, *i),
+            content: content.then(|| r.content.clone()),
+        })
+        .collect()
+}
+
+/// Visible malware findings, sorted by path.
+pub fn malware(layers: &[&LayerResult], v: &Visible<'_>) -> Vec<ImageMalwareFinding> {
+    v.malware
+        .values()
+        .flat_map(|(i, found)| {
+            found.iter().map(move |f| ImageMalwareFinding {
+                path: f.path.clone(),
+                signature: f.signature.clone(),
+                layer: layer_ref(layers, *i),
+            })
+        })
+        .collect()
 }
 
 fn layer_ref(layers: &[&LayerResult], index: usize) -> LayerRef {

@@ -33,6 +33,8 @@ fn layer(
         secrets: vec![],
         content_matches: vec![],
         copyrights: vec![],
+        retrieved: vec![],
+        malware: None,
         packages: packages
             .iter()
             .map(|(name, version, path)| Package {
@@ -363,4 +365,74 @@ fn skipping_empty_subtrees_changes_nothing() {
             "round {round}"
         );
     }
+}
+
+#[test]
+fn retrieved_files_follow_overwrites_whiteouts_and_opaque_dirs() {
+    use crate::content::RetrievedFile;
+    let kept = |path: &str, text: &str| RetrievedFile {
+        path: path.into(),
+        content: text.as_bytes().to_vec(),
+    };
+    let mut base = layer(
+        "sha256:a",
+        &["/etc/passwd", "/etc/services", "/etc/sudoers", "/srv/app.conf"],
+        &[],
+        &[],
+    );
+    base.retrieved = vec![
+        kept("/etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+        kept("/etc/services", "ssh 22/tcp\n"),
+        kept("/etc/sudoers", "root ALL=(ALL) ALL\n"),
+        kept("/srv/app.conf", "x=1\n"),
+    ];
+    // The top layer writes a new /etc/passwd (retrieved), replaces /etc/services with a version that was
+    // not retrieved (over the cap), deletes /etc/sudoers and makes /srv opaque.
+    let mut top = layer("sha256:b", &["/etc/passwd", "/etc/services"], &["/etc/sudoers"], &[]);
+    top.opaque_dirs = vec!["/srv".into()];
+    top.retrieved = vec![kept("/etc/passwd", "root:x:0:0::/root:/bin/bash\n")];
+    let refs = [&base, &top];
+    let v = content::visible(&refs, false);
+    let got = content::retrieved(&refs, &v, true);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].path, "/etc/passwd");
+    assert_eq!(got[0].layer.digest, "sha256:b");
+    assert_eq!(
+        got[0].content.as_deref(),
+        Some(&b"root:x:0:0::/root:/bin/bash\n"[..])
+    );
+    // Without contents (a worker's document): the layer is named, the bytes stay with the layer.
+    assert_eq!(content::retrieved(&refs, &v, false)[0].content, None);
+    // The base alone shows all four.
+    let v = content::visible(&[&base], false);
+    assert_eq!(content::retrieved(&[&base], &v, false).len(), 4);
+}
+
+#[test]
+fn malware_findings_follow_overwrites_and_whiteouts() {
+    use crate::content::clamd::{LayerMalwareScan, MalwareFinding};
+    let found = |path: &str| MalwareFinding {
+        path: path.into(),
+        signature: "Test.Sig".into(),
+    };
+    let mut base = layer("sha256:a", &["/bin/evil", "/opt/bad", "/usr/bin/kept"], &[], &[]);
+    base.malware = Some(LayerMalwareScan {
+        scanner: "clamav".into(),
+        findings: vec![found("/bin/evil"), found("/opt/bad"), found("/usr/bin/kept")],
+        scanned: 3,
+        skipped_large: 0,
+    });
+    // The top layer replaces /bin/evil with a clean file and deletes /opt/bad.
+    let mut top = layer("sha256:b", &["/bin/evil"], &["/opt/bad"], &[]);
+    top.malware = Some(LayerMalwareScan {
+        scanner: "clamav".into(),
+        scanned: 1,
+        ..Default::default()
+    });
+    let refs = [&base, &top];
+    let v = content::visible(&refs, false);
+    let got = content::malware(&refs, &v);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].path, "/usr/bin/kept");
+    assert_eq!(got[0].layer.digest, "sha256:a");
 }
