@@ -19,6 +19,8 @@ pub(crate) enum Kind {
     List,
     /// A comma-separated list of port numbers.
     Ports,
+    /// A comma-separated list of non-negative integers (ids).
+    Numbers,
 }
 
 /// One parameter of a trigger.
@@ -380,6 +382,65 @@ pub(crate) static GATES: &[GateSpec] = &[
             },
             TriggerSpec {
                 name: "feed_data_unavailable",
+                params: &[],
+            },
+        ],
+    },
+    GateSpec {
+        name: "passwd_file",
+        triggers: &[
+            TriggerSpec {
+                name: "content_not_available",
+                params: &[],
+            },
+            TriggerSpec {
+                name: "blacklist_usernames",
+                params: &[p("user_names", Kind::List, true)],
+            },
+            TriggerSpec {
+                name: "blacklist_userids",
+                params: &[p("user_ids", Kind::Numbers, true)],
+            },
+            TriggerSpec {
+                name: "blacklist_groupids",
+                params: &[p("group_ids", Kind::Numbers, true)],
+            },
+            TriggerSpec {
+                name: "blacklist_shells",
+                params: &[p("shells", Kind::List, true)],
+            },
+            TriggerSpec {
+                name: "blacklist_full_entry",
+                params: &[p("entry", Kind::Str, true)],
+            },
+        ],
+    },
+    GateSpec {
+        name: "retrieved_files",
+        triggers: &[
+            TriggerSpec {
+                name: "content_not_available",
+                params: &[p("path", Kind::Str, true)],
+            },
+            TriggerSpec {
+                name: "content_regex",
+                params: &[
+                    p("path", Kind::Str, true),
+                    p("regex", Kind::Regex, true),
+                    p("check", Kind::Enum(&["match", "no_match"]), true),
+                ],
+            },
+        ],
+    },
+    GateSpec {
+        name: "malware",
+        triggers: &[
+            TriggerSpec {
+                name: "scans",
+                params: &[],
+            },
+            TriggerSpec {
+                name: "scan_not_run",
                 params: &[],
             },
         ],

@@ -23,10 +23,29 @@ pub struct ImageFacts {
     pub content_matches: Option<Vec<ContentMatch>>,
     /// Secret-search findings; `None` when secret search did not run.
     pub secrets: Option<Vec<SecretFinding>>,
+    /// Files whose contents the analyzer kept (`retrieved_files`, and `/etc/passwd` for `passwd_file`);
+    /// empty when none was kept or retrieval did not run (anchore tells the two apart no more than this).
+    pub retrieved_files: Vec<crate::stored::RetrievedFile>,
+    /// The malware scan; `None` when no scan ran for the image (`malware.scan_not_run` fires).
+    pub malware: Option<crate::stored::MalwareScan>,
     /// Vulnerability matches; `None` when there is no vulnerability data for this image.
     pub vulnerabilities: Option<Vec<VulnMatch>>,
     /// Freshness of the vulnerability feed this image was matched against.
     pub feed: FeedStatus,
+}
+
+impl ImageFacts {
+    /// The retrieved file at `path`, if kept.
+    pub fn retrieved(&self, path: &str) -> Option<&crate::stored::RetrievedFile> {
+        self.retrieved_files.iter().find(|f| f.path == path)
+    }
+
+    /// The image's `/etc/passwd` entries from its retrieved copy (anchore's `passwd_entries`): `None`
+    /// when it was not retrieved, an error when it does not decode.
+    pub fn passwd_entries(&self) -> Option<Result<crate::stored::PasswdEntries, String>> {
+        self.retrieved("/etc/passwd")
+            .map(|f| crate::stored::parse_passwd(&f.content))
+    }
 }
 
 /// Identity, platform and configuration of the image.

@@ -44,6 +44,7 @@ mod params;
 mod result;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod stored;
 mod support;
 mod validated;
 
@@ -55,6 +56,7 @@ pub use facts::{
     ImageInfo, Package, PackageFile, SecretFinding, Severity, VulnMatch,
 };
 pub use fathom_reference::ImageRef;
+pub use stored::{parse_passwd, MalwareFinding, MalwareScan, PasswdEntries, RetrievedFile};
 pub use matching::glob;
 pub use model::{Action, Bundle};
 pub use result::{

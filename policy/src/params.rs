@@ -168,6 +168,18 @@ fn value_problem(spec: &ParamSpec, value: &str) -> Option<String> {
                     .map(|p| format!("`{p}` is not a port number"))
             }
         }
+        // anchore's CommaDelimitedNumberListValidator.
+        Kind::Numbers => {
+            let numbers = split_list(value);
+            if numbers.is_empty() {
+                Some("empty list".into())
+            } else {
+                numbers
+                    .iter()
+                    .find(|p| !digits(p))
+                    .map(|p| format!("`{p}` is not a non-negative integer"))
+            }
+        }
     }
 }
 

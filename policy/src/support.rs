@@ -33,32 +33,9 @@ pub(crate) fn end_of_life(name: &str) -> Option<(&'static str, Option<&'static s
         .copied()
 }
 
-/// Gates of anchore-engine's last release that fathom does not evaluate yet, with their triggers and why:
-/// they read data the analyzer does not collect yet. A bundle naming one is refused as an unknown gate.
-pub(crate) static NOT_SUPPORTED: &[(&str, &[&str], &str)] = &[
-    (
-        "passwd_file",
-        &[
-            "content_not_available",
-            "blacklist_usernames",
-            "blacklist_userids",
-            "blacklist_groupids",
-            "blacklist_shells",
-            "blacklist_full_entry",
-        ],
-        "needs the retrieved /etc/passwd (analyzer-side, not yet)",
-    ),
-    (
-        "retrieved_files",
-        &["content_not_available", "content_regex"],
-        "needs file contents retrieved at analysis (analyzer-side, not yet)",
-    ),
-    (
-        "malware",
-        &["scans", "scan_not_run"],
-        "needs a malware scan at analysis (analyzer-side, not yet)",
-    ),
-];
+/// Gates of anchore-engine's last release that fathom does not evaluate yet, with their triggers and why
+/// (none left: kept so the README table can say so again should anchore's catalog ever be re-read).
+pub(crate) static NOT_SUPPORTED: &[(&str, &[&str], &str)] = &[];
 
 /// What a gate's feed-dependent triggers do in fathom, for the README table.
 fn note(gate: &str, trigger: &str) -> &'static str {
@@ -67,6 +44,9 @@ fn note(gate: &str, trigger: &str) -> &'static str {
             "always fires: anchore's npm/gem metadata feeds are discontinued, fathom has none"
         }
         ("npms" | "ruby_gems", "blacklisted_name_version" | "blacklist") => "",
+        ("passwd_file", _) => "reads the retrieved /etc/passwd (`services.analyzer.retrieve_files`)",
+        ("retrieved_files", _) => "reads `services.analyzer.retrieve_files`",
+        ("malware", _) => "reads the scan of `services.analyzer.malware` (ClamAV clamd)",
         ("npms" | "ruby_gems", _) => {
             "never fires: it reads anchore's discontinued npm/gem metadata feed, as anchore does with that feed empty"
         }

@@ -13,6 +13,7 @@ pub(crate) mod feeds;
 pub(crate) mod files;
 pub(crate) mod image;
 pub(crate) mod packages;
+pub(crate) mod retrieved;
 pub(crate) mod vulnerabilities;
 
 /// One firing of a trigger.
@@ -27,6 +28,9 @@ pub(crate) struct Fire {
     /// The vulnerability match this fire is about: many rules fire on the same match, and its trigger id,
     /// aliases and so its whitelist answer are the same for all of them, so the answer is kept by index.
     pub vuln: Option<usize>,
+    /// The instance id is prefixed with the rule's id (`RULE+...`, `None+...` for a rule without one), as
+    /// anchore's `retrieved_files.content_regex` builds it.
+    pub rule_scoped: bool,
 }
 
 impl Fire {
@@ -36,6 +40,7 @@ impl Fire {
             message: Arc::from(message.into()),
             also: Arc::from(Vec::new()),
             vuln: None,
+            rule_scoped: false,
         }
     }
 }
@@ -99,6 +104,7 @@ pub(crate) enum Check {
     Files(files::Check),
     Image(image::Check),
     Feeds(feeds::Check),
+    Retrieved(retrieved::Check),
 }
 
 impl Check {
@@ -118,6 +124,9 @@ impl Check {
                 files::Check::build(gate, trigger, params).map(Check::Files)
             }
             "npms" | "ruby_gems" => Ok(Check::Feeds(feeds::Check::build(gate, trigger, params))),
+            "passwd_file" | "retrieved_files" | "malware" => {
+                retrieved::Check::build(gate, trigger, params).map(Check::Retrieved)
+            }
             _ => image::Check::build(trigger, params).map(Check::Image),
         }
     }
@@ -131,6 +140,7 @@ impl Check {
             Check::Files(c) => c.evaluate(ctx),
             Check::Image(c) => c.evaluate(ctx),
             Check::Feeds(c) => Ok(c.evaluate(ctx)),
+            Check::Retrieved(c) => c.evaluate(ctx),
         }
     }
 }

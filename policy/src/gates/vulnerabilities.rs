@@ -347,6 +347,7 @@ impl PackageCheck {
             message: Arc::from(message),
             also: Arc::from(also),
             vuln: Some(i),
+            rule_scoped: false,
         }
     }
 }
