@@ -406,13 +406,12 @@ impl Analyzer {
                 }
             });
         let options = &inner.options.content;
-        let retrieved_files = (content && !options.retrieve.paths.is_empty()).then(|| {
-            RetrievedReport {
+        let retrieved_files =
+            (content && !options.retrieve.paths.is_empty()).then(|| RetrievedReport {
                 paths: options.retrieve.paths.clone(),
                 max_file_bytes: options.retrieve.max_file_bytes,
                 files: merge::content::retrieved(&refs, &visible, options.entries_in_document),
-            }
-        });
+            });
         // Every layer must carry a scan (they do when scanning is on: it is part of the cache key); one
         // without means the image was not wholly scanned, which the gate must hear as "not run".
         let malware = (content && options.malware.is_some())

@@ -71,7 +71,10 @@ fn upper_layers_win_whiteouts_remove_and_shadow_is_never_kept() {
     let built = image("retrieve", &layers());
     let a = analyze_image_with(&built, options(RetrieveOptions::default()), &NoCache).unwrap();
     let report = a.retrieved_files.as_ref().unwrap();
-    assert_eq!(report.paths, ["/etc/passwd", "/etc/services", "/etc/sudoers"]);
+    assert_eq!(
+        report.paths,
+        ["/etc/passwd", "/etc/services", "/etc/sudoers"]
+    );
     assert_eq!(
         retrieved(&a),
         [
@@ -93,7 +96,7 @@ fn upper_layers_win_whiteouts_remove_and_shadow_is_never_kept() {
 fn the_size_cap_drops_the_file_and_an_upper_oversized_version_hides_the_lower_one() {
     let mut l = layers();
     // The top layer's /etc/services is over the cap: not kept, and the base's version is not visible.
-    l[1].push(file("/etc/services", &vec![b'#'; 200]));
+    l[1].push(file("/etc/services", &[b'#'; 200]));
     let built = image("retrieve-cap", &l);
     let capped = RetrieveOptions {
         max_file_bytes: 100,
@@ -141,7 +144,9 @@ fn a_listed_file_holding_a_secret_is_withheld_and_secret_paths_are_refused() {
     let a = analyze_image_with(&built, options(listed), &NoCache).unwrap();
     assert!(retrieved(&a).is_empty());
     assert!(
-        a.warnings.iter().any(|w| w.contains("/etc/app.conf: not retrieved")),
+        a.warnings
+            .iter()
+            .any(|w| w.contains("/etc/app.conf: not retrieved")),
         "{:?}",
         a.warnings
     );

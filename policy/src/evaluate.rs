@@ -71,10 +71,9 @@ pub fn evaluate(bundle: &ValidatedBundle, facts: &ImageFacts, now: Timestamp) ->
                 let start = rows.len();
                 rows.extend(fires.into_iter().map(|fire| {
                     let trigger_id: Arc<str> = match &fire.instance_id {
-                        Some(id) if fire.rule_scoped => Arc::from(format!(
-                            "{}+{id}",
-                            rule.id.as_deref().unwrap_or("None")
-                        )),
+                        Some(id) if fire.rule_scoped => {
+                            Arc::from(format!("{}+{id}", rule.id.as_deref().unwrap_or("None")))
+                        }
                         Some(id) => Arc::clone(id),
                         None => Arc::from(hex::encode(Md5::digest(format!(
                             "{}{}{}",

@@ -56,11 +56,11 @@ pub use facts::{
     ImageInfo, Package, PackageFile, SecretFinding, Severity, VulnMatch,
 };
 pub use fathom_reference::ImageRef;
-pub use stored::{parse_passwd, MalwareFinding, MalwareScan, PasswdEntries, RetrievedFile};
 pub use matching::glob;
 pub use model::{Action, Bundle};
 pub use result::{
     Evaluation, PolicyDecision, Reason, Row, Status, Table, WhitelistRef, TABLE_HEADER,
 };
+pub use stored::{parse_passwd, MalwareFinding, MalwareScan, PasswdEntries, RetrievedFile};
 pub use support::gates_markdown;
 pub use validated::ValidatedBundle;

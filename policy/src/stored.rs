@@ -41,7 +41,10 @@ pub type PasswdEntries = Vec<(String, Vec<String>)>;
 /// as Python's `str.splitlines` does, each line stripped and split on `:`.
 pub fn parse_passwd(bytes: &[u8]) -> Result<PasswdEntries, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        format!("'utf-8' codec can't decode /etc/passwd: invalid byte at position {}", e.valid_up_to())
+        format!(
+            "'utf-8' codec can't decode /etc/passwd: invalid byte at position {}",
+            e.valid_up_to()
+        )
     })?;
     let mut entries: PasswdEntries = Vec::new();
     for line in py_splitlines(text) {

@@ -43,13 +43,16 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// Trigger, parameters, the messages it must fire.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, BTreeSet<String>);
+
 #[test]
 fn passwd_file_triggers_as_anchores_tests() {
     let adm = "Blacklisted user 'adm' found in image's /etc/passwd: pentry=adm:x:22:22:adm:/var/adm:/usr/bin/false";
     let uid22 = "Blacklisted uid '22' found in image's /etc/passwd: pentry=adm:x:22:22:adm:/var/adm:/usr/bin/false";
     let gid22 = "Blacklisted gid '22' found in image's /etc/passwd: pentry=adm:x:22:22:adm:/var/adm:/usr/bin/false";
     let bash = format!("Blacklisted shell '/bin/bash' found in image's /etc/passwd: pentry={FOO}");
-    let cases: Vec<(&str, Vec<(&str, &str)>, BTreeSet<String>)> = vec![
+    let cases: Vec<Case> = vec![
         ("blacklist_usernames", vec![("user_names", "adm")], set(&[adm])),
         (
             "blacklist_usernames",
@@ -115,7 +118,11 @@ fn passwd_file_triggers_as_anchores_tests() {
     ];
     let facts = passwd_image("/etc/passwd");
     for (trigger, params, want) in cases {
-        assert_eq!(fired(trigger, &params, &facts), want, "{trigger} {params:?}");
+        assert_eq!(
+            fired(trigger, &params, &facts),
+            want,
+            "{trigger} {params:?}"
+        );
     }
     // Stored under another key: the file is not available; the blacklists do not fire.
     let other = passwd_image("other");
@@ -135,13 +142,30 @@ fn passwd_file_quirks_are_anchores() {
     // A blank line in the middle is a user "" with no fields: the uid lookup raises IndexError in
     // anchore, failing the rule (a WARN row), while the name lookup is unaffected.
     let mut facts = image();
-    facts.retrieved_files = vec![retrieved("/etc/passwd", "root:x:0:0::/root:/bin/sh\n\nadm:x:22:22::/:/bin/sh\n")];
-    let b = one_rule("passwd_file", "blacklist_userids", "STOP", &[("user_ids", "0")]);
+    facts.retrieved_files = vec![retrieved(
+        "/etc/passwd",
+        "root:x:0:0::/root:/bin/sh\n\nadm:x:22:22::/:/bin/sh\n",
+    )];
+    let b = one_rule(
+        "passwd_file",
+        "blacklist_userids",
+        "STOP",
+        &[("user_ids", "0")],
+    );
     let r = rows(&b, &facts);
     assert!(r.iter().any(|r| r.error), "{r:?}");
-    assert!(r[0].check_output.contains("list index out of range"), "{}", r[0].check_output);
+    assert!(
+        r[0].check_output.contains("list index out of range"),
+        "{}",
+        r[0].check_output
+    );
     assert_eq!(run(&b, &facts).final_action, Action::Warn);
-    let b = one_rule("passwd_file", "blacklist_usernames", "STOP", &[("user_names", "adm")]);
+    let b = one_rule(
+        "passwd_file",
+        "blacklist_usernames",
+        "STOP",
+        &[("user_names", "adm")],
+    );
     assert_eq!(run(&b, &facts).final_action, Action::Stop);
     // A later line for the same user replaces the earlier one's fields.
     facts.retrieved_files = vec![retrieved(
@@ -149,10 +173,15 @@ fn passwd_file_quirks_are_anchores() {
         "app:x:1:1::/:/bin/sh\napp:x:2:2::/:/bin/bash\n",
     )];
     assert!(fired("blacklist_userids", &[("user_ids", "1")], &facts).is_empty());
-    assert_eq!(fired("blacklist_userids", &[("user_ids", "2")], &facts).len(), 1);
+    assert_eq!(
+        fired("blacklist_userids", &[("user_ids", "2")], &facts).len(),
+        1
+    );
     // A number list must hold numbers (anchore's validator).
-    let doc = bundle_doc(serde_json::json!([{"id": "r1", "gate": "passwd_file", "trigger": "blacklist_userids",
-        "action": "STOP", "params": [{"name": "user_ids", "value": "0,root"}]}]));
+    let doc = bundle_doc(
+        serde_json::json!([{"id": "r1", "gate": "passwd_file", "trigger": "blacklist_userids",
+        "action": "STOP", "params": [{"name": "user_ids", "value": "0,root"}]}]),
+    );
     let problems = refused(&doc);
     assert!(problems[0].1.contains("`root`"), "{problems:?}");
 }
@@ -161,7 +190,10 @@ fn retrieved_image() -> ImageFacts {
     let mut facts = image();
     facts.retrieved_files = vec![
         retrieved("/etc/passwd", "adm:x:5:5:adm:/var/adm:/bin/bash"),
-        retrieved("/usr/local/lib/ruby/gems/2.3.0/", "adm:x:5:5:adm:/var/adm:/bin/bash"),
+        retrieved(
+            "/usr/local/lib/ruby/gems/2.3.0/",
+            "adm:x:5:5:adm:/var/adm:/bin/bash",
+        ),
     ];
     facts
 }
@@ -171,11 +203,19 @@ fn retrieved_files_triggers_as_anchores_tests() {
     let facts = retrieved_image();
     let missing = |path: &str, facts: &ImageFacts| {
         outputs(
-            &one_rule("retrieved_files", "content_not_available", "STOP", &[("path", path)]),
+            &one_rule(
+                "retrieved_files",
+                "content_not_available",
+                "STOP",
+                &[("path", path)],
+            ),
             facts,
         )
     };
-    assert_eq!(missing("/test/path", &facts), ["Cannot locate file in the image analysis"]);
+    assert_eq!(
+        missing("/test/path", &facts),
+        ["Cannot locate file in the image analysis"]
+    );
     assert!(missing("/etc/passwd", &facts).is_empty());
     // Nothing retrieved at all: anchore fires twice (once for "none", once for "not this one").
     assert_eq!(missing("/etc/passwd", &image()).len(), 2);
@@ -200,7 +240,12 @@ fn retrieved_files_triggers_as_anchores_tests() {
     assert_eq!(&*r[0].trigger_id, "r1+file:///etc/passwd");
     assert!(regex("/etc/passwd", "match", ".*zsh", &facts).is_empty());
     assert!(regex("/etc/passwd", "no_match", ".*bash", &facts).is_empty());
-    let r = regex("/usr/local/lib/ruby/gems/2.3.0/", "no_match", "expect_fail", &facts);
+    let r = regex(
+        "/usr/local/lib/ruby/gems/2.3.0/",
+        "no_match",
+        "expect_fail",
+        &facts,
+    );
     assert_eq!(
         r.iter().map(|r| r.check_output.to_string()).collect::<Vec<_>>(),
         ["Content regex 'expect_fail' check 'no_match' found in retrieved file '/usr/local/lib/ruby/gems/2.3.0/'"]
@@ -219,7 +264,11 @@ fn retrieved_files_triggers_as_anchores_tests() {
         vec![("check", "match"), ("regex", ".*bash")],
         vec![("path", "/etc/passwd"), ("regex", ".*bash")],
         vec![("path", "/etc/passwd"), ("check", "match")],
-        vec![("path", "/etc/passwd"), ("check", "!="), ("regex", ".*bash")],
+        vec![
+            ("path", "/etc/passwd"),
+            ("check", "!="),
+            ("regex", ".*bash"),
+        ],
     ] {
         let params: Vec<serde_json::Value> = params
             .iter()
@@ -278,7 +327,10 @@ fn malware_triggers_as_anchores_tests() {
     assert!(rows(&not_run, &clean).is_empty());
     // No scan: `scans` is silent, `scan_not_run` fires.
     assert!(rows(&scans, &image()).is_empty());
-    assert_eq!(outputs(&not_run, &image()), ["No malware scans found for image"]);
+    assert_eq!(
+        outputs(&not_run, &image()),
+        ["No malware scans found for image"]
+    );
     // An invalid finding (no path or no signature) is skipped, as anchore does for safety.
     assert!(rows(&scans, &malware_image(&[("", sig), ("/x", "")])).is_empty());
 }

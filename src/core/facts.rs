@@ -20,6 +20,7 @@ use jiff::Timestamp;
 use sqlx::PgPool;
 
 pub(crate) mod content;
+pub(crate) mod retrieved;
 
 /// Registry, repository and tag of a parsed reference, as the mappings read them (see
 /// `ImageInfo::set_reference`); all empty without one.
@@ -98,12 +99,16 @@ pub fn from_document(
         files: None,
         content_matches: content_matches(doc),
         secrets: doc.analyzer.content().secrets.then(|| secret_findings(doc)),
+        // Filled by `add_retrieved`, which reads the stored layers' copies.
+        retrieved_files: Vec::new(),
+        malware: retrieved::malware(doc),
         vulnerabilities: None,
         feed: FeedStatus::default(),
     }
 }
 
 pub use content::add_files;
+pub use retrieved::add_retrieved;
 
 /// Data before verdicts: an analyzed image the match round has not reached yet (or whose keys were
 /// never matched) is indexed and matched now, one image, so its verdict reads its vulnerabilities

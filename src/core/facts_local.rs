@@ -69,6 +69,8 @@ pub fn from_analysis(
         files,
         content_matches: super::facts::content_matches(doc),
         secrets,
+        retrieved_files: super::facts::retrieved::local(doc),
+        malware: super::facts::retrieved::malware(doc),
         vulnerabilities: None,
         feed: FeedStatus::default(),
     };

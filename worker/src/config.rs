@@ -67,6 +67,10 @@ pub struct AnalyzerServiceConfig {
     /// Content search: named regexes over file contents whose matches the `files.content_regex_match`
     /// policy gate reads (none by default: content search does not run).
     pub content_search: Vec<fathom_analyzer::content::ContentRule>,
+    /// Files whose contents are kept (anchore's `retrieve_files`).
+    pub retrieve_files: crate::content_config::RetrieveFilesConfig,
+    /// Malware scanning with ClamAV's clamd (off by default).
+    pub malware: crate::content_config::MalwareConfig,
 }
 
 impl Default for AnalyzerServiceConfig {
@@ -88,6 +92,8 @@ impl Default for AnalyzerServiceConfig {
             licenses: true,
             secrets: Default::default(),
             content_search: Vec::new(),
+            retrieve_files: Default::default(),
+            malware: Default::default(),
         }
     }
 }
@@ -198,6 +204,8 @@ impl AnalyzerServiceConfig {
             licenses: self.licenses,
             secrets: &self.secrets,
             content_search: &self.content_search,
+            retrieve_files: &self.retrieve_files,
+            malware: &self.malware,
         }
     }
 }

@@ -45,7 +45,9 @@ impl std::str::FromStr for ClamdAddress {
             if path.starts_with('/') {
                 return Ok(ClamdAddress::Unix(path.into()));
             }
-            return Err(format!("{s:?}: a unix socket needs an absolute path (unix:/run/clamav/clamd.ctl)"));
+            return Err(format!(
+                "{s:?}: a unix socket needs an absolute path (unix:/run/clamav/clamd.ctl)"
+            ));
         }
         if s.starts_with('/') {
             return Ok(ClamdAddress::Unix(s.into()));
@@ -198,7 +200,8 @@ impl Clamd {
         chunk: &mut [u8],
     ) -> Result<Verdict, ScanError> {
         let deadline = Instant::now() + self.options.timeout;
-        let fail = |what: String| ScanError::Scanner(format!("clamd at {}: {what}", self.options.clamd));
+        let fail =
+            |what: String| ScanError::Scanner(format!("clamd at {}: {what}", self.options.clamd));
         let mut conn = self.connect(deadline).map_err(fail)?;
         let size = chunk.len().min(CHUNK);
         let chunk = &mut chunk[..size];

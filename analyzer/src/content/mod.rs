@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use copyright::{is_copyright_path, parse_copyright};
+pub use retrieve::{RetrieveOptions, RetrievedFile};
 pub use search::{
     ContentMatch, ContentRule, ContentSearcher, RuleError, MAX_MATCHES_PER_FILE, MAX_MATCH_TEXT,
 };
-pub use retrieve::{RetrieveOptions, RetrievedFile};
 pub use secrets::{default_rules, SecretRule, SecretScanner};
 
 /// Bytes of a file the binary check looks at: a NUL among them means "binary, skip it" (git's rule).

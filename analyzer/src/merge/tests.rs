@@ -376,7 +376,12 @@ fn retrieved_files_follow_overwrites_whiteouts_and_opaque_dirs() {
     };
     let mut base = layer(
         "sha256:a",
-        &["/etc/passwd", "/etc/services", "/etc/sudoers", "/srv/app.conf"],
+        &[
+            "/etc/passwd",
+            "/etc/services",
+            "/etc/sudoers",
+            "/srv/app.conf",
+        ],
         &[],
         &[],
     );
@@ -388,7 +393,12 @@ fn retrieved_files_follow_overwrites_whiteouts_and_opaque_dirs() {
     ];
     // The top layer writes a new /etc/passwd (retrieved), replaces /etc/services with a version that was
     // not retrieved (over the cap), deletes /etc/sudoers and makes /srv opaque.
-    let mut top = layer("sha256:b", &["/etc/passwd", "/etc/services"], &["/etc/sudoers"], &[]);
+    let mut top = layer(
+        "sha256:b",
+        &["/etc/passwd", "/etc/services"],
+        &["/etc/sudoers"],
+        &[],
+    );
     top.opaque_dirs = vec!["/srv".into()];
     top.retrieved = vec![kept("/etc/passwd", "root:x:0:0::/root:/bin/bash\n")];
     let refs = [&base, &top];
@@ -415,10 +425,19 @@ fn malware_findings_follow_overwrites_and_whiteouts() {
         path: path.into(),
         signature: "Test.Sig".into(),
     };
-    let mut base = layer("sha256:a", &["/bin/evil", "/opt/bad", "/usr/bin/kept"], &[], &[]);
+    let mut base = layer(
+        "sha256:a",
+        &["/bin/evil", "/opt/bad", "/usr/bin/kept"],
+        &[],
+        &[],
+    );
     base.malware = Some(LayerMalwareScan {
         scanner: "clamav".into(),
-        findings: vec![found("/bin/evil"), found("/opt/bad"), found("/usr/bin/kept")],
+        findings: vec![
+            found("/bin/evil"),
+            found("/opt/bad"),
+            found("/usr/bin/kept"),
+        ],
         scanned: 3,
         skipped_large: 0,
     });

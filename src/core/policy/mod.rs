@@ -413,6 +413,7 @@ impl PolicyEngine {
             ApiError::conflict(format!("{digest} has no stored analysis document"))
         })?;
         let mut image = facts::from_document(&record, parsed.as_ref(), &doc);
+        facts::add_retrieved(&self.store, &doc, &mut image).await?;
         drop(doc);
         facts::add_files(&self.store, bundle.bundle(), &mut image).await?;
         facts::add_vulnerabilities(self.pool(), &mut image)

@@ -132,7 +132,8 @@ impl Store {
             .transpose()
     }
 
-    /// Stores a layer result and its package, secret and content search rows in one transaction (once
+    /// Stores a layer result and its package, secret, content search, retrieved file and malware rows in
+    /// one transaction (once
     /// per digest and key; with `replace`, in place of what is stored).
     pub async fn put_layer(
         &self,
@@ -201,6 +202,26 @@ impl Store {
                 .bind(m.iter().map(|m| clamp(m.line)).collect::<Vec<_>>())
                 .bind(m.iter().map(|m| m.rule.as_str()).collect::<Vec<_>>())
                 .bind(m.iter().map(|m| m.text.as_deref()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if inserted.is_some() && !result.retrieved.is_empty() {
+            let r = &result.retrieved;
+            sqlx::query(super::retrieved::PUT_RETRIEVED_SQL)
+                .bind(digest)
+                .bind(cache_key)
+                .bind(r.iter().map(|r| r.path.as_str()).collect::<Vec<_>>())
+                .bind(r.iter().map(|r| r.content.as_slice()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let findings = result.malware.as_ref().map(|m| &m.findings);
+        if let (Some(_), Some(f)) = (inserted.as_ref(), findings.filter(|f| !f.is_empty())) {
+            sqlx::query(super::retrieved::PUT_MALWARE_SQL)
+                .bind(digest)
+                .bind(cache_key)
+                .bind(f.iter().map(|f| f.path.as_str()).collect::<Vec<_>>())
+                .bind(f.iter().map(|f| f.signature.as_str()).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
         }

@@ -14,6 +14,7 @@ mod content;
 mod images;
 mod layers;
 mod platforms;
+mod retrieved;
 mod status;
 
 use std::time::{Duration, SystemTime};
