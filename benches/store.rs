@@ -4,7 +4,8 @@
 //! 100,000; or `--images N`) built from 1,000 base layer sets (the seed's layers, each set with its own
 //! package versions and so its own vulnerability keys and matches, under 100 id variants per sample
 //! record) plus one unique top layer per image. Every row is what an analysis writes: layer results and
-//! their package rows, the image document, references, the vulnerability index. Then, through a real
+//! their package rows, the image document, references, the vulnerability index (package groups per base layer and
+//! per top layer, images linked to theirs). Then, through a real
 //! `fathom run` (release build), random reads of an image's vulnerabilities, by-vulnerability lookups and
 //! cold policy checks, and 10 % of the images deleted through the API by 8 clients while 2 readers run.
 //!
@@ -128,6 +129,7 @@ async fn run(images: i64) {
         started.elapsed().as_secs_f64()
     );
     let (bytes, unique_layers, per_layer, per_image, shared) = sizes(&pool).await;
+    relations(&pool, images).await;
 
     let digests: Arc<Vec<String>> = Arc::new(
         sqlx::query_scalar("SELECT manifest_digest FROM fathom_images WHERE manifest_digest <> $1")
@@ -144,6 +146,9 @@ async fn run(images: i64) {
         .await
         .expect("ids"),
     );
+    if std::env::var_os("FATHOM_BENCH_STORE_EXPLAIN").is_some() {
+        explain(&pool, &digests, &ids).await;
+    }
     let vulns_p99 = measure(&client, 4, 2000, {
         let d = Arc::clone(&digests);
         move |i| format!("/v1/images/{}/vulnerabilities", pick(&d, i))
@@ -310,12 +315,15 @@ async fn sizes(pool: &PgPool) -> (i64, i64, i64, i64, i64) {
         "fathom_layer_packages",
         "fathom_layer_secrets",
         "fathom_layer_content_matches",
+        // Package groups: one per distinct (layer, visible packages), shared by the images using it.
+        "fathom_vuln_groups",
+        "fathom_vuln_group_packages",
     ];
     let image_tables = [
         "fathom_images",
         "fathom_image_references",
         "fathom_vuln_images",
-        "fathom_vuln_image_packages",
+        "fathom_vuln_image_groups",
         "fathom_policy_evaluations",
         "fathom_submissions",
         "fathom_submission_heads",
@@ -426,6 +434,17 @@ const PER_BASE: &[&str] = &[
              ON p.ecosystem = m.ecosystem AND p.name = m.name AND p.version = m.version \
            WHERE NOT coalesce(p.top, false)) m \
      ON CONFLICT DO NOTHING",
+    // The set's package groups: one per base layer (the index's shape, see vulns/src/store/groups.rs).
+    "INSERT INTO fathom_vuln_groups (hash) \
+     SELECT DISTINCT sha256(convert_to('bench-b' || b || '-' || coalesce(p.k, 0), 'UTF8')) \
+     FROM generate_series(0, $1 - 1) b, bench_vuln_packages p WHERE NOT coalesce(p.top, false) AND $2 > 0",
+    "INSERT INTO fathom_vuln_group_packages (group_id, ecosystem, name, version, package_type, package_name, \
+        package_version, purl, layer_digest, os) \
+     SELECT g.id, p.ecosystem, p.name, p.version || '+b' || b, p.package_type, p.package_name, p.package_version, \
+            p.purl, bench_digest('b' || b || '-' || coalesce(p.k, 0)), p.os \
+     FROM generate_series(0, $1 - 1) b, bench_vuln_packages p, fathom_vuln_groups g \
+     WHERE NOT coalesce(p.top, false) AND $2 > 0 \
+       AND g.hash = sha256(convert_to('bench-b' || b || '-' || coalesce(p.k, 0), 'UTF8'))",
 ];
 
 /// Per chunk of images (`$1`..`$2`, `$3` base sets): top layers and their packages, images (the seed's
@@ -454,12 +473,87 @@ const PER_IMAGE: &[&str] = &[
      FROM generate_series($1, $2 - 1) i WHERE $3 > 0",
     "INSERT INTO fathom_vuln_images (manifest_digest, analyzed_at) \
      SELECT bench_digest('i' || i), '2026-12-01' FROM generate_series($1, $2 - 1) i WHERE $3 > 0",
-    "INSERT INTO fathom_vuln_image_packages (manifest_digest, ecosystem, name, version, package_type, package_name, \
+    // The image's own group (its top layer's packages) and its links to its base set's groups.
+    "INSERT INTO fathom_vuln_groups (hash) \
+     SELECT sha256(convert_to('bench-t' || i, 'UTF8')) FROM generate_series($1, $2 - 1) i \
+     WHERE $3 > 0 AND EXISTS (SELECT 1 FROM bench_vuln_packages WHERE top)",
+    "INSERT INTO fathom_vuln_group_packages (group_id, ecosystem, name, version, package_type, package_name, \
         package_version, purl, layer_digest, os) \
-     SELECT bench_digest('i' || i), p.ecosystem, p.name, \
-            CASE WHEN coalesce(p.top, false) THEN p.version ELSE p.version || '+b' || (i % $3) END, \
-            p.package_type, p.package_name, p.package_version, p.purl, \
-            CASE WHEN coalesce(p.top, false) THEN bench_digest('t' || i) \
-                 ELSE bench_digest('b' || (i % $3) || '-' || coalesce(p.k, 0)) END, p.os \
-     FROM generate_series($1, $2 - 1) i, bench_vuln_packages p",
+     SELECT g.id, p.ecosystem, p.name, p.version, p.package_type, p.package_name, p.package_version, p.purl, \
+            bench_digest('t' || i), p.os \
+     FROM generate_series($1, $2 - 1) i, bench_vuln_packages p, fathom_vuln_groups g \
+     WHERE coalesce(p.top, false) AND g.hash = sha256(convert_to('bench-t' || i, 'UTF8'))",
+    "INSERT INTO fathom_vuln_image_groups (manifest_digest, group_id) \
+     SELECT bench_digest('i' || i), g.id \
+     FROM generate_series($1, $2 - 1) i, \
+          (SELECT DISTINCT coalesce(k, 0) AS k, coalesce(top, false) AS top FROM bench_vuln_packages) l, \
+          fathom_vuln_groups g \
+     WHERE g.hash = sha256(convert_to(CASE WHEN l.top THEN 'bench-t' || i \
+                                           ELSE 'bench-b' || (i % $3) || '-' || l.k END, 'UTF8'))",
 ];
+
+/// Every fathom relation's bytes (table, TOAST and each index) and per image, largest first, to stderr:
+/// where the bytes are.
+async fn relations(pool: &PgPool, images: i64) {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relkind::text, pg_relation_size(c.oid), \
+                coalesce(pg_total_relation_size(c.reltoastrelid), 0) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i') \
+           AND (c.relname LIKE 'fathom%' OR c.relname LIKE 'notify%') \
+         ORDER BY pg_relation_size(c.oid) + coalesce(pg_total_relation_size(c.reltoastrelid), 0) DESC",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("relations");
+    for (name, kind, main, toast) in rows.iter().take(30) {
+        let kind = if kind == "i" { "index" } else { "table" };
+        eprintln!(
+            "store relation {name} ({kind}): main={main} toast={toast} per_image={}",
+            (main + toast) / images.max(1)
+        );
+    }
+}
+
+/// EXPLAIN (ANALYZE, BUFFERS) of one image's vulnerabilities, one by-vulnerability lookup and the
+/// cold check's queries (`FATHOM_BENCH_STORE_EXPLAIN=1`), to stderr.
+async fn explain(pool: &PgPool, digests: &[String], ids: &[String]) {
+    let digest = pick(digests, 7);
+    let id = pick(ids, 7);
+    let plans = [
+        (
+            "vulns_image",
+            fathom_vulns::store::queries::explain_sql("for_image"),
+            digest,
+        ),
+        (
+            "vulns_image_matched",
+            fathom_vulns::store::queries::explain_sql("matched"),
+            digest,
+        ),
+        (
+            "by_cve",
+            fathom_vulns::store::queries::explain_sql("by_vuln"),
+            id,
+        ),
+    ];
+    for (name, sql, arg) in plans {
+        let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {sql}");
+        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(arg);
+        q = match name {
+            "vulns_image" => q.bind(None::<bool>).bind(false),
+            "by_cve" => q.bind("").bind(100_i64),
+            _ => q,
+        };
+        let lines = q.fetch_all(pool).await.expect("explain");
+        eprintln!("store explain {name}:\n  {}", lines.join("\n  "));
+    }
+    let doc: Option<(i32, i32)> = sqlx::query_as(
+        "SELECT pg_column_size(document), length(document) FROM fathom_images WHERE manifest_digest = $1",
+    )
+    .bind(digest)
+    .fetch_optional(pool)
+    .await
+    .expect("document size");
+    eprintln!("store explain document (stored, raw bytes): {doc:?}");
+}

@@ -5,7 +5,8 @@
 //! digest therefore leaves either nothing or the new analysis whole.
 //!
 //! Tables keyed by the image (every `*/migrations` was read for this list): `fathom_images`,
-//! `fathom_image_references` (cascade), `fathom_vuln_images`, `fathom_vuln_image_packages`,
+//! `fathom_image_references` (cascade), `fathom_vuln_images`, `fathom_vuln_image_groups` (the image's
+//! links to its package groups: a handful of rows, the groups stay for the rematch round to prune),
 //! `fathom_vuln_undecodable`, `fathom_policy_evaluations`, `fathom_catalog_history`, `fathom_inventory`,
 //! and the submissions pinned to the digest (`fathom_submissions`, `fathom_submission_heads` of
 //! `repo@digest`). Its layers stay until the sweeper finds no image using them; finished jobs stay until
@@ -56,7 +57,7 @@ UNION ALL
 /// Everything keyed by the image but its references (they cascade with the image row). `$2`: the
 /// submitted references pinned to the digest.
 const DELETE_SQL: &str = r#"
-WITH vp AS (DELETE FROM fathom_vuln_image_packages WHERE manifest_digest = $1),
+WITH vp AS (DELETE FROM fathom_vuln_image_groups WHERE manifest_digest = $1),
      vi AS (DELETE FROM fathom_vuln_images WHERE manifest_digest = $1),
      vu AS (DELETE FROM fathom_vuln_undecodable WHERE manifest_digest = $1),
      pe AS (DELETE FROM fathom_policy_evaluations WHERE image_digest = $1),

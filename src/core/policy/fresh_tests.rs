@@ -148,10 +148,14 @@ async fn carries(pool: &PgPool, digest: &str, name: &str) {
     .execute(pool)
     .await
     .unwrap();
+    // A package group of its own (the index's shape: groups of rows, images linked to groups).
     sqlx::query(
-        "INSERT INTO fathom_vuln_image_packages (manifest_digest, ecosystem, name, version, \
-         package_type, package_name, package_version, purl, layer_digest, os) \
-         VALUES ($1, 'npm', $2, '1.0.0', 'npm', $2, '1.0.0', 'pkg:npm/' || $2 || '@1.0.0', 'sha256:l', false)",
+        "WITH g AS (INSERT INTO fathom_vuln_groups (hash) VALUES (sha256(convert_to($1 || ' ' || $2, 'UTF8'))) \
+                    RETURNING id), \
+              p AS (INSERT INTO fathom_vuln_group_packages (group_id, ecosystem, name, version, \
+                    package_type, package_name, package_version, purl, layer_digest, os) \
+                    SELECT id, 'npm', $2, '1.0.0', 'npm', $2, '1.0.0', 'pkg:npm/' || $2 || '@1.0.0', 'sha256:l', false FROM g) \
+         INSERT INTO fathom_vuln_image_groups (manifest_digest, group_id) SELECT $1, id FROM g",
     )
     .bind(digest)
     .bind(name)

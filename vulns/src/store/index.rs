@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::copy::{copy_in, next_buffer, CopyRows};
+use super::groups::{prune_groups, write_groups, Row};
 use crate::core::ecosystem::{is_os_type, match_key, DistroRef, PackageFacts};
 use crate::error::{Error, Result};
 
@@ -50,19 +50,6 @@ struct DocLayer {
     digest: String,
 }
 
-/// One visible package with its OSV key.
-struct Row {
-    ecosystem: String,
-    name: String,
-    version: String,
-    package_type: String,
-    package_name: String,
-    package_version: String,
-    purl: String,
-    layer: String,
-    os: bool,
-}
-
 /// Analyzed images not indexed yet or re-analyzed since, with the analysis time they carry.
 const STALE_IMAGES_SQL: &str = r#"
 SELECT i.manifest_digest, i.analyzed_at::text, i.document
@@ -94,27 +81,26 @@ WITH gone AS (
     DELETE FROM fathom_vuln_images v
     WHERE NOT EXISTS (SELECT 1 FROM fathom_images i WHERE i.manifest_digest = v.manifest_digest AND i.status = 'analyzed')
     RETURNING manifest_digest),
-pkgs AS (DELETE FROM fathom_vuln_image_packages p USING gone WHERE p.manifest_digest = gone.manifest_digest)
+links AS (DELETE FROM fathom_vuln_image_groups g USING gone WHERE g.manifest_digest = gone.manifest_digest)
 SELECT count(*) FROM gone
 "#;
 /// Drops the images' previous index.
 const DELETE_IMAGES_SQL: &str = "DELETE FROM fathom_vuln_images WHERE manifest_digest = ANY($1)";
-const DELETE_PACKAGES_SQL: &str =
-    "DELETE FROM fathom_vuln_image_packages WHERE manifest_digest = ANY($1)";
+const DELETE_LINKS_SQL: &str =
+    "DELETE FROM fathom_vuln_image_groups WHERE manifest_digest = ANY($1)";
 const INSERT_IMAGES_SQL: &str = r#"
 INSERT INTO fathom_vuln_images (manifest_digest, analyzed_at)
 SELECT d, a::timestamptz FROM unnest($1::text[], $2::text[]) AS x(d, a)
 "#;
-const COPY_PACKAGES_SQL: &str =
-    "COPY fathom_vuln_image_packages (manifest_digest, ecosystem, name, \
-    version, package_type, package_name, package_version, purl, layer_digest, os) FROM STDIN";
 const INSERT_KEYS_SQL: &str = r#"
 INSERT INTO fathom_vuln_keys (ecosystem, name, version)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
 ON CONFLICT DO NOTHING
 "#;
+/// Keys no group carries (after unused groups are pruned: a group left for the next round keeps its
+/// keys, which is harmless, as no image reaches them).
 const PRUNE_KEYS_SQL: &str = r#"
-DELETE FROM fathom_vuln_keys k WHERE NOT EXISTS (SELECT 1 FROM fathom_vuln_image_packages p
+DELETE FROM fathom_vuln_keys k WHERE NOT EXISTS (SELECT 1 FROM fathom_vuln_group_packages p
     WHERE p.ecosystem = k.ecosystem AND p.name = k.name AND p.version = k.version)
 "#;
 const PRUNE_MATCHES_SQL: &str = r#"
@@ -255,6 +241,7 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
     }
     sqlx::query(REMOVED_UNDECODABLE_SQL).execute(pool).await?;
     if removed > 0 || indexed > 0 || undecodable > 0 {
+        prune_groups(pool).await?;
         sqlx::query(PRUNE_KEYS_SQL).execute(pool).await?;
         sqlx::query(PRUNE_MATCHES_SQL).execute(pool).await?;
     }
@@ -292,13 +279,13 @@ pub(crate) async fn index_one(conn: &mut sqlx::PgConnection, digest: &str) -> Re
     Ok(true)
 }
 
-/// Drops the images' previous index (their row and packages), inside the caller's transaction.
+/// Drops the images' previous index (their row and group links), inside the caller's transaction.
 async fn drop_index(tx: &mut sqlx::PgConnection, digests: &[&str]) -> Result<()> {
     sqlx::query(DELETE_IMAGES_SQL)
         .bind(digests)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(DELETE_PACKAGES_SQL)
+    sqlx::query(DELETE_LINKS_SQL)
         .bind(digests)
         .execute(&mut *tx)
         .await?;
@@ -326,29 +313,7 @@ async fn mark_undecodable(pool: &PgPool, bad: &[Undecodable]) -> Result<()> {
     Ok(())
 }
 
-/// The batch's package rows, encoded for COPY.
-fn package_rows(images: &[&Indexed]) -> Vec<CopyRows> {
-    let mut out = vec![];
-    for (digest, _, rows) in images {
-        for r in rows {
-            let buf = next_buffer(&mut out);
-            buf.text(digest)
-                .text(&r.ecosystem)
-                .text(&r.name)
-                .text(&r.version)
-                .text(&r.package_type)
-                .text(&r.package_name)
-                .text(&r.package_version)
-                .text(&r.purl)
-                .text(&r.layer)
-                .bool(r.os);
-            buf.end_row();
-        }
-    }
-    out
-}
-
-/// One transaction for the whole batch: images, their packages (COPY) and the keys they bring.
+/// One transaction for the whole batch: images, their package groups and the keys they bring.
 async fn write_batch(pool: &PgPool, images: &[Indexed]) -> Result<()> {
     let mut tx = pool.begin().await?;
     write_batch_in(&mut tx, images).await?;
@@ -392,7 +357,11 @@ async fn write_batch_in(tx: &mut sqlx::PgConnection, images: &[Indexed]) -> Resu
         .bind(&analyzed)
         .execute(&mut *tx)
         .await?;
-    copy_in(&mut *tx, COPY_PACKAGES_SQL, package_rows(&images)).await?;
+    let groups: Vec<(&str, &[Row])> = images
+        .iter()
+        .map(|i| (i.0.as_str(), i.2.as_slice()))
+        .collect();
+    write_groups(&mut *tx, &groups).await?;
     sqlx::query(INSERT_KEYS_SQL)
         .bind(&e)
         .bind(&n)

@@ -5,6 +5,7 @@ use sqlx::migrate::Migrator;
 
 mod copy;
 mod events;
+mod groups;
 mod index;
 pub mod matcher;
 mod notify;

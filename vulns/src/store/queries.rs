@@ -276,3 +276,15 @@ FROM fathom_vuln_feeds ORDER BY feed
 pub async fn feeds(pool: &PgPool) -> Result<Vec<FeedStatus>> {
     Ok(sqlx::query_as(FEEDS_SQL).fetch_all(pool).await?)
 }
+
+/// The SQL of a read by name (`for_image`: `$1` digest, `$2` os, `$3` fixed only; `matched`: `$1`
+/// digest; `by_vuln`: `$1` id, `$2` cursor, `$3` limit), for the store bench's EXPLAIN; empty for
+/// another name.
+pub fn explain_sql(name: &str) -> &'static str {
+    match name {
+        "for_image" => FOR_IMAGE_SQL,
+        "matched" => MATCHED_SQL,
+        "by_vuln" => BY_VULN_SQL,
+        _ => "",
+    }
+}
