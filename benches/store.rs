@@ -315,6 +315,8 @@ async fn sizes(pool: &PgPool) -> (i64, i64, i64, i64, i64) {
         "fathom_layer_packages",
         "fathom_layer_secrets",
         "fathom_layer_content_matches",
+        // Package parts of documents, stored per layer and shared by the images using it.
+        "fathom_image_package_parts",
         // Package groups: one per distinct (layer, visible packages), shared by the images using it.
         "fathom_vuln_groups",
         "fathom_vuln_group_packages",
@@ -461,18 +463,25 @@ const PER_IMAGE: &[&str] = &[
      JOIN fathom_layer_packages p ON p.layer_digest = l.digest AND p.cache_key = l.cache_key \
      WHERE l.top AND $3 > 0",
     "INSERT INTO fathom_images (manifest_digest, config_digest, platform, distro, layers, status, analyzer_version, \
-        cache_key, package_count, analysis_ms, queue_wait_ms, first_seen_at, analyzed_at, document) \
+        cache_key, package_count, analysis_ms, queue_wait_ms, first_seen_at, analyzed_at, document, package_parts) \
      SELECT bench_digest('i' || i), bench_digest('c' || i), s.platform, s.distro, \
             ARRAY(SELECT CASE WHEN l.top THEN bench_digest('t' || i) ELSE bench_digest('b' || (i % $3) || '-' || l.k) END \
                   FROM bench_layers l ORDER BY l.k), \
             'analyzed', s.analyzer_version, s.cache_key, s.package_count, s.analysis_ms, s.queue_wait_ms, \
-            '2026-12-01', '2026-12-01', s.document \
+            '2026-12-01', '2026-12-01', s.document, s.package_parts \
      FROM generate_series($1, $2 - 1) i, bench_image s",
     "INSERT INTO fathom_image_references (reference, manifest_digest, first_seen_at, last_seen_at) \
      SELECT 'bench.example/fleet/app' || i || ':1', bench_digest('i' || i), '2026-12-01', '2026-12-01' \
      FROM generate_series($1, $2 - 1) i WHERE $3 > 0",
     "INSERT INTO fathom_vuln_images (manifest_digest, analyzed_at) \
      SELECT bench_digest('i' || i), '2026-12-01' FROM generate_series($1, $2 - 1) i WHERE $3 > 0",
+    // The image's own document part (its top layer's packages: every clone names the seed's parts, so
+    // this row stands for the bytes its own would take).
+    "INSERT INTO fathom_image_package_parts (hash, cache_key, layer_digest, body, stored_at) \
+     SELECT sha256(convert_to('bench-part-t' || i, 'UTF8')), p.cache_key, bench_digest('t' || i), p.body, '2026-12-01' \
+     FROM generate_series($1, $2 - 1) i, fathom_image_package_parts p \
+     JOIN bench_layers l ON l.digest = p.layer_digest AND l.cache_key = p.cache_key \
+     WHERE l.top AND $3 > 0",
     // The image's own group (its top layer's packages) and its links to its base set's groups.
     "INSERT INTO fathom_vuln_groups (hash) \
      SELECT sha256(convert_to('bench-t' || i, 'UTF8')) FROM generate_series($1, $2 - 1) i \

@@ -89,12 +89,13 @@ pub async fn run(
                 let pass = sweep::sweep(&pool, config.layer_sweep_grace, sweep::BATCH).await;
                 metrics.pass("layer_sweep", started.elapsed(), pass.is_err());
                 match pass {
-                    Ok(report) if !report.deleted.is_empty() => {
+                    Ok(report) if !report.deleted.is_empty() || report.parts_deleted > 0 => {
                         metrics.swept(report.deleted.len());
                         tracing::info!(
                             examined = report.examined,
                             deleted = report.deleted.len(),
-                            "swept layers no image uses"
+                            package_parts_deleted = report.parts_deleted,
+                            "swept layers and package parts no image uses"
                         );
                     }
                     Ok(_) => {}

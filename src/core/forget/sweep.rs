@@ -56,6 +56,22 @@ ON CONFLICT (digest, cache_key) DO UPDATE SET swept_at = now()
 RETURNING digest
 "#;
 
+/// Package parts of image documents (`fathom_image_package_parts`) no image names any more, older
+/// than the grace, locked; a part an image being stored is touching is skipped (its save locks it and
+/// restarts its grace), and a part deleted under a save is inserted again by that save.
+const PART_CANDIDATES_SQL: &str = r#"
+SELECT p.hash, p.cache_key FROM fathom_image_package_parts p
+WHERE p.stored_at < now() - make_interval(secs => $1)
+  AND NOT EXISTS (SELECT 1 FROM fathom_images i WHERE i.package_parts @> ARRAY[p.hash])
+LIMIT $2
+FOR UPDATE OF p SKIP LOCKED
+"#;
+const DELETE_PARTS_SQL: &str = r#"
+DELETE FROM fathom_image_package_parts p USING unnest($1::bytea[], $2::text[]) AS c(h, k)
+WHERE p.hash = c.h AND p.cache_key = c.k
+  AND NOT EXISTS (SELECT 1 FROM fathom_images i WHERE i.package_parts @> ARRAY[p.hash])
+"#;
+
 /// Tombstones outlive any job attempt that could have read their layer.
 const FORGET_TOMBSTONES_SQL: &str =
     "DELETE FROM fathom_layer_tombstones WHERE swept_at < now() - interval '1 day'";
@@ -67,6 +83,9 @@ pub struct SweepReport {
     pub examined: u64,
     /// Layers deleted (digests).
     pub deleted: Vec<String>,
+    /// Package parts deleted because no image names them (a deleted layer's parts go with it and are
+    /// not counted).
+    pub parts_deleted: u64,
 }
 
 /// Sweeps the whole layer cache once, `batch` layers per transaction.
@@ -108,6 +127,37 @@ pub async fn sweep(pool: &PgPool, grace: Duration, batch: i64) -> sqlx::Result<S
         }
         cursor = last;
     }
+    report.parts_deleted = sweep_parts(pool, grace, batch).await?;
     sqlx::query(FORGET_TOMBSTONES_SQL).execute(pool).await?;
     Ok(report)
+}
+
+/// Deletes package parts no image names (a deleted or re-analyzed image's own parts of a layer other
+/// images still use), `batch` per transaction; how many went.
+async fn sweep_parts(pool: &PgPool, grace: Duration, batch: i64) -> sqlx::Result<u64> {
+    let mut deleted = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let candidates: Vec<(Vec<u8>, String)> = sqlx::query_as(PART_CANDIDATES_SQL)
+            .bind(grace.as_secs_f64())
+            .bind(batch.max(1))
+            .fetch_all(&mut *tx)
+            .await?;
+        if candidates.is_empty() {
+            return Ok(deleted);
+        }
+        let full = candidates.len() as i64 >= batch.max(1);
+        let (hashes, keys): (Vec<Vec<u8>>, Vec<String>) = candidates.into_iter().unzip();
+        let gone = sqlx::query(DELETE_PARTS_SQL)
+            .bind(&hashes)
+            .bind(&keys)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        deleted += gone;
+        if !full || gone == 0 {
+            return Ok(deleted);
+        }
+    }
 }

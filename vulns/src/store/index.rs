@@ -22,6 +22,19 @@ struct Doc {
     distro: Option<DocDistro>,
     #[serde(default)]
     packages: Vec<DocPackage>,
+    /// The rest of the package list, in parts stored per layer (`worker/src/store/parts.rs`).
+    #[serde(default)]
+    package_parts: Option<DocParts>,
+}
+
+#[derive(Deserialize)]
+struct DocParts {
+    parts: Vec<DocPart>,
+}
+
+#[derive(Deserialize)]
+struct DocPart {
+    hash: String,
 }
 
 #[derive(Deserialize)]
@@ -52,8 +65,11 @@ struct DocLayer {
 
 /// Analyzed images not indexed yet or re-analyzed since, with the analysis time they carry.
 const STALE_IMAGES_SQL: &str = r#"
-SELECT i.manifest_digest, i.analyzed_at::text, i.document
+SELECT i.manifest_digest, i.analyzed_at::text, i.document, coalesce(x.hashes, '{}'), coalesce(x.bodies, '{}')
 FROM fathom_images i LEFT JOIN fathom_vuln_images v ON v.manifest_digest = i.manifest_digest
+LEFT JOIN LATERAL (SELECT array_agg(p.hash) AS hashes, array_agg(p.body) AS bodies
+                   FROM fathom_image_package_parts p
+                   WHERE p.hash = ANY(i.package_parts) AND p.cache_key = i.cache_key) x ON true
 WHERE i.status = 'analyzed' AND i.document IS NOT NULL
   AND ($3::text IS NULL OR i.manifest_digest = $3)
   AND (v.manifest_digest IS NULL OR v.analyzed_at <> i.analyzed_at)
@@ -108,7 +124,11 @@ DELETE FROM fathom_vuln_matches m WHERE NOT EXISTS (SELECT 1 FROM fathom_vuln_ke
     WHERE k.ecosystem = m.ecosystem AND k.name = m.name AND k.version = m.version)
 "#;
 
-fn decode(digest: &str, bytes: &[u8]) -> Result<Doc> {
+/// A stored document as read: digest, analyzed-at stamp, zstd document, hashes and zstd bodies of the
+/// package parts it names.
+type Stored = (String, String, Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+fn decode_json<T: serde::de::DeserializeOwned>(digest: &str, bytes: &[u8]) -> Result<T> {
     let err = |e: &dyn std::fmt::Display| Error::Document {
         digest: digest.to_string(),
         message: e.to_string(),
@@ -116,6 +136,38 @@ fn decode(digest: &str, bytes: &[u8]) -> Result<Doc> {
     let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| err(&e))?;
     let limited = std::io::Read::take(decoder, MAX_DOCUMENT_BYTES);
     serde_json::from_reader(std::io::BufReader::new(limited)).map_err(|e| err(&e))
+}
+
+/// The document with its parts' packages added (their order does not matter to the index).
+fn decode(digest: &str, bytes: &[u8], hashes: &[Vec<u8>], bodies: &[Vec<u8>]) -> Result<Doc> {
+    let mut doc: Doc = decode_json(digest, bytes)?;
+    for part in doc
+        .package_parts
+        .take()
+        .map(|p| p.parts)
+        .unwrap_or_default()
+    {
+        let body = hashes
+            .iter()
+            .position(|h| hex_eq(h, &part.hash))
+            .and_then(|i| bodies.get(i))
+            .ok_or_else(|| Error::Document {
+                digest: digest.to_string(),
+                message: format!("package part {} is not stored", part.hash),
+            })?;
+        let packages: Vec<DocPackage> = decode_json(digest, body)?;
+        doc.packages.extend(packages);
+    }
+    Ok(doc)
+}
+
+/// Whether `bytes` is what the lowercase hex string `hex` spells.
+fn hex_eq(bytes: &[u8], hex: &str) -> bool {
+    hex.len() == bytes.len() * 2
+        && bytes
+            .iter()
+            .zip(hex.as_bytes().chunks(2))
+            .all(|(b, h)| format!("{b:02x}").as_bytes() == h)
 }
 
 /// The rows an image contributes: one per visible package with an OSV key.
@@ -157,10 +209,10 @@ type Undecodable = (String, String, Error);
 
 /// Decodes a batch of documents, spread over the machine's cores. Images whose document does not decode
 /// come back in the second list: one bad document must not stop every other image from being matched.
-fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<(Vec<Indexed>, Vec<Undecodable>)> {
+fn decode_all(stale: Vec<Stored>) -> Result<(Vec<Indexed>, Vec<Undecodable>)> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let per = stale.len().div_ceil(threads).max(1);
-    let mut chunks: Vec<Vec<(String, String, Vec<u8>)>> = vec![];
+    let mut chunks: Vec<Vec<Stored>> = vec![];
     let mut it = stale.into_iter().peekable();
     while it.peek().is_some() {
         chunks.push(it.by_ref().take(per).collect());
@@ -172,8 +224,8 @@ fn decode_all(stale: Vec<(String, String, Vec<u8>)>) -> Result<(Vec<Indexed>, Ve
                 s.spawn(move || {
                     let mut out: Vec<Indexed> = vec![];
                     let mut bad: Vec<Undecodable> = vec![];
-                    for (digest, at, bytes) in chunk {
-                        match decode(&digest, &bytes) {
+                    for (digest, at, bytes, hashes, bodies) in chunk {
+                        match decode(&digest, &bytes, &hashes, &bodies) {
                             Ok(doc) => out.push((digest, at, image_rows(doc))),
                             Err(e) => bad.push((digest, at, e)),
                         }
@@ -216,7 +268,7 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
     let mut indexed = 0u64;
     let mut undecodable = 0u64;
     loop {
-        let stale: Vec<(String, String, Vec<u8>)> = sqlx::query_as(STALE_IMAGES_SQL)
+        let stale: Vec<Stored> = sqlx::query_as(STALE_IMAGES_SQL)
             .bind(IMAGE_BATCH)
             .bind(DECODER)
             .bind(None::<&str>)
@@ -257,7 +309,7 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
 /// image's new keys. False when there was nothing to index or its document does not decode (the fleet
 /// round marks that, as for any image).
 pub(crate) async fn index_one(conn: &mut sqlx::PgConnection, digest: &str) -> Result<bool> {
-    let stale: Vec<(String, String, Vec<u8>)> = sqlx::query_as(STALE_IMAGES_SQL)
+    let stale: Vec<Stored> = sqlx::query_as(STALE_IMAGES_SQL)
         .bind(1_i64)
         .bind(DECODER)
         .bind(digest)

@@ -81,15 +81,23 @@ pub struct ImageRecord {
 /// Upsert of a successful analysis: a later analysis (e.g. after a cataloger bump) replaces the row.
 const SAVE_IMAGE_SQL: &str = r#"
 INSERT INTO fathom_images (manifest_digest, index_digest, config_digest, platform, distro, layers, status,
-    error, analyzer_version, cache_key, package_count, analysis_ms, queue_wait_ms, document)
-VALUES ($1, $2, $3, $4, $5, $6, 'analyzed', NULL, $7, $8, $9, $10, $11, $12)
+    error, analyzer_version, cache_key, package_count, analysis_ms, queue_wait_ms, document, package_parts)
+VALUES ($1, $2, $3, $4, $5, $6, 'analyzed', NULL, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT (manifest_digest) DO UPDATE SET
     index_digest = EXCLUDED.index_digest, config_digest = EXCLUDED.config_digest,
     platform = EXCLUDED.platform, distro = EXCLUDED.distro, layers = EXCLUDED.layers,
     status = 'analyzed', error = NULL, analyzer_version = EXCLUDED.analyzer_version,
     cache_key = EXCLUDED.cache_key, package_count = EXCLUDED.package_count,
     analysis_ms = EXCLUDED.analysis_ms, queue_wait_ms = EXCLUDED.queue_wait_ms,
-    document = EXCLUDED.document, analyzed_at = now()
+    document = EXCLUDED.document, package_parts = EXCLUDED.package_parts, analyzed_at = now()
+"#;
+
+/// The document's package parts; an existing part is touched (locked for the transaction, so the
+/// sweeper skips it, and its grace restarts).
+const SAVE_PARTS_SQL: &str = r#"
+INSERT INTO fathom_image_package_parts (hash, cache_key, layer_digest, body)
+SELECT h, $2, l, b FROM unnest($1::bytea[], $3::text[], $4::bytea[]) AS x(h, l, b)
+ON CONFLICT (hash, cache_key) DO UPDATE SET stored_at = now()
 "#;
 
 /// A failure never overwrites a good result.
@@ -134,8 +142,15 @@ SELECT i.manifest_digest, i.index_digest, i.config_digest, i.platform, i.distro,
 FROM fathom_images i
 "#;
 
-const DOCUMENT_SQL: &str =
-    "SELECT document FROM fathom_images WHERE manifest_digest = $1 AND status = 'analyzed'";
+/// The document with the bodies of the package parts it names.
+const DOCUMENT_SQL: &str = r#"
+SELECT i.document, coalesce(x.hashes, '{}'), coalesce(x.bodies, '{}')
+FROM fathom_images i
+LEFT JOIN LATERAL (SELECT array_agg(p.hash) AS hashes, array_agg(p.body) AS bodies
+                   FROM fathom_image_package_parts p
+                   WHERE p.hash = ANY(i.package_parts) AND p.cache_key = i.cache_key) x ON true
+WHERE i.manifest_digest = $1 AND i.status = 'analyzed'
+"#;
 
 type ImageRow = (
     String,
@@ -194,8 +209,24 @@ pub async fn save_analysis_in(
     timings: Timings,
 ) -> Result<()> {
     let image = &analysis.image;
-    keep_layers(conn, &layer_digests(image), &analysis.analyzer.cache_key).await?;
-    let document = compress(&format!("image {}", image.manifest_digest), analysis)?;
+    let cache_key = &analysis.analyzer.cache_key;
+    let stored = keep_layers(conn, &layer_digests(image), cache_key).await?;
+    let what = format!("image {}", image.manifest_digest);
+    let mut doc = serde_json::to_value(analysis).map_err(|e| super::document_error(&what, e))?;
+    let parts = super::parts::split(&what, &mut doc, &stored)?;
+    let document = compress(&what, &doc)?;
+    let hashes: Vec<&[u8]> = parts.iter().map(|p| p.1.as_slice()).collect();
+    if !parts.is_empty() {
+        let layers: Vec<&str> = parts.iter().map(|p| p.0.as_str()).collect();
+        let bodies: Vec<&[u8]> = parts.iter().map(|p| p.2.as_slice()).collect();
+        sqlx::query(SAVE_PARTS_SQL)
+            .bind(&hashes)
+            .bind(cache_key)
+            .bind(&layers)
+            .bind(&bodies)
+            .execute(&mut *conn)
+            .await?;
+    }
     let distro = analysis.distro.as_ref().map(|d| {
         if d.pretty_name.is_empty() {
             format!("{} {}", d.id, d.version_id).trim().to_string()
@@ -216,6 +247,7 @@ pub async fn save_analysis_in(
         .bind(millis(timings.analysis))
         .bind(millis(timings.queue_wait))
         .bind(document)
+        .bind((!hashes.is_empty()).then_some(&hashes))
         .execute(&mut *conn)
         .await?;
     add_reference_in(conn, &image.manifest_digest, reference).await
@@ -225,7 +257,12 @@ pub async fn save_analysis_in(
 /// existing rows are locked for the transaction, and a layer the sweeper deleted since the job read it
 /// fails the save with [`super::StoreError::LayerSwept`] (the job retries and analyzes it again). A layer
 /// missing without a tombstone was never stored (its cache write failed): that is the analysis' warning.
-async fn keep_layers(conn: &mut PgConnection, layers: &[String], cache_key: &str) -> Result<()> {
+/// Returns the layers whose rows exist (locked).
+async fn keep_layers(
+    conn: &mut PgConnection,
+    layers: &[String],
+    cache_key: &str,
+) -> Result<Vec<String>> {
     let present: Vec<String> = sqlx::query_scalar(LOCK_LAYERS_SQL)
         .bind(layers)
         .bind(cache_key)
@@ -233,7 +270,7 @@ async fn keep_layers(conn: &mut PgConnection, layers: &[String], cache_key: &str
         .await?;
     let missing: Vec<&String> = layers.iter().filter(|l| !present.contains(l)).collect();
     if missing.is_empty() {
-        return Ok(());
+        return Ok(present);
     }
     let swept: Vec<String> = sqlx::query_scalar(SWEPT_LAYERS_SQL)
         .bind(&missing)
@@ -242,7 +279,7 @@ async fn keep_layers(conn: &mut PgConnection, layers: &[String], cache_key: &str
         .await?;
     match swept.into_iter().next() {
         Some(digest) => Err(super::StoreError::LayerSwept { digest }),
-        None => Ok(()),
+        None => Ok(present),
     }
 }
 
@@ -340,21 +377,29 @@ impl Store {
     /// The full analysis document of an analyzed image. Decompressing and parsing run on a blocking
     /// thread: a large document must not stall the async workers of a server.
     pub async fn document(&self, manifest_digest: &str) -> Result<Option<ImageAnalysis>> {
-        let bytes: Option<Option<Vec<u8>>> = sqlx::query_scalar(DOCUMENT_SQL)
+        type Row = (Option<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+        let row: Option<Row> = sqlx::query_as(DOCUMENT_SQL)
             .bind(manifest_digest)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(bytes) = bytes.flatten() else {
+        let Some((Some(bytes), hashes, bodies)) = row else {
             return Ok(None);
         };
         let what = format!("image {manifest_digest}");
-        tokio::task::spawn_blocking(move || decompress(&what, &bytes))
-            .await
-            .map_err(|e| super::StoreError::Document {
-                what: format!("image {manifest_digest}"),
-                message: format!("decoding task: {e}"),
-            })?
-            .map(Some)
+        tokio::task::spawn_blocking(move || {
+            // Through a JSON value even without parts found: a document naming parts that are gone
+            // must fail (clearly), not read as an image without packages.
+            let mut doc: serde_json::Value = decompress(&what, &bytes)?;
+            let bodies = hashes.into_iter().zip(bodies).collect();
+            super::parts::join(&what, &mut doc, &bodies)?;
+            serde_json::from_value(doc).map_err(|e| super::document_error(&what, e))
+        })
+        .await
+        .map_err(|e| super::StoreError::Document {
+            what: format!("image {manifest_digest}"),
+            message: format!("decoding task: {e}"),
+        })?
+        .map(Some)
     }
 }
 

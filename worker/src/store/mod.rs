@@ -3,7 +3,8 @@
 //!
 //! Layout (see `worker/migrations/`): `fathom_layers` holds one zstd-compressed [`LayerResult`] per
 //! (layer digest, catalogers key) and is the [`LayerCache`]; `fathom_layer_packages` lists each layer's
-//! packages for queries; `fathom_images` holds an image as its ordered layers plus the analysis document;
+//! packages for queries; `fathom_images` holds an image as its ordered layers plus the analysis document (its package list in
+//! parts shared per layer, `fathom_image_package_parts`: see [`parts`]);
 //! `fathom_image_references` the references it was seen under; `fathom_submissions` ties a submitted
 //! reference to the queue job answering it.
 //!
@@ -13,6 +14,7 @@
 mod content;
 mod images;
 mod layers;
+mod parts;
 mod platforms;
 mod retrieved;
 mod status;
@@ -198,6 +200,18 @@ pub(crate) fn compress<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec
 
 /// Largest decompressed document accepted: a corrupt or hostile row must not exhaust memory.
 const MAX_DOCUMENT_BYTES: u64 = 1 << 30;
+
+/// A zstd body decompressed whole (at most [`MAX_DOCUMENT_BYTES`]).
+pub(crate) fn decompress_bytes(what: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| document_error(what, e))?;
+    let mut out = vec![];
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(decoder, MAX_DOCUMENT_BYTES),
+        &mut out,
+    )
+    .map_err(|e| document_error(what, e))?;
+    Ok(out)
+}
 
 pub(crate) fn decompress<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| document_error(what, e))?;
