@@ -9,6 +9,7 @@
 //! take it as a dev-dependency; the binary only for `fathom demo` (cargo feature `demo`).
 #![deny(missing_docs)]
 
+pub mod clamd;
 pub mod floor;
 pub mod herd;
 pub mod image;
