@@ -125,7 +125,8 @@ fn ping(socket: &Path) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let mut reply = [0u8; 16];
     s.write_all(b"zPING\0").is_ok()
-        && s.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"PONG"))
+        && s.read(&mut reply)
+            .is_ok_and(|n| reply[..n].starts_with(b"PONG"))
 }
 
 impl Drop for Clamd {
