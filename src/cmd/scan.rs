@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use fathom_analyzer::content::clamd::{ClamdAddress, MalwareOptions};
 use fathom_analyzer::content::{ContentOptions, ContentRule, ContentSearcher};
 use fathom_analyzer::sbom::{self, Format};
 use fathom_analyzer::source::auth::Credentials;
@@ -73,6 +74,15 @@ pub struct PullArgs {
     /// Keep the matched text (first 256 bytes) with each `--content-search` match.
     #[arg(long = "content-search-store-match", requires = "content_search")]
     pub content_search_store_match: bool,
+    /// Scan every file up to 100 MiB for malware with ClamAV's clamd at ADDR (`host:port`,
+    /// `tcp://host:port` or `unix:/path`), for the `malware` policy gate; clamd unreachable, slower than
+    /// 60 s for a file or answering garbage fails the command.
+    #[arg(long = "clamd", value_name = "ADDR", value_parser = parse_clamd)]
+    pub clamd: Option<ClamdAddress>,
+}
+
+fn parse_clamd(s: &str) -> Result<ClamdAddress, String> {
+    s.parse()
 }
 
 /// `NAME=REGEX` of `--content-search`; the pattern is compiled with the other rules.
@@ -110,6 +120,12 @@ impl PullArgs {
         Ok(AnalyzerOptions {
             content: ContentOptions {
                 content_search: rules,
+                // The worker's defaults (`services.analyzer.malware.*`).
+                malware: self.clamd.clone().map(|clamd| MalwareOptions {
+                    clamd,
+                    max_file_size: 100 << 20,
+                    timeout: std::time::Duration::from_secs(60),
+                }),
                 ..Default::default()
             },
             platform: self.platform.parse()?,
@@ -177,6 +193,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     }
     if args.no_content && !args.pull.content_search.is_empty() {
         anyhow::bail!("--content-search runs in the content pass; drop --no-content to use it");
+    }
+    if args.no_content && args.pull.clamd.is_some() {
+        anyhow::bail!("--clamd scans in the content pass; drop --no-content to use it");
     }
     let content = &mut options.content;
     content.enabled = !args.no_content;
