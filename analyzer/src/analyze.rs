@@ -13,14 +13,14 @@ use crate::catalog::Cataloger;
 use crate::content::{ContentOptions, ContentPass};
 use crate::error::{AnalyzeError, Result};
 use crate::layer::{self, Compression, LayerContext, LayerResult, Limits};
-use crate::merge::{
-    self, FilesSummary, ImageContentMatch, ImageMalwareFinding, ImagePackage, ImageRetrievedFile,
-    ImageSecret,
-};
+use crate::merge::{self, FilesSummary, ImagePackage, ImageSecret};
+
+mod reports;
 use crate::model::Distro;
 use crate::source::manifest::check_digest;
 use crate::source::registry::{Registry, RegistryOptions};
 use crate::source::{self, ImageInfo, ImageSource, Platform, ResolvedImage};
+pub use reports::{ContentSearchReport, MalwareReport, RetrievedReport};
 
 /// Version of the [`ImageAnalysis`] document layout.
 pub const SCHEMA: &str = "fathom.analysis/v1";
@@ -137,41 +137,6 @@ pub struct AnalysisStats {
     pub layers_ms: u64,
     /// Milliseconds merging.
     pub merge_ms: u64,
-}
-
-/// What content search found, with the rules it ran (a policy's `regex_name` may name a rule or its
-/// pattern, as in anchore).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContentSearchReport {
-    /// The rules searched for.
-    pub rules: Vec<crate::content::ContentRule>,
-    /// Matches in visible files, sorted by path, line and rule.
-    pub matches: Vec<ImageContentMatch>,
-}
-
-/// The retrieved files of an image (anchore's `retrieve_files`), with what was asked for: a path asked
-/// for and absent from `files` was not in the image, over the size cap, or withheld as holding a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetrievedReport {
-    /// The configured paths.
-    pub paths: Vec<String>,
-    /// The configured size cap.
-    pub max_file_bytes: u64,
-    /// The visible retrieved files, sorted by path.
-    pub files: Vec<ImageRetrievedFile>,
-}
-
-/// The image's malware scan: present only when every layer was scanned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MalwareReport {
-    /// The scanner (`clamav`).
-    pub scanner: String,
-    /// Findings in visible files, sorted by path.
-    pub findings: Vec<ImageMalwareFinding>,
-    /// Files scanned, summed over the layers.
-    pub scanned: u64,
-    /// Files over the size cap, not scanned, summed over the layers.
-    pub skipped_large: u64,
 }
 
 /// The result of analyzing one image: what the store keeps and the SBOM writers read.
@@ -398,33 +363,8 @@ impl Analyzer {
         let visible =
             merge::content::visible(&refs, content && inner.options.content.entries_in_document);
         let secrets = merge::content::secrets(&refs, &visible);
-        let content_search =
-            (content && !inner.options.content.content_search.is_empty()).then(|| {
-                ContentSearchReport {
-                    rules: inner.options.content.content_search.clone(),
-                    matches: merge::content::content_matches(&refs, &visible),
-                }
-            });
-        let options = &inner.options.content;
-        let retrieved_files =
-            (content && !options.retrieve.paths.is_empty()).then(|| RetrievedReport {
-                paths: options.retrieve.paths.clone(),
-                max_file_bytes: options.retrieve.max_file_bytes,
-                files: merge::content::retrieved(&refs, &visible, options.entries_in_document),
-            });
-        // Every layer must carry a scan (they do when scanning is on: it is part of the cache key); one
-        // without means the image was not wholly scanned, which the gate must hear as "not run".
-        let malware = (content && options.malware.is_some())
-            .then(|| {
-                let scans: Option<Vec<_>> = refs.iter().map(|r| r.malware.as_ref()).collect();
-                scans.map(|scans| MalwareReport {
-                    scanner: crate::content::clamd::SCANNER.into(),
-                    findings: merge::content::malware(&refs, &visible),
-                    scanned: scans.iter().map(|s| s.scanned).sum(),
-                    skipped_large: scans.iter().map(|s| s.skipped_large).sum(),
-                })
-            })
-            .flatten();
+        let (content_search, retrieved_files, malware) =
+            reports::content_reports(&inner.options.content, &refs, &visible);
         if content {
             merge::content::apply_licenses(&mut merged.packages, &visible);
         }
