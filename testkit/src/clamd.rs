@@ -38,6 +38,11 @@ impl Clamd {
     /// Starts clamd on a database of `.ndb` signatures, each `(name, bytes)`, and waits until it answers
     /// `PING` (loading a tiny database takes about a second).
     pub fn start(signatures: &[(&str, &[u8])]) -> Result<Clamd> {
+        Clamd::start_with(signatures, "")
+    }
+
+    /// [`Clamd::start`] with more `clamd.conf` lines (e.g. `StreamMaxLength 1M`).
+    pub fn start_with(signatures: &[(&str, &[u8])], extra_conf: &str) -> Result<Clamd> {
         let dir = tempfile_dir::TempDir::new("fathom-clamd")?;
         let db = dir.path().join("db");
         std::fs::create_dir_all(&db)?;
@@ -53,7 +58,7 @@ impl Clamd {
             &conf,
             format!(
                 "DatabaseDirectory {}\nLocalSocket {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
-                 Foreground yes\nLogFile {}\nPidFile {}\n",
+                 Foreground yes\nLogFile {}\nPidFile {}\n{extra_conf}\n",
                 db.display(),
                 socket.display(),
                 dir.path().join("clamd.log").display(),

@@ -305,6 +305,12 @@ fn read_reply(conn: &mut Conn, deadline: Instant) -> io::Result<String> {
 /// `stream: OK` → clean; `stream: NAME FOUND` → found; anything else is an error quoting the answer.
 pub fn parse_reply(reply: &str) -> Result<Verdict, String> {
     let shown: String = reply.chars().take(200).collect();
+    if reply.contains("size limit exceeded") {
+        return Err(format!(
+            "clamd refused the file ({shown:?}): its StreamMaxLength is below \
+             services.analyzer.malware.max_file_size; raise one or lower the other"
+        ));
+    }
     let Some(rest) = reply.strip_prefix("stream: ") else {
         return Err(format!("unexpected answer {shown:?} (is this clamd?)"));
     };
@@ -381,7 +387,7 @@ mod tests {
         );
         assert!(parse_reply("INSTREAM size limit exceeded. ERROR")
             .unwrap_err()
-            .contains("unexpected"));
+            .contains("StreamMaxLength"));
         assert!(parse_reply("stream: lstat() failed. ERROR")
             .unwrap_err()
             .contains("scan error"));
