@@ -9,7 +9,7 @@ if ! dpkg-query -W -f='${Status}' clamav-daemon 2>/dev/null | grep -q "install o
     fathom_clamav_policy=1
   fi
   fathom_apt_install clamav-daemon
-  [ -n "$fathom_clamav_policy" ] && rm -f /usr/sbin/policy-rc.d
+  if [ -n "$fathom_clamav_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
     $sudo_cmd systemctl disable --now clamav-freshclam clamav-daemon >/dev/null 2>&1 || true
