@@ -1,7 +1,10 @@
 //! `cargo bench --bench autoscale`: replays load traces against fathom's decision core (`scale_on: jobs`
 //! and `scale_on: work`) and the KEDA + HPA baseline (fresh metrics, and `useCachedMetrics`) on the same
 //! simulated fleet, one contract line per trace and policy, then one line per trace with the work
-//! estimate's error. The simulator itself (and its tests) live in `fathom_autoscaler::sim`.
+//! estimate's error, and for the traces whose burst lands on a background of standard jobs
+//! (`rescan-burst`, `burst-warm`) one line per policy splitting its replica-minutes into what the
+//! background alone costs it and what the burst added. The simulator itself (and its tests) live in
+//! `fathom_autoscaler::sim`.
 
 use fathom_autoscaler::sim::{simulate, SimConfig, SimPolicy, Trace};
 
@@ -14,6 +17,20 @@ fn main() {
             println!("{report}");
             if report.policy == "fathom-work" {
                 estimate = Some((report.estimated_bytes, report.fetched_bytes));
+            }
+        }
+        if matches!(trace.name, "rescan-burst" | "burst-warm") {
+            let background = trace.background();
+            for policy in SimPolicy::all(&cfg) {
+                let all = simulate(&trace, &cfg, &policy).replica_minutes;
+                let floor = simulate(&background, &cfg, &policy).replica_minutes;
+                println!(
+                    "autoscale-floor trace={} policy={} background_replica_minutes={floor:.1} \
+                     burst_replica_minutes={:.1}",
+                    trace.name,
+                    policy.name(),
+                    all - floor
+                );
             }
         }
         if let Some((estimated, fetched)) = estimate {

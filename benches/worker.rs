@@ -7,7 +7,9 @@
 //! (the registry answers 503 for `outage_s` seconds right after submission, longer than the old
 //! five-attempt budget; R is from the registry's return to the last image analyzed):
 //! `worker case=outage images=N outage_s=S analyzed=A dead=D recovery_s=R`.
-//! `cargo bench --bench worker -- outage` runs only the cases whose name contains `outage`.
+//! `cargo bench --bench worker -- outage` runs only the cases whose name contains `outage`. The rescan
+//! case (a fully cached re-analysis, each job's time as the queue records it) prints
+//! `worker case=rescan workers=1 slots=4 images=N cached_job_ms_p50=… cached_job_ms_mean=… cached_job_ms_p90=… fetched_bytes=0`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -110,6 +112,88 @@ async fn run_case(url: &str, case: &str, workers: usize, set: &str) {
     );
 }
 
+/// Rounds of the rescan case: each re-analyzes every image of the set under a new digest.
+const RESCAN_ROUNDS: usize = 3;
+
+/// What a fully cached re-analysis costs a real worker (the figure `scale_on: work` learns as its
+/// per-job time, and the autoscale bench's traces are calibrated from): the image set is analyzed once,
+/// then pushed again with a new manifest annotation each round (a new digest over the same layers, as a
+/// rebuild that changed nothing below its top layer would be if the top layer were cached too) and
+/// submitted at once to one worker of four slots. Each job's time is what the queue records and the
+/// autoscaler learns from: `finished_at - claimed_at`.
+async fn rescan_case(url: &str) {
+    let images = image_set("r");
+    let registry = support::registry();
+    let mut refs = Vec::new();
+    for image in &images {
+        let repo = support::push_image(&format!("bench-{}", image.name), image).await;
+        refs.push(format!("{registry}/{repo}"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = WorkerSpec {
+        concurrency: 4,
+        ..Default::default()
+    };
+    let _worker = WorkerProc::start(dir.path(), "bench-rescan", url, &spec);
+    let db = Db::new(url);
+    let wait_all = |n: i64, before: i64| {
+        let queue = db.queue.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            loop {
+                let stats = queue.stats().await.expect("stats");
+                if stats.succeeded - before >= n {
+                    return;
+                }
+                if stats.failed + stats.dead > 0 || Instant::now() > deadline {
+                    panic!("bench case rescan did not finish cleanly: {stats:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let before = db.queue.stats().await.expect("stats").succeeded;
+    db.store.submit(&refs, 3).await.expect("submit");
+    wait_all(refs.len() as i64, before).await;
+    let mut rescans = Vec::new();
+    for round in 0..RESCAN_ROUNDS {
+        let mut batch = Vec::new();
+        for image in &images {
+            let mut again = image.clone();
+            again.set_manifest(|m| {
+                m["annotations"] = serde_json::json!({"rescan": round.to_string()})
+            });
+            let repo = support::push_image(&format!("bench-re-{}", image.name), &again).await;
+            batch.push(format!("{registry}/{repo}"));
+        }
+        let before = db.queue.stats().await.expect("stats").succeeded;
+        db.store.submit(&batch, 3).await.expect("submit");
+        wait_all(batch.len() as i64, before).await;
+        rescans.extend(batch);
+    }
+    let pool = sqlx::PgPool::connect(url).await.expect("connect");
+    let rows: Vec<(Option<i64>, f64)> = sqlx::query_as(
+        "SELECT fetched_bytes, extract(epoch FROM finished_at - claimed_at)::float8 * 1000 \
+         FROM fathom_jobs WHERE payload->>'reference' = ANY($1) AND state = 'succeeded'",
+    )
+    .bind(&rescans)
+    .fetch_all(&pool)
+    .await
+    .expect("job times");
+    assert_eq!(rows.len(), rescans.len(), "every rescan has its job");
+    let fetched: i64 = rows.iter().map(|r| r.0.unwrap_or(0)).sum();
+    let mut ms: Vec<f64> = rows.iter().map(|r| r.1).collect();
+    ms.sort_by(f64::total_cmp);
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    println!(
+        "worker case=rescan workers=1 slots=4 images={} cached_job_ms_p50={:.0} cached_job_ms_mean={mean:.0} \
+         cached_job_ms_p90={:.0} fetched_bytes={fetched}",
+        ms.len(),
+        ms[ms.len() / 2],
+        ms[ms.len() * 9 / 10],
+    );
+}
+
 /// Seconds the registry stays down in the outage case: twice the old budget (5 attempts, 2 s doubling,
 /// dead after ~30 s).
 const OUTAGE_S: u64 = 60;
@@ -188,6 +272,10 @@ fn main() {
                 run_case(db.url(), "cold", workers, &format!("c{workers}")).await;
                 run_case(db.url(), "warm", workers, &format!("w{workers}")).await;
             }
+        }
+        if wanted("rescan") {
+            let db = support::test_db().await;
+            rescan_case(db.url()).await;
         }
         if wanted("outage") {
             let db = support::test_db().await;

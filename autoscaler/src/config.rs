@@ -96,6 +96,10 @@ pub struct AutoscalerServiceConfig {
     /// `scale_on: work`: bytes per second one busy replica is assumed to analyze until finished jobs
     /// have taught the autoscaler the real figure.
     pub throughput_floor: u64,
+    /// `scale_on: work`: how long a replica asked for takes to claim jobs (scheduling, image pull,
+    /// start-up); replicas added now work only the rest of the drain time.
+    #[serde(with = "fathom_config::duration")]
+    pub replica_startup: Duration,
 }
 
 impl Default for AutoscalerServiceConfig {
@@ -126,6 +130,7 @@ impl Default for AutoscalerServiceConfig {
             scale_on: p.work.scale_on,
             target_drain_time: p.work.target_drain,
             throughput_floor: p.work.throughput_floor,
+            replica_startup: p.work.replica_startup,
         }
     }
 }
@@ -193,6 +198,7 @@ impl AutoscalerServiceConfig {
                 scale_on: self.scale_on,
                 target_drain: self.target_drain_time,
                 throughput_floor: self.throughput_floor,
+                replica_startup: self.replica_startup,
             },
         }
     }
@@ -275,7 +281,7 @@ mod tests {
              scale_up_period: 20s\n    scale_down_stabilization: 30s\n    scale_to_zero_cooldown: 90s\n    \
              namespace: ns\n    deployment: dep\n    leader_election: false\n    lease_name: lease\n    \
              state_dir: /s\n    drain_timeout: 45s\n    worker_config: /w.yaml\n    scale_on: work\n    \
-             target_drain_time: 45s\n    throughput_floor: 1000\n",
+             target_drain_time: 45s\n    throughput_floor: 1000\n    replica_startup: 20s\n",
             &[("FATHOM_SERVICES_AUTOSCALER_MAX_REPLICAS", "12"), ("FATHOM_SERVICES_AUTOSCALER_TARGET", "kubernetes"),
               ("FATHOM_SERVICES_AUTOSCALER_THROUGHPUT_FLOOR", "5000000")],
         )
@@ -301,6 +307,7 @@ mod tests {
         assert_eq!(work.scale_on, ScaleOn::Work);
         assert_eq!(work.target_drain, Duration::from_secs(45));
         assert_eq!(work.throughput_floor, 5_000_000);
+        assert_eq!(work.replica_startup, Duration::from_secs(20));
     }
 
     #[test]

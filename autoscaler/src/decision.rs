@@ -154,8 +154,9 @@ impl Policy {
 /// History the decision needs between calls; the caller owns it (one per scaled target).
 #[derive(Debug, Clone, Default)]
 pub struct DecisionState {
-    /// Recommendations within the scale-down stabilization window.
-    recommendations: VecDeque<(Instant, u32)>,
+    /// Recommendations within the scale-down stabilization window, each marked when it asked for
+    /// replicas for short work only (`scale_on: work`, [`WorkFigures::short_work`]).
+    recommendations: VecDeque<(Instant, u32, bool)>,
     /// Replica counts observed within the scale-up period (the base of the step limit).
     observed: VecDeque<(Instant, u32)>,
     /// Since when nothing has been queued or running.
@@ -269,7 +270,7 @@ pub fn decide(
     }
     state.observed.push_back((now, current));
 
-    let figures = WorkFigures::of(policy, snapshot);
+    let figures = WorkFigures::of(policy, snapshot, current);
     let done = |desired: u32, reason: Reason, message: String| Decision {
         desired,
         current,
@@ -280,12 +281,12 @@ pub fn decide(
     match ov {
         Override::Paused => {
             // Recording `current` means that on resume the scale-down starts stabilized from here.
-            state.recommendations.push_back((now, current));
+            state.recommendations.push_back((now, current, false));
             let msg = format!("paused: autoscaling is off, keeping {current}");
             return done(current, Reason::Paused, msg);
         }
         Override::Pinned(n) => {
-            state.recommendations.push_back((now, n));
+            state.recommendations.push_back((now, n, false));
             return done(
                 n,
                 Reason::Pinned,
@@ -307,7 +308,7 @@ pub fn decide(
     };
 
     if current == 0 && policy.min_replicas == 0 && raw > 0 && !activated(policy, snapshot) {
-        state.recommendations.push_back((now, 0));
+        state.recommendations.push_back((now, 0, false));
         msg = format!(
             "below activation: {} queued ≤ threshold {}, oldest waited {}s < {}s, staying at 0",
             snapshot.queued,
@@ -326,7 +327,8 @@ pub fn decide(
         target = policy.min_replicas;
         msg.push_str(&format!(", raised to min {target}"));
     }
-    state.recommendations.push_back((now, target));
+    let short = policy.work.scale_on == ScaleOn::Work && figures.short_work;
+    state.recommendations.push_back((now, target, short));
 
     if target > current {
         let base = state
@@ -350,13 +352,18 @@ pub fn decide(
         return done(target, Reason::Steady, format!("steady: {msg}"));
     }
 
-    // Scale-down: never below the highest recommendation in the window, never above current.
+    // Scale-down: never below the highest recommendation in the window, never above current. Once
+    // nothing waits, replicas asked for short work only have done it: those recommendations do not
+    // hold the count (the window is for load that comes back, and these replicas would idle).
+    let work_done = snapshot.queued == 0;
     let highest = state
         .recommendations
         .iter()
-        .map(|&(_, r)| r)
+        .filter(|&&(_, _, short)| !(short && work_done))
+        .map(|&(_, r, _)| r)
         .max()
-        .unwrap_or(target);
+        .unwrap_or(target)
+        .max(target);
     let stabilized = highest.min(current);
     if stabilized > target {
         msg.push_str(&format!(
@@ -398,12 +405,12 @@ fn activated(policy: &Policy, snapshot: &QueueSnapshot) -> bool {
 
 impl DecisionState {
     fn prune(&mut self, policy: &Policy, now: Instant) {
-        let keep = |window: Duration| {
-            move |&(t, _): &(Instant, u32)| now.saturating_duration_since(t) < window
-        };
+        let window = policy.scale_down_stabilization;
         self.recommendations
-            .retain(keep(policy.scale_down_stabilization));
-        self.observed.retain(keep(policy.scale_up_period));
+            .retain(|&(t, _, _)| now.saturating_duration_since(t) < window);
+        let period = policy.scale_up_period;
+        self.observed
+            .retain(|&(t, _)| now.saturating_duration_since(t) < period);
     }
 }
 

@@ -87,16 +87,18 @@ impl Catalog {
         }
     }
 
-    /// Watches a tag: the registry must know it (`HEAD`), then the watch, its first history row and the
-    /// tag's analysis (skipped when analyzed already) commit together. An existing watch of the same
-    /// tag is returned with `false`.
+    /// Watches a tag: the registry must know it (one manifest `GET`, whose layers give the first job its
+    /// work estimate), then the watch, its first history row and the tag's analysis (skipped when
+    /// analyzed already) commit together. An existing watch of the same tag is returned with `false`.
     pub async fn add_tag(&self, raw: &str) -> Result<(WatchDetail, bool)> {
         let (reference, image) = tag_reference(raw)?;
         if let Some(existing) = store::find(&self.pool, "tag", &reference).await? {
             return Ok((self.detail(existing).await?, false));
         }
         self.watcher.metrics().host(&image.registry);
-        let digest = match self.watcher.resolve(&image).await {
+        // One GET: the digest, and the layers that give the first job its work estimate.
+        let (seen, layers) = self.watcher.look(&image).await;
+        let digest = match seen {
             Seen::Digest(d) => d,
             Seen::Missing(answer) => {
                 return Err(Error::NotFound(format!(
@@ -124,7 +126,9 @@ impl Catalog {
                 .ok_or_else(|| Error::NotFound(format!("{reference}: watch vanished")))?;
             return Ok((self.detail(existing).await?, false));
         };
-        let job = self.submit(&mut tx, &reference, true).await?;
+        let job = self
+            .submit_estimated(&mut tx, &reference, true, layers)
+            .await?;
         store::record_digest(&mut tx, id, &digest, job).await?;
         tx.commit().await?;
         let created = store::get(&self.pool, id)

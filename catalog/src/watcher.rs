@@ -133,6 +133,21 @@ impl Watcher {
         }
     }
 
+    /// A new watch's first look: what `image` names now and its layers (for the estimate of the job
+    /// queued with the watch), from one paced manifest `GET` instead of a `HEAD` and a `GET`. The layers
+    /// are `None` for an index.
+    pub async fn look(&self, image: &ImageRef) -> (Seen, Option<Vec<(String, u64)>>) {
+        let host = image.registry.as_str();
+        self.pace(host).await;
+        self.metrics.request(host, "manifest");
+        self.counts.manifests.fetch_add(1, Ordering::Relaxed);
+        match self.noted(host, self.client.manifest(image).await).await {
+            Ok((digest, layers)) => (Seen::Digest(digest), layers),
+            Err(e @ AnalyzeError::ManifestUnknown { .. }) => (Seen::Missing(e.to_string()), None),
+            Err(e) => (Seen::Failed(e.to_string()), None),
+        }
+    }
+
     /// The layers (`(digest, compressed size)`) of what `image` names now, for the work estimate of the
     /// job a change queues: one paced manifest `GET`, only when a tag changed. `None` when it names an
     /// index or the registry did not answer: the job is then queued without an estimate, never held up.

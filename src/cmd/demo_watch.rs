@@ -131,6 +131,7 @@ impl Core {
             inventory_ttl: config.services.webhook.inventory_ttl,
             forget: crate::core::forget::metrics::ForgetMetrics::unregistered()?,
             retention: config.services.catalog.retention.clone(),
+            estimator: None,
         });
         let app = api::router(state, Tokens::from_config(&[])?, metrics)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -145,8 +145,6 @@ async fn status(config: &FathomConfig, url: &str) -> anyhow::Result<ScaleStatus>
             let dir = service::state_dir(config)?;
             let ov = local(config)?.observe().await?.ov;
             let queue = stats.snapshot().await?;
-            // The figures follow the queue just read (the status file's are a round old).
-            let figures = Some(WorkFigures::of(&service::policy(config)?, &queue));
             let mut out = ScaleStatus {
                 target: format!("local {}", dir.display()),
                 queue,
@@ -158,9 +156,17 @@ async fn status(config: &FathomConfig, url: &str) -> anyhow::Result<ScaleStatus>
                 conflict: None,
                 last_round_age_s: None,
                 scale_on: a.scale_on,
-                figures,
+                figures: None,
             };
             read_status_file(&dir.join(STATUS_FILE), &mut out)?;
+            // The figures follow the queue just read (the status file's are a round old), with the
+            // replicas the running autoscaler last saw.
+            let current = out.current.unwrap_or(0);
+            out.figures = Some(WorkFigures::of(
+                &service::policy(config)?,
+                &out.queue,
+                current,
+            ));
             Ok(out)
         }
     }

@@ -194,6 +194,9 @@ pub struct StoreOracle {
     fresh: Option<Freshness>,
     /// Where admitted containers' images go (the inventory of what runs), when wired.
     inventory: Option<fathom_catalog::inventory::Recorder>,
+    /// The layers of image manifests `resolve` just fetched, by digest: the analysis `enqueue` queues
+    /// next carries its estimated work without asking the registry again.
+    layers: Mutex<HashMap<String, Vec<(String, u64)>>>,
 }
 
 impl StoreOracle {
@@ -218,6 +221,7 @@ impl StoreOracle {
             analyzed_ttl,
             fresh: None,
             inventory: None,
+            layers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -249,6 +253,23 @@ impl StoreOracle {
             seen.elapsed() < self.analyzed_ttl
                 && (self.fresh.is_none() || (token.is_some() && *token == self.token(digest)))
         })
+    }
+
+    /// Keeps what `resolve` fetched for the `enqueue` that may follow (bounded: a full map starts over;
+    /// a lost entry only means a job without an estimate).
+    fn remember_layers(&self, digest: &str, layers: &[(String, u64)]) {
+        if let Ok(mut map) = self.layers.lock() {
+            if map.len() >= ANALYZED_CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(digest.to_owned(), layers.to_vec());
+        }
+    }
+
+    /// The layers `resolve` saw for `digest`, if it still has them (kept: the webhook's tag cache may
+    /// answer the next admission of the same image without a `resolve`).
+    fn layers_of(&self, digest: &str) -> Option<Vec<(String, u64)>> {
+        self.layers.lock().ok()?.get(digest).cloned()
     }
 
     fn remember_analyzed(&self, digest: &str, token: Option<Token>) {
@@ -298,6 +319,9 @@ impl ImageOracle for StoreOracle {
             .await
             .map_err(registry_error)?;
         let Some(index) = &resolution.index else {
+            if let Some(layers) = &resolution.layers {
+                self.remember_layers(&resolution.digest, layers);
+            }
             return Ok(Resolved::manifest(resolution.digest));
         };
         let wanted = platforms
@@ -407,8 +431,10 @@ impl ImageOracle for StoreOracle {
             force: false,
             cache_key: Some(self.cache_key.clone()),
         };
+        // The manifest `resolve` fetched for this digest gives the job its work estimate.
+        let layers = self.layers_of(&image.digest);
         self.store
-            .submit_with(&[image.pinned()], &options)
+            .submit_estimated(&[image.pinned()], &[layers], &self.cache_key, &options)
             .await
             .map_err(|e| unavailable("queueing the analysis", e))?;
         Ok(())

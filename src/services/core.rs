@@ -14,12 +14,14 @@ use fathom_worker::store::Store;
 use tokio::sync::watch;
 
 use crate::config::FathomConfig;
+use crate::core::api::estimate::{Estimator, ESTIMATE_TIMEOUT};
 use crate::core::api::{self, ApiMetrics, ApiState, Tokens, DOCUMENTS_AT_ONCE};
 use crate::core::feeds::FeedMetrics;
 use crate::core::forget::metrics::ForgetMetrics;
 use crate::core::inventory_sync::SyncMetrics;
 use crate::core::policy::PolicyEngine;
 use crate::core::queue_gauges::QueueGauges;
+use fathom_analyzer::source::registry::DigestResolver;
 use fathom_catalog::CatalogMetrics;
 
 /// Runs the API service (and the queue maintenance beside it) until `shutdown` turns true: binds
@@ -85,6 +87,11 @@ pub async fn run_core(
         inventory_ttl: config.services.webhook.inventory_ttl,
         forget: forget_metrics.clone(),
         retention: catalog_config.retention.clone(),
+        // The registry settings the workers use, so a digest the job could fetch can be described.
+        estimator: Some(Estimator::new(
+            DigestResolver::new(options.registry.clone(), options.platform.clone()),
+            ESTIMATE_TIMEOUT,
+        )),
     });
     // The admission webhook beside the API, on its own HTTPS port, its metrics on the API's /metrics.
     // Bound before the API serves so a taken port or a missing certificate fails the start.

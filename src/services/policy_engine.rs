@@ -70,6 +70,7 @@ pub async fn run_policy_engine(
         forget: crate::core::forget::metrics::ForgetMetrics::unregistered()?,
         // The engine serves checks only: no prune route, no rules.
         retention: fathom_catalog::RetentionConfig::default(),
+        estimator: None,
     });
     let app = engine::router(state, tokens, metrics);
     tracing::info!(address = %bound, "policy engine listening");

@@ -143,11 +143,19 @@ impl Registry {
             })?;
         let whole = reference.to_string();
         let (bytes, digest) = self.manifest(&reference, &whole).await?;
-        let index = match manifest::parse_manifest(&bytes, &format!("manifest of {whole}"))? {
-            ManifestDoc::Image(_) => None,
-            ManifestDoc::Index(index) => Some(index),
-        };
-        Ok(Resolution { digest, index })
+        let (index, layers) =
+            match manifest::parse_manifest(&bytes, &format!("manifest of {whole}"))? {
+                ManifestDoc::Image(m) => (
+                    None,
+                    Some(m.layers.into_iter().map(|l| (l.digest, l.size)).collect()),
+                ),
+                ManifestDoc::Index(index) => (Some(index), None),
+            };
+        Ok(Resolution {
+            digest,
+            index,
+            layers,
+        })
     }
 
     /// The digest of the image manifest `reference_text` names for `platform` (in an index: the chosen
@@ -353,6 +361,9 @@ pub struct Resolution {
     pub digest: String,
     /// The index, when the reference names one.
     pub index: Option<Index>,
+    /// An image manifest's layers as `(digest, compressed size)`, from the same request: what a job
+    /// analyzing it would fetch, so a submitter can queue it with its estimated work. `None` for an index.
+    pub layers: Option<Vec<(String, u64)>>,
 }
 
 impl Resolution {

@@ -92,6 +92,13 @@ impl TagWatcher {
     /// layer when the tag names an image manifest, `None` when it names an index (the job picks a
     /// platform later, so its layers are not known yet).
     pub async fn manifest_layers(&self, image: &ImageRef) -> Result<Option<Vec<(String, u64)>>> {
+        Ok(self.manifest(image).await?.1)
+    }
+
+    /// `GET /v2/NAME/manifests/TAG` once for both what the tag points at (the digest of the manifest
+    /// bytes, as [`TagWatcher::get_digest`]) and what a job would fetch (as
+    /// [`TagWatcher::manifest_layers`]): a new watch's first look, whose job is queued at once.
+    pub async fn manifest(&self, image: &ImageRef) -> Result<(String, Option<Vec<(String, u64)>>)> {
         let accept = manifest::ACCEPTED.join(", ");
         let path = format!("manifests/{}", image.manifest_key());
         let response = self
@@ -101,12 +108,13 @@ impl TagWatcher {
             .map_err(|e| self.classify(e, image))?;
         let body = self.read(response, image).await?;
         let what = format!("manifest of {image}");
-        Ok(match manifest::parse_manifest(&body, &what)? {
+        let layers = match manifest::parse_manifest(&body, &what)? {
             manifest::ManifestDoc::Image(m) => {
                 Some(m.layers.into_iter().map(|l| (l.digest, l.size)).collect())
             }
             manifest::ManifestDoc::Index(_) => None,
-        })
+        };
+        Ok((sha256_digest(&body), layers))
     }
 
     /// One page of the repository's tags: the first (`page` = `None`) or the one a previous page's

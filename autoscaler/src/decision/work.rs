@@ -60,14 +60,24 @@ pub struct WorkPolicy {
     /// Bytes per second one busy replica analyzes, assumed until [`LEARN_AFTER`] finished jobs have
     /// reported what they fetched.
     pub throughput_floor: u64,
+    /// From asking for a replica to it claiming jobs (scheduling, image pull, start-up): a replica
+    /// asked for now works only the rest of the drain time, so more of them are needed to finish
+    /// within it.
+    #[serde(default = "default_startup")]
+    pub replica_startup: Duration,
+}
+
+fn default_startup() -> Duration {
+    WorkPolicy::default().replica_startup
 }
 
 impl Default for WorkPolicy {
     fn default() -> Self {
         WorkPolicy {
             scale_on: ScaleOn::Jobs,
-            target_drain: Duration::from_secs(30),
+            target_drain: Duration::from_secs(20),
             throughput_floor: 50_000_000,
+            replica_startup: Duration::from_secs(10),
         }
     }
 }
@@ -152,11 +162,16 @@ pub struct WorkFigures {
     pub replicas_by_jobs: u32,
     /// Replicas `scale_on: work` would ask for (before min/max and the rate limits).
     pub replicas_by_work: u32,
+    /// Whether the work count is below the jobs count: replicas for short jobs (many to a slot within
+    /// the drain time), which are done once nothing waits, so scale-in need not hold them through the
+    /// stabilization window (see [`super::decide`]).
+    #[serde(default)]
+    pub short_work: bool,
 }
 
 impl WorkFigures {
-    /// Computes both policies' raw replica counts for `snapshot`.
-    pub fn of(policy: &Policy, snapshot: &QueueSnapshot) -> WorkFigures {
+    /// Computes both policies' raw replica counts for `snapshot`, with `current` replicas running.
+    pub fn of(policy: &Policy, snapshot: &QueueSnapshot, current: u32) -> WorkFigures {
         let jpr = u64::from(policy.jobs_per_replica.max(1));
         let w = &snapshot.work;
         // Every job pays a fixed time (resolve, cache lookups, the write) plus its bytes at the slot rate:
@@ -181,14 +196,32 @@ impl WorkFigures {
         let slot_rate = slot_rate.max(1.0);
         let drain_s = policy.work.target_drain.as_secs_f64().max(0.001);
         let jobs = snapshot.queued.saturating_add(snapshot.running);
-        let bytes = w.queued_bytes.saturating_add(w.running_bytes) as f64;
-        let unknown = w.queued_unknown.saturating_add(w.running_unknown);
-        let known = jobs.saturating_sub(unknown) as f64;
-        let demand_slot_s = known * cached_job_s + bytes / slot_rate + unknown as f64 * drain_s;
+        let demand = |count: u64, bytes: u64, unknown: u64| {
+            count.saturating_sub(unknown) as f64 * cached_job_s
+                + bytes as f64 / slot_rate
+                + unknown as f64 * drain_s
+        };
+        // A claimed job stays on its slot: within the drain time it takes that slot at most, however
+        // much it has left (more replicas cannot take it over). Waiting jobs go wherever a slot is.
+        let running = demand(snapshot.running, w.running_bytes, w.running_unknown)
+            .min(snapshot.running as f64 * drain_s);
+        let demand_slot_s = demand(snapshot.queued, w.queued_bytes, w.queued_unknown) + running;
         let by_jobs = to_u32(jobs.div_ceil(jpr));
+        let slots_s = jpr as f64 * drain_s;
         // The small allowance keeps float noise (30.000000001 s of work per 30 s) from adding a replica.
-        let replicas = demand_slot_s / (jpr as f64 * drain_s) - 1e-6;
+        let replicas = demand_slot_s / slots_s - 1e-6;
         let mut by_work = to_u32(replicas.max(0.0).ceil() as u64);
+        // Replicas asked for now start working `replica_startup` later: the running ones cover the whole
+        // drain time, the added ones only the rest of it. That asks for more of them, but never for more
+        // slots than there are jobs (one job runs on one slot; jobs longer than the drain time cannot
+        // finish within it however many replicas start).
+        let left_s = drain_s - policy.work.replica_startup.as_secs_f64();
+        let beyond = demand_slot_s - f64::from(current) * slots_s;
+        if by_work > current && left_s > 0.0 && beyond > 0.0 {
+            let added = (beyond / (jpr as f64 * left_s) - 1e-6).max(0.0).ceil() as u64;
+            let started = to_u32(u64::from(current).saturating_add(added)).min(by_jobs);
+            by_work = by_work.max(started);
+        }
         // Never fewer slots than jobs in flight (as with jobs), and someone must take a waiting job.
         by_work = by_work.max(to_u32(snapshot.running.div_ceil(jpr)));
         if jobs > 0 {
@@ -201,6 +234,7 @@ impl WorkFigures {
             demand_slot_s,
             replicas_by_jobs: by_jobs,
             replicas_by_work: by_work,
+            short_work: by_work < by_jobs,
         }
     }
 
@@ -254,8 +288,9 @@ pub(crate) fn message(policy: &Policy, s: &QueueSnapshot, fig: &WorkFigures) -> 
     if unknown > 0 {
         text.push_str(&format!(" + {unknown} jobs of unknown size × {drain}s"));
     }
+    let startup = policy.work.replica_startup.as_secs();
     text.push_str(&format!(
-        " → {:.0} slot-seconds / ({} per replica × {drain}s drain) → {} (by jobs: {})",
+        " → {:.0} slot-seconds / ({} per replica × {drain}s drain, {startup}s start-up) → {} (by jobs: {})",
         fig.demand_slot_s, policy.jobs_per_replica, fig.replicas_by_work, fig.replicas_by_jobs,
     ));
     text

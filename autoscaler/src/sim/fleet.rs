@@ -11,6 +11,9 @@ pub(super) struct Worker {
     /// (job index, finishes at, in ms).
     pub(super) jobs: Vec<(usize, u64)>,
     pub(super) draining_since: Option<u64>,
+    /// When the jobs that ended during the last second ended (ms): their slots claim the next job
+    /// from then, not from the next whole second.
+    pub(super) freed_at: Vec<u64>,
 }
 
 impl Worker {
@@ -19,6 +22,7 @@ impl Worker {
             ready_at,
             jobs: Vec::new(),
             draining_since: None,
+            freed_at: Vec::new(),
         }
     }
 }

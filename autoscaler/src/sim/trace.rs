@@ -163,6 +163,20 @@ impl Trace {
         Trace::from_jobs("mixed", jobs, 4200)
     }
 
+    /// The trace's standard cold jobs alone (e.g. the background a burst lands on), over the same
+    /// duration: what a policy spends on them is the floor under what it spends on the whole trace.
+    pub fn background(&self) -> Trace {
+        let kept: Vec<usize> = (0..self.arrivals.len())
+            .filter(|&i| self.work.get(i).copied().flatten().is_none())
+            .collect();
+        Trace {
+            name: self.name,
+            arrivals: kept.iter().map(|&i| self.arrivals[i]).collect(),
+            duration_s: self.duration_s,
+            work: Vec::new(),
+        }
+    }
+
     /// A trace from `(arrival, work)` pairs (`None`: a standard cold job), sorted by arrival.
     fn from_jobs(
         name: &'static str,

@@ -105,7 +105,16 @@ pub(super) async fn submit(
         force: body.force,
         cache_key: Some(state.cache_key.clone()),
     };
-    let outcomes = state.store.submit_with(&references, &options).await?;
+    let outcomes = match &state.estimator {
+        Some(estimator) => {
+            let layers = estimator.layers(&references).await;
+            state
+                .store
+                .submit_estimated(&references, &layers, &state.cache_key, &options)
+                .await?
+        }
+        None => state.store.submit_with(&references, &options).await?,
+    };
     let mut unique = references.clone();
     unique.sort();
     unique.dedup();

@@ -10,6 +10,7 @@ mod checks;
 mod content;
 pub(crate) mod engine;
 mod error;
+pub mod estimate;
 mod extract;
 mod forget;
 mod forward;
@@ -66,6 +67,8 @@ pub struct ApiState {
     pub forget: crate::core::forget::metrics::ForgetMetrics,
     /// The retention rules `POST /v1/images/prune` applies (`services.catalog.retention`).
     pub retention: fathom_catalog::RetentionConfig,
+    /// Reads the manifests of submissions by digest for their work estimate; none: jobs without one.
+    pub estimator: Option<estimate::Estimator>,
 }
 
 impl ApiState {

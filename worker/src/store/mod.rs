@@ -12,6 +12,7 @@
 //! [`LayerCache`]: fathom_analyzer::cache::LayerCache
 
 mod content;
+mod estimate;
 mod images;
 mod layers;
 mod parts;

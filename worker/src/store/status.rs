@@ -472,6 +472,13 @@ pub async fn submit_estimated_in(
         .collect();
     let enqueued = fathom_queue::tx::enqueue_many_in(&mut *conn, &jobs).await?;
     let ids: Vec<i64> = enqueued.iter().map(|e| e.id).collect();
+    // A live job answered the submission: it gets the estimate if it was queued without one.
+    let (known_ids, known_bytes): (Vec<i64>, Vec<i64>) = enqueued
+        .iter()
+        .zip(&estimates)
+        .filter_map(|(e, b)| b.filter(|_| !e.created).map(|b| (e.id, b)))
+        .unzip();
+    super::estimate::fill_missing(conn, &known_ids, &known_bytes).await?;
     sqlx::query(RECORD_SUBMISSIONS_SQL)
         .bind(&to_enqueue)
         .bind(&ids)
