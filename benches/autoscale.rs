@@ -1,9 +1,9 @@
 //! `cargo bench --bench autoscale`: replays load traces against fathom's decision core (`scale_on: jobs`
 //! and `scale_on: work`) and the KEDA + HPA baseline (fresh metrics, and `useCachedMetrics`) on the same
 //! simulated fleet, one contract line per trace and policy, then one line per trace with the work
-//! estimate's error, and for the traces whose burst lands on a background of standard jobs
-//! (`rescan-burst`, `burst-warm`) one line per policy splitting its replica-minutes into what the
-//! background alone costs it and what the burst added. The simulator itself (and its tests) live in
+//! estimate's error, and for `rescan-burst` (its burst lands on a background of standard jobs) one line
+//! per policy splitting its replica-minutes into what the background alone costs it and what the burst
+//! added. The simulator itself (and its tests) live in
 //! `fathom_autoscaler::sim`.
 
 use fathom_autoscaler::sim::{simulate, SimConfig, SimPolicy, Trace};
@@ -19,7 +19,7 @@ fn main() {
                 estimate = Some((report.estimated_bytes, report.fetched_bytes));
             }
         }
-        if matches!(trace.name, "rescan-burst" | "burst-warm") {
+        if trace.name == "rescan-burst" {
             let background = trace.background();
             for policy in SimPolicy::all(&cfg) {
                 let all = simulate(&trace, &cfg, &policy).replica_minutes;
