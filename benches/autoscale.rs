@@ -1,7 +1,7 @@
 //! `cargo bench --bench autoscale`: replays load traces against fathom's decision core (`scale_on: jobs`
 //! and `scale_on: work`) and the KEDA + HPA baseline (fresh metrics, and `useCachedMetrics`) on the same
 //! simulated fleet, one contract line per trace and policy, then one line per trace with the work
-//! estimate's error, and for `rescan-burst` (its burst lands on a background of standard jobs) one line
+//! estimate's error, and for `rescan-on-load` (the rescan landing on a background of standard jobs) one line
 //! per policy splitting its replica-minutes into what the background alone costs it and what the burst
 //! added. The simulator itself (and its tests) live in
 //! `fathom_autoscaler::sim`.
@@ -19,7 +19,7 @@ fn main() {
                 estimate = Some((report.estimated_bytes, report.fetched_bytes));
             }
         }
-        if trace.name == "rescan-burst" {
+        if trace.name == "rescan-on-load" {
             let background = trace.background();
             for policy in SimPolicy::all(&cfg) {
                 let all = simulate(&trace, &cfg, &policy).replica_minutes;

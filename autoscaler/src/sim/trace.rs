@@ -102,29 +102,26 @@ impl Trace {
             Trace::spike_then_idle(),
             Trace::burst_warm(),
             Trace::rescan_burst(),
+            Trace::rescan_on_load(),
             Trace::mixed(),
         ]
     }
 
-    /// A Monday-morning rebuild: 1,000 images land at t=615 s on a fleet kept warm (and its throughput
-    /// learned) by one standard cold job every 20 s; each shares all but its top layer with what was
-    /// analyzed before, so 95 % of its bytes are cached. Image sizes are log-normal around 150 MB.
+    /// The Monday-morning rebuild: 1,000 images land at once on an idle fleet, each sharing all
+    /// but its top layer with what was analyzed before, so 95 % of its bytes are cached. Image sizes are
+    /// log-normal around 150 MB. Nothing else runs, so replica-minutes are what the rescan alone costs.
     pub fn rescan_burst() -> Trace {
-        let mut rng = fastrand::Rng::with_seed(28);
+        Trace::from_jobs("rescan-burst", rescan_jobs(15), 1800)
+    }
+
+    /// The same rebuild landing at t=615 s on a fleet kept busy (and its throughput learned) by one
+    /// standard cold job every 20 s: the background costs every policy about the same, so the bench also
+    /// prints what the burst alone added (`autoscale-floor`).
+    pub fn rescan_on_load() -> Trace {
         let mut jobs: Vec<(u64, Option<JobWork>)> =
             (0..1200).step_by(20).map(|t| (t, None)).collect();
-        for _ in 0..1000 {
-            let size = log_normal(&mut rng, 150e6, 0.8);
-            let own_bytes = (size * 0.05) as u64;
-            jobs.push((
-                615,
-                Some(JobWork {
-                    own_bytes,
-                    shared: None,
-                }),
-            ));
-        }
-        Trace::from_jobs("rescan-burst", jobs, 1800)
+        jobs.extend(rescan_jobs(615));
+        Trace::from_jobs("rescan-on-load", jobs, 1800)
     }
 
     /// An hour of cold and cached jobs interleaved (0.5 jobs/s on average): 70 % re-analyses with every
@@ -282,4 +279,23 @@ mod tests {
         // 1.5 jobs/s × 30 s = 45 outstanding → 12 replicas at the crest.
         assert!((11..=12).contains(&peak), "peak {peak}");
     }
+}
+
+/// 1,000 re-analyses arriving at `at`, 95 % of each image's bytes cached (the same seed for every trace
+/// that uses them, so the burst is identical on an idle and on a busy fleet).
+fn rescan_jobs(at: u64) -> Vec<(u64, Option<JobWork>)> {
+    let mut rng = fastrand::Rng::with_seed(28);
+    (0..1000)
+        .map(|_| {
+            let size = log_normal(&mut rng, 150e6, 0.8);
+            let own_bytes = (size * 0.05) as u64;
+            (
+                at,
+                Some(JobWork {
+                    own_bytes,
+                    shared: None,
+                }),
+            )
+        })
+        .collect()
 }
