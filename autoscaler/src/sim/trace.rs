@@ -242,6 +242,25 @@ impl Trace {
     }
 }
 
+/// 1,000 re-analyses arriving at `at`, 95 % of each image's bytes cached (the same seed for every trace
+/// that uses them, so the burst is identical on an idle and on a busy fleet).
+fn rescan_jobs(at: u64) -> Vec<(u64, Option<JobWork>)> {
+    let mut rng = fastrand::Rng::with_seed(28);
+    (0..1000)
+        .map(|_| {
+            let size = log_normal(&mut rng, 150e6, 0.8);
+            let own_bytes = (size * 0.05) as u64;
+            (
+                at,
+                Some(JobWork {
+                    own_bytes,
+                    shared: None,
+                }),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,23 +298,4 @@ mod tests {
         // 1.5 jobs/s × 30 s = 45 outstanding → 12 replicas at the crest.
         assert!((11..=12).contains(&peak), "peak {peak}");
     }
-}
-
-/// 1,000 re-analyses arriving at `at`, 95 % of each image's bytes cached (the same seed for every trace
-/// that uses them, so the burst is identical on an idle and on a busy fleet).
-fn rescan_jobs(at: u64) -> Vec<(u64, Option<JobWork>)> {
-    let mut rng = fastrand::Rng::with_seed(28);
-    (0..1000)
-        .map(|_| {
-            let size = log_normal(&mut rng, 150e6, 0.8);
-            let own_bytes = (size * 0.05) as u64;
-            (
-                at,
-                Some(JobWork {
-                    own_bytes,
-                    shared: None,
-                }),
-            )
-        })
-        .collect()
 }
