@@ -315,6 +315,8 @@ async fn sizes(pool: &PgPool) -> (i64, i64, i64, i64, i64) {
         "fathom_layer_packages",
         "fathom_layer_secrets",
         "fathom_layer_content_matches",
+        "fathom_layer_retrieved_files",
+        "fathom_layer_malware",
         // Package parts of documents, stored per layer and shared by the images using it.
         "fathom_image_package_parts",
         // Package groups: one per distinct (layer, visible packages), shared by the images using it.

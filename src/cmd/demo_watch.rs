@@ -123,6 +123,7 @@ impl Core {
             config: config.services.api.clone(),
             cache_key: cache_key.clone(),
             documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
+            deletions: tokio::sync::Semaphore::new(crate::core::api::DELETIONS_AT_ONCE),
             policy: Arc::new(PolicyEngine::new(
                 store.clone(),
                 config.services.policy_engine.clone(),

@@ -82,6 +82,7 @@ pub async fn run_core(
         config: api.clone(),
         cache_key,
         documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
+        deletions: tokio::sync::Semaphore::new(crate::core::api::DELETIONS_AT_ONCE),
         policy: Arc::new(policy),
         catalog: Some(Arc::new(catalog.clone())),
         inventory_ttl: config.services.webhook.inventory_ttl,

@@ -64,6 +64,7 @@ pub async fn run_policy_engine(
         },
         cache_key: String::new(),
         documents: tokio::sync::Semaphore::new(DOCUMENTS_AT_ONCE),
+        deletions: tokio::sync::Semaphore::new(crate::core::api::DELETIONS_AT_ONCE),
         policy: Arc::new(policy),
         catalog: None,
         inventory_ttl: config.services.webhook.inventory_ttl,

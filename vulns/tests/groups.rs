@@ -7,6 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use fathom_vulns::store::queries;
 use fathom_vulns::Matcher;
 use serde_json::json;
 use sqlx::migrate::Migrator;
@@ -104,6 +105,41 @@ async fn images_sharing_a_layers_packages_share_one_group_and_read_exactly_their
         count(&pool, "SELECT count(*) FROM fathom_vuln_image_groups").await,
         5
     );
+
+    // By vulnerability: pages of any size add up to the whole list, each image with its ids and
+    // packages over all its matching rows.
+    sqlx::query(
+        "INSERT INTO fathom_vuln_matches (ecosystem, name, version, vuln_id, aliases, severity, fix_state, fixed, urls) \
+         VALUES ('PyPI', 'alpha', '1.0', 'GHSA-a', '{CVE-1}', 'high', 'fixed', '{}', '{}'), \
+                ('PyPI', 'beta', '1.0', 'GHSA-b', '{CVE-1}', 'low', 'fixed', '{}', '{}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let all = queries::images_by_vuln(&pool, "CVE-1", "", 100)
+        .await
+        .unwrap();
+    let digests: Vec<&str> = all.iter().map(|h| h.manifest_digest.as_str()).collect();
+    assert_eq!(
+        digests,
+        ["sha256:hid", "sha256:one", "sha256:top", "sha256:two"]
+    );
+    assert_eq!(all[1].ids, ["GHSA-a", "GHSA-b"]);
+    assert_eq!(all[1].packages, ["alpha@1.0", "beta@1.0"]);
+    assert_eq!(all[0].packages, ["alpha@1.0"]);
+    for size in [1, 3] {
+        let mut paged = vec![];
+        let mut after = String::new();
+        loop {
+            let page = queries::images_by_vuln(&pool, "CVE-1", &after, size)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.manifest_digest.clone();
+            paged.extend(page);
+        }
+        assert_eq!(paged, all, "pages of {size}");
+    }
 
     // Removed images release their links; a group goes with its last image, with keys no group carries.
     sqlx::query("DELETE FROM fathom_images WHERE manifest_digest IN ('sha256:one', 'sha256:top')")

@@ -45,6 +45,8 @@ pub(super) async fn delete(
         force: query.force,
         inventory_ttl: state.inventory_ttl,
     };
+    // Waits for its turn (the semaphore is never closed: without a permit it would still delete).
+    let _turn = state.deletions.acquire().await.ok();
     match delete_image(state.store.pool(), &digest, rules).await? {
         Outcome::Deleted(deleted) => {
             state.forget.deleted(if deleted.overridden.is_empty() {

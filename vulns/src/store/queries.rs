@@ -200,18 +200,33 @@ pub struct ImageHit {
     pub packages: Vec<String>,
 }
 
+/// The page's images first (the groups carrying a matching key, then the images linked to those
+/// groups, by digest after the cursor: index reads, no aggregation), then their ids and packages over
+/// every matching row of just those images — the same answer as aggregating every carrier and cutting
+/// the page, at the cost of one page instead of every image carrying the vulnerability.
 const BY_VULN_SQL: &str = r#"
 WITH m AS (
     SELECT ecosystem, name, version, vuln_id FROM fathom_vuln_matches WHERE vuln_id = $1
     UNION
     SELECT ecosystem, name, version, vuln_id FROM fathom_vuln_matches WHERE aliases @> ARRAY[$1]
+),
+g AS (
+    SELECT DISTINCT p.group_id FROM m
+    JOIN fathom_vuln_group_packages p ON p.ecosystem = m.ecosystem AND p.name = m.name AND p.version = m.version
+),
+page AS (
+    SELECT DISTINCT ig.manifest_digest FROM g
+    JOIN fathom_vuln_image_groups ig ON ig.group_id = g.group_id
+    WHERE ig.manifest_digest > $2
+    ORDER BY 1
+    LIMIT $3
 )
 SELECT p.manifest_digest, array_agg(DISTINCT m.vuln_id), array_agg(DISTINCT p.package_name || '@' || p.package_version)
-FROM m JOIN fathom_vuln_image_packages p ON p.ecosystem = m.ecosystem AND p.name = m.name AND p.version = m.version
-WHERE p.manifest_digest > $2
+FROM page
+JOIN fathom_vuln_image_packages p ON p.manifest_digest = page.manifest_digest
+JOIN m ON p.ecosystem = m.ecosystem AND p.name = m.name AND p.version = m.version
 GROUP BY p.manifest_digest
 ORDER BY p.manifest_digest
-LIMIT $3
 "#;
 
 /// Images carrying `id` (a record id or an alias such as a CVE id), fleet-wide, ordered by digest, after
