@@ -367,11 +367,14 @@ async fn generate(pool: &PgPool, seed: &str, images: i64) {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+    // One transaction: the core's match round (running meanwhile) sees the fleet whole or not at all,
+    // never an image without its index nor a package group no image uses yet (it would prune it).
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.expect("begin");
     for sql in PER_BASE {
         sqlx::query(sql)
             .bind(BASE_SETS)
             .bind(ID_VARIANTS)
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
@@ -383,7 +386,7 @@ async fn generate(pool: &PgPool, seed: &str, images: i64) {
                 .bind(from)
                 .bind(to)
                 .bind(BASE_SETS)
-                .execute(&mut *conn)
+                .execute(&mut *tx)
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
@@ -392,6 +395,7 @@ async fn generate(pool: &PgPool, seed: &str, images: i64) {
             eprintln!("store: {from} images");
         }
     }
+    tx.commit().await.expect("commit");
     sqlx::query("ANALYZE")
         .execute(&mut *conn)
         .await

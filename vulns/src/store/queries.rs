@@ -221,12 +221,13 @@ page AS (
     ORDER BY 1
     LIMIT $3
 )
-SELECT p.manifest_digest, array_agg(DISTINCT m.vuln_id), array_agg(DISTINCT p.package_name || '@' || p.package_version)
-FROM page
-JOIN fathom_vuln_image_packages p ON p.manifest_digest = page.manifest_digest
-JOIN m ON p.ecosystem = m.ecosystem AND p.name = m.name AND p.version = m.version
-GROUP BY p.manifest_digest
-ORDER BY p.manifest_digest
+SELECT ig.manifest_digest, array_agg(DISTINCT m.vuln_id), array_agg(DISTINCT p.package_name || '@' || p.package_version)
+FROM m
+JOIN fathom_vuln_group_packages p ON p.ecosystem = m.ecosystem AND p.name = m.name AND p.version = m.version
+JOIN fathom_vuln_image_groups ig ON ig.group_id = p.group_id
+JOIN page ON page.manifest_digest = ig.manifest_digest
+GROUP BY ig.manifest_digest
+ORDER BY ig.manifest_digest
 "#;
 
 /// Images carrying `id` (a record id or an alias such as a CVE id), fleet-wide, ordered by digest, after

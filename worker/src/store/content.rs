@@ -3,7 +3,11 @@
 
 use serde::Serialize;
 
-use super::{Result, Store};
+use super::{decompress, Result, Store};
+
+/// Every layer result of an image (`$1`: its layers, `$2`: its catalogers key).
+const IMAGE_LAYERS_SQL: &str =
+    "SELECT digest, result FROM fathom_layers WHERE digest = ANY($1) AND cache_key = $2";
 use fathom_analyzer::layer::FileEntry;
 use fathom_analyzer::layer::LayerResult;
 use fathom_analyzer::merge::content::{inventory, FilteredInventory};
@@ -138,12 +142,38 @@ impl Store {
         let Some(image) = self.image(manifest_digest).await? else {
             return Ok(None);
         };
+        // One round trip for every layer, decoded off the async threads, the layers side by side: a
+        // check's file facts cost one query and the slowest layer's decoding, and never stall the
+        // server's other requests.
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(IMAGE_LAYERS_SQL)
+            .bind(&image.layers)
+            .bind(&image.cache_key)
+            .fetch_all(&self.pool)
+            .await?;
+        let layers = image.layers.clone();
+        let decoded = tokio::task::spawn_blocking(move || {
+            use rayon::prelude::*;
+            layers
+                .par_iter()
+                .map(|d| {
+                    rows.iter()
+                        .find(|(digest, _)| digest == d)
+                        .map(|(_, b)| decompress::<LayerResult>(&format!("layer {d}"), b))
+                        .transpose()
+                })
+                .collect::<Result<Vec<Option<LayerResult>>>>()
+        })
+        .await
+        .map_err(|e| super::StoreError::Document {
+            what: format!("image {manifest_digest} layers"),
+            message: format!("decoding task: {e}"),
+        })??;
         let mut merged = FilteredInventory::new(keep);
-        for (index, digest) in image.layers.iter().enumerate() {
-            let Some(result) = self.layer(digest, &image.cache_key).await? else {
+        for (index, result) in decoded.iter().enumerate() {
+            let Some(result) = result else {
                 return Ok(None);
             };
-            merged.apply(index, &result);
+            merged.apply(index, result);
         }
         let truncated = merged.truncated();
         Ok(Some((merged.finish(), truncated)))
