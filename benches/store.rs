@@ -479,8 +479,10 @@ const PER_IMAGE: &[&str] = &[
     "INSERT INTO fathom_image_references (reference, manifest_digest, first_seen_at, last_seen_at) \
      SELECT 'bench.example/fleet/app' || i || ':1', bench_digest('i' || i), '2026-12-01', '2026-12-01' \
      FROM generate_series($1, $2 - 1) i WHERE $3 > 0",
-    "INSERT INTO fathom_vuln_images (manifest_digest, analyzed_at) \
-     SELECT bench_digest('i' || i), '2026-12-01' FROM generate_series($1, $2 - 1) i WHERE $3 > 0",
+    // Reported: the fleet's first matches were announced when it was analyzed (a steady state; a
+    // round announcing 100,000 first matches at once would hold their rows while the deletes run).
+    "INSERT INTO fathom_vuln_images (manifest_digest, analyzed_at, reported) \
+     SELECT bench_digest('i' || i), '2026-12-01', true FROM generate_series($1, $2 - 1) i WHERE $3 > 0",
     // The image's own document part (its top layer's packages: every clone names the seed's parts, so
     // this row stands for the bytes its own would take).
     "INSERT INTO fathom_image_package_parts (hash, cache_key, layer_digest, body, stored_at) \

@@ -210,22 +210,20 @@ WITH m AS (
     UNION
     SELECT ecosystem, name, version, vuln_id FROM fathom_vuln_matches WHERE aliases @> ARRAY[$1]
 ),
-g AS (
-    SELECT DISTINCT p.group_id FROM m
+mp AS (
+    SELECT p.group_id, m.vuln_id, p.package_name, p.package_version FROM m
     JOIN fathom_vuln_group_packages p ON p.ecosystem = m.ecosystem AND p.name = m.name AND p.version = m.version
 ),
 page AS (
-    SELECT DISTINCT ig.manifest_digest FROM g
-    JOIN fathom_vuln_image_groups ig ON ig.group_id = g.group_id
-    WHERE ig.manifest_digest > $2
+    SELECT DISTINCT ig.manifest_digest FROM fathom_vuln_image_groups ig
+    WHERE ig.group_id IN (SELECT group_id FROM mp) AND ig.manifest_digest > $2
     ORDER BY 1
     LIMIT $3
 )
-SELECT ig.manifest_digest, array_agg(DISTINCT m.vuln_id), array_agg(DISTINCT p.package_name || '@' || p.package_version)
-FROM m
-JOIN fathom_vuln_group_packages p ON p.ecosystem = m.ecosystem AND p.name = m.name AND p.version = m.version
-JOIN fathom_vuln_image_groups ig ON ig.group_id = p.group_id
-JOIN page ON page.manifest_digest = ig.manifest_digest
+SELECT ig.manifest_digest, array_agg(DISTINCT mp.vuln_id), array_agg(DISTINCT mp.package_name || '@' || mp.package_version)
+FROM page
+JOIN fathom_vuln_image_groups ig ON ig.manifest_digest = page.manifest_digest
+JOIN mp ON mp.group_id = ig.group_id
 GROUP BY ig.manifest_digest
 ORDER BY ig.manifest_digest
 "#;
