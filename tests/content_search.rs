@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use fathom_testkit::image::{layer_tar, BuiltImage, BuiltLayer, Compress};
-use fathom_testkit::samples::{SampleEntry, SampleKind};
+use fathom_testkit::samples::SampleEntry;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::api::{Api, Client};
@@ -28,52 +28,36 @@ const CAP: usize = 4096;
 const PASSWORD: &str = r"password\s*=\s*\S+";
 const HOST: &str = r"[a-z0-9.-]+\.internal\.example\.com";
 
-fn entry(path: &str, mode: u32, kind: SampleKind) -> SampleEntry {
-    SampleEntry {
-        path: path.into(),
-        mode,
-        kind,
-    }
-}
-
-fn file(path: &str, bytes: &[u8]) -> SampleEntry {
-    entry(path, 0o644, SampleKind::File(bytes.to_vec()))
-}
-
-fn dir(path: &str) -> SampleEntry {
-    entry(path, 0o755, SampleKind::Dir)
-}
-
 /// Base layer: the matching config, a matching file the top layer deletes, a matching binary and a
 /// matching file over the size cap. Top layer: the whiteout and an unrelated file.
 fn image() -> BuiltImage {
     let mut big = format!("password = {}\n", HIDDEN[2]).into_bytes();
     big.resize(CAP + 100, b'x');
     let base = vec![
-        dir("/etc"),
-        file(
+        SampleEntry::dir("/etc"),
+        SampleEntry::file(
             "/etc/app.conf",
             format!("[db]\nhost = db.internal.example.com\npassword = {VISIBLE_SECRET}\n")
                 .as_bytes(),
         ),
-        dir("/opt"),
-        file(
+        SampleEntry::dir("/opt"),
+        SampleEntry::file(
             "/opt/old.conf",
             format!("password = {}\n", HIDDEN[0]).as_bytes(),
         ),
-        dir("/usr"),
-        dir("/usr/bin"),
-        entry(
+        SampleEntry::dir("/usr"),
+        SampleEntry::dir("/usr/bin"),
+        SampleEntry::file(
             "/usr/bin/tool",
-            0o755,
-            SampleKind::File(format!("\x7fELF\0\0\0password = {}\n", HIDDEN[1]).into_bytes()),
-        ),
-        dir("/srv"),
-        file("/srv/big.conf", &big),
+            format!("\x7fELF\0\0\0password = {}\n", HIDDEN[1]).as_bytes(),
+        )
+        .with_mode(0o755),
+        SampleEntry::dir("/srv"),
+        SampleEntry::file("/srv/big.conf", &big),
     ];
     let top = vec![
-        file("/opt/.wh.old.conf", b""),
-        file("/etc/motd", b"hello\n"),
+        SampleEntry::file("/opt/.wh.old.conf", b""),
+        SampleEntry::file("/etc/motd", b"hello\n"),
     ];
     let layers = [base, top]
         .iter()

@@ -6,7 +6,7 @@
 mod support;
 
 use fathom_testkit::image::{layer_tar, BuiltImage, BuiltLayer, Compress};
-use fathom_testkit::samples::{SampleEntry, SampleKind};
+use fathom_testkit::samples::SampleEntry;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::api::{Api, Client};
@@ -14,32 +14,16 @@ use support::{WorkerProc, WorkerSpec};
 
 const SHADOW_HASH: &str = "$6$fathomsalt$notarealhash";
 
-fn file(path: &str, bytes: &[u8]) -> SampleEntry {
-    SampleEntry {
-        path: path.into(),
-        mode: 0o644,
-        kind: SampleKind::File(bytes.to_vec()),
-    }
-}
-
-fn dir(path: &str) -> SampleEntry {
-    SampleEntry {
-        path: path.into(),
-        mode: 0o755,
-        kind: SampleKind::Dir,
-    }
-}
-
 fn base() -> Vec<SampleEntry> {
     vec![
-        dir("/etc"),
-        file(
+        SampleEntry::dir("/etc"),
+        SampleEntry::file(
             "/etc/passwd",
             b"root:x:0:0:root:/root:/bin/sh\nbin:x:1:1:bin:/bin:/usr/sbin/nologin\n",
         ),
-        file("/etc/services", b"ssh 22/tcp\n"),
-        file("/etc/sudoers", b"root ALL=(ALL) ALL\n"),
-        file(
+        SampleEntry::file("/etc/services", b"ssh 22/tcp\n"),
+        SampleEntry::file("/etc/sudoers", b"root ALL=(ALL) ALL\n"),
+        SampleEntry::file(
             "/etc/shadow",
             format!("root:{SHADOW_HASH}:19000:0:99999:7:::\n").as_bytes(),
         ),
@@ -58,11 +42,11 @@ fn images() -> (BuiltImage, BuiltImage) {
         vec![
             layer(&base()),
             layer(&[
-                file(
+                SampleEntry::file(
                     "/etc/passwd",
                     b"root:x:0:0:root:/root:/bin/sh\nbin:x:1:1:bin:/bin:/usr/sbin/nologin\napp:x:1000:1000::/app:/bin/bash\n",
                 ),
-                file("/etc/.wh.sudoers", b""),
+                SampleEntry::file("/etc/.wh.sudoers", b""),
             ]),
         ],
     );
@@ -71,7 +55,10 @@ fn images() -> (BuiltImage, BuiltImage) {
         Default::default(),
         vec![
             layer(&base()),
-            layer(&[dir("/srv"), file("/srv/x", b"x\n")]),
+            layer(&[
+                SampleEntry::dir("/srv"),
+                SampleEntry::file("/srv/x", b"x\n"),
+            ]),
         ],
     );
     (app, plain)

@@ -48,6 +48,31 @@ pub struct SampleEntry {
     pub kind: SampleKind,
 }
 
+impl SampleEntry {
+    /// A regular file with these contents, mode 0644 (tests build their layers from these).
+    pub fn file(path: &str, bytes: &[u8]) -> SampleEntry {
+        SampleEntry {
+            path: path.into(),
+            mode: 0o644,
+            kind: SampleKind::File(bytes.to_vec()),
+        }
+    }
+
+    /// A directory, mode 0755.
+    pub fn dir(path: &str) -> SampleEntry {
+        SampleEntry {
+            path: path.into(),
+            mode: 0o755,
+            kind: SampleKind::Dir,
+        }
+    }
+
+    /// The same entry with other permission bits.
+    pub fn with_mode(self, mode: u32) -> SampleEntry {
+        SampleEntry { mode, ..self }
+    }
+}
+
 /// A sample image: named, with ordered layers (base first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleImage {
