@@ -535,7 +535,8 @@ async fn relations(pool: &PgPool, images: i64) {
 }
 
 /// EXPLAIN (ANALYZE, BUFFERS) of one image's vulnerabilities, one by-vulnerability lookup and the
-/// cold check's queries (`FATHOM_BENCH_STORE_EXPLAIN=1`), to stderr.
+/// cold check's costliest query, and the sizes of a document and its parts
+/// (`FATHOM_BENCH_STORE_EXPLAIN=1`), to stderr.
 async fn explain(pool: &PgPool, digests: &[String], ids: &[String]) {
     let digest = pick(digests, 7);
     let id = pick(ids, 7);
@@ -556,6 +557,11 @@ async fn explain(pool: &PgPool, digests: &[String], ids: &[String]) {
             id,
         ),
     ];
+    // The costliest read of a cold check: the matched stamps of the image's keys, in its feed state.
+    let stamps = "SELECT min(k.matched_stamp), max(k.matched_stamp) FROM fathom_vuln_image_packages p \
+         JOIN fathom_vuln_keys k ON k.ecosystem = p.ecosystem AND k.name = p.name AND k.version = p.version \
+         WHERE p.manifest_digest = $1";
+    let plans = plans.into_iter().chain([("check_stamps", stamps, digest)]);
     for (name, sql, arg) in plans {
         let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {sql}");
         let mut q = sqlx::query_scalar::<_, String>(&sql).bind(arg);
@@ -575,4 +581,13 @@ async fn explain(pool: &PgPool, digests: &[String], ids: &[String]) {
     .await
     .expect("document size");
     eprintln!("store explain document (stored, raw bytes): {doc:?}");
+    let parts: Vec<i32> = sqlx::query_scalar(
+        "SELECT length(p.body) FROM fathom_images i JOIN fathom_image_package_parts p \
+         ON p.hash = ANY(i.package_parts) AND p.cache_key = i.cache_key WHERE i.manifest_digest = $1",
+    )
+    .bind(digest)
+    .fetch_all(pool)
+    .await
+    .expect("part sizes");
+    eprintln!("store explain document parts (stored bytes): {parts:?}");
 }

@@ -63,3 +63,53 @@ async fn idle_workers_keep_only_their_listeners_and_reconnect_for_work() {
         .await;
     drop(workers);
 }
+
+/// The core's pool hands out a connection without pinging it first when it was in use moments ago
+/// (the ping cost a round trip per statement), but one that sat idle is pinged: after Postgres restarts,
+/// requests made once the pool's connections have been idle a second are answered, none fails on a
+/// connection the restart cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_after_postgres_restarts_under_its_idle_connections() {
+    use fathom_testkit::pg::{Durability, OwnedCluster};
+    let cluster = tokio::task::spawn_blocking(|| OwnedCluster::start(Durability::Throwaway))
+        .await
+        .unwrap()
+        .expect("a cluster of our own to restart");
+    let url = cluster.info().url("postgres");
+    let out = support::cli(&url, &["migrate"]);
+    assert!(out.status.success(), "{out:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let api = support::api::Api::start(dir.path(), &url, "");
+    let client = api.client();
+    // Eight at once, so the pool opens (up to) its eight connections.
+    let burst = || async {
+        let answers = futures_util::future::join_all(
+            (0..8).map(|_| async { client.get("/v1/images?limit=5").await.0 }),
+        )
+        .await;
+        answers.into_iter().map(|s| s.as_u16()).collect::<Vec<_>>()
+    };
+    assert_eq!(burst().await, vec![200; 8]);
+    let opened = connections(&url).await;
+    assert!(
+        opened.get("fathom-store").copied().unwrap_or(0) >= 2,
+        "{opened:?}"
+    );
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop().expect("stop postgres");
+        cluster.start_again().expect("start postgres again");
+        cluster
+    })
+    .await
+    .unwrap();
+    // Past the idle time after which a connection is pinged before use.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        burst().await,
+        vec![200; 8],
+        "{}",
+        std::fs::read_to_string(&api.log).unwrap_or_default()
+    );
+    drop(api);
+    drop(cluster);
+}

@@ -14,7 +14,7 @@ use fathom_policy::{
 };
 use fathom_vulns::core::ecosystem::{distro_ecosystem, DistroRef};
 use fathom_vulns::queries::{self, ImageFilter};
-use fathom_vulns::store::OnDemand;
+use fathom_vulns::store::{OnDemand, NEEDS_SQL};
 use fathom_worker::store::ImageRecord;
 use jiff::Timestamp;
 use sqlx::PgPool;
@@ -110,14 +110,58 @@ pub fn from_document(
 pub use content::add_files;
 pub use retrieved::add_retrieved;
 
+/// What a check reads of the image's vulnerability side before its verdict, in one round trip: the
+/// feed state its evaluation is keyed on ([`FEED_STATE_SQL`]), whether it must be matched on demand
+/// first ([`NEEDS_SQL`]), and whether it is indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckState {
+    /// See [`FEED_STATE_SQL`].
+    pub feed_state: String,
+    /// Analyzed but not indexed, or with keys never matched.
+    pub needs_match: bool,
+    /// In the vulnerability index (so its matches, even none, are data).
+    pub indexed: bool,
+}
+
+static CHECK_STATE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT ({}), ({}), ({})",
+        FEED_STATE_SQL.trim(),
+        NEEDS_SQL.trim(),
+        INDEXED_SQL
+    )
+});
+
+/// Reads the image's [`CheckState`].
+pub async fn check_state(pool: &PgPool, digest: &str) -> sqlx::Result<CheckState> {
+    let (feed_state, needs_match, indexed) = sqlx::query_as(&CHECK_STATE_SQL)
+        .bind(digest)
+        .fetch_one(pool)
+        .await?;
+    Ok(CheckState {
+        feed_state,
+        needs_match,
+        indexed,
+    })
+}
+
 /// Data before verdicts: an analyzed image the match round has not reached yet (or whose keys were
 /// never matched) is indexed and matched now, one image, so its verdict reads its vulnerabilities
-/// instead of "data unavailable". Best effort: while a round holds the feed lock it will match the image
-/// itself, and a failure leaves the data as it was (the rules that need it are then unevaluable).
-pub async fn match_on_demand(pool: &PgPool, digest: &str) {
-    match OnDemand::match_image(pool, digest).await {
+/// instead of "data unavailable"; the state is read again then. Best effort: while a round holds the
+/// feed lock it will match the image itself, and a failure leaves the data as it was (the rules that
+/// need it are then unevaluable).
+pub async fn match_on_demand(
+    pool: &PgPool,
+    digest: &str,
+    state: CheckState,
+) -> sqlx::Result<CheckState> {
+    if !state.needs_match {
+        return Ok(state);
+    }
+    match OnDemand::match_needed(pool, digest).await {
         Ok(OnDemand::Matched { keys }) => {
             tracing::debug!(digest, keys, "matched on demand before the verdict");
+            return check_state(pool, digest).await;
         }
         Ok(OnDemand::Busy) => {
             tracing::debug!(digest, "not matched on demand: a feed round holds the lock");
@@ -125,6 +169,7 @@ pub async fn match_on_demand(pool: &PgPool, digest: &str) {
         Ok(OnDemand::Current) => {}
         Err(e) => tracing::warn!(error = %e, digest, "matching the image on demand failed"),
     }
+    Ok(state)
 }
 
 const INDEXED_SQL: &str =
@@ -136,8 +181,19 @@ const INDEXED_SQL: &str =
 pub async fn add_vulnerabilities(
     pool: &PgPool,
     facts: &mut ImageFacts,
+    indexed: bool,
 ) -> fathom_vulns::Result<()> {
-    let feeds = queries::feeds(pool).await?;
+    // Both at once: the matches are read before knowing whether a feed is live (rarely wasted).
+    let (feeds, matches) = if indexed {
+        let all = ImageFilter::default();
+        let (feeds, matches) = tokio::try_join!(
+            queries::feeds(pool),
+            queries::vulns_for_image(pool, &facts.image.digest, &all)
+        )?;
+        (feeds, Some(matches))
+    } else {
+        (queries::feeds(pool).await?, None)
+    };
     // A feed the source no longer offers is neither current data nor stale: a partial mirror's choice.
     let live: Vec<_> = feeds
         .iter()
@@ -160,17 +216,9 @@ pub async fn add_vulnerabilities(
         let feed = eco.split(':').next().unwrap_or_default();
         live.iter().any(|f| f.feed == feed)
     });
-    let indexed: bool = sqlx::query_scalar(INDEXED_SQL)
-        .bind(&facts.image.digest)
-        .fetch_one(pool)
-        .await?;
-    if live.is_empty() || !indexed {
-        facts.vulnerabilities = None;
-        return Ok(());
-    }
-    let matches =
-        queries::vulns_for_image(pool, &facts.image.digest, &ImageFilter::default()).await?;
-    facts.vulnerabilities = Some(matches.into_iter().map(vuln_match).collect());
+    facts.vulnerabilities = matches
+        .filter(|_| !live.is_empty())
+        .map(|m| m.into_iter().map(vuln_match).collect());
     Ok(())
 }
 
@@ -246,6 +294,11 @@ pub(crate) fn content_matches(doc: &ImageAnalysis) -> Option<Vec<ContentMatch>> 
     )
 }
 
+/// The stored data an image's evaluation depends on, as one string: each feed's generation and last
+/// sync, when the image was indexed and the generations its packages were matched at, when it was
+/// analyzed and the references it was seen under. Equal strings mean equal facts, matches and
+/// freshness, so cached evaluations are keyed on it (a re-analysis or a newly seen tag changes it even
+/// before the next re-match indexes the image).
 pub(crate) const FEED_STATE_SQL: &str = r#"
 SELECT coalesce((SELECT string_agg(feed || '=' || generation || '@' || coalesce(to_char(last_success_at, 'YYYYMMDDHH24MISS'), ''), ',' ORDER BY feed)
                    FROM fathom_vuln_feeds WHERE generation IS NOT NULL), '')
@@ -258,18 +311,6 @@ SELECT coalesce((SELECT string_agg(feed || '=' || generation || '@' || coalesce(
     || ';' || coalesce((SELECT count(*) || '@' || coalesce(to_char(max(last_seen_at), 'YYYYMMDDHH24MISSUS'), '')
                           FROM fathom_image_references WHERE manifest_digest = $1), '-')
 "#;
-
-/// The stored data an image's evaluation depends on, as one string: each feed's generation and last
-/// sync, when the image was indexed and the generations its packages were matched at, when it was
-/// analyzed and the references it was seen under. Equal strings mean equal facts, matches and
-/// freshness, so cached evaluations are keyed on it (a re-analysis or a newly seen tag changes it even
-/// before the next re-match indexes the image).
-pub async fn feed_state(pool: &PgPool, digest: &str) -> sqlx::Result<String> {
-    sqlx::query_scalar(FEED_STATE_SQL)
-        .bind(digest)
-        .fetch_one(pool)
-        .await
-}
 
 #[cfg(test)]
 mod tests {

@@ -3,16 +3,26 @@
 //! however many images share it). The malware findings are in the document.
 
 use fathom_analyzer::ImageAnalysis;
-use fathom_policy::{ImageFacts, MalwareFinding, MalwareScan, RetrievedFile};
+use fathom_policy::{Bundle, ImageFacts, MalwareFinding, MalwareScan, RetrievedFile};
 use fathom_worker::store::{Store, StoreError};
 
-/// Fills `facts.retrieved_files` with the contents of the image's visible retrieved files.
+/// The gates that read retrieved files' contents.
+const READERS: [&str; 2] = ["retrieved_files", "passwd_file"];
+
+/// Fills `facts.retrieved_files` with the contents of the image's visible retrieved files, when a rule
+/// of `bundle` (any policy, mapped or not) reads them: a bundle without such rules costs no query.
 pub async fn add_retrieved(
     store: &Store,
+    bundle: &Bundle,
     doc: &ImageAnalysis,
     facts: &mut ImageFacts,
 ) -> Result<(), StoreError> {
-    let Some(report) = &doc.retrieved_files else {
+    let read = bundle
+        .policies
+        .iter()
+        .flat_map(|p| &p.rules)
+        .any(|r| READERS.contains(&r.gate.as_str()));
+    let Some(report) = doc.retrieved_files.as_ref().filter(|_| read) else {
         return Ok(());
     };
     // A document that carries the contents (written by `fathom scan`) needs no query.

@@ -361,11 +361,13 @@ impl PolicyEngine {
         tag: Option<&str>,
         bundle: &ValidatedBundle,
     ) -> Result<(Checked, Option<Instant>), ApiError> {
-        let record = self
-            .store
-            .image(digest)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no image {digest} is stored")))?;
+        // The record and the image's vulnerability state are independent reads: both at once.
+        let (record, state) = tokio::join!(
+            self.store.image(digest),
+            facts::check_state(self.pool(), digest)
+        );
+        let record =
+            record?.ok_or_else(|| ApiError::not_found(format!("no image {digest} is stored")))?;
         if record.status == ImageStatus::Failed {
             return Err(ApiError::conflict(format!(
                 "{digest} failed to analyze: {}",
@@ -388,10 +390,10 @@ impl PolicyEngine {
             }
         }
         // Data before verdicts: an image analyzed since the last match round is matched now.
-        facts::match_on_demand(self.pool(), digest).await;
-        let feed_state = facts::feed_state(self.pool(), digest)
+        let state = facts::match_on_demand(self.pool(), digest, state.map_err(db_error)?)
             .await
             .map_err(db_error)?;
+        let feed_state = state.feed_state;
         let key: CacheKey = (
             digest.to_string(),
             reference.clone(),
@@ -413,10 +415,10 @@ impl PolicyEngine {
             ApiError::conflict(format!("{digest} has no stored analysis document"))
         })?;
         let mut image = facts::from_document(&record, parsed.as_ref(), &doc);
-        facts::add_retrieved(&self.store, &doc, &mut image).await?;
+        facts::add_retrieved(&self.store, bundle.bundle(), &doc, &mut image).await?;
         drop(doc);
         facts::add_files(&self.store, bundle.bundle(), &mut image).await?;
-        facts::add_vulnerabilities(self.pool(), &mut image)
+        facts::add_vulnerabilities(self.pool(), &mut image, state.indexed)
             .await
             .map_err(vulns_error)?;
         let evaluation = Arc::new(evaluate(bundle, &image, jiff::Timestamp::now()));

@@ -14,7 +14,7 @@ pub mod queries;
 pub mod sync;
 
 pub use matcher::{Matcher, RematchReport};
-pub use on_demand::OnDemand;
+pub use on_demand::{OnDemand, NEEDS_SQL};
 
 /// Advisory lock key of the feed cycle, of `fathom vulns sync` and of on-demand matching ("fathomFd" as
 /// bytes): whoever holds it is the only one syncing or writing matches, so match writes never collide.

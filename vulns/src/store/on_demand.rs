@@ -13,8 +13,9 @@ use crate::error::Result;
 /// Whether the image needs it: a live feed exists, and the image is analyzed but not indexed (or
 /// re-analyzed since; not when its document is already known not to decode), or one of its keys was
 /// never matched. Keys under names a feed change marked dirty keep their previous matches until the
-/// fleet round: the image has data, only a round old.
-const NEEDS_SQL: &str = r#"
+/// fleet round: the image has data, only a round old. One boolean of `$1` (the digest), so a caller can
+/// read it in the statement that reads what else it needs (the policy engine's check state).
+pub const NEEDS_SQL: &str = r#"
 SELECT EXISTS (SELECT 1 FROM fathom_vuln_feeds WHERE generation IS NOT NULL) AND (
     EXISTS (SELECT 1 FROM fathom_images i LEFT JOIN fathom_vuln_images v ON v.manifest_digest = i.manifest_digest
             WHERE i.manifest_digest = $1 AND i.status = 'analyzed' AND i.document IS NOT NULL
@@ -61,6 +62,12 @@ impl OnDemand {
         if !needed {
             return Ok(OnDemand::Current);
         }
+        OnDemand::match_needed(pool, digest).await
+    }
+
+    /// [`OnDemand::match_image`] for a caller that read [`NEEDS_SQL`] itself and found it true: the
+    /// transaction only (it finds nothing to match, and says so, when a round got there first).
+    pub async fn match_needed(pool: &PgPool, digest: &str) -> Result<OnDemand> {
         let mut tx = pool.begin().await?;
         let locked: bool = sqlx::query_scalar(TRY_LOCK_SQL)
             .bind(FEED_LOCK)

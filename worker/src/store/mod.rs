@@ -11,6 +11,7 @@
 //! [`LayerResult`]: fathom_analyzer::layer::LayerResult
 //! [`LayerCache`]: fathom_analyzer::cache::LayerCache
 
+mod codec;
 mod content;
 mod estimate;
 mod images;
@@ -19,6 +20,8 @@ mod parts;
 mod platforms;
 mod retrieved;
 mod status;
+
+pub(crate) use codec::{compress, decompress, decompress_bytes, ZSTD_LEVEL};
 
 use std::time::{Duration, SystemTime};
 
@@ -146,6 +149,9 @@ fn connect_options(database_url: &str) -> Result<PgConnectOptions> {
     Ok(options.application_name("fathom-store"))
 }
 
+/// How long a pooled connection may sit unused before it is pinged on its way out of the pool.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Handle on the results store. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -174,6 +180,19 @@ impl Store {
             .min_connections(0)
             .idle_timeout(Some(idle_timeout))
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings a connection when it goes back to the pool and, by default, again when it is
+            // taken out: three round trips per statement. A connection handed back moments ago was
+            // answered moments ago, so only one that sat idle is pinged before use (a server restarted
+            // while it slept is then noticed before a request's statement fails on it).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(connect_options(database_url)?);
         let claim_owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()).into();
         Ok(Store { pool, claim_owner })
@@ -189,35 +208,6 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-}
-
-/// zstd level for stored documents: level 3 compresses JSON ~8–10× at hundreds of MB/s.
-const ZSTD_LEVEL: i32 = 3;
-
-pub(crate) fn compress<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(value).map_err(|e| document_error(what, e))?;
-    zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| document_error(what, e))
-}
-
-/// Largest decompressed document accepted: a corrupt or hostile row must not exhaust memory.
-const MAX_DOCUMENT_BYTES: u64 = 1 << 30;
-
-/// A zstd body decompressed whole (at most [`MAX_DOCUMENT_BYTES`]).
-pub(crate) fn decompress_bytes(what: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-    let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| document_error(what, e))?;
-    let mut out = vec![];
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(decoder, MAX_DOCUMENT_BYTES),
-        &mut out,
-    )
-    .map_err(|e| document_error(what, e))?;
-    Ok(out)
-}
-
-pub(crate) fn decompress<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
-    let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| document_error(what, e))?;
-    let limited = std::io::Read::take(decoder, MAX_DOCUMENT_BYTES);
-    serde_json::from_reader(std::io::BufReader::new(limited)).map_err(|e| document_error(what, e))
 }
 
 fn document_error(what: &str, e: impl std::fmt::Display) -> StoreError {
