@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use sqlx::PgPool;
 
+use super::changes;
 use super::groups::{prune_groups, write_groups, Row};
 use crate::core::ecosystem::{is_os_type, match_key, DistroRef, PackageFacts};
 use crate::error::{Error, Result};
@@ -63,7 +64,7 @@ struct DocLayer {
     digest: String,
 }
 
-/// Analyzed images not indexed yet or re-analyzed since, with the analysis time they carry.
+/// Analyzed images among `$3` not indexed yet or re-analyzed since, with the analysis time they carry.
 const STALE_IMAGES_SQL: &str = r#"
 SELECT i.manifest_digest, i.analyzed_at::text, i.document, coalesce(x.hashes, '{}'), coalesce(x.bodies, '{}')
 FROM fathom_images i LEFT JOIN fathom_vuln_images v ON v.manifest_digest = i.manifest_digest
@@ -71,7 +72,7 @@ LEFT JOIN LATERAL (SELECT array_agg(p.hash) AS hashes, array_agg(p.body) AS bodi
                    FROM fathom_image_package_parts p
                    WHERE p.hash = ANY(i.package_parts) AND p.cache_key = i.cache_key) x ON true
 WHERE i.status = 'analyzed' AND i.document IS NOT NULL
-  AND ($3::text IS NULL OR i.manifest_digest = $3)
+  AND i.manifest_digest = ANY($3::text[])
   AND (v.manifest_digest IS NULL OR v.analyzed_at <> i.analyzed_at)
   AND NOT EXISTS (SELECT 1 FROM fathom_vuln_undecodable u WHERE u.manifest_digest = i.manifest_digest
                   AND u.analyzed_at = i.analyzed_at AND u.decoder = $2)
@@ -91,11 +92,12 @@ ON CONFLICT (manifest_digest) DO UPDATE SET analyzed_at = EXCLUDED.analyzed_at, 
 "#;
 /// Which release decoded (or failed to decode) a document: a new release tries undecodable ones again.
 const DECODER: &str = env!("CARGO_PKG_VERSION");
-/// Drops images no longer stored (analyzed) with their packages; returns how many images.
+/// Drops images among `$1` no longer stored (analyzed) with their packages; returns how many images.
 const REMOVED_IMAGES_SQL: &str = r#"
 WITH gone AS (
     DELETE FROM fathom_vuln_images v
-    WHERE NOT EXISTS (SELECT 1 FROM fathom_images i WHERE i.manifest_digest = v.manifest_digest AND i.status = 'analyzed')
+    WHERE v.manifest_digest = ANY($1::text[])
+      AND NOT EXISTS (SELECT 1 FROM fathom_images i WHERE i.manifest_digest = v.manifest_digest AND i.status = 'analyzed')
     RETURNING manifest_digest),
 links AS (DELETE FROM fathom_vuln_image_groups g USING gone WHERE g.manifest_digest = gone.manifest_digest)
 SELECT count(*) FROM gone
@@ -259,23 +261,29 @@ pub(crate) struct IndexReport {
     pub undecodable: u64,
 }
 
-/// Indexes new or re-analyzed images and drops removed ones.
+/// Indexes new or re-analyzed images and drops removed ones: those a change marked (see [`changes`]).
 pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
+    let marked = changes::marked(pool, DECODER).await?;
+    if marked.digests.is_empty() {
+        return Ok(IndexReport::default());
+    }
     let removed: i64 = sqlx::query_scalar(REMOVED_IMAGES_SQL)
+        .bind(&marked.digests)
         .fetch_one(pool)
         .await?;
     let removed = u64::try_from(removed).unwrap_or(0);
     let mut indexed = 0u64;
     let mut undecodable = 0u64;
-    loop {
+    // A batch of marked images at a time: each is read (if stale) and indexed in one transaction.
+    for batch in marked.digests.chunks(IMAGE_BATCH as usize) {
         let stale: Vec<Stored> = sqlx::query_as(STALE_IMAGES_SQL)
             .bind(IMAGE_BATCH)
             .bind(DECODER)
-            .bind(None::<&str>)
+            .bind(batch)
             .fetch_all(pool)
             .await?;
         if stale.is_empty() {
-            break;
+            continue;
         }
         let (images, bad) = tokio::task::spawn_blocking(move || decode_all(stale))
             .await
@@ -297,6 +305,7 @@ pub(crate) async fn index_images(pool: &PgPool) -> Result<IndexReport> {
         sqlx::query(PRUNE_KEYS_SQL).execute(pool).await?;
         sqlx::query(PRUNE_MATCHES_SQL).execute(pool).await?;
     }
+    marked.settle(pool).await?;
     Ok(IndexReport {
         indexed,
         removed,
@@ -312,7 +321,7 @@ pub(crate) async fn index_one(conn: &mut sqlx::PgConnection, digest: &str) -> Re
     let stale: Vec<Stored> = sqlx::query_as(STALE_IMAGES_SQL)
         .bind(1_i64)
         .bind(DECODER)
-        .bind(digest)
+        .bind([digest])
         .fetch_all(&mut *conn)
         .await?;
     if stale.is_empty() {

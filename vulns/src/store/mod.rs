@@ -3,6 +3,7 @@
 
 use sqlx::migrate::Migrator;
 
+mod changes;
 mod copy;
 mod events;
 mod groups;
