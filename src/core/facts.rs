@@ -147,9 +147,9 @@ pub async fn check_state(pool: &PgPool, digest: &str) -> sqlx::Result<CheckState
 
 /// Data before verdicts: an analyzed image the match round has not reached yet (or whose keys were
 /// never matched) is indexed and matched now, one image, so its verdict reads its vulnerabilities
-/// instead of "data unavailable"; the state is read again then. Best effort: while a round holds the
-/// feed lock it will match the image itself, and a failure leaves the data as it was (the rules that
-/// need it are then unevaluable).
+/// instead of "data unavailable"; the state is read again then (a failure to read it fails the check).
+/// Matching is best effort: while a round holds the feed lock it will match the image itself, and a
+/// failure to match leaves the data as it was (the rules that need it are then unevaluable).
 pub async fn match_on_demand(
     pool: &PgPool,
     digest: &str,

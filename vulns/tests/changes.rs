@@ -67,7 +67,7 @@ async fn rounds_look_at_marked_images_only_and_settle_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_committing_while_a_round_settles_stays_for_the_next_round() {
+async fn a_change_not_committed_while_a_round_settles_stays_for_the_next_round() {
     let (_db, pool) = db().await;
     store_pypi_image(&pool, "sha256:x", &[("alpha", "1.0")]).await;
     Matcher::rematch(&pool).await.unwrap();
@@ -81,23 +81,14 @@ async fn a_change_committing_while_a_round_settles_stays_for_the_next_round() {
     .execute(&mut *later)
     .await
     .unwrap();
-    let round = tokio::spawn({
-        let pool = pool.clone();
-        async move { Matcher::rematch(&pool).await.unwrap() }
-    });
-    // The round indexes the first re-analysis, then waits to settle the marker the open change holds.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(
-        !round.is_finished(),
-        "the round should wait for the open change"
-    );
-    later.commit().await.unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(10), round)
+    // The round neither waits for the open change (it holds the feed lock) nor settles its marker.
+    let report = tokio::time::timeout(Duration::from_secs(10), Matcher::rematch(&pool))
         .await
-        .expect("the round finishes once the change commits")
+        .expect("the round does not wait for an open change")
         .unwrap();
     assert_eq!(report.images_indexed, 1);
-    // The change that committed meanwhile is still marked, and the next round indexes it.
+    later.commit().await.unwrap();
+    // The change that committed after it is still marked, and the next round indexes it.
     assert_eq!(marked(&pool).await, ["sha256:x"]);
     assert_ne!(
         indexed_at(&pool, "sha256:x").await,
@@ -109,5 +100,65 @@ async fn a_change_committing_while_a_round_settles_stays_for_the_next_round() {
         indexed_at(&pool, "sha256:x").await,
         Some(analyzed_at(&pool, "sha256:x").await)
     );
+    assert!(marked(&pool).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_undecodable_image_is_looked_at_again_by_a_new_release_only_once() {
+    let (_db, pool) = db().await;
+    support::store_raw_document(&pool, "sha256:bad", vec![0], 0).await;
+    let first = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!(first.images_undecodable, 1);
+    assert!(marked(&pool).await.is_empty());
+    // As after an upgrade: the mark names another release, so the image is tried once more ...
+    sqlx::query("UPDATE fathom_vuln_undecodable SET decoder = '0.0.0-earlier'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let retried = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!(retried.images_undecodable, 1);
+    // ... and then not again: the mark now names this release.
+    let idle = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!((idle.images_indexed, idle.images_undecodable), (0, 0));
+    assert!(marked(&pool).await.is_empty());
+    // Re-analyzed into a document that decodes: indexed, and its old mark goes with it, so a later
+    // release has nothing to try again.
+    store_pypi_image(&pool, "sha256:bad", &[("alpha", "1.0")]).await;
+    let fixed = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!(fixed.images_indexed, 1);
+    let marks: i64 = sqlx::query_scalar("SELECT count(*) FROM fathom_vuln_undecodable")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(marks, 0);
+    let idle = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!(idle.images_indexed, 0);
+    assert!(marked(&pool).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_backlog_is_worked_off_newest_first() {
+    let (_db, pool) = db().await;
+    // More marked images than one round takes (as after the upgrade's migration marks every image).
+    let n = 20_500;
+    sqlx::query(
+        "INSERT INTO fathom_images (manifest_digest, config_digest, platform, layers, status, analyzer_version, cache_key, document, package_count)
+         SELECT 'sha256:old' || lpad(g::text, 6, '0'), 'sha256:c', 'linux/amd64', ARRAY['sha256:l1'], 'analyzed', 'test', 'k', $1, 0
+         FROM generate_series(1, $2) g",
+    )
+    .bind(zstd::bulk::compress(br#"{"packages": []}"#, 3).unwrap())
+    .bind(n)
+    .execute(&pool)
+    .await
+    .unwrap();
+    store_pypi_image(&pool, "sha256:new", &[("alpha", "1.0")]).await;
+    let first = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!(first.images_indexed, 20_000);
+    assert!(
+        indexed_at(&pool, "sha256:new").await.is_some(),
+        "the newest change is in the first round"
+    );
+    let second = Matcher::rematch(&pool).await.unwrap();
+    assert_eq!(second.images_indexed, 501);
     assert!(marked(&pool).await.is_empty());
 }

@@ -10,7 +10,9 @@
 //! `fathom_vuln_undecodable`, `fathom_policy_evaluations`, `fathom_catalog_history`, `fathom_inventory`,
 //! and the submissions pinned to the digest (`fathom_submissions`, `fathom_submission_heads` of
 //! `repo@digest`). Its layers stay until the sweeper finds no image using them; finished jobs stay until
-//! the queue prunes them; the outbox keeps its events (and gains `dev.fathom.image.deleted`).
+//! the queue prunes them; the outbox keeps its events (and gains `dev.fathom.image.deleted`); the
+//! delete of the image's row marks it changed (`fathom_vuln_changed_images`, by trigger), and the next
+//! match round finds it gone and clears the mark.
 
 use std::time::Duration;
 

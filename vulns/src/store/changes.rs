@@ -2,8 +2,13 @@
 //! (`fathom_vuln_changed_images`, migration `20261223000000`), so an idle round reads one small table
 //! instead of comparing every stored image with the index, and how a pass settles them.
 //!
-//! A marker is settled only in the row version the pass read (its `xmin`): a change committed after the
-//! read, or committing while the pass settles, writes a new version, which stays for the next round.
+//! A marker is settled only in the row version the pass read (its `xmin`), and only when no transaction
+//! holds it: a change committed after the read, or not committed yet, writes a new version, which stays
+//! for the next round.
+//!
+//! The invariant: whatever drops an image's index rows without changing its `fathom_images` row must
+//! write a marker (a migration rebuilding the index, a reset tool), or no round looks at the image again;
+//! marking an image undecodable is the one intended exception (its mark says why it is not indexed).
 
 use sqlx::PgPool;
 
@@ -18,12 +23,17 @@ INSERT INTO fathom_vuln_changed_images (manifest_digest)
 SELECT manifest_digest FROM fathom_vuln_undecodable WHERE decoder <> $1
 ON CONFLICT DO NOTHING
 "#;
+/// The newest changes first: a backlog never holds back an image analyzed now.
 const MARKERS_SQL: &str =
-    "SELECT manifest_digest, xmin::text FROM fathom_vuln_changed_images LIMIT $1";
+    "SELECT manifest_digest, xmin::text FROM fathom_vuln_changed_images ORDER BY seq DESC LIMIT $1";
+/// Deletes the markers still in the version read. One a transaction holds (a change not committed yet)
+/// is skipped, not waited for: the round holds the feed lock, and that change makes a new version.
 const SETTLE_SQL: &str = r#"
-DELETE FROM fathom_vuln_changed_images c
-USING unnest($1::text[], $2::text[]) AS s(digest, version)
-WHERE c.manifest_digest = s.digest AND c.xmin::text = s.version
+DELETE FROM fathom_vuln_changed_images
+WHERE ctid IN (SELECT c.ctid FROM fathom_vuln_changed_images c
+               JOIN unnest($1::text[], $2::text[]) AS s(digest, version)
+                 ON c.manifest_digest = s.digest AND c.xmin::text = s.version
+               FOR UPDATE OF c SKIP LOCKED)
 "#;
 
 /// The markers one pass read: digests, and the row versions to settle.

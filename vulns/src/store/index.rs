@@ -102,6 +102,8 @@ WITH gone AS (
 links AS (DELETE FROM fathom_vuln_image_groups g USING gone WHERE g.manifest_digest = gone.manifest_digest)
 SELECT count(*) FROM gone
 "#;
+/// Forgets the undecodable marks of images indexed now.
+const DECODED_SQL: &str = "DELETE FROM fathom_vuln_undecodable WHERE manifest_digest = ANY($1)";
 /// Drops the images' previous index.
 const DELETE_IMAGES_SQL: &str = "DELETE FROM fathom_vuln_images WHERE manifest_digest = ANY($1)";
 const DELETE_LINKS_SQL: &str =
@@ -413,6 +415,11 @@ async fn write_batch_in(tx: &mut sqlx::PgConnection, images: &[Indexed]) -> Resu
         v.push(kv);
     }
     drop_index(&mut *tx, &digests).await?;
+    // Decoded now: an earlier release's mark would otherwise have the image looked at every round.
+    sqlx::query(DECODED_SQL)
+        .bind(&digests)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(INSERT_IMAGES_SQL)
         .bind(&digests)
         .bind(&analyzed)

@@ -5,6 +5,7 @@ use super::{document_error, Result};
 /// zstd level for stored documents: level 3 compresses JSON ~8–10× at hundreds of MB/s.
 pub(crate) const ZSTD_LEVEL: i32 = 3;
 
+/// `value` as JSON compressed with zstd (the frame states its size, so it decodes in one call).
 pub(crate) fn compress<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
     let json = serde_json::to_vec(value).map_err(|e| document_error(what, e))?;
     zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| document_error(what, e))
@@ -25,10 +26,15 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// The decompressed size a body's (first) frame states, if it states one.
+pub(crate) fn stated_size(bytes: &[u8]) -> Option<u64> {
+    zstd::zstd_safe::get_frame_content_size(bytes).ok()?
+}
+
 /// The body decompressed in one call when its frame states a size of at most [`ONE_SHOT_BYTES`];
 /// `None` when it does not (no size, a larger one, several frames): the caller streams it instead.
 fn decompress_one_shot(bytes: &[u8]) -> Option<Vec<u8>> {
-    let size = zstd::zstd_safe::get_frame_content_size(bytes).ok()??;
+    let size = stated_size(bytes)?;
     if size > ONE_SHOT_BYTES {
         return None;
     }
@@ -95,6 +101,15 @@ mod tests {
             let back: serde_json::Value = decompress("doc", body).unwrap();
             assert_eq!(back, value);
         }
+    }
+
+    #[test]
+    fn a_body_stating_more_than_the_one_shot_limit_streams() {
+        let big = vec![b' '; (ONE_SHOT_BYTES + 1) as usize];
+        let body = zstd::bulk::compress(&big, 3).unwrap();
+        assert_eq!(stated_size(&body), Some(ONE_SHOT_BYTES + 1));
+        assert_eq!(decompress_one_shot(&body), None);
+        assert_eq!(decompress_bytes("doc", &body).unwrap().len(), big.len());
     }
 
     #[test]

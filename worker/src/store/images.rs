@@ -387,7 +387,12 @@ impl Store {
             return Ok(None);
         };
         let what = format!("image {manifest_digest}");
-        let stored = bytes.len() + bodies.iter().map(Vec::len).sum::<usize>();
+        // By the sizes the frames state, not the stored ones: a document compressing a thousandfold
+        // is still a large parse.
+        let stated: Option<u64> = std::iter::once(&bytes)
+            .chain(&bodies)
+            .map(|b| super::codec::stated_size(b))
+            .sum();
         let decode = move || -> Result<ImageAnalysis> {
             // Through a JSON value even without parts found: a document naming parts that are gone
             // must fail (clearly), not read as an image without packages.
@@ -396,7 +401,7 @@ impl Store {
             super::parts::join(&what, &mut doc, &bodies)?;
             serde_json::from_value(doc).map_err(|e| super::document_error(&what, e))
         };
-        if stored <= DECODE_IN_PLACE_BYTES {
+        if stated.is_some_and(|n| n <= DECODE_IN_PLACE_BYTES) {
             return decode().map(Some);
         }
         tokio::task::spawn_blocking(decode)
@@ -409,9 +414,9 @@ impl Store {
     }
 }
 
-/// Stored (compressed) bytes of a document and its parts decoded on the async thread: ~100 KB of JSON,
-/// a fraction of a millisecond to parse.
-const DECODE_IN_PLACE_BYTES: usize = 16 * 1024;
+/// JSON bytes of a document and its parts (as their frames state them) decoded on the async thread: a
+/// fraction of a millisecond to parse.
+const DECODE_IN_PLACE_BYTES: u64 = 256 * 1024;
 
 /// RFC 3339 timestamps in JSON output.
 pub(crate) mod rfc3339 {
