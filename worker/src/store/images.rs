@@ -389,10 +389,12 @@ impl Store {
         let what = format!("image {manifest_digest}");
         // By the sizes the frames state, not the stored ones: a document compressing a thousandfold
         // is still a large parse.
+        // (Saturating: a corrupt row's header may state anything.)
         let stated: Option<u64> = std::iter::once(&bytes)
             .chain(&bodies)
-            .map(|b| super::codec::stated_size(b))
-            .sum();
+            .try_fold(0u64, |sum, b| {
+                Some(sum.saturating_add(super::codec::stated_size(b)?))
+            });
         let decode = move || -> Result<ImageAnalysis> {
             // Through a JSON value even without parts found: a document naming parts that are gone
             // must fail (clearly), not read as an image without packages.
