@@ -166,7 +166,6 @@ pub async fn match_on_demand(
         Ok(OnDemand::Busy) => {
             tracing::debug!(digest, "not matched on demand: a feed round holds the lock");
         }
-        Ok(OnDemand::Current) => {}
         Err(e) => tracing::warn!(error = %e, digest, "matching the image on demand failed"),
     }
     Ok(state)

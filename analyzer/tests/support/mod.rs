@@ -72,19 +72,11 @@ impl Cataloger for ListCataloger {
 }
 
 pub fn file(path: &str, bytes: &[u8]) -> SampleEntry {
-    SampleEntry {
-        path: path.into(),
-        mode: 0o644,
-        kind: SampleKind::File(bytes.to_vec()),
-    }
+    SampleEntry::file(path, bytes)
 }
 
 pub fn dir(path: &str) -> SampleEntry {
-    SampleEntry {
-        path: path.into(),
-        mode: 0o755,
-        kind: SampleKind::Dir,
-    }
+    SampleEntry::dir(path)
 }
 
 pub fn symlink(path: &str, target: &str) -> SampleEntry {

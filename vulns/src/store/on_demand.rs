@@ -37,12 +37,11 @@ ORDER BY 1, 2, 3
 /// Taken for the transaction only; refused (not waited for) while a fleet round holds the lock.
 const TRY_LOCK_SQL: &str = "SELECT pg_try_advisory_xact_lock($1)";
 
-/// What [`OnDemand::match_image`] did.
+/// What [`OnDemand::match_needed`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnDemand {
-    /// Nothing to do: matched already, not analyzed, or no feed has data.
-    Current,
-    /// Indexed (when it was not) and its new keys matched, committed.
+    /// Indexed (when it was not) and its new keys matched, committed (no keys when a round got there
+    /// first).
     Matched {
         /// Keys evaluated.
         keys: u64,
@@ -53,20 +52,8 @@ pub enum OnDemand {
 
 impl OnDemand {
     /// Indexes the analyzed image `digest` if it is not, and matches its keys never matched, in one
-    /// transaction under the feed lock (so its match writes never collide with a fleet round's).
-    pub async fn match_image(pool: &PgPool, digest: &str) -> Result<OnDemand> {
-        let needed: bool = sqlx::query_scalar(NEEDS_SQL)
-            .bind(digest)
-            .fetch_one(pool)
-            .await?;
-        if !needed {
-            return Ok(OnDemand::Current);
-        }
-        OnDemand::match_needed(pool, digest).await
-    }
-
-    /// [`OnDemand::match_image`] for a caller that read [`NEEDS_SQL`] itself and found it true: the
-    /// transaction only (it finds nothing to match, and says so, when a round got there first).
+    /// transaction under the feed lock (so its match writes never collide with a fleet round's). For a
+    /// caller that read [`NEEDS_SQL`] (in the statement reading what else it needs) and found it true.
     pub async fn match_needed(pool: &PgPool, digest: &str) -> Result<OnDemand> {
         let mut tx = pool.begin().await?;
         let locked: bool = sqlx::query_scalar(TRY_LOCK_SQL)
